@@ -1,0 +1,431 @@
+//! The validated job spec: the only form the rest of ringtrain sees. Every value here has passed
+//! [`crate::validate`], so consumers never re-check ranges (a learning rate is finite and positive,
+//! a window is at least 1, fractions sum to 1, ...).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A complete, validated training job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Human-readable name (defaults to the spec file's stem, or `job`).
+    pub name: String,
+    /// Seed for parameter initialization, shuffling, dropout and every other random choice.
+    pub seed: u64,
+    /// Network architecture.
+    pub model: ModelSpec,
+    /// What is predicted and how it is scored.
+    pub task: TaskSpec,
+    /// Where the samples come from and how they are prepared.
+    pub data: DataSpec,
+    /// Optimization loop.
+    pub train: TrainSpec,
+    /// How the job is spread over workers.
+    pub parallel: ParallelSpec,
+    /// When and where state is saved.
+    pub checkpoint: CheckpointSpec,
+}
+
+/// Recurrent cell type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellKind {
+    /// Elman RNN, `h' = act(x W + h U + b)`.
+    Rnn,
+    /// Long short-term memory (gates i, f, g, o; PyTorch's gate order).
+    Lstm,
+    /// Gated recurrent unit (gates r, z, n; PyTorch's formulation with `r` applied after `U h`).
+    Gru,
+}
+
+impl CellKind {
+    /// Number of gate blocks stacked in the fused weight matrices (`[in, gates*hidden]`).
+    pub fn gates(self) -> usize {
+        match self {
+            CellKind::Rnn => 1,
+            CellKind::Lstm => 4,
+            CellKind::Gru => 3,
+        }
+    }
+}
+
+/// Non-linearity of the simple RNN cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Hyperbolic tangent (the default).
+    Tanh,
+    /// Rectified linear unit.
+    Relu,
+}
+
+/// Architecture: input block → recurrent layers → head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Recurrent cell of every layer.
+    pub cell: CellKind,
+    /// Activation of the `rnn` cell (ignored by `lstm`/`gru`, which have fixed non-linearities).
+    pub activation: Activation,
+    /// Number of stacked recurrent layers (≥ 1).
+    pub layers: usize,
+    /// Hidden units per direction (≥ 1).
+    pub hidden: usize,
+    /// Run each layer in both directions and concatenate (output width `2 * hidden`).
+    pub bidirectional: bool,
+    /// Dropout probability applied between recurrent layers during training, `[0, 1)`.
+    pub dropout: f64,
+    /// Width of the token embedding (classification only; ≥ 1).
+    pub embedding_dim: usize,
+    /// Optional linear projection of numeric features before the recurrent stack
+    /// (forecasting only); `None` feeds the features to the first layer directly.
+    pub projection: Option<usize>,
+}
+
+/// Loss used by a forecasting task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForecastLoss {
+    /// Mean squared error.
+    Mse,
+    /// Mean absolute error.
+    Mae,
+}
+
+/// How a classifier turns the per-step outputs into one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Output at the last valid (unpadded) step; for bidirectional layers the backward half is
+    /// taken at step 0, where it has read the whole sequence.
+    Last,
+    /// Mean over valid steps.
+    Mean,
+    /// Element-wise maximum over valid steps.
+    Max,
+}
+
+/// The learning problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskSpec {
+    /// Windowed multivariate series → next `horizon` values of the target columns.
+    Forecast {
+        /// Number of future steps predicted (≥ 1).
+        horizon: usize,
+        /// Training loss.
+        loss: ForecastLoss,
+        /// Season length for the seasonal-naive baseline (e.g. 12 for monthly data); `None`
+        /// reports only the naive (last value) baseline.
+        season: Option<usize>,
+    },
+    /// Token sequence → one of a fixed set of classes.
+    Classify {
+        /// Pooling over valid steps.
+        pooling: Pooling,
+        /// Per-class loss weights keyed by label; classes not listed weigh 1.
+        class_weights: Vec<(String, f64)>,
+    },
+}
+
+/// File format of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    /// Comma-separated with a header row.
+    Csv,
+    /// Tab-separated with a header row.
+    Tsv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// Feature scaling fitted on the training split only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalization {
+    /// No scaling.
+    None,
+    /// Subtract the mean, divide by the standard deviation (per column).
+    Zscore,
+    /// Map the training minimum..maximum to 0..1 (per column).
+    Minmax,
+}
+
+/// Text tokenizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenizerKind {
+    /// One token per Unicode scalar value.
+    Char,
+    /// Lowercase-optional words: runs of alphanumerics/apostrophes; punctuation marks are tokens.
+    Word,
+}
+
+/// Fractions of the samples in the train, validation and test splits (sum to 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    /// Training fraction (> 0).
+    pub train: f64,
+    /// Validation fraction (≥ 0).
+    pub val: f64,
+    /// Test fraction (≥ 0).
+    pub test: f64,
+}
+
+/// Data source and preparation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSpec {
+    /// Dataset file. Relative paths are resolved against the spec file's directory.
+    pub path: PathBuf,
+    /// File format (from the `format` key, else the file extension).
+    pub format: DataFormat,
+    /// Split fractions. Forecasting splits chronologically; classification shuffles by seed first.
+    pub split: Split,
+    /// Task-specific preparation.
+    pub kind: DataKind,
+}
+
+/// Task-specific data preparation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DataKind {
+    /// Numeric time series.
+    Series(SeriesSpec),
+    /// Labelled text.
+    Text(TextSpec),
+}
+
+/// Preparation of a numeric time series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesSpec {
+    /// Input columns, by header name, in model input order (non-empty).
+    pub features: Vec<String>,
+    /// Predicted columns, by header name (non-empty; may overlap `features`).
+    pub targets: Vec<String>,
+    /// Input window length in steps (≥ 1).
+    pub window: usize,
+    /// Distance between the starts of consecutive windows (≥ 1).
+    pub stride: usize,
+    /// Scaling fitted on the training split.
+    pub normalize: Normalization,
+}
+
+/// Preparation of labelled text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextSpec {
+    /// Column (CSV/TSV header or JSON key) holding the text.
+    pub text_column: String,
+    /// Column holding the label (string or integer).
+    pub label_column: String,
+    /// Tokenizer.
+    pub tokenizer: TokenizerKind,
+    /// Lowercase text before tokenizing.
+    pub lowercase: bool,
+    /// Tokens seen fewer times than this in the training split map to `<unk>` (≥ 1).
+    pub min_freq: usize,
+    /// Largest vocabulary including `<pad>` and `<unk>` (≥ 3).
+    pub max_vocab: usize,
+    /// Sequences longer than this are truncated (keeping the start) (≥ 1).
+    pub max_len: usize,
+    /// The class labels in output order; `None` means the sorted set seen in the training split.
+    /// A label outside an explicit list is a data error.
+    pub labels: Option<Vec<String>>,
+}
+
+/// SGD-family and adaptive optimizers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OptimizerSpec {
+    /// Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay.
+    Sgd {
+        /// Learning rate (> 0).
+        lr: f64,
+        /// Momentum coefficient, `[0, 1)`.
+        momentum: f64,
+        /// Nesterov momentum (requires momentum > 0).
+        nesterov: bool,
+        /// L2 penalty added to the gradient (≥ 0).
+        weight_decay: f64,
+    },
+    /// RMSProp (PyTorch's form, no centering).
+    Rmsprop {
+        /// Learning rate (> 0).
+        lr: f64,
+        /// Smoothing constant of the squared-gradient average, `(0, 1)`.
+        alpha: f64,
+        /// Denominator epsilon (> 0).
+        eps: f64,
+        /// Momentum coefficient, `[0, 1)`.
+        momentum: f64,
+        /// L2 penalty added to the gradient (≥ 0).
+        weight_decay: f64,
+    },
+    /// Adam with L2 weight decay added to the gradient.
+    Adam {
+        /// Learning rate (> 0).
+        lr: f64,
+        /// First-moment decay, `[0, 1)`.
+        beta1: f64,
+        /// Second-moment decay, `[0, 1)`.
+        beta2: f64,
+        /// Denominator epsilon (> 0).
+        eps: f64,
+        /// L2 penalty added to the gradient (≥ 0).
+        weight_decay: f64,
+    },
+    /// Adam with decoupled weight decay.
+    Adamw {
+        /// Learning rate (> 0).
+        lr: f64,
+        /// First-moment decay, `[0, 1)`.
+        beta1: f64,
+        /// Second-moment decay, `[0, 1)`.
+        beta2: f64,
+        /// Denominator epsilon (> 0).
+        eps: f64,
+        /// Decoupled decay rate (≥ 0).
+        weight_decay: f64,
+    },
+}
+
+impl OptimizerSpec {
+    /// The base learning rate before any schedule.
+    pub fn lr(&self) -> f64 {
+        match *self {
+            OptimizerSpec::Sgd { lr, .. }
+            | OptimizerSpec::Rmsprop { lr, .. }
+            | OptimizerSpec::Adam { lr, .. }
+            | OptimizerSpec::Adamw { lr, .. } => lr,
+        }
+    }
+}
+
+/// Learning-rate schedule, applied per optimizer step after an optional linear warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    /// Shape after warm-up.
+    pub kind: ScheduleKind,
+    /// Steps of linear warm-up from `lr / warmup_steps` to `lr` (0 = none).
+    pub warmup_steps: u64,
+}
+
+/// Shape of the learning-rate schedule after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScheduleKind {
+    /// Constant learning rate.
+    Constant,
+    /// Multiply by `gamma` every `step_size` steps.
+    Step {
+        /// Steps between decays (≥ 1).
+        step_size: u64,
+        /// Decay factor, `(0, 1]`.
+        gamma: f64,
+    },
+    /// Cosine decay from `lr` to `min_lr` over the remaining steps of the run.
+    Cosine {
+        /// Final learning rate (≥ 0, ≤ lr).
+        min_lr: f64,
+    },
+}
+
+/// Gradient clipping, applied after the all-reduce and before the optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClipSpec {
+    /// Rescale all gradients so their global L2 norm is at most this (> 0).
+    pub norm: Option<f64>,
+    /// Clamp every gradient element to `[-value, value]` (> 0). Applied before `norm`.
+    pub value: Option<f64>,
+}
+
+/// A metric the trainer can monitor for early stopping and best-checkpoint selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorMetric {
+    /// Validation loss (lower is better).
+    ValLoss,
+    /// Validation accuracy (classification; higher is better).
+    ValAccuracy,
+    /// Validation macro F1 (classification; higher is better).
+    ValF1,
+    /// Validation RMSE in original units (forecasting; lower is better).
+    ValRmse,
+    /// Validation MAE in original units (forecasting; lower is better).
+    ValMae,
+}
+
+impl MonitorMetric {
+    /// Whether a larger value is better.
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, MonitorMetric::ValAccuracy | MonitorMetric::ValF1)
+    }
+}
+
+/// Stop when the monitored metric has not improved for `patience` evaluations.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    /// Metric monitored after every epoch.
+    pub metric: MonitorMetric,
+    /// Epochs without improvement before stopping (≥ 1).
+    pub patience: u32,
+    /// Smallest change counted as an improvement (≥ 0).
+    pub min_delta: f64,
+}
+
+/// The optimization loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSpec {
+    /// Passes over the training split (≥ 1).
+    pub epochs: u32,
+    /// Global batch size: samples per optimizer step summed over data-parallel ranks (≥ 1).
+    pub batch_size: usize,
+    /// Optional cap on optimizer steps (the run ends at whichever of epochs/steps comes first).
+    pub max_steps: Option<u64>,
+    /// Optimizer and its hyperparameters.
+    pub optimizer: OptimizerSpec,
+    /// Learning-rate schedule.
+    pub schedule: ScheduleSpec,
+    /// Gradient clipping.
+    pub clip: ClipSpec,
+    /// Early stopping, if any.
+    pub early_stopping: Option<EarlyStopping>,
+    /// Compute threads per process (default 1: one core per worker is fastest at these sizes).
+    pub threads: usize,
+}
+
+/// Pipeline schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineSchedule {
+    /// All forwards of the micro-batches, then all backwards.
+    Gpipe,
+    /// One-forward-one-backward with bounded in-flight activations.
+    OneFOneB,
+}
+
+/// How the job is distributed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParallelSpec {
+    /// Data-parallel replicas (≥ 1; divides `train.batch_size`).
+    pub data: usize,
+    /// Pipeline stages per replica (≥ 1, ≤ number of model layers).
+    pub pipeline: usize,
+    /// Micro-batches per step in a pipeline (≥ 1; divides the per-replica batch).
+    pub microbatches: usize,
+    /// Pipeline schedule.
+    pub schedule: PipelineSchedule,
+    /// Explicit stage boundaries over the layer list, e.g. `[[0, 1], [2, 3]]`; `None` balances
+    /// stages by parameter count.
+    pub stages: Option<Vec<Vec<usize>>>,
+    /// Gradient fusion buffer size in bytes (0 disables fusion).
+    pub fusion_bytes: u64,
+}
+
+/// Checkpointing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointSpec {
+    /// Directory receiving `latest/`, `best/` and the final model. Relative paths are resolved
+    /// against the current directory of the process that writes them.
+    pub dir: PathBuf,
+    /// Save every N optimizer steps (0 = only at epoch ends and at the end).
+    pub every_steps: u64,
+}
