@@ -1,0 +1,175 @@
+//! Spec parsing through the public API: every invalid fixture produces the errors its
+//! `# expect:` lines name; valid fixtures parse to the documented values and defaults.
+
+use ringtrain_spec::*;
+use std::path::{Path, PathBuf};
+
+fn fixtures(dir: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("toml" | "json")
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Expected substrings: `# expect:` lines of a TOML fixture, or of the `.expect` file beside a
+/// JSON fixture (JSON has no comments).
+fn expectations(path: &Path) -> Vec<String> {
+    let text = if path.extension().unwrap() == "json" {
+        std::fs::read_to_string(path.with_extension("expect")).unwrap()
+    } else {
+        std::fs::read_to_string(path).unwrap()
+    };
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# expect: "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_invalid_fixture_fails_with_its_message() {
+    let files = fixtures("invalid");
+    assert!(files.len() >= 40, "fixtures missing: {}", files.len());
+    let mut failures = Vec::new();
+    for path in &files {
+        let expected = expectations(path);
+        assert!(
+            !expected.is_empty(),
+            "{} has no `# expect:` line",
+            path.display()
+        );
+        match load(path) {
+            Ok(spec) => failures.push(format!("{}: parsed OK: {spec:?}", path.display())),
+            Err(e) => {
+                let msg = e.to_string();
+                for want in &expected {
+                    if !msg.contains(want.as_str()) {
+                        failures.push(format!(
+                            "{}:\n  expected to contain: {want}\n  got: {msg}",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn toml_and_json_forms_are_the_same_spec() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid");
+    let a = load(&dir.join("full.toml")).unwrap();
+    let b = load(&dir.join("full.json")).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.name, "full-example");
+    assert_eq!(a.model.cell, CellKind::Rnn);
+    assert_eq!(a.model.activation, Activation::Relu);
+    assert_eq!(a.model.projection, Some(16));
+    assert_eq!(
+        a.task,
+        TaskSpec::Forecast {
+            horizon: 3,
+            loss: ForecastLoss::Mae,
+            season: Some(12)
+        }
+    );
+    assert_eq!(
+        a.train.optimizer,
+        OptimizerSpec::Sgd {
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-4
+        }
+    );
+    assert_eq!(
+        a.train.schedule.kind,
+        ScheduleKind::Step {
+            step_size: 20,
+            gamma: 0.5
+        }
+    );
+    assert_eq!(a.parallel.schedule, PipelineSchedule::OneFOneB);
+    assert_eq!(a.parallel.stages, Some(vec![vec![0, 1], vec![2, 3, 4]]));
+    assert_eq!(a.parallel.fusion_bytes, 0);
+    assert_eq!(layer_count(&a.model, &a.task), 5);
+}
+
+#[test]
+fn defaults_are_documented_values() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/minimal-classify.toml");
+    let s = load(&path).unwrap();
+    assert_eq!(s.name, "minimal-classify");
+    assert_eq!(s.seed, 42);
+    assert_eq!(
+        (s.model.layers, s.model.hidden, s.model.embedding_dim),
+        (1, 64, 64)
+    );
+    assert_eq!(s.data.format, DataFormat::Jsonl);
+    assert_eq!(
+        s.data.split,
+        Split {
+            train: 0.8,
+            val: 0.1,
+            test: 0.1
+        }
+    );
+    let DataKind::Text(t) = &s.data.kind else {
+        panic!("text data expected")
+    };
+    assert_eq!(
+        (t.text_column.as_str(), t.label_column.as_str()),
+        ("text", "label")
+    );
+    assert_eq!(
+        (t.tokenizer, t.lowercase, t.min_freq, t.max_vocab, t.max_len),
+        (TokenizerKind::Word, true, 1, 20_000, 256)
+    );
+    assert_eq!(
+        s.train.optimizer,
+        OptimizerSpec::Adam {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0
+        }
+    );
+    assert_eq!(
+        (s.train.epochs, s.train.batch_size, s.train.threads),
+        (10, 32, 1)
+    );
+    assert_eq!(s.parallel.fusion_bytes, 64 << 20);
+    assert_eq!(s.checkpoint.dir, PathBuf::from("runs/minimal-classify"));
+    assert_eq!(layer_count(&s.model, &s.task), 3);
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let text = "[model]\ncell = \"lstm\"\nlayers = 0\nhidden = -3\n[task]\nkind = \"forecast\"\n[data]\npath = \"a.csv\"\nfeatures = [\"x\"]\nwindow = 0\n";
+    let err = parse_str(text, SpecFormat::Toml, "<t>", "job").unwrap_err();
+    let paths: Vec<&str> = err.field_errors().iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["model.layers", "model.hidden", "data.window"]);
+}
+
+#[test]
+fn validated_spec_round_trips_through_json() {
+    // The coordinator stores the validated spec; it must survive serialization unchanged.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/full.toml");
+    let spec = load(&path).unwrap();
+    let text = serde_json::to_string(&spec).unwrap();
+    let back: JobSpec = serde_json::from_str(&text).unwrap();
+    assert_eq!(spec, back);
+}
