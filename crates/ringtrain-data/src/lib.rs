@@ -1,1 +1,195 @@
-//! placeholder
+//! ringtrain's datasets: reading CSV/TSV/JSONL files (or the bundled `builtin:` series),
+//! splitting them into train/val/test, fitting normalization and vocabularies on the training split
+//! only, planning each epoch's sample order across data-parallel ranks, and cutting batches as
+//! plain `Vec<f32>`/`Vec<u32>` buffers that the trainer turns into tensors (this crate knows
+//! nothing of burn).
+//!
+//! Entry point: [`load`] turns a validated [`JobSpec`] into [`Prepared`] data; [`ShardPlan`]
+//! orders its samples per epoch; `SeriesData::batch` / `TextData::batch` build batches. Bad data
+//! is a [`DataError`] naming file, line and column — never a panic, never a silently dropped row.
+//! [`synth`] generates the seeded datasets the tests and examples use.
+
+mod batch;
+mod builtin;
+mod error;
+mod normalize;
+mod order;
+mod series;
+mod shard;
+pub mod synth;
+mod table;
+mod text;
+mod vocab;
+
+pub use batch::{SeriesBatch, TextBatch};
+pub use builtin::Builtin;
+pub use error::{ColumnRef, DataError};
+pub use normalize::{ColumnScale, Normalizer};
+pub use order::{below, chacha, permutation, split_sizes};
+pub use series::{PredictInput, SeriesData, predict_input};
+pub use shard::{ShardPlan, sequential_batches};
+pub use table::Source;
+pub use text::TextData;
+pub use vocab::{LabelSet, PAD, PAD_TOKEN, Tokenizer, UNK, UNK_TOKEN, Vocab};
+
+use ringtrain_spec::{DataKind, JobSpec, TaskSpec};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::Path;
+
+/// One of the three parts of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitName {
+    /// The part the model is fitted on (and normalization/vocabulary are fitted on).
+    Train,
+    /// The part early stopping and model selection look at.
+    Val,
+    /// The held-out part reported at the end.
+    Test,
+}
+
+impl SplitName {
+    /// The three splits in file/chronological order.
+    pub const ALL: [SplitName; 3] = [SplitName::Train, SplitName::Val, SplitName::Test];
+
+    /// Position in [`SplitName::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for SplitName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SplitName::Train => "train",
+            SplitName::Val => "val",
+            SplitName::Test => "test",
+        })
+    }
+}
+
+/// A dataset ready for training.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    /// Windowed numeric series (forecast task).
+    Series(SeriesData),
+    /// Encoded labelled text (classify task).
+    Text(TextData),
+}
+
+impl Prepared {
+    /// Number of samples in a split.
+    pub fn len(&self, split: SplitName) -> usize {
+        match self {
+            Prepared::Series(s) => s.len(split),
+            Prepared::Text(t) => t.len(split),
+        }
+    }
+
+    /// Whether a split has no samples.
+    pub fn is_empty(&self, split: SplitName) -> bool {
+        self.len(split) == 0
+    }
+
+    /// The state fitted on the train split, to store in a checkpoint and pass back to
+    /// [`load_with`] at evaluation time.
+    pub fn fitted(&self) -> Fitted {
+        match self {
+            Prepared::Series(s) => Fitted::Series(s.normalizer().clone()),
+            Prepared::Text(t) => Fitted::Text {
+                vocab: t.vocab().clone(),
+                labels: t.labels().clone(),
+            },
+        }
+    }
+}
+
+/// What preparation learned from the training split; serde-serializable for checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fitted {
+    /// The series normalizer.
+    Series(Normalizer),
+    /// The vocabulary and the label set.
+    Text {
+        /// Token vocabulary.
+        vocab: Vocab,
+        /// Classes in output order.
+        labels: LabelSet,
+    },
+}
+
+/// Loads and prepares the dataset of `spec`, fitting normalization or vocabulary on its train
+/// split. A relative `spec.data.path` is resolved against `base_dir` (the spec file's directory);
+/// `builtin:air-passengers` and `builtin:vic-elec` select the bundled series (see [`Builtin`]).
+///
+/// # Errors
+/// Every [`DataError`] a bad file, column, cell, label or split size produces, naming the file,
+/// line and column; [`DataError::TaskMismatch`] when series data meets a classify task or text
+/// data a forecast task.
+pub fn load(spec: &JobSpec, base_dir: &Path) -> Result<Prepared, DataError> {
+    load_with(spec, base_dir, None)
+}
+
+/// Like [`load`], but with `fitted = Some(..)` reuses a trained model's normalizer or vocabulary
+/// and labels instead of fitting them (evaluating a checkpoint on the same or another file).
+///
+/// # Errors
+/// As [`load`], plus [`DataError::FittedMismatch`] when `fitted` is of the other data kind or
+/// names other columns or another tokenizer than the spec.
+pub fn load_with(
+    spec: &JobSpec,
+    base_dir: &Path,
+    fitted: Option<&Fitted>,
+) -> Result<Prepared, DataError> {
+    let source = Source::resolve(&spec.data.path, base_dir)?;
+    let kind_mismatch = |data| DataError::FittedMismatch {
+        reason: format!("the checkpoint holds {data} state but the spec describes other data"),
+    };
+    match (&spec.data.kind, &spec.task) {
+        (DataKind::Series(s), TaskSpec::Forecast {
+            horizon, season, ..
+        }) => {
+            let normalizer = match fitted {
+                None => None,
+                Some(Fitted::Series(n)) => Some(n),
+                Some(Fitted::Text { .. }) => return Err(kind_mismatch("text")),
+            };
+            SeriesData::load(
+                &source,
+                spec.data.format,
+                &spec.data.split,
+                s,
+                *horizon,
+                *season,
+                normalizer,
+            )
+            .map(Prepared::Series)
+        }
+        (DataKind::Text(t), TaskSpec::Classify { .. }) => {
+            let state = match fitted {
+                None => None,
+                Some(Fitted::Text { vocab, labels }) => Some((vocab, labels)),
+                Some(Fitted::Series(_)) => return Err(kind_mismatch("series")),
+            };
+            TextData::load(
+                &source,
+                spec.data.format,
+                &spec.data.split,
+                t,
+                spec.seed,
+                state,
+            )
+            .map(Prepared::Text)
+        }
+        (DataKind::Series(_), _) => Err(DataError::TaskMismatch {
+            data: "series",
+            task: "classify",
+        }),
+        (DataKind::Text(_), _) => Err(DataError::TaskMismatch {
+            data: "text",
+            task: "forecast",
+        }),
+    }
+}

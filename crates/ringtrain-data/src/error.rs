@@ -1,0 +1,258 @@
+//! The one error type of the data pipeline. Every bad-data variant carries what a user needs to
+//! find and fix the problem in their file: the file name, the 1-based line, the column (header name
+//! and, for CSV/TSV, its 1-based position) and the offending value. Nothing in this crate panics on
+//! user data or drops a row silently; it returns one of these instead.
+
+use crate::SplitName;
+use std::fmt;
+
+/// Identifies a column in error messages: the header name (or JSON key) and, for CSV/TSV, its
+/// 1-based position in the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnRef {
+    /// Header name or JSON key.
+    pub name: String,
+    /// 1-based position in the CSV/TSV header; `None` for JSONL keys and builtin series.
+    pub index: Option<usize>,
+}
+
+impl fmt::Display for ColumnRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "column `{}` (#{i})", self.name),
+            None => write!(f, "column `{}`", self.name),
+        }
+    }
+}
+
+/// Everything that can go wrong while reading, splitting or batching a dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file could not be opened or read.
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        /// Path of the file.
+        file: String,
+        /// Underlying IO error.
+        source: std::io::Error,
+    },
+    /// The file has no content at all (not even a header).
+    #[error("{file}: empty file (expected a header row and data rows)")]
+    EmptyFile {
+        /// Path of the file.
+        file: String,
+    },
+    /// The file has a header but no data rows.
+    #[error("{file}:{line}: header found but no data rows follow")]
+    NoRows {
+        /// Path of the file.
+        file: String,
+        /// Line of the header.
+        line: u64,
+    },
+    /// A column named by the spec is not in the header (or a JSON object lacks the key).
+    #[error("{file}:{line}: no column `{column}`; available: {}", available.join(", "))]
+    MissingColumn {
+        /// Path of the file.
+        file: String,
+        /// Line of the header (CSV/TSV) or of the JSON object lacking the key.
+        line: u64,
+        /// The column the spec asked for.
+        column: String,
+        /// The header names (or the object's keys) that do exist.
+        available: Vec<String>,
+    },
+    /// A column name appears more than once in the header, so a lookup by name is ambiguous.
+    #[error("{file}:{line}: column `{column}` appears more than once in the header (#{first} and #{second})")]
+    DuplicateColumn {
+        /// Path of the file.
+        file: String,
+        /// Line of the header.
+        line: u64,
+        /// The repeated name.
+        column: String,
+        /// 1-based position of the first occurrence.
+        first: usize,
+        /// 1-based position of the second occurrence.
+        second: usize,
+    },
+    /// A numeric column holds something that is not a number.
+    #[error("{file}:{line}: {column}: `{cell}` is not a number")]
+    NonNumeric {
+        /// Path of the file.
+        file: String,
+        /// Line of the row.
+        line: u64,
+        /// The column.
+        column: ColumnRef,
+        /// The cell as written in the file.
+        cell: String,
+    },
+    /// A numeric cell is NaN or infinite (or too large for f32).
+    #[error("{file}:{line}: {column}: `{cell}` is not a finite number (NaN, infinity and values beyond f32 range are not allowed)")]
+    NonFinite {
+        /// Path of the file.
+        file: String,
+        /// Line of the row.
+        line: u64,
+        /// The column.
+        column: ColumnRef,
+        /// The cell as written in the file.
+        cell: String,
+    },
+    /// A row has a different number of fields than the header.
+    #[error("{file}:{line}: ragged row: expected {expected} fields (as in the header), found {found}")]
+    Ragged {
+        /// Path of the file.
+        file: String,
+        /// Line of the row.
+        line: u64,
+        /// Field count of the header.
+        expected: usize,
+        /// Field count of this row.
+        found: usize,
+    },
+    /// A JSON value has a type the column cannot hold (e.g. a number where text is expected).
+    #[error("{file}:{line}: {column}: expected {expected}, found `{found}`")]
+    WrongType {
+        /// Path of the file.
+        file: String,
+        /// Line of the object.
+        line: u64,
+        /// The column (JSON key).
+        column: ColumnRef,
+        /// What the column must hold.
+        expected: &'static str,
+        /// The value found, as JSON.
+        found: String,
+    },
+    /// A label is not among the known classes.
+    #[error("{file}:{line}: {column}: unknown label `{label}`; known labels ({origin}): {}", known.join(", "))]
+    UnknownLabel {
+        /// Path of the file.
+        file: String,
+        /// Line of the row.
+        line: u64,
+        /// The label column.
+        column: ColumnRef,
+        /// The label found.
+        label: String,
+        /// The labels that are allowed.
+        known: Vec<String>,
+        /// Where the known labels come from (`the spec's labels list`, `the training split`, ...).
+        origin: &'static str,
+    },
+    /// Bytes that are not valid UTF-8.
+    #[error("{file}:{line}: invalid UTF-8{}", column.as_ref().map(|c| format!(" in {c}")).unwrap_or_default())]
+    InvalidUtf8 {
+        /// Path of the file.
+        file: String,
+        /// Line containing the bad bytes.
+        line: u64,
+        /// The column, where known (CSV/TSV).
+        column: Option<ColumnRef>,
+    },
+    /// A JSONL line is not a valid JSON object.
+    #[error("{file}:{line}: invalid JSON: {message}")]
+    InvalidJson {
+        /// Path of the file.
+        file: String,
+        /// Line of the object.
+        line: u64,
+        /// What the parser reported.
+        message: String,
+    },
+    /// A CSV/TSV record could not be parsed for another reason.
+    #[error("{file}:{line}: cannot parse record: {message}")]
+    Csv {
+        /// Path of the file.
+        file: String,
+        /// Line where parsing failed.
+        line: u64,
+        /// What the parser reported.
+        message: String,
+    },
+    /// A split of a time series has too few rows for a single window.
+    #[error("{file}: the {split} split has {rows} rows but needs at least {needed} ({})", series_need(*split, *window, *horizon))]
+    SeriesTooShort {
+        /// Path of the file.
+        file: String,
+        /// The split.
+        split: SplitName,
+        /// Rows in the split.
+        rows: usize,
+        /// Rows it needs for one window.
+        needed: usize,
+        /// Input window length.
+        window: usize,
+        /// Forecast horizon.
+        horizon: usize,
+    },
+    /// A split requested with a positive fraction would receive no sample.
+    #[error("{file}: the {split} split (fraction {fraction}) of {total} samples is empty; raise the fraction or add data")]
+    SplitTooSmall {
+        /// Path of the file.
+        file: String,
+        /// The split.
+        split: SplitName,
+        /// Its fraction in the spec.
+        fraction: f64,
+        /// Samples in the whole dataset.
+        total: usize,
+    },
+    /// A predict-time file has fewer rows than the model's input window.
+    #[error("{file}: {rows} data rows, fewer than the input window of {window} rows the model needs")]
+    TooFewRowsToPredict {
+        /// Path of the file.
+        file: String,
+        /// Data rows in the file.
+        rows: usize,
+        /// The model's input window.
+        window: usize,
+    },
+    /// `builtin:NAME` names no bundled dataset.
+    #[error("unknown builtin dataset `{name}`; available: {}", available.join(", "))]
+    UnknownBuiltin {
+        /// The name after `builtin:`.
+        name: String,
+        /// The bundled datasets.
+        available: Vec<String>,
+    },
+    /// The spec's data kind does not fit its task (series data needs a forecast task, text a
+    /// classify task).
+    #[error("data kind `{data}` cannot feed task `{task}`")]
+    TaskMismatch {
+        /// The data kind in the spec.
+        data: &'static str,
+        /// The task kind in the spec.
+        task: &'static str,
+    },
+    /// Fitted state passed to [`crate::load_with`] (e.g. from a checkpoint) does not match the spec.
+    #[error("fitted data state does not match the spec: {reason}")]
+    FittedMismatch {
+        /// What differs.
+        reason: String,
+    },
+    /// A shard plan over zero samples was requested.
+    #[error("cannot plan an epoch over 0 samples")]
+    EmptyPlan,
+    /// A shard plan with zero workers or a zero batch was requested.
+    #[error("invalid shard plan: world {world} and per-rank batch {per_rank_batch} must both be at least 1")]
+    InvalidPlan {
+        /// Number of data-parallel ranks.
+        world: usize,
+        /// Samples per rank per step.
+        per_rank_batch: usize,
+    },
+}
+
+fn series_need(split: SplitName, window: usize, horizon: usize) -> String {
+    match split {
+        SplitName::Train => format!("window {window} + horizon {horizon}"),
+        // Val/test windows may read their input from earlier rows; only targets must be inside.
+        _ => format!(
+            "horizon {horizon}: its windows take their {window} input rows from earlier data, \
+             but their targets must lie inside the split"
+        ),
+    }
+}

@@ -1,0 +1,398 @@
+//! Windowed multivariate time series for forecasting.
+//!
+//! The rows are split chronologically (train first, then val, then test). A window's input is
+//! `window` consecutive rows of the feature columns; its target is the next `horizon` rows of the
+//! target columns, laid out h-major (step 1: all targets, step 2: all targets, ...). Train windows
+//! lie wholly inside the train rows. Val and test windows may take their input from earlier rows —
+//! the past is known at forecast time — but their targets lie wholly inside their own split, so
+//! no target is ever seen by two splits. Consecutive windows of a split start `stride` rows apart.
+//!
+//! Beside the normalized buffers the model trains on, each window keeps its targets in original
+//! units and two baselines the trainer reports next to the model: the naive forecast (the last
+//! observed target value repeated) and, with a season `m`, the seasonal-naive forecast
+//! `ŷ[t+h] = y[t+h − m·⌈h/m⌉]` (the value one season before each target step).
+
+use crate::batch::SeriesBatch;
+use crate::error::DataError;
+use crate::normalize::Normalizer;
+use crate::order::{fraction, split_sizes};
+use crate::table::{Source, Table, read_table};
+use crate::SplitName;
+use ringtrain_spec::{DataFormat, SeriesSpec, Split};
+use std::ops::Range;
+
+/// A prepared, normalized series with its train/val/test windows.
+#[derive(Debug, Clone)]
+pub struct SeriesData {
+    file: String,
+    features: Vec<String>,
+    targets: Vec<String>,
+    window: usize,
+    horizon: usize,
+    season: Option<usize>,
+    normalizer: Normalizer,
+    rows: usize,
+    /// Normalized features, row-major `[rows, features]`.
+    x: Vec<f32>,
+    /// Normalized targets, row-major `[rows, targets]`.
+    y: Vec<f32>,
+    /// Targets in original units, row-major `[rows, targets]`.
+    y_orig: Vec<f32>,
+    row_ranges: [Range<usize>; 3],
+    /// Row of the first target of each window, per split.
+    target_starts: [Vec<usize>; 3],
+}
+
+/// The feature and target columns to read, features first, each name once.
+fn wanted_columns(spec: &SeriesSpec) -> Vec<&str> {
+    let mut cols: Vec<&str> = Vec::new();
+    for c in spec.features.iter().chain(&spec.targets) {
+        if !cols.contains(&c.as_str()) {
+            cols.push(c);
+        }
+    }
+    cols
+}
+
+/// Parses every cell of every column of `table` as a number, column-major.
+fn numeric_columns(table: &Table) -> Result<Vec<Vec<f64>>, DataError> {
+    let mut cols = vec![Vec::with_capacity(table.rows.len()); table.columns.len()];
+    for r in 0..table.rows.len() {
+        for (c, col) in cols.iter_mut().enumerate() {
+            col.push(table.number(r, c)?);
+        }
+    }
+    Ok(cols)
+}
+
+fn check_names(what: &str, fitted: &[crate::ColumnScale], spec: &[String]) -> Result<(), DataError> {
+    let names: Vec<&str> = fitted.iter().map(|c| c.column.as_str()).collect();
+    if names.iter().copied().eq(spec.iter().map(String::as_str)) {
+        Ok(())
+    } else {
+        Err(DataError::FittedMismatch {
+            reason: format!(
+                "the normalizer was fitted for {what} [{}] but the spec names [{}]",
+                names.join(", "),
+                spec.join(", ")
+            ),
+        })
+    }
+}
+
+impl SeriesData {
+    /// Reads, splits, normalizes and windows a series. `horizon` and `season` come from the
+    /// forecast task. With `fitted = Some(n)` the normalizer is reused (evaluation of a trained
+    /// model) instead of being fitted on the train rows.
+    ///
+    /// # Errors
+    /// Any read error of the file; [`DataError::NonNumeric`]/[`DataError::NonFinite`] for a bad
+    /// cell in a feature or target column; [`DataError::SeriesTooShort`] when a split cannot hold
+    /// one window; [`DataError::FittedMismatch`] when `fitted` names other columns.
+    pub fn load(
+        source: &Source,
+        format: DataFormat,
+        split: &Split,
+        spec: &SeriesSpec,
+        horizon: usize,
+        season: Option<usize>,
+        fitted: Option<&Normalizer>,
+    ) -> Result<SeriesData, DataError> {
+        let wanted = wanted_columns(spec);
+        let table = read_table(source, format, &wanted)?;
+        let cols = numeric_columns(&table)?;
+        let rows = table.rows.len();
+        let col_of = |name: &String| wanted.iter().position(|w| w == name).unwrap_or(0);
+        let f_idx: Vec<usize> = spec.features.iter().map(col_of).collect();
+        let t_idx: Vec<usize> = spec.targets.iter().map(col_of).collect();
+        let window = spec.window;
+
+        let sizes = split_sizes(rows, split);
+        let mut start = 0;
+        let row_ranges = sizes.map(|n| {
+            let r = start..start + n;
+            start += n;
+            r
+        });
+        let mut target_starts: [Vec<usize>; 3] = Default::default();
+        for name in SplitName::ALL {
+            let range = &row_ranges[name.index()];
+            let needed = match name {
+                SplitName::Train => window + horizon,
+                _ => horizon,
+            };
+            let requested = fraction(split, name) > 0.0 || name == SplitName::Train;
+            if !requested {
+                continue;
+            }
+            if range.len() < needed {
+                return Err(DataError::SeriesTooShort {
+                    file: table.file.clone(),
+                    split: name,
+                    rows: range.len(),
+                    needed,
+                    window,
+                    horizon,
+                });
+            }
+            let first = range.start.max(window);
+            let mut t0 = first;
+            while t0 + horizon <= range.end {
+                target_starts[name.index()].push(t0);
+                t0 += spec.stride;
+            }
+        }
+
+        let normalizer = match fitted {
+            Some(n) => {
+                check_names("features", &n.features, &spec.features)?;
+                check_names("targets", &n.targets, &spec.targets)?;
+                n.clone()
+            }
+            None => {
+                let train = row_ranges[0].clone();
+                let slices = |idx: &[usize]| -> Vec<&[f64]> {
+                    idx.iter().map(|&c| &cols[c][train.clone()]).collect()
+                };
+                Normalizer::fit(
+                    spec.normalize,
+                    &spec.features,
+                    &slices(&f_idx),
+                    &spec.targets,
+                    &slices(&t_idx),
+                )
+            }
+        };
+
+        let gather = |idx: &[usize]| -> Vec<f32> {
+            let mut out = Vec::with_capacity(rows * idx.len());
+            for r in 0..rows {
+                out.extend(idx.iter().map(|&c| cols[c][r] as f32));
+            }
+            out
+        };
+        let mut x = gather(&f_idx);
+        normalizer.apply_features(&mut x);
+        let y_orig = gather(&t_idx);
+        let mut y = y_orig.clone();
+        normalizer.apply_targets(&mut y);
+
+        Ok(SeriesData {
+            file: table.file,
+            features: spec.features.clone(),
+            targets: spec.targets.clone(),
+            window,
+            horizon,
+            season,
+            normalizer,
+            rows,
+            x,
+            y,
+            y_orig,
+            row_ranges,
+            target_starts,
+        })
+    }
+
+    /// Name of the source file (or `builtin:NAME`).
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Feature column names, in model input order.
+    pub fn features(&self) -> &[String] {
+        &self.features
+    }
+
+    /// Target column names, in model output order.
+    pub fn targets(&self) -> &[String] {
+        &self.targets
+    }
+
+    /// Input window length in rows.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Forecast horizon in rows.
+    pub fn horizon(&self) -> usize {
+        self.horizon
+    }
+
+    /// Season length of the seasonal-naive baseline, if any.
+    pub fn season(&self) -> Option<usize> {
+        self.season
+    }
+
+    /// The scaling fitted on the train rows (store it in the checkpoint).
+    pub fn normalizer(&self) -> &Normalizer {
+        &self.normalizer
+    }
+
+    /// Total data rows in the file.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The rows of a split (chronological, contiguous).
+    pub fn split_rows(&self, split: SplitName) -> Range<usize> {
+        self.row_ranges[split.index()].clone()
+    }
+
+    /// Number of windows (samples) in a split; 0 for a split with fraction 0.
+    pub fn len(&self, split: SplitName) -> usize {
+        self.target_starts[split.index()].len()
+    }
+
+    /// Whether a split has no windows.
+    pub fn is_empty(&self, split: SplitName) -> bool {
+        self.len(split) == 0
+    }
+
+    /// Rows holding the targets of window `i` of `split` (for plotting against time).
+    ///
+    /// # Panics
+    /// If `i >= len(split)`.
+    pub fn target_rows(&self, split: SplitName, i: usize) -> Range<usize> {
+        let t0 = self.target_starts[split.index()][i];
+        t0..t0 + self.horizon
+    }
+
+    /// Normalized inputs and targets of the windows `indices` of `split`.
+    ///
+    /// # Panics
+    /// If an index is `>= len(split)`.
+    pub fn batch(&self, split: SplitName, indices: &[usize]) -> SeriesBatch {
+        let (f, t, w, h) = (
+            self.features.len(),
+            self.targets.len(),
+            self.window,
+            self.horizon,
+        );
+        let mut x = Vec::with_capacity(indices.len() * w * f);
+        let mut y = Vec::with_capacity(indices.len() * h * t);
+        for &i in indices {
+            let t0 = self.target_starts[split.index()][i];
+            x.extend_from_slice(&self.x[(t0 - w) * f..t0 * f]);
+            y.extend_from_slice(&self.y[t0 * t..(t0 + h) * t]);
+        }
+        SeriesBatch {
+            x,
+            y,
+            batch: indices.len(),
+            window: w,
+            features: f,
+            horizon: h,
+            outputs: t,
+        }
+    }
+
+    /// Targets of the windows `indices` in original units, `[B, horizon, targets]` h-major, the
+    /// same layout as [`SeriesBatch::y`] after [`Normalizer::invert_targets`].
+    ///
+    /// # Panics
+    /// If an index is `>= len(split)`.
+    pub fn targets_original(&self, split: SplitName, indices: &[usize]) -> Vec<f32> {
+        let t = self.targets.len();
+        let mut out = Vec::with_capacity(indices.len() * self.horizon * t);
+        for &i in indices {
+            let t0 = self.target_starts[split.index()][i];
+            out.extend_from_slice(&self.y_orig[t0 * t..(t0 + self.horizon) * t]);
+        }
+        out
+    }
+
+    /// The naive forecast in original units: each window's last observed target values repeated
+    /// over the horizon. Same layout as [`SeriesData::targets_original`].
+    ///
+    /// # Panics
+    /// If an index is `>= len(split)`.
+    pub fn naive_forecast(&self, split: SplitName, indices: &[usize]) -> Vec<f32> {
+        let t = self.targets.len();
+        let mut out = Vec::with_capacity(indices.len() * self.horizon * t);
+        for &i in indices {
+            let last = self.target_starts[split.index()][i] - 1;
+            for _ in 0..self.horizon {
+                out.extend_from_slice(&self.y_orig[last * t..(last + 1) * t]);
+            }
+        }
+        out
+    }
+
+    /// The seasonal-naive forecast in original units: for target step `h` (1-based) after the
+    /// last observed row `t`, the value at row `t + h − m·⌈h/m⌉`. `None` when the task has no
+    /// season, or when some requested window has less than one season of history before its
+    /// targets (possible only for early train windows when `window < season`).
+    ///
+    /// # Panics
+    /// If an index is `>= len(split)`.
+    pub fn seasonal_naive_forecast(&self, split: SplitName, indices: &[usize]) -> Option<Vec<f32>> {
+        let m = self.season?;
+        let t = self.targets.len();
+        let mut out = Vec::with_capacity(indices.len() * self.horizon * t);
+        for &i in indices {
+            let last = self.target_starts[split.index()][i] - 1;
+            for h in 1..=self.horizon {
+                let row = (last + h).checked_sub(m * h.div_ceil(m))?;
+                out.extend_from_slice(&self.y_orig[row * t..(row + 1) * t]);
+            }
+        }
+        Some(out)
+    }
+}
+
+/// The model input for forecasting past the end of a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictInput {
+    /// The last `window` rows of the feature columns, normalized, `[window, features]` row-major
+    /// (one sample; the model sees it as a batch of 1).
+    pub x: Vec<f32>,
+    /// Rows in the window.
+    pub window: usize,
+    /// Feature columns per row.
+    pub features: usize,
+    /// Data rows in the file (all validated, not only the window).
+    pub rows: usize,
+    /// Line of the last row, the one the forecast continues from.
+    pub last_line: u64,
+}
+
+/// Reads a series with the spec's feature columns (every row is validated) and returns its last
+/// full input window normalized with `normalizer`, ready for the model. Invert the model's output
+/// with [`Normalizer::invert_targets`] to get the forecast in original units.
+///
+/// # Errors
+/// Read and cell errors as in [`SeriesData::load`]; [`DataError::TooFewRowsToPredict`] when the
+/// file has fewer than `spec.window` rows; [`DataError::FittedMismatch`] when the normalizer was
+/// fitted for other feature columns.
+pub fn predict_input(
+    source: &Source,
+    format: DataFormat,
+    spec: &SeriesSpec,
+    normalizer: &Normalizer,
+) -> Result<PredictInput, DataError> {
+    check_names("features", &normalizer.features, &spec.features)?;
+    let wanted: Vec<&str> = spec.features.iter().map(String::as_str).collect();
+    let table = read_table(source, format, &wanted)?;
+    let cols = numeric_columns(&table)?;
+    let rows = table.rows.len();
+    if rows < spec.window {
+        return Err(DataError::TooFewRowsToPredict {
+            file: table.file,
+            rows,
+            window: spec.window,
+        });
+    }
+    let mut x = Vec::with_capacity(spec.window * cols.len());
+    for r in rows - spec.window..rows {
+        x.extend(cols.iter().map(|c| c[r] as f32));
+    }
+    normalizer.apply_features(&mut x);
+    Ok(PredictInput {
+        x,
+        window: spec.window,
+        features: cols.len(),
+        rows,
+        last_line: table.rows[rows - 1].line,
+    })
+}
