@@ -1,1 +1,12 @@
-//! placeholder
+//! The ringtrain wire API: Rust types and gRPC clients/servers generated from
+//! `proto/ringtrain/v1/*.proto` (package `ringtrain.v1`), plus the one table that maps library
+//! error categories to gRPC status codes. Byte fields are `bytes::Bytes`, so tensor payloads move
+//! without copies between the socket and the code that decodes them.
+
+pub mod status;
+
+/// Generated code for package `ringtrain.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("ringtrain.v1");
+}
