@@ -25,6 +25,27 @@ impl fmt::Display for ColumnRef {
     }
 }
 
+/// Where a label set came from, so an unknown-label error can say why the label is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelOrigin {
+    /// The spec's explicit `labels` list.
+    Spec,
+    /// The labels seen in the training split.
+    TrainSplit,
+    /// A checkpoint's stored label list.
+    Checkpoint,
+}
+
+impl fmt::Display for LabelOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LabelOrigin::Spec => "the spec's labels list",
+            LabelOrigin::TrainSplit => "the training split",
+            LabelOrigin::Checkpoint => "the checkpoint's label list",
+        })
+    }
+}
+
 /// Everything that can go wrong while reading, splitting or batching a dataset.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -63,7 +84,9 @@ pub enum DataError {
         available: Vec<String>,
     },
     /// A column name appears more than once in the header, so a lookup by name is ambiguous.
-    #[error("{file}:{line}: column `{column}` appears more than once in the header (#{first} and #{second})")]
+    #[error(
+        "{file}:{line}: column `{column}` appears more than once in the header (#{first} and #{second})"
+    )]
     DuplicateColumn {
         /// Path of the file.
         file: String,
@@ -89,7 +112,9 @@ pub enum DataError {
         cell: String,
     },
     /// A numeric cell is NaN or infinite (or too large for f32).
-    #[error("{file}:{line}: {column}: `{cell}` is not a finite number (NaN, infinity and values beyond f32 range are not allowed)")]
+    #[error(
+        "{file}:{line}: {column}: `{cell}` is not a finite number (NaN, infinity and values beyond f32 range are not allowed)"
+    )]
     NonFinite {
         /// Path of the file.
         file: String,
@@ -101,7 +126,9 @@ pub enum DataError {
         cell: String,
     },
     /// A row has a different number of fields than the header.
-    #[error("{file}:{line}: ragged row: expected {expected} fields (as in the header), found {found}")]
+    #[error(
+        "{file}:{line}: ragged row: expected {expected} fields (as in the header), found {found}"
+    )]
     Ragged {
         /// Path of the file.
         file: String,
@@ -139,8 +166,8 @@ pub enum DataError {
         label: String,
         /// The labels that are allowed.
         known: Vec<String>,
-        /// Where the known labels come from (`the spec's labels list`, `the training split`, ...).
-        origin: &'static str,
+        /// Where the known labels come from.
+        origin: LabelOrigin,
     },
     /// Bytes that are not valid UTF-8.
     #[error("{file}:{line}: invalid UTF-8{}", column.as_ref().map(|c| format!(" in {c}")).unwrap_or_default())]
@@ -189,7 +216,9 @@ pub enum DataError {
         horizon: usize,
     },
     /// A split requested with a positive fraction would receive no sample.
-    #[error("{file}: the {split} split (fraction {fraction}) of {total} samples is empty; raise the fraction or add data")]
+    #[error(
+        "{file}: the {split} split (fraction {fraction}) of {total} samples is empty; raise the fraction or add data"
+    )]
     SplitTooSmall {
         /// Path of the file.
         file: String,
@@ -201,7 +230,9 @@ pub enum DataError {
         total: usize,
     },
     /// A predict-time file has fewer rows than the model's input window.
-    #[error("{file}: {rows} data rows, fewer than the input window of {window} rows the model needs")]
+    #[error(
+        "{file}: {rows} data rows, fewer than the input window of {window} rows the model needs"
+    )]
     TooFewRowsToPredict {
         /// Path of the file.
         file: String,
@@ -237,7 +268,9 @@ pub enum DataError {
     #[error("cannot plan an epoch over 0 samples")]
     EmptyPlan,
     /// A shard plan with zero workers or a zero batch was requested.
-    #[error("invalid shard plan: world {world} and per-rank batch {per_rank_batch} must both be at least 1")]
+    #[error(
+        "invalid shard plan: world {world} and per-rank batch {per_rank_batch} must both be at least 1"
+    )]
     InvalidPlan {
         /// Number of data-parallel ranks.
         world: usize,

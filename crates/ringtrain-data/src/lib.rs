@@ -23,7 +23,7 @@ mod vocab;
 
 pub use batch::{SeriesBatch, TextBatch};
 pub use builtin::Builtin;
-pub use error::{ColumnRef, DataError};
+pub use error::{ColumnRef, DataError, LabelOrigin};
 pub use normalize::{ColumnScale, Normalizer};
 pub use order::{below, chacha, permutation, split_sizes};
 pub use series::{PredictInput, SeriesData, predict_input};
@@ -105,9 +105,10 @@ impl Prepared {
     }
 }
 
-/// What preparation learned from the training split; serde-serializable for checkpoints.
+/// What preparation learned from the training split; serde-serializable for checkpoints
+/// (as `{"kind": "series" | "text", "state": ...}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", content = "state", rename_all = "snake_case")]
 pub enum Fitted {
     /// The series normalizer.
     Series(Normalizer),
@@ -148,9 +149,12 @@ pub fn load_with(
         reason: format!("the checkpoint holds {data} state but the spec describes other data"),
     };
     match (&spec.data.kind, &spec.task) {
-        (DataKind::Series(s), TaskSpec::Forecast {
-            horizon, season, ..
-        }) => {
+        (
+            DataKind::Series(s),
+            TaskSpec::Forecast {
+                horizon, season, ..
+            },
+        ) => {
             let normalizer = match fitted {
                 None => None,
                 Some(Fitted::Series(n)) => Some(n),

@@ -129,7 +129,13 @@ mod tests {
     #[test]
     fn zscore_minmax_and_constant_columns() {
         let names = vec!["a".to_string()];
-        let z = Normalizer::fit(Normalization::Zscore, &names, &[&[1.0, 3.0]], &names, &[&[5.0]]);
+        let z = Normalizer::fit(
+            Normalization::Zscore,
+            &names,
+            &[&[1.0, 3.0]],
+            &names,
+            &[&[5.0]],
+        );
         assert_eq!((z.features[0].shift, z.features[0].scale), (2.0, 1.0));
         // A constant column must not divide by zero.
         assert_eq!((z.targets[0].shift, z.targets[0].scale), (5.0, 1.0));

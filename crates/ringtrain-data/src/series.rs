@@ -12,12 +12,12 @@
 //! observed target value repeated) and, with a season `m`, the seasonal-naive forecast
 //! `ŷ[t+h] = y[t+h − m·⌈h/m⌉]` (the value one season before each target step).
 
+use crate::SplitName;
 use crate::batch::SeriesBatch;
 use crate::error::DataError;
-use crate::normalize::Normalizer;
+use crate::normalize::{ColumnScale, Normalizer};
 use crate::order::{fraction, split_sizes};
 use crate::table::{Source, Table, read_table};
-use crate::SplitName;
 use ringtrain_spec::{DataFormat, SeriesSpec, Split};
 use std::ops::Range;
 
@@ -65,7 +65,7 @@ fn numeric_columns(table: &Table) -> Result<Vec<Vec<f64>>, DataError> {
     Ok(cols)
 }
 
-fn check_names(what: &str, fitted: &[crate::ColumnScale], spec: &[String]) -> Result<(), DataError> {
+fn check_names(what: &str, fitted: &[ColumnScale], spec: &[String]) -> Result<(), DataError> {
     let names: Vec<&str> = fitted.iter().map(|c| c.column.as_str()).collect();
     if names.iter().copied().eq(spec.iter().map(String::as_str)) {
         Ok(())
@@ -164,18 +164,21 @@ impl SeriesData {
             }
         };
 
-        let gather = |idx: &[usize]| -> Vec<f32> {
+        // Normalize in f64 before rounding to f32, so stored inputs are the correctly rounded
+        // normalized values.
+        let gather = |idx: &[usize], scales: Option<&[ColumnScale]>| -> Vec<f32> {
             let mut out = Vec::with_capacity(rows * idx.len());
             for r in 0..rows {
-                out.extend(idx.iter().map(|&c| cols[c][r] as f32));
+                out.extend(idx.iter().enumerate().map(|(k, &c)| match scales {
+                    Some(s) => s[k].apply(cols[c][r]) as f32,
+                    None => cols[c][r] as f32,
+                }));
             }
             out
         };
-        let mut x = gather(&f_idx);
-        normalizer.apply_features(&mut x);
-        let y_orig = gather(&t_idx);
-        let mut y = y_orig.clone();
-        normalizer.apply_targets(&mut y);
+        let x = gather(&f_idx, Some(&normalizer.features));
+        let y = gather(&t_idx, Some(&normalizer.targets));
+        let y_orig = gather(&t_idx, None);
 
         Ok(SeriesData {
             file: table.file,
@@ -385,9 +388,12 @@ pub fn predict_input(
     }
     let mut x = Vec::with_capacity(spec.window * cols.len());
     for r in rows - spec.window..rows {
-        x.extend(cols.iter().map(|c| c[r] as f32));
+        x.extend(
+            cols.iter()
+                .zip(&normalizer.features)
+                .map(|(c, s)| s.apply(c[r]) as f32),
+        );
     }
-    normalizer.apply_features(&mut x);
     Ok(PredictInput {
         x,
         window: spec.window,

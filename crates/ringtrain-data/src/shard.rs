@@ -125,7 +125,11 @@ impl ShardPlan {
     /// # Panics
     /// If `rank >= world` or `step >= steps_per_epoch()`.
     pub fn step_indices(&self, rank: Rank, step: usize) -> &[usize] {
-        assert!(rank.index() < self.world, "{rank} outside world {}", self.world);
+        assert!(
+            rank.index() < self.world,
+            "{rank} outside world {}",
+            self.world
+        );
         &self.order[self.positions(rank, step)]
     }
 
@@ -146,7 +150,11 @@ impl ShardPlan {
     /// # Panics
     /// If `rank >= world`.
     pub fn rank_padding_mask(&self, rank: Rank) -> Vec<bool> {
-        assert!(rank.index() < self.world, "{rank} outside world {}", self.world);
+        assert!(
+            rank.index() < self.world,
+            "{rank} outside world {}",
+            self.world
+        );
         (0..self.steps_per_epoch())
             .flat_map(|s| self.positions(rank, s).map(|p| p >= self.samples))
             .collect()

@@ -88,33 +88,85 @@ impl SeasonalSeries {
 
 /// Positive adjectives of the sentiment grammar.
 pub const POSITIVE: &[&str] = &[
-    "good", "great", "excellent", "wonderful", "superb", "delightful", "charming", "brilliant",
-    "pleasant", "fantastic", "lovely", "enjoyable",
+    "good",
+    "great",
+    "excellent",
+    "wonderful",
+    "superb",
+    "delightful",
+    "charming",
+    "brilliant",
+    "pleasant",
+    "fantastic",
+    "lovely",
+    "enjoyable",
 ];
 /// Negative adjectives of the sentiment grammar.
 pub const NEGATIVE: &[&str] = &[
-    "bad", "awful", "terrible", "boring", "dull", "horrible", "poor", "disappointing", "mediocre",
-    "bland", "annoying", "unpleasant",
+    "bad",
+    "awful",
+    "terrible",
+    "boring",
+    "dull",
+    "horrible",
+    "poor",
+    "disappointing",
+    "mediocre",
+    "bland",
+    "annoying",
+    "unpleasant",
 ];
 /// Negations; one before the adjective flips the sentence's label.
 pub const NEGATIONS: &[&str] = &["not", "never", "hardly"];
 const INTENSIFIERS: &[&str] = &["very", "really", "truly", "quite", "extremely", "so"];
 const SUBJECTS: &[&str] = &[
-    "the food", "the movie", "the service", "this phone", "the acting", "the battery",
-    "our waiter", "the soundtrack", "the ending", "the room", "the staff", "the screen",
-    "the plot twist", "the music", "the headset",
+    "the food",
+    "the movie",
+    "the service",
+    "this phone",
+    "the acting",
+    "the battery",
+    "our waiter",
+    "the soundtrack",
+    "the ending",
+    "the room",
+    "the staff",
+    "the screen",
+    "the plot twist",
+    "the music",
+    "the headset",
 ];
 const VERBS: &[&str] = &["was", "is", "seemed", "felt", "looked", "sounded"];
 // Distractors carry no sentiment word and no negation, so they never change the label.
 const PREFIXES: &[&str] = &[
-    "the plot was long but", "after a long wait", "to be honest", "as i expected",
-    "although the seats were red", "when we arrived at noon", "my sister told me that",
-    "in the second half", "from what i remember", "once again", "overall", "honestly", "well",
+    "the plot was long but",
+    "after a long wait",
+    "to be honest",
+    "as i expected",
+    "although the seats were red",
+    "when we arrived at noon",
+    "my sister told me that",
+    "in the second half",
+    "from what i remember",
+    "once again",
+    "overall",
+    "honestly",
+    "well",
 ];
 const SUFFIXES: &[&str] = &[
-    "and the parking was far away", "even though it rained all day", "according to my brother",
-    "on a tuesday night", "with the lights on", "for the price we paid", "in my opinion",
-    "this time", "today", "again", "at the end", "if you ask me", "somehow",
+    "and the parking was far away",
+    "even though it rained all day",
+    "according to my brother",
+    "on a tuesday night",
+    "with the lights on",
+    "for the price we paid",
+    "in my opinion",
+    "this time",
+    "today",
+    "again",
+    "at the end",
+    "if you ask me",
+    "somehow",
 ];
 
 fn words(s: &str) -> usize {
@@ -131,7 +183,11 @@ pub fn sentiment_rows(n: usize, seed: u64) -> Vec<(String, &'static str)> {
         let negated = below(&mut rng, 2) == 1;
         let adjective = pick(
             &mut rng,
-            if positive != negated { POSITIVE } else { NEGATIVE },
+            if positive != negated {
+                POSITIVE
+            } else {
+                NEGATIVE
+            },
         );
         let mut core = vec![pick(&mut rng, SUBJECTS), pick(&mut rng, VERBS)];
         if negated {
@@ -231,8 +287,7 @@ pub fn sentiment_text(rows: &[(String, &str)], format: DataFormat) -> String {
             let sep = if format == DataFormat::Csv { "," } else { "\t" };
             let _ = writeln!(out, "text{sep}label");
             for (text, label) in rows {
-                let quoted = format == DataFormat::Csv
-                    && text.contains([',', '"', '\n', '\r']);
+                let quoted = format == DataFormat::Csv && text.contains([',', '"', '\n', '\r']);
                 if quoted {
                     let _ = writeln!(out, "\"{}\",{label}", text.replace('"', "\"\""));
                 } else {
@@ -274,11 +329,16 @@ mod tests {
             pos += usize::from(*label == "pos");
         }
         assert_eq!(pos, 1500);
-        let lengths: std::collections::BTreeSet<usize> =
-            rows.iter().map(|(t, _)| t.split_whitespace().count()).collect();
+        let lengths: std::collections::BTreeSet<usize> = rows
+            .iter()
+            .map(|(t, _)| t.split_whitespace().count())
+            .collect();
         assert!(lengths.len() > 20, "lengths vary: {lengths:?}");
         assert!(rows.iter().any(|(t, _)| t.contains(" not ")));
-        assert!(rows.iter().any(|(t, _)| t.contains("the plot was long but")));
+        assert!(
+            rows.iter()
+                .any(|(t, _)| t.contains("the plot was long but"))
+        );
     }
 
     #[test]
@@ -295,7 +355,10 @@ mod tests {
         let n = s.demand.len() as f64;
         // Correlate temperature(t) with demand(t+1): the feature leads by one step.
         let (a, b) = (&s.temperature[..599], &s.demand[1..]);
-        let (ma, mb) = (a.iter().sum::<f64>() / (n - 1.0), b.iter().sum::<f64>() / (n - 1.0));
+        let (ma, mb) = (
+            a.iter().sum::<f64>() / (n - 1.0),
+            b.iter().sum::<f64>() / (n - 1.0),
+        );
         let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
         let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
         let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
@@ -316,7 +379,11 @@ mod tests {
             }
             let committed = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{}: {e} (run with RINGTRAIN_BLESS=1)", path.display()));
-            assert!(committed == contents, "{} differs from the generator", path.display());
+            assert!(
+                committed == contents,
+                "{} differs from the generator",
+                path.display()
+            );
         }
     }
 }

@@ -57,19 +57,6 @@ impl TextData {
         )?;
         let n = table.rows.len();
         let order = permutation(n, &mut chacha(seed, TEXT_SPLIT_STREAM));
-        let sizes = split_sizes(n, split);
-        for name in SplitName::ALL {
-            if sizes[name.index()] == 0 && (fraction(split, name) > 0.0 || name == SplitName::Train)
-            {
-                return Err(DataError::SplitTooSmall {
-                    file: table.file.clone(),
-                    split: name,
-                    fraction: fraction(split, name),
-                    total: n,
-                });
-            }
-        }
-
         let tokenizer = Tokenizer {
             kind: spec.tokenizer,
             lowercase: spec.lowercase,
@@ -84,6 +71,21 @@ impl TextData {
             tokens.truncate(spec.max_len);
             samples.push((tokens, label));
         }
+        // Split sizes are checked after every row parsed, so a broken file is reported as such
+        // rather than as a split problem.
+        let sizes = split_sizes(n, split);
+        for name in SplitName::ALL {
+            if sizes[name.index()] == 0 && (fraction(split, name) > 0.0 || name == SplitName::Train)
+            {
+                return Err(DataError::SplitTooSmall {
+                    file: table.file.clone(),
+                    split: name,
+                    fraction: fraction(split, name),
+                    total: n,
+                });
+            }
+        }
+
         let mut parts: [&[usize]; 3] = [&[]; 3];
         let mut at = 0;
         for name in SplitName::ALL {
@@ -125,7 +127,12 @@ impl TextData {
 
         let mut class = Vec::with_capacity(n);
         for (row, (_, label)) in samples.iter().enumerate() {
-            class.push(labels.id_at(label, &table.file, table.rows[row].line, &table.columns[1])?);
+            class.push(labels.id_at(
+                label,
+                &table.file,
+                table.rows[row].line,
+                &table.columns[1],
+            )?);
         }
         let mut splits: [TextSplit; 3] = Default::default();
         for name in SplitName::ALL {

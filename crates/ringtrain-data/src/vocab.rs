@@ -2,7 +2,7 @@
 //! [`Vocab`] and the [`LabelSet`] are built on the training split only, serialize with serde into
 //! the checkpoint, and encode text and labels identically at predict time.
 
-use crate::error::DataError;
+use crate::error::{DataError, LabelOrigin};
 use ringtrain_spec::TokenizerKind;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -205,7 +205,7 @@ pub struct LabelSet {
     names: Vec<String>,
     /// Why these labels (for error messages): the spec's list or the training split.
     #[serde(skip, default = "default_origin")]
-    origin: &'static str,
+    origin: LabelOrigin,
 }
 
 impl PartialEq for LabelSet {
@@ -216,8 +216,8 @@ impl PartialEq for LabelSet {
 
 impl Eq for LabelSet {}
 
-fn default_origin() -> &'static str {
-    "the checkpoint's label list"
+fn default_origin() -> LabelOrigin {
+    LabelOrigin::Checkpoint
 }
 
 impl LabelSet {
@@ -225,7 +225,7 @@ impl LabelSet {
     pub fn explicit(names: Vec<String>) -> LabelSet {
         LabelSet {
             names,
-            origin: "the spec's labels list",
+            origin: LabelOrigin::Spec,
         }
     }
 
@@ -236,7 +236,7 @@ impl LabelSet {
         names.dedup();
         LabelSet {
             names,
-            origin: "the training split",
+            origin: LabelOrigin::TrainSplit,
         }
     }
 
@@ -300,7 +300,9 @@ mod tests {
     fn word_tokenizer_splits_punctuation_and_keeps_apostrophes() {
         assert_eq!(
             words("It wasn't GOOD, at all!!  (really)", true),
-            ["it", "wasn't", "good", ",", "at", "all", "!", "!", "(", "really", ")"]
+            [
+                "it", "wasn't", "good", ",", "at", "all", "!", "!", "(", "really", ")"
+            ]
         );
         assert_eq!(words("Café 42x", false), ["Café", "42x"]);
         assert!(words("   ", false).is_empty());

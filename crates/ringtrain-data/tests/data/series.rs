@@ -1,0 +1,323 @@
+//! Forecasting data: window layout, baselines, chronological splits without target leakage,
+//! normalization fitted on train only, builtin series, predict input and format round trips.
+
+use super::{forecast, write};
+use ringtrain_data::synth::seasonal_series;
+use ringtrain_data::{
+    Fitted, Prepared, SeriesData, Source, SplitName, load, load_with, predict_input,
+};
+use ringtrain_spec::{DataFormat, DataKind};
+use std::path::Path;
+use tempfile::TempDir;
+
+fn series(p: Prepared) -> SeriesData {
+    match p {
+        Prepared::Series(s) => s,
+        Prepared::Text(_) => panic!("expected series"),
+    }
+}
+
+/// 20 rows: `a` = row, `b` = 100 + 2·row.
+fn linear_csv(dir: &Path) {
+    let mut s = String::from("date,a,b\n");
+    for i in 0..20 {
+        s.push_str(&format!("2020-{i},{i},{}\n", 100 + 2 * i));
+    }
+    write(dir, "lin.csv", s);
+}
+
+fn linear(horizon: usize, season: Option<usize>, window: usize) -> SeriesData {
+    let dir = TempDir::new().unwrap();
+    linear_csv(dir.path());
+    let task = match season {
+        Some(m) => format!("horizon = {horizon}\nseason = {m}"),
+        None => format!("horizon = {horizon}"),
+    };
+    let data = format!(
+        "features = [\"a\", \"b\"]\ntargets = [\"b\", \"a\"]\nwindow = {window}\nnormalize = \"none\"\n\
+         split = {{ train = 0.6, val = 0.2, test = 0.2 }}"
+    );
+    series(load(&forecast("lin.csv", &data, &task), dir.path()).unwrap())
+}
+
+#[test]
+fn windows_are_laid_out_row_major_and_h_major() {
+    let d = linear(3, Some(2), 3);
+    assert_eq!(d.split_rows(SplitName::Train), 0..12);
+    assert_eq!(d.split_rows(SplitName::Val), 12..16);
+    assert_eq!(d.split_rows(SplitName::Test), 16..20);
+    // Train targets start at rows 3..=9, val at 12..=13, test at 16..=17.
+    assert_eq!(
+        [
+            d.len(SplitName::Train),
+            d.len(SplitName::Val),
+            d.len(SplitName::Test)
+        ],
+        [7, 2, 2]
+    );
+    let b = d.batch(SplitName::Train, &[0, 6]);
+    assert_eq!(
+        (b.batch, b.window, b.features, b.horizon, b.outputs),
+        (2, 3, 2, 3, 2)
+    );
+    assert_eq!(&b.x[..6], [0., 100., 1., 102., 2., 104.]);
+    assert_eq!(&b.y[..6], [106., 3., 108., 4., 110., 5.]);
+    assert_eq!(&b.x[6..], [6., 112., 7., 114., 8., 116.]);
+    assert_eq!(&b.y[6..], [118., 9., 120., 10., 122., 11.]);
+    // Val window 0: input rows 9..12 come from train (known history), targets 12..15.
+    let v = d.batch(SplitName::Val, &[0]);
+    assert_eq!(v.x, [9., 118., 10., 120., 11., 122.]);
+    assert_eq!(v.y, [124., 12., 126., 13., 128., 14.]);
+}
+
+#[test]
+fn naive_and_seasonal_naive_baselines() {
+    let d = linear(3, Some(2), 3);
+    assert_eq!(
+        d.targets_original(SplitName::Train, &[0]),
+        [106., 3., 108., 4., 110., 5.]
+    );
+    assert_eq!(
+        d.naive_forecast(SplitName::Train, &[0]),
+        [104., 2., 104., 2., 104., 2.]
+    );
+    // Last observed row 2, m = 2: h=1 → row 1, h=2 → row 2, h=3 → row 1.
+    assert_eq!(
+        d.seasonal_naive_forecast(SplitName::Train, &[0]).unwrap(),
+        [102., 1., 104., 2., 102., 1.]
+    );
+    // Season 4 with window 1: the first train window has no season of history; val does.
+    let d = linear(1, Some(4), 1);
+    assert_eq!(d.seasonal_naive_forecast(SplitName::Train, &[0]), None);
+    assert_eq!(
+        d.seasonal_naive_forecast(SplitName::Val, &[0]).unwrap(),
+        [116., 8.]
+    );
+    assert_eq!(
+        linear(1, None, 1).seasonal_naive_forecast(SplitName::Val, &[0]),
+        None
+    );
+}
+
+fn seasonal_file(dir: &Path, format: DataFormat, name: &str) {
+    write(dir, name, seasonal_series(300, 3).to_text(format));
+}
+
+fn seasonal_spec(path: &str, extra: &str) -> ringtrain_spec::JobSpec {
+    forecast(
+        path,
+        &format!(
+            "features = [\"demand\", \"temperature\"]\ntargets = [\"demand\"]\nwindow = 24\n\
+             split = {{ train = 0.7, val = 0.15, test = 0.15 }}\n{extra}"
+        ),
+        "horizon = 3\nseason = 12",
+    )
+}
+
+#[test]
+fn no_target_leakage_across_splits() {
+    let dir = TempDir::new().unwrap();
+    seasonal_file(dir.path(), DataFormat::Csv, "s.csv");
+    for stride in [1, 3, 7] {
+        let d = series(
+            load(
+                &seasonal_spec("s.csv", &format!("stride = {stride}")),
+                dir.path(),
+            )
+            .unwrap(),
+        );
+        let mut owner = vec![None; d.rows()];
+        for split in SplitName::ALL {
+            let rows = d.split_rows(split);
+            assert!(!d.is_empty(split));
+            for i in 0..d.len(split) {
+                let t = d.target_rows(split, i);
+                assert!(
+                    rows.start <= t.start && t.end <= rows.end,
+                    "{split} window {i}: {t:?}"
+                );
+                if split == SplitName::Train {
+                    assert!(t.start >= d.window(), "train inputs inside train rows");
+                }
+                if i > 0 {
+                    assert_eq!(t.start - d.target_rows(split, i - 1).start, stride);
+                }
+                for r in t {
+                    assert!(
+                        owner[r].is_none_or(|o| o == split),
+                        "row {r} is a target of two splits"
+                    );
+                    owner[r] = Some(split);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn normalization_is_fitted_on_train_rows_only() {
+    let dir = TempDir::new().unwrap();
+    let s = seasonal_series(300, 3);
+    write(dir.path(), "s.csv", s.to_text(DataFormat::Csv));
+    let d = series(load(&seasonal_spec("s.csv", ""), dir.path()).unwrap());
+    let train = d.split_rows(SplitName::Train);
+    let vals: Vec<f64> = s.demand[train.clone()]
+        .iter()
+        .map(|v| format!("{v:.3}").parse().unwrap())
+        .collect();
+    let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+    let std = (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64).sqrt();
+    let n = d.normalizer();
+    assert!((n.features[0].shift - mean).abs() < 1e-9 && (n.features[0].scale - std).abs() < 1e-9);
+    assert_eq!(n.targets[0], n.features[0]);
+
+    // Rewriting every val/test value leaves the normalizer unchanged.
+    let mut wild = s.clone();
+    for r in train.end..wild.demand.len() {
+        wild.demand[r] = 1e6;
+        wild.temperature[r] = -1e6;
+    }
+    write(dir.path(), "w.csv", wild.to_text(DataFormat::Csv));
+    let w = series(load(&seasonal_spec("w.csv", ""), dir.path()).unwrap());
+    assert_eq!(w.normalizer(), n);
+
+    // Min-max maps the train range onto [0, 1].
+    let m = series(
+        load(
+            &seasonal_spec("s.csv", "normalize = \"minmax\""),
+            dir.path(),
+        )
+        .unwrap(),
+    );
+    let all: Vec<usize> = (0..m.len(SplitName::Train)).collect();
+    let b = m.batch(SplitName::Train, &all);
+    let (lo, hi) =
+        b.x.iter()
+            .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    assert!(lo >= -1e-6 && hi <= 1.0 + 1e-6, "{lo} {hi}");
+}
+
+#[test]
+fn inverted_targets_match_original_units() {
+    let dir = TempDir::new().unwrap();
+    seasonal_file(dir.path(), DataFormat::Csv, "s.csv");
+    let d = series(load(&seasonal_spec("s.csv", ""), dir.path()).unwrap());
+    let idx: Vec<usize> = (0..d.len(SplitName::Test)).collect();
+    let mut y = d.batch(SplitName::Test, &idx).y;
+    d.normalizer().invert_targets(&mut y);
+    let orig = d.targets_original(SplitName::Test, &idx);
+    for (a, b) in y.iter().zip(&orig) {
+        assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn csv_tsv_and_jsonl_load_identically() {
+    let dir = TempDir::new().unwrap();
+    let mut loaded = Vec::new();
+    for (format, name) in [
+        (DataFormat::Csv, "s.csv"),
+        (DataFormat::Tsv, "s.tsv"),
+        (DataFormat::Jsonl, "s.jsonl"),
+    ] {
+        seasonal_file(dir.path(), format, name);
+        loaded.push(series(load(&seasonal_spec(name, ""), dir.path()).unwrap()));
+    }
+    for d in &loaded[1..] {
+        assert_eq!(d.normalizer(), loaded[0].normalizer());
+        for split in SplitName::ALL {
+            let idx: Vec<usize> = (0..d.len(split)).collect();
+            assert_eq!(d.batch(split, &idx), loaded[0].batch(split, &idx));
+        }
+    }
+}
+
+#[test]
+fn fitted_normalizer_round_trips_through_serde_and_is_reused() {
+    let dir = TempDir::new().unwrap();
+    seasonal_file(dir.path(), DataFormat::Csv, "s.csv");
+    let spec = seasonal_spec("s.csv", "");
+    let p = load(&spec, dir.path()).unwrap();
+    let fitted: Fitted =
+        serde_json::from_str(&serde_json::to_string(&p.fitted()).unwrap()).unwrap();
+    assert_eq!(fitted, p.fitted());
+    // Another file evaluated with the stored state keeps the stored scaling.
+    let mut other = seasonal_series(300, 9);
+    other.demand.iter_mut().for_each(|v| *v += 40.0);
+    write(dir.path(), "o.csv", other.to_text(DataFormat::Csv));
+    let o = series(load_with(&seasonal_spec("o.csv", ""), dir.path(), Some(&fitted)).unwrap());
+    assert_eq!(Fitted::Series(o.normalizer().clone()), fitted);
+}
+
+#[test]
+fn predict_input_is_the_last_window_normalized() {
+    let dir = TempDir::new().unwrap();
+    let s = seasonal_series(300, 3);
+    write(dir.path(), "s.csv", s.to_text(DataFormat::Csv));
+    let spec = seasonal_spec("s.csv", "");
+    let d = series(load(&spec, dir.path()).unwrap());
+    let DataKind::Series(ss) = &spec.data.kind else {
+        unreachable!()
+    };
+    let p = predict_input(
+        &Source::File(dir.path().join("s.csv")),
+        DataFormat::Csv,
+        ss,
+        d.normalizer(),
+    )
+    .unwrap();
+    assert_eq!(
+        (p.window, p.features, p.rows, p.last_line),
+        (24, 2, 300, 301)
+    );
+    let n = d.normalizer();
+    let r = 299;
+    let want_demand = n.features[0].apply(format!("{:.3}", s.demand[r]).parse().unwrap()) as f32;
+    let want_temp = n.features[1].apply(format!("{:.3}", s.temperature[r]).parse().unwrap()) as f32;
+    assert_eq!(&p.x[46..], [want_demand, want_temp]);
+    // The last test window's input ends `horizon` rows before the file does.
+    let last = d.len(SplitName::Test) - 1;
+    let b = d.batch(SplitName::Test, &[last]);
+    assert_eq!(d.target_rows(SplitName::Test, last).end, 300);
+    assert_eq!(&b.x[6..], &p.x[..p.x.len() - 6]);
+}
+
+#[test]
+fn builtin_series_load_with_named_columns() {
+    let spec = forecast(
+        "builtin:air-passengers",
+        "features = [\"passengers\", \"month\"]\ntargets = [\"passengers\"]\nwindow = 12\nnormalize = \"none\"",
+        "horizon = 1\nseason = 12",
+    );
+    let d = series(load(&spec, "/nonexistent".as_ref()).unwrap());
+    assert_eq!(d.rows(), 144);
+    assert_eq!(d.file(), "builtin:air-passengers");
+    let b = d.batch(SplitName::Train, &[0]);
+    assert_eq!(&b.x[..4], [112., 1., 118., 2.]);
+    assert_eq!(d.targets_original(SplitName::Train, &[0]), [115.]);
+    assert_eq!(
+        d.seasonal_naive_forecast(SplitName::Train, &[0]).unwrap(),
+        [112.]
+    );
+
+    let spec = forecast(
+        "builtin:vic-elec",
+        "features = [\"y\", \"hour\"]\ntargets = [\"y\"]\nwindow = 48\nnormalize = \"none\"",
+        "horizon = 24\nseason = 24",
+    );
+    let d = series(load(&spec, ".".as_ref()).unwrap());
+    assert_eq!(d.rows(), 3600);
+    let b = d.batch(SplitName::Train, &[0]);
+    assert!((b.x[0] - 7926.529).abs() < 1e-2);
+    let hours: Vec<f32> = b.x.iter().skip(1).step_by(2).take(26).copied().collect();
+    assert_eq!(hours[..3], [0., 1., 2.]);
+    assert_eq!(hours[24..], [0., 1.]);
+}
+
+#[test]
+fn committed_seasonal_example_loads() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let d = series(load(&seasonal_spec("data/seasonal.csv", ""), &examples).unwrap());
+    assert_eq!(d.rows(), 400);
+    assert_eq!(d.split_rows(SplitName::Train), 0..280);
+}
