@@ -1,1 +1,29 @@
-//! placeholder
+//! ringtrain's model zoo: recurrent networks (`rnn`, `lstm`, `gru`; uni- or bidirectional, any
+//! depth) built as a stack of layers — input block (token embedding or numeric projection),
+//! one layer per recurrent layer, head — that a pipeline can cut into contiguous stages.
+//!
+//! The recurrent layers are our own fused per-timestep cells on plain burn ops
+//! ([`recurrent`]); burn-nn's stock modules with the same weights serve as the reference
+//! ([`reference`], [`RecurrentImpl::BurnNnReference`]). Padded batches (mask `[B, T]`, padding
+//! at the end) give every sequence exactly its unpadded result. Parameters are drawn from a
+//! ChaCha stream seeded by the job seed, and [`flat`] lays parameters and gradients out as one
+//! `f32` buffer in visit order for the all-reduce.
+
+pub mod error;
+pub mod flat;
+mod head;
+mod init;
+pub mod loss;
+pub mod model;
+pub mod recurrent;
+pub mod reference;
+mod seq;
+
+pub use error::ModelError;
+pub use head::Head;
+pub use model::{
+    Batch, Boundary, BoundaryShape, ForwardCtx, HeadKind, InputKind, Inputs, Layer, LayerInfo,
+    Model, RecurrentImpl,
+};
+pub use recurrent::{CellParams, Recurrent};
+pub use reference::{ReferenceCell, ReferenceRecurrent};

@@ -1,0 +1,175 @@
+//! Input blocks (token embedding, numeric projection) and the output head.
+
+use burn::module::Module;
+use burn::nn::{Embedding, Linear};
+use burn::tensor::module::embedding;
+use burn::tensor::{Device, Int, Tensor};
+use ringtrain_spec::Pooling;
+
+use crate::init::{Init, param1, param2};
+use crate::seq::Steps;
+
+/// A token embedding `[vocab, dim]` drawn N(0, 1) with row 0 (the `<pad>` token) zero.
+pub(crate) fn new_embedding(
+    vocab: usize,
+    dim: usize,
+    init: &mut Init,
+    device: &Device,
+) -> Embedding {
+    let mut w = init.normal(vocab * dim);
+    w[..dim.min(vocab * dim)].iter_mut().for_each(|v| *v = 0.0);
+    Embedding {
+        weight: param2(w, vocab, dim, device),
+    }
+}
+
+/// A linear layer `[fan_in, fan_out]` with weights and bias uniform in `±1/sqrt(fan_in)`
+/// (PyTorch's `nn.Linear` default).
+pub(crate) fn new_linear(
+    fan_in: usize,
+    fan_out: usize,
+    init: &mut Init,
+    device: &Device,
+) -> Linear {
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    Linear {
+        weight: param2(
+            init.uniform(fan_in * fan_out, bound),
+            fan_in,
+            fan_out,
+            device,
+        ),
+        bias: Some(param1(init.uniform(fan_out, bound), device)),
+    }
+}
+
+/// Embeds `[B, T]` token ids one step at a time (see [`crate::seq`] for why no `[B, T, D]`
+/// tensor is built).
+pub(crate) fn embed_steps(emb: &Embedding, ids: Tensor<2, Int>, mask: Tensor<2>) -> Steps {
+    let [batch, time] = ids.dims();
+    let [_, dim] = emb.weight.dims();
+    let w = emb.weight.val();
+    let steps = (0..time)
+        .map(|t| {
+            embedding(w.clone(), ids.clone().slice([0..batch, t..t + 1])).reshape([batch, dim])
+        })
+        .collect();
+    Steps::new(steps, mask)
+}
+
+/// Applies a linear map to every step.
+pub(crate) fn project_steps(lin: &Linear, input: Steps) -> Steps {
+    let steps = input.steps.iter().map(|x| lin.forward(x.clone())).collect();
+    input.with_steps(steps)
+}
+
+/// The last layer: pools the sequence into one vector per sample, then a linear map.
+#[derive(Module, Debug)]
+pub struct Head {
+    /// `[in, outputs]` (regression) or `[in, classes]` (classification).
+    pub linear: Linear,
+    /// How the steps are pooled (regression always uses [`Pooling::Last`]).
+    #[module(skip)]
+    pub pooling: Pooling,
+    /// Hidden units per direction of the layer feeding the head.
+    pub hidden: usize,
+    /// Whether that layer is bidirectional (its steps are `[forward | backward]`).
+    pub bidirectional: bool,
+    /// `true` for a classifier (logits), `false` for a regressor.
+    pub classifier: bool,
+}
+
+impl Head {
+    /// Width the head takes at every step.
+    pub fn input_size(&self) -> usize {
+        self.linear.weight.dims()[0]
+    }
+
+    /// Width of the head's output.
+    pub fn output_size(&self) -> usize {
+        self.linear.weight.dims()[1]
+    }
+
+    pub(crate) fn forward(&self, input: Steps) -> Tensor<2> {
+        self.linear.forward(self.pool(input))
+    }
+
+    /// Pools over valid steps only. Padded steps carry zero outputs (see [`crate::recurrent`]),
+    /// which the sums below rely on.
+    fn pool(&self, input: Steps) -> Tensor<2> {
+        let batch = input.batch();
+        let time = input.time();
+        let width = self.input_size();
+        let device = input.mask.device();
+        if time == 0 {
+            return Tensor::zeros([batch, width], &device);
+        }
+        // Number of valid steps per sample, and 0/1 "has any valid step".
+        let count = || input.mask.clone().sum_dim(1);
+        match self.pooling {
+            Pooling::Last => {
+                let last = match &input.padding {
+                    None => input.steps[time - 1].clone(),
+                    Some(pm) => {
+                        // Padding is only at the end, so m_t - m_{t+1} is 1 exactly at the last
+                        // valid step; the masked sum then selects it (other terms are exact 0).
+                        let mut acc: Option<Tensor<2>> = None;
+                        for t in 0..time {
+                            let ind = if t + 1 < time {
+                                pm.keep[t].clone() - pm.keep[t + 1].clone()
+                            } else {
+                                pm.keep[t].clone()
+                            };
+                            let term = input.steps[t].clone() * ind;
+                            acc = Some(match acc {
+                                Some(a) => a + term,
+                                None => term,
+                            });
+                        }
+                        acc.unwrap_or_else(|| Tensor::zeros([batch, width], &device))
+                    }
+                };
+                if self.bidirectional {
+                    // The backward half has read the whole sequence at step 0.
+                    let h = self.hidden;
+                    Tensor::cat(
+                        vec![
+                            last.slice([0..batch, 0..h]),
+                            input.steps[0].clone().slice([0..batch, h..2 * h]),
+                        ],
+                        1,
+                    )
+                } else {
+                    last
+                }
+            }
+            Pooling::Mean => {
+                let mut steps = input.steps.into_iter();
+                let first = steps
+                    .next()
+                    .unwrap_or_else(|| Tensor::zeros([batch, width], &device));
+                let sum = steps.fold(first, |a, x| a + x);
+                sum / count().clamp_min(1.0)
+            }
+            Pooling::Max => {
+                let stacked: Tensor<3> = Tensor::stack(input.steps, 1);
+                let stacked = match &input.padding {
+                    None => stacked,
+                    // valid: x + 0 (exact); padded: 0 - 1e30 (never the maximum)
+                    Some(_) => {
+                        stacked
+                            + (input.mask.clone() - 1.0)
+                                .mul_scalar(1.0e30)
+                                .unsqueeze_dim::<3>(2)
+                    }
+                };
+                let max = stacked.max_dim(1).reshape([batch, width]);
+                match &input.padding {
+                    None => max,
+                    // A sample with no valid step pools to zero rather than -1e30.
+                    Some(_) => max * count().clamp_max(1.0),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! The model as a stack of layers — input block, recurrent layers, head — that a pipeline can
+//! cut into contiguous stages, each run with [`Model::forward_range`].
+
+use std::fmt;
+use std::ops::Range;
+
+use burn::module::Module;
+use burn::nn::{Embedding, Linear};
+use burn::tensor::{Device, Int, Tensor};
+use ringtrain_spec::{ModelSpec, Pooling};
+
+use crate::error::ModelError;
+use crate::head::{Head, embed_steps, new_embedding, new_linear, project_steps};
+use crate::init::Init;
+use crate::recurrent::Recurrent;
+use crate::reference::ReferenceRecurrent;
+use crate::seq::Steps;
+
+/// What the model reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// `features` numeric values per step (`[B, T, features]`).
+    Numeric {
+        /// Values per step.
+        features: usize,
+    },
+    /// Token ids in `0..vocab` (`[B, T]`), id 0 being `<pad>`.
+    Tokens {
+        /// Vocabulary size including `<pad>` and `<unk>`.
+        vocab: usize,
+    },
+}
+
+/// What the model predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadKind {
+    /// `outputs` real values from the last valid step.
+    Regression {
+        /// Values predicted per sample (horizon × targets).
+        outputs: usize,
+    },
+    /// Logits over `classes`, from the steps pooled by `pooling`.
+    Classes {
+        /// Number of classes.
+        classes: usize,
+        /// Pooling over valid steps.
+        pooling: Pooling,
+    },
+}
+
+/// Model input for one batch.
+#[derive(Debug, Clone)]
+pub enum Inputs {
+    /// `[B, T, F]` numeric features.
+    Numeric(Tensor<3>),
+    /// `[B, T]` token ids.
+    Tokens(Tensor<2, Int>),
+}
+
+/// One batch: inputs plus the validity mask `[B, T]` (1.0 valid, 0.0 padding, padding only at
+/// the end of each sequence).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The inputs.
+    pub inputs: Inputs,
+    /// Validity mask `[B, T]`.
+    pub mask: Tensor<2>,
+}
+
+/// Per-call switches of the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardCtx {
+    /// Training mode: dropout active.
+    pub train: bool,
+    /// Dropout masks come from ChaCha8 seeded by `(dropout_seed, layer index)`: stateless, so a
+    /// resumed run and a pipelined run draw the same masks. Vary it per step and micro-batch.
+    pub dropout_seed: u64,
+}
+
+impl ForwardCtx {
+    /// Inference: no dropout.
+    pub fn eval() -> ForwardCtx {
+        ForwardCtx {
+            train: false,
+            dropout_seed: 0,
+        }
+    }
+}
+
+/// The value that flows between layers and across stage boundaries.
+#[derive(Debug, Clone)]
+pub enum Boundary {
+    /// Token ids `[B, T]` with their mask (the input of an embedding layer).
+    Tokens {
+        /// Token ids.
+        ids: Tensor<2, Int>,
+        /// Validity mask `[B, T]`.
+        mask: Tensor<2>,
+    },
+    /// A sequence `[B, T, F]` with its mask.
+    Seq {
+        /// Step values.
+        x: Tensor<3>,
+        /// Validity mask `[B, T]`.
+        mask: Tensor<2>,
+    },
+    /// The head's output `[B, outputs]`.
+    Out(Tensor<2>),
+}
+
+impl From<Batch> for Boundary {
+    fn from(b: Batch) -> Boundary {
+        match b.inputs {
+            Inputs::Numeric(x) => Boundary::Seq { x, mask: b.mask },
+            Inputs::Tokens(ids) => Boundary::Tokens { ids, mask: b.mask },
+        }
+    }
+}
+
+impl Boundary {
+    fn describe(&self) -> String {
+        match self {
+            Boundary::Tokens { ids, .. } => format!("tokens {:?}", ids.dims()),
+            Boundary::Seq { x, .. } => format!("seq {:?}", x.dims()),
+            Boundary::Out(y) => format!("out {:?}", y.dims()),
+        }
+    }
+}
+
+/// Shape of a [`Boundary`] with symbolic batch `B` and length `T`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoundaryShape {
+    /// `[B, T]` token ids.
+    Tokens,
+    /// `[B, T, features]`.
+    Seq {
+        /// Values per step.
+        features: usize,
+    },
+    /// `[B, width]`.
+    Out {
+        /// Values per sample.
+        width: usize,
+    },
+}
+
+impl fmt::Display for BoundaryShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BoundaryShape::Tokens => write!(f, "tokens [B, T]"),
+            BoundaryShape::Seq { features } => write!(f, "seq [B, T, {features}]"),
+            BoundaryShape::Out { width } => write!(f, "out [B, {width}]"),
+        }
+    }
+}
+
+/// Description of one layer for stage planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Position in the stack.
+    pub index: usize,
+    /// Name (`embedding`, `projection`, `lstm0`, `bigru1`, `head`).
+    pub name: String,
+    /// Number of scalar parameters.
+    pub params: usize,
+    /// What the layer takes.
+    pub input: BoundaryShape,
+    /// What the layer gives.
+    pub output: BoundaryShape,
+}
+
+/// Which implementation computes the recurrent layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecurrentImpl {
+    /// Our fused per-timestep cells (the default, and the only one that honours padding).
+    Fused,
+    /// burn-nn's stock modules with the same weights (reference and benchmark baseline).
+    BurnNnReference,
+}
+
+/// One layer of the stack.
+#[derive(Module, Debug)]
+pub enum Layer {
+    /// Token embedding `[vocab, dim]`.
+    Embedding(Embedding),
+    /// Linear projection of numeric features.
+    Projection(Linear),
+    /// A fused recurrent layer.
+    Recurrent(Recurrent),
+    /// A burn-nn recurrent layer (see [`RecurrentImpl::BurnNnReference`]).
+    Reference(ReferenceRecurrent),
+    /// Pooling + linear output.
+    Head(Head),
+}
+
+fn cell_name(cell: ringtrain_spec::CellKind) -> &'static str {
+    match cell {
+        ringtrain_spec::CellKind::Rnn => "rnn",
+        ringtrain_spec::CellKind::Lstm => "lstm",
+        ringtrain_spec::CellKind::Gru => "gru",
+    }
+}
+
+impl Layer {
+    /// The layer's name in error messages and stage plans.
+    pub fn name(&self) -> String {
+        let bi = |b: bool| if b { "bi" } else { "" };
+        match self {
+            Layer::Embedding(_) => "embedding".into(),
+            Layer::Projection(_) => "projection".into(),
+            Layer::Recurrent(r) => format!(
+                "{}{}{}",
+                bi(r.bidirectional()),
+                cell_name(r.cell),
+                r.position
+            ),
+            Layer::Reference(r) => format!(
+                "{}{}{}",
+                bi(r.bidirectional()),
+                cell_name(r.cell),
+                r.position
+            ),
+            Layer::Head(_) => "head".into(),
+        }
+    }
+
+    /// What the layer takes.
+    pub fn input_shape(&self) -> BoundaryShape {
+        match self {
+            Layer::Embedding(_) => BoundaryShape::Tokens,
+            Layer::Projection(l) => BoundaryShape::Seq {
+                features: l.weight.dims()[0],
+            },
+            Layer::Recurrent(r) => BoundaryShape::Seq {
+                features: r.input_size,
+            },
+            Layer::Reference(r) => BoundaryShape::Seq {
+                features: r.input_size,
+            },
+            Layer::Head(h) => BoundaryShape::Seq {
+                features: h.input_size(),
+            },
+        }
+    }
+
+    /// What the layer gives.
+    pub fn output_shape(&self) -> BoundaryShape {
+        match self {
+            Layer::Embedding(e) => BoundaryShape::Seq {
+                features: e.weight.dims()[1],
+            },
+            Layer::Projection(l) => BoundaryShape::Seq {
+                features: l.weight.dims()[1],
+            },
+            Layer::Recurrent(r) => BoundaryShape::Seq {
+                features: r.output_size(),
+            },
+            Layer::Reference(r) => BoundaryShape::Seq {
+                features: r.hidden * if r.bidirectional() { 2 } else { 1 },
+            },
+            Layer::Head(h) => BoundaryShape::Out {
+                width: h.output_size(),
+            },
+        }
+    }
+}
+
+/// The in-stage form of a [`Boundary`].
+enum Flow {
+    Tokens(Tensor<2, Int>, Tensor<2>),
+    Steps(Steps),
+    Out(Tensor<2>),
+}
+
+/// A recurrent network as a stack of layers (see the crate docs for the layout).
+#[derive(Module, Debug)]
+pub struct Model {
+    layers: Vec<Layer>,
+}
+
+fn invalid(field: &'static str, value: impl fmt::Display, reason: &'static str) -> ModelError {
+    ModelError::InvalidSpec {
+        field,
+        value: value.to_string(),
+        reason,
+    }
+}
+
+impl Model {
+    /// Builds the model for `spec`, reading `input` and predicting `head`, with parameters drawn
+    /// deterministically from `seed` (same seed → bit-identical parameters).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidSpec`] for zero sizes, a projection on token inputs, or a dropout
+    /// outside `[0, 1)`.
+    pub fn new(
+        spec: &ModelSpec,
+        input: InputKind,
+        head: HeadKind,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Model, ModelError> {
+        if spec.layers == 0 {
+            return Err(invalid(
+                "model.layers",
+                spec.layers,
+                "at least 1 recurrent layer",
+            ));
+        }
+        if spec.hidden == 0 {
+            return Err(invalid("model.hidden", spec.hidden, "at least 1 unit"));
+        }
+        if !(0.0..1.0).contains(&spec.dropout) {
+            return Err(invalid(
+                "model.dropout",
+                spec.dropout,
+                "a probability in [0, 1)",
+            ));
+        }
+        let mut init = Init::new(seed);
+        let mut layers = Vec::new();
+        let mut width = match input {
+            InputKind::Numeric { features } => {
+                if features == 0 {
+                    return Err(invalid("input.features", features, "at least 1 feature"));
+                }
+                match spec.projection {
+                    Some(0) => return Err(invalid("model.projection", 0, "at least 1 unit")),
+                    Some(p) => {
+                        layers.push(Layer::Projection(new_linear(
+                            features, p, &mut init, device,
+                        )));
+                        p
+                    }
+                    None => features,
+                }
+            }
+            InputKind::Tokens { vocab } => {
+                if vocab < 2 {
+                    return Err(invalid(
+                        "input.vocab",
+                        vocab,
+                        "at least 2 tokens (<pad> and one more)",
+                    ));
+                }
+                if let Some(p) = spec.projection {
+                    return Err(invalid(
+                        "model.projection",
+                        p,
+                        "token inputs use model.embedding_dim",
+                    ));
+                }
+                if spec.embedding_dim == 0 {
+                    return Err(invalid("model.embedding_dim", 0, "at least 1"));
+                }
+                layers.push(Layer::Embedding(new_embedding(
+                    vocab,
+                    spec.embedding_dim,
+                    &mut init,
+                    device,
+                )));
+                spec.embedding_dim
+            }
+        };
+        for position in 0..spec.layers {
+            let dropout = if position == 0 { 0.0 } else { spec.dropout };
+            let r = Recurrent::new(
+                spec.cell,
+                spec.activation,
+                width,
+                spec.hidden,
+                spec.bidirectional,
+                dropout,
+                position,
+                &mut init,
+                device,
+            );
+            width = r.output_size();
+            layers.push(Layer::Recurrent(r));
+        }
+        let (outputs, pooling, classifier) = match head {
+            HeadKind::Regression { outputs } => (outputs, Pooling::Last, false),
+            HeadKind::Classes { classes, pooling } => (classes, pooling, true),
+        };
+        if outputs == 0 {
+            return Err(invalid("head.outputs", outputs, "at least 1 output"));
+        }
+        layers.push(Layer::Head(Head {
+            linear: new_linear(width, outputs, &mut init, device),
+            pooling,
+            hidden: spec.hidden,
+            bidirectional: spec.bidirectional,
+            classifier,
+        }));
+        Ok(Model { layers })
+    }
+
+    /// The same model with its recurrent layers computed by `imp`; weights are copied into new
+    /// leaf parameters (new ids), other layers are kept as they are.
+    pub fn with_recurrent_impl(self, imp: RecurrentImpl) -> Model {
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| match (l, imp) {
+                (Layer::Recurrent(r), RecurrentImpl::BurnNnReference) => {
+                    Layer::Reference(ReferenceRecurrent::from_fused(&r))
+                }
+                (Layer::Reference(r), RecurrentImpl::Fused) => Layer::Recurrent(r.to_fused()),
+                (l, _) => l,
+            })
+            .collect();
+        Model { layers }
+    }
+
+    /// The layers in order.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Number of layers (input block, recurrent layers, head).
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Name, parameter count and boundary shapes of every layer.
+    pub fn layer_infos(&self) -> Vec<LayerInfo> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(index, l)| LayerInfo {
+                index,
+                name: l.name(),
+                params: l.num_params(),
+                input: l.input_shape(),
+                output: l.output_shape(),
+            })
+            .collect()
+    }
+
+    /// Full forward pass: `[B, outputs]` predictions or `[B, classes]` logits.
+    ///
+    /// # Panics
+    /// If the batch does not fit the model (token ids for a numeric model, wrong feature width,
+    /// mask shape not `[B, T]`); [`Model::try_forward`] returns that as an error instead.
+    pub fn forward(&self, batch: Batch, ctx: &ForwardCtx) -> Tensor<2> {
+        match self.try_forward(batch, ctx) {
+            Ok(y) => y,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`Model::forward`] with shape errors returned.
+    ///
+    /// # Errors
+    /// [`ModelError::Boundary`] naming the first layer whose input does not fit.
+    pub fn try_forward(&self, batch: Batch, ctx: &ForwardCtx) -> Result<Tensor<2>, ModelError> {
+        match self.forward_range(0..self.layers.len(), batch.into(), ctx)? {
+            Boundary::Out(y) => Ok(y),
+            other => Err(ModelError::Boundary {
+                layer: self.layers.len(),
+                name: "output".into(),
+                expected: BoundaryShape::Out { width: 0 },
+                got: other.describe(),
+            }),
+        }
+    }
+
+    /// Runs layers `range` on `input` (a stage of a pipeline). Splitting `0..n` into
+    /// `0..k` and `k..n` gives exactly the unsplit result.
+    ///
+    /// # Errors
+    /// [`ModelError::Range`] for an empty or out-of-bounds range; [`ModelError::Boundary`]
+    /// naming the layer whose input has the wrong kind or width.
+    pub fn forward_range(
+        &self,
+        range: Range<usize>,
+        input: Boundary,
+        ctx: &ForwardCtx,
+    ) -> Result<Boundary, ModelError> {
+        if range.start >= range.end || range.end > self.layers.len() {
+            return Err(ModelError::Range {
+                start: range.start,
+                end: range.end,
+                layers: self.layers.len(),
+            });
+        }
+        let first = &self.layers[range.start];
+        let mismatch = |got: String| ModelError::Boundary {
+            layer: range.start,
+            name: first.name(),
+            expected: first.input_shape(),
+            got,
+        };
+        let mut flow = match (input, first.input_shape()) {
+            (Boundary::Tokens { ids, mask }, BoundaryShape::Tokens) => {
+                if ids.dims() != mask.dims() {
+                    return Err(mismatch(format!(
+                        "tokens {:?} with mask {:?}",
+                        ids.dims(),
+                        mask.dims()
+                    )));
+                }
+                Flow::Tokens(ids, mask)
+            }
+            (Boundary::Seq { x, mask }, BoundaryShape::Seq { features }) => {
+                let [b, t, f] = x.dims();
+                if f != features || mask.dims() != [b, t] {
+                    return Err(mismatch(format!(
+                        "seq {:?} with mask {:?}",
+                        x.dims(),
+                        mask.dims()
+                    )));
+                }
+                Flow::Steps(Steps::from_seq(x, mask))
+            }
+            (other, _) => return Err(mismatch(other.describe())),
+        };
+        for index in range.clone() {
+            let dropout = ctx.train.then_some((ctx.dropout_seed, index as u64));
+            flow = match (&self.layers[index], flow) {
+                (Layer::Embedding(e), Flow::Tokens(ids, mask)) => {
+                    Flow::Steps(embed_steps(e, ids, mask))
+                }
+                (Layer::Projection(l), Flow::Steps(s)) => Flow::Steps(project_steps(l, s)),
+                (Layer::Recurrent(r), Flow::Steps(s)) => Flow::Steps(r.forward(s, dropout)),
+                (Layer::Reference(r), Flow::Steps(s)) => Flow::Steps(r.forward(s, dropout)),
+                (Layer::Head(h), Flow::Steps(s)) => Flow::Out(h.forward(s)),
+                // Only reachable for a hand-assembled stack; Model::new chains layers correctly.
+                (layer, _) => {
+                    return Err(ModelError::Boundary {
+                        layer: index,
+                        name: layer.name(),
+                        expected: layer.input_shape(),
+                        got: "the previous layer's output".into(),
+                    });
+                }
+            };
+        }
+        Ok(match flow {
+            Flow::Tokens(ids, mask) => Boundary::Tokens { ids, mask },
+            Flow::Steps(s) => {
+                let (x, mask) = s.into_seq();
+                Boundary::Seq { x, mask }
+            }
+            Flow::Out(y) => Boundary::Out(y),
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! Fused recurrent layers (`rnn`, `lstm`, `gru`) on plain burn ops.
+//!
+//! Each direction keeps one input matrix `w_ih: [in, G·H]`, one recurrent matrix
+//! `w_hh: [H, G·H]` and biases `b_ih, b_hh: [G·H]` (G gate blocks in PyTorch's order: LSTM
+//! i, f, g, o; GRU r, z, n), so a timestep costs one input and one recurrent matmul followed by
+//! a `chunk` into gates. The input projection is done per step rather than once for the whole
+//! sequence: a precomputed `[B, T, G·H]` projection is a tracked tensor, and slicing it per step
+//! costs a full-size zero tensor per slice in the backward pass (measured slower in BURN.md).
+//!
+//! Padding: at a padded step the state is carried unchanged and the output is zero, so the
+//! forward direction stops at each sequence's last valid step and the backward direction starts
+//! there; a padded batch gives each sequence's unpadded result.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Tensor};
+use ringtrain_spec::{Activation, CellKind};
+
+use crate::init::{Init, param1, param2};
+use crate::seq::Steps;
+
+/// Weights of one direction of one recurrent layer.
+#[derive(Module, Debug)]
+pub struct CellParams {
+    /// Input weights `[in, G·H]`, gate blocks side by side.
+    pub w_ih: Param<Tensor<2>>,
+    /// Recurrent weights `[H, G·H]`.
+    pub w_hh: Param<Tensor<2>>,
+    /// Input bias `[G·H]`.
+    pub b_ih: Param<Tensor<1>>,
+    /// Recurrent bias `[G·H]` (kept apart from `b_ih` because GRU's `n` gate scales it by `r`).
+    pub b_hh: Param<Tensor<1>>,
+}
+
+/// One recurrent layer, uni- or bidirectional (forward direction first in `directions`).
+#[derive(Module, Debug)]
+pub struct Recurrent {
+    /// One entry per direction: `[forward]` or `[forward, backward]`.
+    pub directions: Vec<CellParams>,
+    /// Cell type.
+    #[module(skip)]
+    pub cell: CellKind,
+    /// Non-linearity of the `rnn` cell (unused by `lstm`/`gru`).
+    #[module(skip)]
+    pub activation: Activation,
+    /// Width of the input at every step.
+    pub input_size: usize,
+    /// Hidden units per direction.
+    pub hidden: usize,
+    /// Dropout applied to this layer's input during training (0 for the first recurrent layer:
+    /// dropout sits *between* recurrent layers).
+    pub input_dropout: f64,
+    /// Position among the recurrent layers (0 = first), used in the layer name.
+    pub position: usize,
+}
+
+impl Recurrent {
+    /// A layer initialized like PyTorch: every weight and bias uniform in `±1/sqrt(H)`.
+    pub(crate) fn new(
+        cell: CellKind,
+        activation: Activation,
+        input_size: usize,
+        hidden: usize,
+        bidirectional: bool,
+        input_dropout: f64,
+        position: usize,
+        init: &mut Init,
+        device: &Device,
+    ) -> Recurrent {
+        let gh = cell.gates() * hidden;
+        let bound = 1.0 / (hidden as f32).sqrt();
+        let directions = (0..if bidirectional { 2 } else { 1 })
+            .map(|_| CellParams {
+                w_ih: param2(init.uniform(input_size * gh, bound), input_size, gh, device),
+                w_hh: param2(init.uniform(hidden * gh, bound), hidden, gh, device),
+                b_ih: param1(init.uniform(gh, bound), device),
+                b_hh: param1(init.uniform(gh, bound), device),
+            })
+            .collect();
+        Recurrent {
+            directions,
+            cell,
+            activation,
+            input_size,
+            hidden,
+            input_dropout,
+            position,
+        }
+    }
+
+    /// Whether the layer runs in both directions.
+    pub fn bidirectional(&self) -> bool {
+        self.directions.len() == 2
+    }
+
+    /// Width of each output step (`H` or `2H`).
+    pub fn output_size(&self) -> usize {
+        self.hidden * self.directions.len()
+    }
+
+    /// Runs the layer over all steps; `dropout` is `Some((seed, stream))` in training mode.
+    pub(crate) fn forward(&self, input: Steps, dropout: Option<(u64, u64)>) -> Steps {
+        let input = match dropout {
+            Some((seed, stream)) => input.dropout(self.input_dropout, seed, stream),
+            None => input,
+        };
+        let mut outs: Vec<Vec<Tensor<2>>> = self
+            .directions
+            .iter()
+            .enumerate()
+            .map(|(d, p)| self.run_direction(p, &input, d == 1))
+            .collect();
+        let steps = if outs.len() == 1 {
+            outs.pop().unwrap_or_default()
+        } else {
+            let bwd = outs.pop().unwrap_or_default();
+            let fwd = outs.pop().unwrap_or_default();
+            fwd.into_iter()
+                .zip(bwd)
+                .map(|(f, b)| Tensor::cat(vec![f, b], 1))
+                .collect()
+        };
+        input.with_steps(steps)
+    }
+
+    /// One direction over the whole sequence; outputs in time order.
+    fn run_direction(&self, p: &CellParams, input: &Steps, reverse: bool) -> Vec<Tensor<2>> {
+        let time = input.steps.len();
+        let h_size = self.hidden;
+        let w_ih = p.w_ih.val();
+        let w_hh = p.w_hh.val();
+        // LSTM and RNN only ever use b_ih + b_hh: add them once instead of once per step.
+        let (b_x, b_h) = match self.cell {
+            CellKind::Gru => (p.b_ih.val().unsqueeze::<2>(), p.b_hh.val().unsqueeze::<2>()),
+            _ => (
+                (p.b_ih.val() + p.b_hh.val()).unsqueeze::<2>(),
+                p.b_hh.val().unsqueeze(),
+            ),
+        };
+        let mut h: Option<Tensor<2>> = None;
+        let mut c: Option<Tensor<2>> = None;
+        let mut outs: Vec<Option<Tensor<2>>> = vec![None; time];
+        for k in 0..time {
+            let t = if reverse { time - 1 - k } else { k };
+            let xw = input.steps[t].clone().matmul(w_ih.clone()) + b_x.clone();
+            let (h_new, c_new) = match self.cell {
+                CellKind::Lstm => {
+                    let gates = match &h {
+                        Some(h) => xw + h.clone().matmul(w_hh.clone()),
+                        None => xw,
+                    };
+                    let mut g = gates.chunk(4, 1).into_iter();
+                    let (Some(i), Some(f), Some(gg), Some(o)) =
+                        (g.next(), g.next(), g.next(), g.next())
+                    else {
+                        unreachable!("chunk(4) of a 4H-wide tensor yields four gates")
+                    };
+                    let i = sigmoid(i);
+                    let gg = gg.tanh();
+                    let c_new = match &c {
+                        Some(c) => sigmoid(f) * c.clone() + i * gg,
+                        None => i * gg,
+                    };
+                    let h_new = sigmoid(o) * c_new.clone().tanh();
+                    (h_new, Some(c_new))
+                }
+                CellKind::Gru => {
+                    let [b, _] = xw.dims();
+                    let gh = match &h {
+                        Some(h) => h.clone().matmul(w_hh.clone()) + b_h.clone(),
+                        None => b_h.clone().expand([b, 3 * h_size]),
+                    };
+                    let rz = sigmoid(
+                        xw.clone().slice([0..b, 0..2 * h_size])
+                            + gh.clone().slice([0..b, 0..2 * h_size]),
+                    );
+                    let mut rz = rz.chunk(2, 1).into_iter();
+                    let (Some(r), Some(z)) = (rz.next(), rz.next()) else {
+                        unreachable!("chunk(2) of a 2H-wide tensor yields two gates")
+                    };
+                    let n = (xw.slice([0..b, 2 * h_size..3 * h_size])
+                        + r * gh.slice([0..b, 2 * h_size..3 * h_size]))
+                    .tanh();
+                    // h' = (1 - z) n + z h = n + z (h - n)
+                    let h_new = match &h {
+                        Some(h) => n.clone() + z * (h.clone() - n),
+                        None => n.clone() - z * n,
+                    };
+                    (h_new, None)
+                }
+                CellKind::Rnn => {
+                    let a = match &h {
+                        Some(h) => xw + h.clone().matmul(w_hh.clone()),
+                        None => xw,
+                    };
+                    let h_new = match self.activation {
+                        Activation::Tanh => a.tanh(),
+                        Activation::Relu => relu(a),
+                    };
+                    (h_new, None)
+                }
+            };
+            match &input.padding {
+                None => {
+                    outs[t] = Some(h_new.clone());
+                    h = Some(h_new);
+                    c = c_new;
+                }
+                Some(pm) => {
+                    // out = m h', state = m h' + (1 - m) h: exact (not h + m (h' - h)) so a
+                    // valid step computes bit-for-bit what the unpadded sequence computes.
+                    let keep = pm.keep[t].clone();
+                    let carry = pm.carry[t].clone();
+                    let out = h_new * keep.clone();
+                    h = Some(match h {
+                        Some(prev) => out.clone() + prev * carry.clone(),
+                        None => out.clone(),
+                    });
+                    c = match (c_new, c) {
+                        (Some(cn), Some(prev)) => Some(cn * keep + prev * carry),
+                        (Some(cn), None) => Some(cn * keep),
+                        _ => None,
+                    };
+                    outs[t] = Some(out);
+                }
+            }
+        }
+        outs.into_iter().flatten().collect()
+    }
+}
