@@ -1,0 +1,374 @@
+//! Async drivers that execute the schedules of [`crate::schedule`] over a [`Transport`]: the
+//! pipelined ring (reduce-scatter, all-gather, all-reduce), the latency-optimal direct exchange for
+//! small buffers, chain and direct broadcast, barrier and point-to-point. Every received message is
+//! checked against the local fingerprint before its bytes are used.
+
+use crate::codec::{decode_into, encode, reduce_into, round_to_wire};
+use crate::comm::CommConfig;
+use crate::error::{CollectiveError, Result};
+use crate::schedule::{RingKind, RingStep, StepMode, chunks, pieces, ring_plan};
+use crate::transport::{Message, Transport};
+use crate::types::{Fingerprint, OpKind, ReduceOp, WireDType};
+use bytes::Bytes;
+use futures::future::try_join_all;
+use std::ops::Range;
+use tokio::sync::mpsc;
+
+/// Everything a driver needs for one call. Ranks are group ranks; `members` maps them to world ranks.
+pub(crate) struct Ctx<'a> {
+    pub transport: &'a dyn Transport,
+    pub group: u32,
+    pub members: &'a [u32],
+    pub rank: usize,
+    pub fp: Fingerprint,
+    pub cfg: &'a CommConfig,
+}
+
+impl Ctx<'_> {
+    pub fn world(&self) -> usize {
+        self.members.len()
+    }
+
+    fn dtype(&self) -> WireDType {
+        self.fp.dtype
+    }
+
+    fn piece_elems(&self) -> usize {
+        (self.cfg.piece_bytes / self.dtype().size()).max(1)
+    }
+
+    async fn send(&self, to: usize, step: u32, piece: u32, payload: Bytes) -> Result<()> {
+        let msg = Message {
+            fingerprint: self.fp,
+            step,
+            piece,
+            payload,
+        };
+        self.transport.send(self.group, self.members[to], msg).await
+    }
+
+    /// Receives the next message from `from` and checks it belongs to this call, step and piece.
+    async fn recv(&self, from: usize, step: u32, piece: u32) -> Result<Message> {
+        let msg = self.transport.recv(self.group, self.members[from]).await?;
+        self.check(from, &msg, self.fp)?;
+        if (msg.step, msg.piece) != (step, piece) {
+            return Err(CollectiveError::Transport(format!(
+                "protocol error in {}: rank {} expected step {step} piece {piece} from rank {} but got step {} piece {}",
+                self.fp, self.members[self.rank], self.members[from], msg.step, msg.piece
+            )));
+        }
+        Ok(msg)
+    }
+
+    fn check(&self, from: usize, msg: &Message, expected: Fingerprint) -> Result<()> {
+        if msg.fingerprint != expected {
+            return Err(CollectiveError::Mismatch {
+                local_rank: self.members[self.rank],
+                local: expected,
+                peer_rank: self.members[from],
+                peer: msg.fingerprint,
+            });
+        }
+        Ok(())
+    }
+
+    fn others(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.world()).filter(move |r| *r != self.rank)
+    }
+}
+
+/// Name of the algorithm [`all_reduce`] picks, for spans and metrics.
+pub(crate) fn all_reduce_algo(cfg: &CommConfig, world: usize, elements: usize) -> &'static str {
+    if world <= 1 {
+        "local"
+    } else if elements * cfg.wire_dtype.size() <= cfg.small_bytes {
+        "direct"
+    } else {
+        "ring"
+    }
+}
+
+pub(crate) async fn all_reduce(ctx: &Ctx<'_>, buf: &mut [f32], op: ReduceOp) -> Result<()> {
+    let world = ctx.world();
+    match all_reduce_algo(ctx.cfg, world, buf.len()) {
+        "local" => Ok(()),
+        "direct" => direct_all_reduce(ctx, buf, op).await,
+        _ => {
+            let plan = ring_plan(RingKind::AllReduce, ctx.rank, world);
+            let dtype = ctx.dtype();
+            let finalize = move |chunk: &mut [f32]| {
+                if op == ReduceOp::Mean {
+                    chunk.iter_mut().for_each(|x| *x /= world as f32);
+                }
+                round_to_wire(chunk, dtype);
+            };
+            ring(ctx, buf, &chunks(buf.len(), world), &plan, op, &finalize).await
+        }
+    }
+}
+
+/// Everyone sends its whole buffer to everyone and reduces in rank order: one round trip instead of
+/// 2(N−1), and bit-identical results because every rank combines the same values in the same order.
+async fn direct_all_reduce(ctx: &Ctx<'_>, buf: &mut [f32], op: ReduceOp) -> Result<()> {
+    let dtype = ctx.dtype();
+    round_to_wire(buf, dtype);
+    let payload = encode(buf, dtype);
+    let sends = try_join_all(ctx.others().map(|r| ctx.send(r, 0, 0, payload.clone())));
+    let recvs = try_join_all(ctx.others().map(|r| ctx.recv(r, 0, 0)));
+    let (_, received) = futures::try_join!(sends, recvs)?;
+    let mut received = received.into_iter();
+    let mut acc = vec![0.0f32; buf.len()];
+    for j in 0..ctx.world() {
+        if j == ctx.rank {
+            if j == 0 {
+                acc.copy_from_slice(buf);
+            } else {
+                acc.iter_mut().zip(buf.iter()).for_each(|(a, x)| *a = op.combine(*a, *x));
+            }
+            continue;
+        }
+        let msg = received
+            .next()
+            .ok_or_else(|| CollectiveError::Transport("missing direct contribution".into()))?;
+        if j == 0 {
+            decode_into(&mut acc, &msg.payload, dtype)?;
+        } else {
+            reduce_into(&mut acc, &msg.payload, dtype, op)?;
+        }
+    }
+    if op == ReduceOp::Mean {
+        let n = ctx.world() as f32;
+        acc.iter_mut().for_each(|x| *x /= n);
+    }
+    buf.copy_from_slice(&acc);
+    Ok(())
+}
+
+/// Reduce-scatter: returns this rank's chunk (see [`crate::schedule::chunks`]) of the reduction.
+pub(crate) async fn reduce_scatter(ctx: &Ctx<'_>, input: &[f32], op: ReduceOp) -> Result<Vec<f32>> {
+    let world = ctx.world();
+    let mut buf = input.to_vec();
+    let layout = chunks(buf.len(), world);
+    let plan = ring_plan(RingKind::ReduceScatter, ctx.rank, world);
+    let finalize = move |chunk: &mut [f32]| {
+        if op == ReduceOp::Mean {
+            chunk.iter_mut().for_each(|x| *x /= world as f32);
+        }
+    };
+    ring(ctx, &mut buf, &layout, &plan, op, &finalize).await?;
+    Ok(buf[layout[ctx.rank].clone()].to_vec())
+}
+
+/// All-gather: rank r's input becomes block r of the output on every rank.
+pub(crate) async fn all_gather(ctx: &Ctx<'_>, input: &[f32]) -> Result<Vec<f32>> {
+    let (world, len) = (ctx.world(), input.len());
+    let mut out = vec![0.0f32; world * len];
+    let own = ctx.rank * len..(ctx.rank + 1) * len;
+    out[own.clone()].copy_from_slice(input);
+    round_to_wire(&mut out[own], ctx.dtype());
+    let layout: Vec<_> = (0..world).map(|b| b * len..(b + 1) * len).collect();
+    let plan = ring_plan(RingKind::AllGather, ctx.rank, world);
+    ring(ctx, &mut out, &layout, &plan, ReduceOp::Sum, &|_| {}).await?;
+    Ok(out)
+}
+
+/// How many step-0 pieces a rank sends before it waits for its first receive: keeps the link busy
+/// without encoding a whole chunk up front.
+const LOOKAHEAD: usize = 2;
+
+fn push_first(
+    tx: &mpsc::UnboundedSender<(u32, u32, Bytes)>,
+    first: &[Range<usize>],
+    pushed: &mut usize,
+    upto: usize,
+    buf: &[f32],
+    dtype: WireDType,
+) {
+    while *pushed < upto.min(first.len()) {
+        let payload = encode(&buf[first[*pushed].clone()], dtype);
+        // The receiving end only disappears when the send loop already failed; that error wins.
+        let _ = tx.send((0, *pushed as u32, payload));
+        *pushed += 1;
+    }
+}
+
+/// The pipelined ring driver. A sender task drains a queue of encoded pieces to the right
+/// neighbour while this task receives from the left, reduces or copies, and queues the piece for
+/// the next step right away: sending, receiving and adding overlap piece by piece. Messages leave in
+/// (step, piece) order, which the receiver checks.
+async fn ring(
+    ctx: &Ctx<'_>,
+    buf: &mut [f32],
+    layout: &[Range<usize>],
+    plan: &[RingStep],
+    op: ReduceOp,
+    finalize: &(dyn Fn(&mut [f32]) + Sync),
+) -> Result<()> {
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let world = ctx.world();
+    let (left, right) = ((ctx.rank + world - 1) % world, (ctx.rank + 1) % world);
+    let (pe, dtype) = (ctx.piece_elems(), ctx.dtype());
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u32, u32, Bytes)>();
+    let sender = async move {
+        while let Some((step, piece, payload)) = rx.recv().await {
+            ctx.send(right, step, piece, payload).await?;
+        }
+        Ok::<(), CollectiveError>(())
+    };
+    let receiver = async move {
+        let first = pieces(layout[plan[0].send_chunk].clone(), pe);
+        let mut pushed = 0;
+        let mut deferred = Vec::new();
+        push_first(&tx, &first, &mut pushed, LOOKAHEAD, buf, dtype);
+        for (s, step) in plan.iter().enumerate() {
+            for (i, r) in pieces(layout[step.recv_chunk].clone(), pe).into_iter().enumerate() {
+                let msg = ctx.recv(left, s as u32, i as u32).await?;
+                let dst = &mut buf[r];
+                match step.mode {
+                    StepMode::Reduce => reduce_into(dst, &msg.payload, dtype, op)?,
+                    StepMode::Copy => decode_into(dst, &msg.payload, dtype)?,
+                }
+                if step.finalize {
+                    finalize(dst);
+                }
+                if s + 1 < plan.len() {
+                    // A copied piece is forwarded as received: no re-encoding, no copy.
+                    let payload = match step.mode {
+                        StepMode::Copy => msg.payload,
+                        StepMode::Reduce => encode(dst, dtype),
+                    };
+                    let item = (s as u32 + 1, i as u32, payload);
+                    if pushed < first.len() {
+                        deferred.push(item);
+                    } else {
+                        let _ = tx.send(item);
+                    }
+                }
+                if s == 0 {
+                    push_first(&tx, &first, &mut pushed, i + 1 + LOOKAHEAD, buf, dtype);
+                }
+            }
+            if s == 0 {
+                push_first(&tx, &first, &mut pushed, first.len(), buf, dtype);
+                for item in deferred.drain(..) {
+                    let _ = tx.send(item);
+                }
+            }
+        }
+        drop(tx);
+        Ok::<(), CollectiveError>(())
+    };
+    futures::try_join!(sender, receiver)?;
+    Ok(())
+}
+
+/// Whether broadcast goes root → everyone directly (small buffers, two ranks) or along a pipelined
+/// chain root → root+1 → … (large buffers: the root sends the data once, not N−1 times).
+pub(crate) fn broadcast_algo(cfg: &CommConfig, world: usize, elements: usize) -> &'static str {
+    if world <= 1 {
+        "local"
+    } else if world == 2 || elements * cfg.wire_dtype.size() <= cfg.small_bytes {
+        "direct"
+    } else {
+        "chain"
+    }
+}
+
+pub(crate) async fn broadcast(ctx: &Ctx<'_>, buf: &mut [f32], root: usize) -> Result<()> {
+    let world = ctx.world();
+    let (pe, dtype) = (ctx.piece_elems(), ctx.dtype());
+    let algo = broadcast_algo(ctx.cfg, world, buf.len());
+    if algo == "local" {
+        return Ok(());
+    }
+    let parts = pieces(0..buf.len(), pe);
+    if ctx.rank == root {
+        round_to_wire(buf, dtype);
+        let targets: Vec<usize> = if algo == "direct" {
+            ctx.others().collect()
+        } else {
+            vec![(root + 1) % world]
+        };
+        for (i, r) in parts.into_iter().enumerate() {
+            let payload = encode(&buf[r], dtype);
+            try_join_all(targets.iter().map(|t| ctx.send(*t, 0, i as u32, payload.clone())))
+                .await?;
+        }
+        return Ok(());
+    }
+    let (prev, next) = if algo == "direct" {
+        (root, None)
+    } else {
+        let pos = (ctx.rank + world - root) % world;
+        let next = (pos + 1 < world).then_some((ctx.rank + 1) % world);
+        ((ctx.rank + world - 1) % world, next)
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u32, Bytes)>();
+    let forward = async move {
+        while let Some((piece, payload)) = rx.recv().await {
+            if let Some(next) = next {
+                ctx.send(next, 0, piece, payload).await?;
+            }
+        }
+        Ok::<(), CollectiveError>(())
+    };
+    let receive = async move {
+        for (i, r) in parts.into_iter().enumerate() {
+            let msg = ctx.recv(prev, 0, i as u32).await?;
+            decode_into(&mut buf[r], &msg.payload, dtype)?;
+            if next.is_some() {
+                let _ = tx.send((i as u32, msg.payload));
+            }
+        }
+        drop(tx);
+        Ok::<(), CollectiveError>(())
+    };
+    futures::try_join!(forward, receive)?;
+    Ok(())
+}
+
+/// Barrier: an empty message to and from every other rank.
+pub(crate) async fn barrier(ctx: &Ctx<'_>) -> Result<()> {
+    let sends = try_join_all(ctx.others().map(|r| ctx.send(r, 0, 0, Bytes::new())));
+    let recvs = try_join_all(ctx.others().map(|r| ctx.recv(r, 0, 0)));
+    futures::try_join!(sends, recvs)?;
+    Ok(())
+}
+
+/// Point-to-point send: the tensor in pieces, each carrying the pair's send fingerprint.
+pub(crate) async fn send(ctx: &Ctx<'_>, data: &[f32], to: usize) -> Result<()> {
+    for (i, r) in pieces(0..data.len(), ctx.piece_elems()).into_iter().enumerate() {
+        ctx.send(to, 0, i as u32, encode(&data[r], ctx.dtype())).await?;
+    }
+    Ok(())
+}
+
+/// Point-to-point receive; `expected` carries op, per-pair seq and dtype, the length comes from
+/// the sender's fingerprint.
+pub(crate) async fn recv(ctx: &Ctx<'_>, from: usize, expected: Fingerprint) -> Result<Vec<f32>> {
+    let first = ctx.transport.recv(ctx.group, ctx.members[from]).await?;
+    let expected = Fingerprint {
+        elements: if first.fingerprint.op == OpKind::Send {
+            first.fingerprint.elements
+        } else {
+            expected.elements
+        },
+        ..expected
+    };
+    ctx.check(from, &first, expected)?;
+    let len = usize::try_from(expected.elements)
+        .map_err(|_| CollectiveError::InvalidArgument("message too long".into()))?;
+    let mut out = vec![0.0f32; len];
+    let sub = Ctx { fp: expected, ..*ctx };
+    for (i, r) in pieces(0..len, sub.piece_elems()).into_iter().enumerate() {
+        let msg = if i == 0 {
+            first.clone()
+        } else {
+            sub.recv(from, 0, i as u32).await?
+        };
+        decode_into(&mut out[r], &msg.payload, sub.dtype())?;
+    }
+    Ok(out)
+}

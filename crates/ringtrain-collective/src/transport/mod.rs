@@ -1,0 +1,219 @@
+//! The transport boundary: a transport delivers [`Message`]s between the ranks of one world, in
+//! order per (group, sender), and reports a broken peer as an error on every pending and later
+//! receive. Collective algorithms are written once against [`Transport`]; the in-process and gRPC
+//! transports share the receiving half ([`Mailbox`]) so their failure semantics are identical.
+
+pub mod grpc;
+pub mod inproc;
+
+use crate::error::{CollectiveError, Result};
+use crate::types::Fingerprint;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{mpsc, watch};
+
+/// One piece of one call, as it travels between two ranks.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The sender's fingerprint of the call.
+    pub fingerprint: Fingerprint,
+    /// Algorithm step (0-based).
+    pub step: u32,
+    /// Piece within the step (0-based).
+    pub piece: u32,
+    /// Encoded elements.
+    pub payload: Bytes,
+}
+
+/// Moves messages between the ranks of one world. Ranks here are world ranks; `group` separates
+/// communicators that share the links (sub-groups).
+pub trait Transport: Send + Sync + 'static {
+    /// This process's world rank.
+    fn rank(&self) -> u32;
+    /// Number of ranks in the world.
+    fn world(&self) -> u32;
+    /// Queues `msg` for `to`. Errors when the transport failed or the link to `to` is gone.
+    fn send(&self, group: u32, to: u32, msg: Message) -> BoxFuture<'_, Result<()>>;
+    /// The next message from `from` in `group`. Errors as soon as the transport fails (a lost or
+    /// aborting peer anywhere in the world), or when `from` shut down with nothing left queued.
+    fn recv(&self, group: u32, from: u32) -> BoxFuture<'_, Result<Message>>;
+    /// Marks the transport failed with `cause` and tells every peer (best effort), so that no rank
+    /// stays blocked on this one. The first cause wins.
+    fn abort(&self, cause: &CollectiveError);
+    /// The failure, if the transport failed.
+    fn failure(&self) -> Option<CollectiveError>;
+    /// World ranks this rank has a pending receive from in `group` (for stall logs and timeouts).
+    fn waiting_for(&self, group: u32) -> Vec<u32>;
+    /// Clean shutdown: tells every peer, then waits until every peer said the same (so no data
+    /// still in flight is lost). The caller bounds the wait.
+    fn shutdown(&self) -> BoxFuture<'_, Result<()>>;
+}
+
+#[derive(Debug, Default, Clone)]
+struct State {
+    failure: Option<CollectiveError>,
+    departed: BTreeSet<u32>,
+}
+
+type Queue = (
+    mpsc::UnboundedSender<Message>,
+    Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
+);
+
+/// The receiving half shared by transports: per-(group, sender) FIFO queues plus the failure and
+/// departure state that wakes blocked receivers. Queues are unbounded; a sender can run ahead of
+/// its receiver by at most the data of the calls the receiver has not reached yet.
+#[derive(Debug)]
+pub struct Mailbox {
+    rank: u32,
+    queues: Mutex<HashMap<(u32, u32), Queue>>,
+    state: watch::Sender<State>,
+    waiting: Mutex<BTreeMap<(u32, u32), usize>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these short critical sections cannot leave them inconsistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Mailbox {
+    /// An empty mailbox for world rank `rank`.
+    pub fn new(rank: u32) -> Self {
+        Self {
+            rank,
+            queues: Mutex::default(),
+            state: watch::Sender::new(State::default()),
+            waiting: Mutex::default(),
+        }
+    }
+
+    fn queue(&self, group: u32, from: u32) -> Queue {
+        lock(&self.queues)
+            .entry((group, from))
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (tx, Arc::new(tokio::sync::Mutex::new(rx)))
+            })
+            .clone()
+    }
+
+    /// Appends a message from `from` to its queue.
+    pub fn deliver(&self, group: u32, from: u32, msg: Message) {
+        // The receiver half lives in the map as long as the mailbox, so this cannot fail.
+        let _ = self.queue(group, from).0.send(msg);
+    }
+
+    /// Fails the mailbox with `cause` unless it already failed; returns whether this call set it.
+    pub fn fail(&self, cause: CollectiveError) -> bool {
+        self.state.send_if_modified(|s| {
+            if s.failure.is_some() {
+                return false;
+            }
+            s.failure = Some(cause);
+            true
+        })
+    }
+
+    /// Records that `rank` shut down cleanly; a later disconnect from it is no failure.
+    pub fn depart(&self, rank: u32) {
+        self.state.send_modify(|s| {
+            s.departed.insert(rank);
+        });
+    }
+
+    /// A link to `rank` broke: fails the mailbox unless `rank` had shut down cleanly.
+    pub fn link_lost(&self, rank: u32, detail: impl Into<String>) {
+        if !self.state.borrow().departed.contains(&rank) {
+            self.fail(CollectiveError::PeerLost {
+                rank,
+                detail: detail.into(),
+            });
+        }
+    }
+
+    /// The failure, if any.
+    pub fn failure(&self) -> Option<CollectiveError> {
+        self.state.borrow().failure.clone()
+    }
+
+    /// Waits until every rank in `peers` departed (or the mailbox failed).
+    pub async fn wait_departed(&self, peers: impl Iterator<Item = u32>) -> Result<()> {
+        let peers: BTreeSet<u32> = peers.collect();
+        let mut rx = self.state.subscribe();
+        let state = rx
+            .wait_for(|s| s.failure.is_some() || peers.is_subset(&s.departed))
+            .await
+            .map_err(|_| CollectiveError::Transport("mailbox closed".into()))?;
+        match &state.failure {
+            Some(f) if !peers.is_subset(&state.departed) => Err(f.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    /// World ranks with a pending receive in `group`.
+    pub fn waiting_for(&self, group: u32) -> Vec<u32> {
+        lock(&self.waiting)
+            .iter()
+            .filter(|((g, _), n)| *g == group && **n > 0)
+            .map(|((_, r), _)| *r)
+            .collect()
+    }
+
+    /// The next message from `from` in `group`; see [`Transport::recv`].
+    pub async fn recv(&self, group: u32, from: u32) -> Result<Message> {
+        let _waiting = WaitGuard::new(self, group, from);
+        let rx = self.queue(group, from).1;
+        let mut rx = rx.lock().await;
+        let mut state = self.state.subscribe();
+        loop {
+            {
+                let s = state.borrow_and_update();
+                if let Some(f) = &s.failure {
+                    return Err(f.clone());
+                }
+                if s.departed.contains(&from) {
+                    return rx
+                        .try_recv()
+                        .map_err(|_| CollectiveError::PeerShutDown { rank: from });
+                }
+            }
+            tokio::select! {
+                msg = rx.recv() => {
+                    return msg.ok_or_else(|| CollectiveError::Transport(format!(
+                        "queue from rank {from} closed on rank {}", self.rank
+                    )));
+                }
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        return Err(CollectiveError::Transport("mailbox closed".into()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct WaitGuard<'a> {
+    mailbox: &'a Mailbox,
+    key: (u32, u32),
+}
+
+impl<'a> WaitGuard<'a> {
+    fn new(mailbox: &'a Mailbox, group: u32, from: u32) -> Self {
+        *lock(&mailbox.waiting).entry((group, from)).or_default() += 1;
+        Self {
+            mailbox,
+            key: (group, from),
+        }
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = lock(&self.mailbox.waiting).get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
