@@ -239,15 +239,17 @@ async fn ring(
                         StepMode::Copy => msg.payload,
                         StepMode::Reduce => encode(dst, dtype),
                     };
-                    let item = (s as u32 + 1, i as u32, payload);
-                    if pushed < first.len() {
-                        deferred.push(item);
-                    } else {
-                        let _ = tx.send(item);
-                    }
+                    deferred.push((s as u32 + 1, i as u32, payload));
                 }
                 if s == 0 {
                     push_first(&tx, &first, &mut pushed, i + 1 + LOOKAHEAD, buf, dtype);
+                }
+                // Step-1 pieces wait until every step-0 piece is queued: the wire order is
+                // (step, piece), which the receiver checks.
+                if pushed == first.len() {
+                    for item in deferred.drain(..) {
+                        let _ = tx.send(item);
+                    }
                 }
             }
             if s == 0 {

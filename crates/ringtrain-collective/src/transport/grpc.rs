@@ -20,7 +20,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -82,6 +83,8 @@ pub struct GrpcTransport {
     mailbox: Arc<Mailbox>,
     links: Arc<Links>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    stop_server: Mutex<Option<oneshot::Sender<()>>>,
+    clean: AtomicBool,
 }
 
 fn fingerprint_to_pb(fp: &Fingerprint) -> pb::Fingerprint {
@@ -271,6 +274,7 @@ impl GrpcTransport {
             }
             conn
         });
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = Server::builder()
             .max_frame_size(FRAME)
             .initial_stream_window_size(WINDOW)
@@ -282,7 +286,9 @@ impl GrpcTransport {
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE),
             )
-            .serve_with_incoming(incoming);
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stop_rx.await;
+            });
         let server_task = tokio::spawn(async move {
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "peer endpoint stopped");
@@ -296,6 +302,8 @@ impl GrpcTransport {
             mailbox,
             links,
             tasks,
+            stop_server: Mutex::new(Some(stop_tx)),
+            clean: AtomicBool::new(false),
         };
 
         let host = cfg.advertise_host.clone().unwrap_or_else(|| addr.ip().to_string());
@@ -457,7 +465,9 @@ impl Transport for GrpcTransport {
                 let _ = link.send(bye.clone()).await;
             }
             let others = (0..self.world).filter(|r| *r != self.rank);
-            self.mailbox.wait_departed(others).await
+            self.mailbox.wait_departed(others).await?;
+            self.clean.store(true, Ordering::SeqCst);
+            Ok(())
         }
         .boxed()
     }
@@ -465,8 +475,17 @@ impl Transport for GrpcTransport {
 
 impl Drop for GrpcTransport {
     fn drop(&mut self) {
-        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-            task.abort();
+        // Dropping the senders ends every outgoing stream, so peers see this rank leave even
+        // while connection tasks (which hold the service) outlive this value.
+        self.links.slots.send_modify(|s| s.iter_mut().for_each(|l| *l = None));
+        if let Some(stop) = self.stop_server.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = stop.send(());
+        }
+        let tasks: Vec<_> = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+        // After a clean shutdown the streams end gracefully on their own; aborting the readers
+        // would reset streams whose last frames (our `bye`) may not be on the wire yet.
+        if !self.clean.load(Ordering::SeqCst) {
+            tasks.iter().for_each(JoinHandle::abort);
         }
     }
 }
