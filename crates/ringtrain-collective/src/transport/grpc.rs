@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -84,7 +83,6 @@ pub struct GrpcTransport {
     links: Arc<Links>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     stop_server: Mutex<Option<oneshot::Sender<()>>>,
-    clean: AtomicBool,
 }
 
 fn fingerprint_to_pb(fp: &Fingerprint) -> pb::Fingerprint {
@@ -303,7 +301,6 @@ impl GrpcTransport {
             links,
             tasks,
             stop_server: Mutex::new(Some(stop_tx)),
-            clean: AtomicBool::new(false),
         };
 
         let host = cfg.advertise_host.clone().unwrap_or_else(|| addr.ip().to_string());
@@ -465,8 +462,12 @@ impl Transport for GrpcTransport {
                 let _ = link.send(bye.clone()).await;
             }
             let others = (0..self.world).filter(|r| *r != self.rank);
-            self.mailbox.wait_departed(others).await?;
-            self.clean.store(true, Ordering::SeqCst);
+            self.mailbox.wait_departed(others.clone()).await?;
+            // Everyone said bye, so nobody sends to us any more: end our streams, then wait until
+            // every peer ended its own, which it does only after it has read our bye. Exiting
+            // earlier could drop our bye from the socket and make a healthy peer see a lost rank.
+            self.links.slots.send_modify(|s| s.iter_mut().for_each(|l| *l = None));
+            self.mailbox.wait_ended(others).await;
             Ok(())
         }
         .boxed()
@@ -481,11 +482,8 @@ impl Drop for GrpcTransport {
         if let Some(stop) = self.stop_server.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = stop.send(());
         }
-        let tasks: Vec<_> = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
-        // After a clean shutdown the streams end gracefully on their own; aborting the readers
-        // would reset streams whose last frames (our `bye`) may not be on the wire yet.
-        if !self.clean.load(Ordering::SeqCst) {
-            tasks.iter().for_each(JoinHandle::abort);
-        }
+        // Readers are left to end with their streams: aborting them would reset streams whose
+        // last frames (`bye`, or the `abort` notice of a failed rank) may not be on the wire yet.
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }

@@ -55,6 +55,7 @@ pub trait Transport: Send + Sync + 'static {
 struct State {
     failure: Option<CollectiveError>,
     departed: BTreeSet<u32>,
+    ended: BTreeSet<u32>,
 }
 
 type Queue = (
@@ -123,8 +124,11 @@ impl Mailbox {
         });
     }
 
-    /// A link to `rank` broke: fails the mailbox unless `rank` had shut down cleanly.
+    /// A link to `rank` broke or ended: fails the mailbox unless `rank` had shut down cleanly.
     pub fn link_lost(&self, rank: u32, detail: impl Into<String>) {
+        self.state.send_modify(|s| {
+            s.ended.insert(rank);
+        });
         if !self.state.borrow().departed.contains(&rank) {
             self.fail(CollectiveError::PeerLost {
                 rank,
@@ -150,6 +154,14 @@ impl Mailbox {
             Some(f) if !peers.is_subset(&state.departed) => Err(f.clone()),
             _ => Ok(()),
         }
+    }
+
+    /// Waits until the links from every rank in `peers` ended (a peer ends its links only after it
+    /// received everyone's departure notice, so this proves ours arrived).
+    pub async fn wait_ended(&self, peers: impl Iterator<Item = u32>) {
+        let peers: BTreeSet<u32> = peers.collect();
+        let mut rx = self.state.subscribe();
+        let _ = rx.wait_for(|s| peers.is_subset(&s.ended)).await;
     }
 
     /// World ranks with a pending receive in `group`.
