@@ -36,8 +36,11 @@ fn pick<'a>(rng: &mut impl RngCore, items: &[&'a str]) -> &'a str {
 /// A generated two-column series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeasonalSeries {
-    /// The target: `50 + 0.05 t + s(t) + a(t) + e(t)` with `s` the period-12 seasonality,
-    /// `a` AR(1) noise (coefficient 0.7, innovation σ 2) and `e` white noise (σ 0.5).
+    /// The target: `50 + 0.01 t + s(t) + a(t) + e(t)` with `s` the period-12 seasonality,
+    /// `a` AR(1) noise (coefficient 0.9, innovation σ 0.8) and `e` white noise (σ 0.3). The
+    /// persistent AR part is what a model can learn and the seasonal-naive forecast cannot: the
+    /// best one-step MSE is ≈0.8 against ≈5 for seasonal-naive. The trend is kept small because a
+    /// level-based RNN cannot extrapolate levels it never saw in the training split.
     pub demand: Vec<f64>,
     /// A correlated feature: `20 + 0.8 s(t+1) + N(0, 1)`, leading the season by one step.
     pub temperature: Vec<f64>,
@@ -54,8 +57,8 @@ pub fn seasonal_series(rows: usize, seed: u64) -> SeasonalSeries {
     let (mut demand, mut temperature) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
     for i in 0..rows {
         let t = i as f64;
-        ar = 0.7 * ar + 2.0 * normal(&mut rng);
-        demand.push(50.0 + 0.05 * t + season(t) + ar + 0.5 * normal(&mut rng));
+        ar = 0.9 * ar + 0.8 * normal(&mut rng);
+        demand.push(50.0 + 0.01 * t + season(t) + ar + 0.3 * normal(&mut rng));
         temperature.push(20.0 + 0.8 * season(t + 1.0) + normal(&mut rng));
     }
     SeasonalSeries {

@@ -1,0 +1,349 @@
+//! Checkpoints: everything needed to resume a run bit-exactly or to evaluate and predict later —
+//! the spec, fitted normalization or vocabulary, flat parameters, optimizer state, schedule and
+//! data position, early-stopping state and the metric history.
+//!
+//! One file per checkpoint (`latest.ckpt`, `best.ckpt`): an 8-byte magic, a little-endian u64
+//! header length, a JSON header, then the f32 arrays the header lists, little-endian. The header
+//! carries a CRC-32 of the array bytes, so truncation and bit rot are detected, not trained on.
+//! Files are written to a temporary name, synced and renamed over the old one: a crash leaves
+//! either the old or the new checkpoint, never a torn one.
+
+use crate::optim::{OptimizerKind, OptimizerState};
+use ringtrain_data::Fitted;
+use ringtrain_spec::JobSpec;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"RTCKPT01";
+/// Version of the header layout; bumped on incompatible changes.
+pub const FORMAT_VERSION: u32 = 1;
+/// File name of the checkpoint written every `checkpoint.every_steps`, per epoch and at the end.
+pub const LATEST: &str = "latest.ckpt";
+/// File name of the checkpoint with the best monitored validation metric.
+pub const BEST: &str = "best.ckpt";
+
+/// Why a checkpoint could not be written or used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// File system error.
+    #[error("checkpoint {path}: {source}")]
+    Io {
+        /// File involved.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not a checkpoint, truncated, or its contents fail the checksum.
+    #[error("checkpoint {path} is corrupt: {reason}")]
+    Corrupt {
+        /// File involved.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The checkpoint was written for another model, task or dataset than the spec describes.
+    #[error(
+        "checkpoint {path} does not match the spec: {field} is {in_checkpoint} in the checkpoint \
+         but {in_spec} in the spec"
+    )]
+    Mismatch {
+        /// File involved.
+        path: PathBuf,
+        /// Spec field path that differs.
+        field: String,
+        /// Value recorded in the checkpoint.
+        in_checkpoint: String,
+        /// Value in the spec.
+        in_spec: String,
+    },
+    /// No checkpoint file in the directory.
+    #[error(
+        "no checkpoint in {dir}: expected {LATEST} or {BEST} (train with checkpoint.dir = {dir:?} first)"
+    )]
+    Missing {
+        /// Directory searched.
+        dir: PathBuf,
+    },
+}
+
+/// Where a run stands: enough to continue exactly where it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// Current epoch (0-based).
+    pub epoch: u32,
+    /// Batches of `epoch` already trained.
+    pub batch_in_epoch: usize,
+    /// Sum and count of the current epoch's batch losses (for the epoch's mean train loss).
+    pub epoch_loss_sum: f64,
+    /// Batches counted in `epoch_loss_sum`.
+    pub epoch_loss_batches: u64,
+    /// The run has ended (completed, max steps or early stopping).
+    pub finished: bool,
+}
+
+/// Early-stopping bookkeeping.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopState {
+    /// Best monitored value so far.
+    pub best: Option<f64>,
+    /// Epoch (0-based) that produced it.
+    pub best_epoch: Option<u32>,
+    /// Evaluations since the last improvement.
+    pub bad_epochs: u32,
+}
+
+/// One epoch's summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch (0-based).
+    pub epoch: u32,
+    /// Optimizer steps taken at the end of the epoch.
+    pub step: u64,
+    /// Mean training loss over the epoch's batches.
+    pub train_loss: f64,
+    /// Validation loss, when there is a validation split.
+    pub val_loss: Option<f64>,
+    /// The monitored/primary validation metrics by name (`val_accuracy`, `val_rmse`, …).
+    pub val_metrics: Vec<(String, f64)>,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+}
+
+/// Header of a checkpoint file (everything but the large arrays).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// ringtrain version that wrote it.
+    pub writer: String,
+    /// The job's validated spec.
+    pub spec: JobSpec,
+    /// Normalization or vocabulary fitted on the training split.
+    pub fitted: Fitted,
+    /// Position of the run.
+    pub progress: Progress,
+    /// Early-stopping state.
+    pub early_stop: EarlyStopState,
+    /// Epoch summaries so far.
+    pub history: Vec<EpochRecord>,
+    /// Optimizer kind and step count (its buffers are arrays).
+    pub optimizer_kind: OptimizerKind,
+    /// Optimizer steps taken (bias correction uses it).
+    pub optimizer_step: u64,
+    /// Arrays following the header, in order: name and element count.
+    pub arrays: Vec<(String, usize)>,
+    /// CRC-32 of all array bytes.
+    pub crc32: u32,
+}
+
+/// A checkpoint in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Everything but the arrays (its `arrays` and `crc32` are filled in by [`Checkpoint::save`]).
+    pub header: Header,
+    /// Flat parameters in the model's visit order.
+    pub params: Vec<f32>,
+    /// Optimizer state.
+    pub optimizer: OptimizerState,
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint to `path` atomically (temporary file, fsync, rename).
+    ///
+    /// # Errors
+    /// [`CheckpointError::Io`] naming the file.
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let io = |source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let arrays: [(&str, &[f32]); 4] = [
+            ("params", &self.params),
+            ("momentum_buffer", &self.optimizer.momentum_buffer),
+            ("exp_avg", &self.optimizer.exp_avg),
+            ("exp_avg_sq", &self.optimizer.exp_avg_sq),
+        ];
+        let mut payload = Vec::with_capacity(arrays.iter().map(|(_, a)| a.len() * 4).sum());
+        for (_, a) in &arrays {
+            for x in *a {
+                payload.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        let mut header = self.header.clone();
+        header.arrays = arrays
+            .iter()
+            .map(|(n, a)| (n.to_string(), a.len()))
+            .collect();
+        header.crc32 = crc32fast::hash(&payload);
+        header.optimizer_kind = self.optimizer.kind;
+        header.optimizer_step = self.optimizer.step;
+        let json = serde_json::to_vec(&header).map_err(|e| io(std::io::Error::other(e)))?;
+
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(MAGIC)?;
+            f.write_all(&(json.len() as u64).to_le_bytes())?;
+            f.write_all(&json)?;
+            f.write_all(&payload)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
+    }
+
+    /// Reads and verifies a checkpoint file.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Io`] when unreadable; [`CheckpointError::Corrupt`] when the magic,
+    /// lengths, header or checksum are wrong.
+    pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let corrupt = |reason: String| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+            return Err(corrupt(
+                "not a ringtrain checkpoint (bad magic bytes)".into(),
+            ));
+        }
+        let header_len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+        let header_end = 16usize
+            .checked_add(header_len)
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "truncated: header of {header_len} bytes but the file has {}",
+                    bytes.len()
+                ))
+            })?;
+        let header: Header = serde_json::from_slice(&bytes[16..header_end])
+            .map_err(|e| corrupt(format!("unreadable header: {e}")))?;
+        if header.format_version != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "format version {} (this ringtrain reads version {FORMAT_VERSION})",
+                header.format_version
+            )));
+        }
+        let payload = &bytes[header_end..];
+        let expected: usize = header.arrays.iter().map(|(_, n)| n * 4).sum();
+        if payload.len() != expected {
+            return Err(corrupt(format!(
+                "truncated or padded: {} array bytes, header lists {expected}",
+                payload.len()
+            )));
+        }
+        let crc = crc32fast::hash(payload);
+        if crc != header.crc32 {
+            return Err(corrupt(format!(
+                "checksum mismatch (header {:08x}, contents {crc:08x})",
+                header.crc32
+            )));
+        }
+        let mut arrays = std::collections::BTreeMap::new();
+        let mut offset = 0;
+        for (name, n) in &header.arrays {
+            let v: Vec<f32> = payload[offset..offset + n * 4]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect();
+            offset += n * 4;
+            arrays.insert(name.clone(), v);
+        }
+        let mut take = |name: &str| {
+            arrays
+                .remove(name)
+                .ok_or_else(|| corrupt(format!("array {name:?} missing")))
+        };
+        let params = take("params")?;
+        let optimizer = OptimizerState {
+            kind: header.optimizer_kind,
+            step: header.optimizer_step,
+            n_params: params.len(),
+            momentum_buffer: take("momentum_buffer")?,
+            exp_avg: take("exp_avg")?,
+            exp_avg_sq: take("exp_avg_sq")?,
+        };
+        Ok(Checkpoint {
+            header,
+            params,
+            optimizer,
+        })
+    }
+
+    /// Checks that this checkpoint was trained for the same model, task and data preparation as
+    /// `spec` (training-loop settings such as epochs may differ).
+    ///
+    /// # Errors
+    /// [`CheckpointError::Mismatch`] naming the first differing field.
+    pub fn check_compatible(&self, spec: &JobSpec, path: &Path) -> Result<(), CheckpointError> {
+        let ours = serde_json::to_value(&self.header.spec).unwrap_or_default();
+        let theirs = serde_json::to_value(spec).unwrap_or_default();
+        for section in ["model", "task", "data", "seed"] {
+            if let Some((field, a, b)) = first_difference(section, &ours[section], &theirs[section])
+            {
+                return Err(CheckpointError::Mismatch {
+                    path: path.to_path_buf(),
+                    field,
+                    in_checkpoint: a,
+                    in_spec: b,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The checkpoint file to use in `dir` for evaluation or prediction: `best.ckpt` when present
+/// (best validation metric), else `latest.ckpt`. A path to a file is returned as is.
+///
+/// # Errors
+/// [`CheckpointError::Missing`] when neither exists.
+pub fn resolve_for_inference(dir: &Path) -> Result<PathBuf, CheckpointError> {
+    if dir.is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    [BEST, LATEST]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+        .ok_or_else(|| CheckpointError::Missing {
+            dir: dir.to_path_buf(),
+        })
+}
+
+fn first_difference(
+    path: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+) -> Option<(String, String, String)> {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                first_difference(
+                    &format!("{path}.{k}"),
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                )
+            })
+        }
+        _ if a == b => None,
+        _ => Some((path.to_string(), a.to_string(), b.to_string())),
+    }
+}

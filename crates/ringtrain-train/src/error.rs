@@ -1,0 +1,71 @@
+//! Errors of a training run. Each variant says what a user must change: the step and epoch where
+//! numbers went bad, the spec field that names a class that does not exist, the checkpoint file
+//! that is corrupt.
+
+use crate::checkpoint::CheckpointError;
+use crate::metrics::MetricsError;
+use crate::optim::OptimError;
+use ringtrain_data::DataError;
+use ringtrain_models::ModelError;
+
+/// Why a training, evaluation or prediction run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The dataset could not be read or prepared.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The model could not be built or run on the given shapes.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The optimizer state does not fit the model.
+    #[error(transparent)]
+    Optim(#[from] OptimError),
+    /// Metric accumulation failed (shapes disagree).
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// A checkpoint could not be written, read, or does not match the spec.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// `task.class_weights` names a class the data does not have.
+    #[error("task.class_weights.{label}: no class {label:?} in the data (classes: {known})")]
+    UnknownClassWeight {
+        /// The label in the spec.
+        label: String,
+        /// The classes found, comma-separated.
+        known: String,
+    },
+    /// The split a run needs has no samples.
+    #[error("the {split} split is empty: {hint}")]
+    EmptySplit {
+        /// Which split.
+        split: &'static str,
+        /// What to change.
+        hint: String,
+    },
+    /// The loss or the gradient norm became NaN or infinite: training diverged.
+    #[error(
+        "training diverged at step {step} (epoch {epoch}): {what} is {value}; lower \
+         train.optimizer.lr or set train.clip.norm"
+    )]
+    Diverged {
+        /// Optimizer step (1-based) whose forward/backward produced the value.
+        step: u64,
+        /// Epoch of that step (0-based).
+        epoch: u32,
+        /// `loss` or `gradient norm`.
+        what: &'static str,
+        /// The non-finite value.
+        value: f32,
+    },
+    /// The gradient hook (the all-reduce in a distributed run) failed.
+    #[error("gradient exchange failed at step {step}: {message}")]
+    Hook {
+        /// Step whose gradients were being exchanged.
+        step: u64,
+        /// The hook's error.
+        message: String,
+    },
+    /// Input given at predict time is unusable.
+    #[error("{0}")]
+    Input(String),
+}

@@ -1,0 +1,178 @@
+//! One optimizer step in the order DESIGN.md fixes for every rank: forward → backward →
+//! gradients as one flat f32 buffer → gradient hook (where the all-reduce goes) → clip →
+//! optimizer step on the flat parameters → parameters loaded back into the model.
+//!
+//! The flat parameter buffer is the source of truth: the optimizer, the checkpoints and the
+//! all-reduce all work on it, and the burn model is rebuilt from it after each step (≈1 % of a
+//! step, BURN.md). That keeps replicas bit-identical and checkpoints independent of burn's
+//! random parameter ids.
+
+use crate::clip;
+use crate::error::TrainError;
+use crate::optim::Optimizer;
+use crate::task::{Targets, TaskData};
+use burn::optim::GradientsParams;
+use ringtrain_models::{Batch, ForwardCtx, Model, flat};
+use ringtrain_spec::ClipSpec;
+use std::time::{Duration, Instant};
+
+/// Where a distributed trainer exchanges gradients; the single-process trainer uses [`NoHook`].
+pub trait GradientHook {
+    /// Replaces `grads` (this rank's flat gradient for optimizer step `step`) with the value every
+    /// rank must apply, e.g. the mean over ranks.
+    ///
+    /// # Errors
+    /// A message naming the rank or peer that failed; the step is abandoned.
+    fn exchange(&mut self, step: u64, grads: &mut [f32]) -> Result<(), String>;
+}
+
+/// The hook of a single-process run: gradients are used as computed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHook;
+
+impl GradientHook for NoHook {
+    fn exchange(&mut self, _step: u64, _grads: &mut [f32]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What one step measured.
+#[derive(Debug, Clone, Copy)]
+pub struct StepStats {
+    /// Mean loss of the batch before the update.
+    pub loss: f32,
+    /// Global gradient norm before clipping (when `train.clip.norm` is set).
+    pub grad_norm: Option<f32>,
+    /// Forward + backward + flattening.
+    pub compute: Duration,
+    /// Time inside the gradient hook.
+    pub communication: Duration,
+    /// Clipping, optimizer and reloading the parameters.
+    pub update: Duration,
+}
+
+/// A model with its flat parameters and optimizer.
+pub struct Learner {
+    model: Option<Model>,
+    params: Vec<f32>,
+    optimizer: Optimizer,
+    clip: ClipSpec,
+}
+
+impl Learner {
+    /// Wraps `model` (on an autodiff device), taking its current parameters as the flat buffer.
+    ///
+    /// # Errors
+    /// [`TrainError::Optim`] if `optimizer` was built for another parameter count.
+    pub fn new(model: Model, optimizer: Optimizer, clip: ClipSpec) -> Result<Learner, TrainError> {
+        let params = flat::flatten_params(&model);
+        if optimizer.n_params() != params.len() {
+            return Err(crate::optim::OptimError::ParamCountMismatch {
+                state: optimizer.n_params(),
+                model: params.len(),
+            }
+            .into());
+        }
+        Ok(Learner {
+            model: Some(model),
+            params,
+            optimizer,
+            clip,
+        })
+    }
+
+    /// Replaces the parameters (e.g. from a checkpoint or rank 0's broadcast).
+    ///
+    /// # Errors
+    /// [`TrainError::Model`] if `params` has the wrong length.
+    pub fn set_params(&mut self, params: Vec<f32>) -> Result<(), TrainError> {
+        let model = self.take_model();
+        self.model = Some(flat::load_params(model, &params)?);
+        self.params = params;
+        Ok(())
+    }
+
+    /// The flat parameters (visit order).
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
+    }
+
+    /// The model with the current parameters.
+    pub fn model(&self) -> &Model {
+        self.model.as_ref().expect("model is present between steps")
+    }
+
+    fn take_model(&mut self) -> Model {
+        self.model.take().expect("model is present between steps")
+    }
+
+    /// Runs one optimizer step (1-based `step`, in `epoch`) with learning rate `lr`.
+    ///
+    /// # Errors
+    /// [`TrainError::Diverged`] when the loss or gradient norm is not finite (parameters are left
+    /// unchanged); [`TrainError::Hook`] when the gradient exchange fails.
+    pub fn step(
+        &mut self,
+        task: &TaskData,
+        batch: Batch,
+        targets: Targets,
+        ctx: &ForwardCtx,
+        lr: f32,
+        hook: &mut dyn GradientHook,
+        (step, epoch): (u64, u32),
+    ) -> Result<StepStats, TrainError> {
+        let started = Instant::now();
+        let model = self.model();
+        let output = model.forward(batch, ctx);
+        let loss = task.loss(output, targets);
+        let loss_value = loss.clone().into_scalar::<f32>();
+        if !loss_value.is_finite() {
+            return Err(TrainError::Diverged {
+                step,
+                epoch,
+                what: "loss",
+                value: loss_value,
+            });
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), model);
+        let mut grads = flat::flatten_grads(model, &grads);
+        let compute = started.elapsed();
+
+        let exchange_started = Instant::now();
+        hook.exchange(step, &mut grads)
+            .map_err(|message| TrainError::Hook { step, message })?;
+        let communication = exchange_started.elapsed();
+
+        let update_started = Instant::now();
+        let grad_norm = clip::apply(&self.clip, &mut grads);
+        let norm_check = grad_norm.unwrap_or_else(|| clip::sum_of_squares(&grads) as f32);
+        if !norm_check.is_finite() {
+            return Err(TrainError::Diverged {
+                step,
+                epoch,
+                what: "gradient norm",
+                value: norm_check,
+            });
+        }
+        self.optimizer.step(&mut self.params, &grads, lr)?;
+        let model = self.take_model();
+        self.model = Some(flat::load_params(model, &self.params)?);
+        Ok(StepStats {
+            loss: loss_value,
+            grad_norm,
+            compute,
+            communication,
+            update: update_started.elapsed(),
+        })
+    }
+
+    /// Gives back the optimizer (for checkpointing) and the flat parameters.
+    pub fn into_parts(self) -> (Vec<f32>, Optimizer) {
+        (self.params, self.optimizer)
+    }
+}

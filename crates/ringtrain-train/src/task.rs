@@ -1,0 +1,171 @@
+//! Glue between prepared data and the model: which input block and head the task needs, how a
+//! batch of plain buffers becomes tensors on a device, and which loss the task trains with.
+
+use crate::error::TrainError;
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use ringtrain_data::{Prepared, SeriesData, SplitName, TextData};
+use ringtrain_models::{Batch, HeadKind, InputKind, Inputs, loss};
+use ringtrain_spec::{ForecastLoss, JobSpec, TaskSpec};
+
+/// The targets of a batch, in the form the task's loss takes.
+#[derive(Debug, Clone)]
+pub enum Targets {
+    /// Normalized future values `[B, horizon * targets]`.
+    Regression(Tensor<2>),
+    /// Class indices `[B]`.
+    Classes(Tensor<1, Int>),
+}
+
+/// Prepared data plus what the task derives from the spec.
+#[derive(Debug, Clone)]
+pub struct TaskData {
+    data: Prepared,
+    task: TaskSpec,
+    /// Per-class loss weights in class-index order (classification with `class_weights`).
+    class_weights: Option<Vec<f32>>,
+}
+
+impl TaskData {
+    /// Wraps prepared data for the spec's task.
+    ///
+    /// # Errors
+    /// [`TrainError::UnknownClassWeight`] when `task.class_weights` names a class the data does
+    /// not have.
+    pub fn new(spec: &JobSpec, data: Prepared) -> Result<TaskData, TrainError> {
+        let class_weights = match (&spec.task, &data) {
+            (TaskSpec::Classify { class_weights, .. }, Prepared::Text(t))
+                if !class_weights.is_empty() =>
+            {
+                let names = t.labels().names();
+                let mut weights = vec![1.0f32; names.len()];
+                for (label, w) in class_weights {
+                    let Some(id) = t.labels().id(label) else {
+                        return Err(TrainError::UnknownClassWeight {
+                            label: label.clone(),
+                            known: names.join(", "),
+                        });
+                    };
+                    weights[id as usize] = *w as f32;
+                }
+                Some(weights)
+            }
+            _ => None,
+        };
+        Ok(TaskData {
+            data,
+            task: spec.task.clone(),
+            class_weights,
+        })
+    }
+
+    /// The prepared data.
+    pub fn data(&self) -> &Prepared {
+        &self.data
+    }
+
+    /// Number of samples in a split.
+    pub fn len(&self, split: SplitName) -> usize {
+        self.data.len(split)
+    }
+
+    /// The model's input block for this data.
+    pub fn input_kind(&self) -> InputKind {
+        match &self.data {
+            Prepared::Series(s) => InputKind::Numeric {
+                features: s.features().len(),
+            },
+            Prepared::Text(t) => InputKind::Tokens {
+                vocab: t.vocab().len(),
+            },
+        }
+    }
+
+    /// The model's head for this task.
+    pub fn head_kind(&self) -> HeadKind {
+        match (&self.data, &self.task) {
+            (Prepared::Text(t), TaskSpec::Classify { pooling, .. }) => HeadKind::Classes {
+                classes: t.labels().len(),
+                pooling: *pooling,
+            },
+            (Prepared::Series(s), _) => HeadKind::Regression {
+                outputs: s.horizon() * s.targets().len(),
+            },
+            (Prepared::Text(t), _) => HeadKind::Classes {
+                classes: t.labels().len(),
+                pooling: ringtrain_spec::Pooling::Last,
+            },
+        }
+    }
+
+    /// Builds the tensors of the samples `indices` of `split` on `device`.
+    pub fn batch(&self, split: SplitName, indices: &[usize], device: &Device) -> (Batch, Targets) {
+        match &self.data {
+            Prepared::Series(s) => series_batch(s, split, indices, device),
+            Prepared::Text(t) => text_batch(t, split, indices, device),
+        }
+    }
+
+    /// The training loss of a batch: MSE or MAE on normalized targets, or (weighted)
+    /// cross-entropy on logits. Returns a one-element tensor.
+    pub fn loss(&self, output: Tensor<2>, targets: Targets) -> Tensor<1> {
+        match (targets, &self.task) {
+            (Targets::Regression(y), TaskSpec::Forecast { loss: l, .. }) => match l {
+                ForecastLoss::Mse => loss::mse(output, y),
+                ForecastLoss::Mae => loss::mae(output, y),
+            },
+            (Targets::Regression(y), _) => loss::mse(output, y),
+            (Targets::Classes(labels), _) => {
+                let weights = self.class_weights.as_ref().map(|w| {
+                    Tensor::<1>::from_data(TensorData::new(w.clone(), [w.len()]), &output.device())
+                });
+                loss::cross_entropy(output, labels, weights)
+            }
+        }
+    }
+}
+
+/// Numeric windows as `[B, window, features]` inputs with an all-valid mask.
+pub fn series_batch(
+    s: &SeriesData,
+    split: SplitName,
+    indices: &[usize],
+    device: &Device,
+) -> (Batch, Targets) {
+    let b = s.batch(split, indices);
+    let x = Tensor::<3>::from_data(
+        TensorData::new(b.x, [b.batch, b.window, b.features]),
+        device,
+    );
+    let y = Tensor::<2>::from_data(TensorData::new(b.y, [b.batch, b.outputs]), device);
+    let mask = Tensor::<2>::ones([b.batch, b.window], device);
+    (
+        Batch {
+            inputs: Inputs::Numeric(x),
+            mask,
+        },
+        Targets::Regression(y),
+    )
+}
+
+/// Token sequences padded to the longest in the batch, with their mask and class indices.
+pub fn text_batch(
+    t: &TextData,
+    split: SplitName,
+    indices: &[usize],
+    device: &Device,
+) -> (Batch, Targets) {
+    let b = t.batch(split, indices);
+    let ids: Vec<i64> = b.ids.iter().map(|&i| i64::from(i)).collect();
+    let labels: Vec<i64> = b.labels.iter().map(|&l| i64::from(l)).collect();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b.batch, b.seq_len]), device);
+    let mask = Tensor::<2>::from_data(TensorData::new(b.mask, [b.batch, b.seq_len]), device);
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [b.batch]), device);
+    (
+        Batch {
+            inputs: Inputs::Tokens(ids),
+            mask,
+        },
+        Targets::Classes(labels),
+    )
+}
