@@ -25,13 +25,18 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 /// All parameter values in visit order.
 pub fn flatten_params(model: &Model) -> Vec<f32> {
+    module_params(model)
+}
+
+/// [`flatten_params`] for any module (a single layer, say).
+pub(crate) fn module_params<M: Module>(model: &M) -> Vec<f32> {
     struct V(Vec<f32>);
     impl ModuleVisitor for V {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             self.0.extend(values(param.val()));
         }
     }
-    let mut v = V(Vec::with_capacity(param_count(model)));
+    let mut v = V(Vec::with_capacity(model.num_params()));
     model.visit(&mut v);
     v.0
 }
@@ -71,6 +76,11 @@ pub fn load_params(model: Model, flat: &[f32]) -> Result<Model, ModelError> {
 /// All gradients in visit order, zeros for a parameter that got no gradient (e.g. one outside
 /// this stage's graph).
 pub fn flatten_grads(model: &Model, grads: &GradientsParams) -> Vec<f32> {
+    module_grads(model, grads)
+}
+
+/// [`flatten_grads`] for any module.
+pub(crate) fn module_grads<M: Module>(model: &M, grads: &GradientsParams) -> Vec<f32> {
     struct Collect<'a> {
         out: Vec<f32>,
         take: &'a GradientsParams,
@@ -87,7 +97,7 @@ pub fn flatten_grads(model: &Model, grads: &GradientsParams) -> Vec<f32> {
         }
     }
     let mut v = Collect {
-        out: Vec::with_capacity(param_count(model)),
+        out: Vec::with_capacity(model.num_params()),
         take: grads,
     };
     model.visit(&mut v);

@@ -1,0 +1,112 @@
+//! Training-step speed of our fused recurrent layers vs burn-nn's modules on the standard config
+//! (2 layers, input 32, hidden 128, batch 64, sequence 50, Adam, MSE), flex backend.
+//!
+//! Run with one thread: `RAYON_NUM_THREADS=1 cargo run --release -p ringtrain-models --example
+//! bench_cells [-- lstm|gru|rnn ...] [--steps N]`.
+
+#![allow(clippy::print_stdout)]
+
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Tensor};
+use ringtrain_models::{
+    Batch, ForwardCtx, HeadKind, InputKind, Inputs, Model, RecurrentImpl, loss,
+};
+use ringtrain_spec::{Activation, CellKind, ModelSpec};
+
+const BATCH: usize = 64;
+const SEQ: usize = 50;
+const FEATURES: usize = 32;
+
+fn bench(cell: CellKind, imp: RecurrentImpl, steps: usize) -> f64 {
+    let device = Device::flex().autodiff();
+    let spec = ModelSpec {
+        cell,
+        activation: Activation::Tanh,
+        layers: 2,
+        hidden: 128,
+        bidirectional: false,
+        dropout: 0.0,
+        embedding_dim: 64,
+        projection: None,
+    };
+    let mut model = Model::new(
+        &spec,
+        InputKind::Numeric { features: FEATURES },
+        HeadKind::Regression { outputs: 1 },
+        7,
+        &device,
+    )
+    .expect("standard config is valid")
+    .with_recurrent_impl(imp);
+    let mut optim = AdamConfig::new().init();
+    let x = Tensor::<3>::random(
+        [BATCH, SEQ, FEATURES],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let y = Tensor::<2>::random([BATCH, 1], Distribution::Normal(0.0, 1.0), &device);
+    let mask = Tensor::<2>::ones([BATCH, SEQ], &device);
+    let ctx = ForwardCtx {
+        train: true,
+        dropout_seed: 0,
+    };
+    let mut times = Vec::new();
+    for step in 0..steps + 2 {
+        let start = Instant::now();
+        let batch = Batch {
+            inputs: Inputs::Numeric(x.clone()),
+            mask: mask.clone(),
+        };
+        let pred = model.forward(batch, &ctx);
+        let l = loss::mse(pred, y.clone());
+        let grads = GradientsParams::from_grads(l.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+        // Wait for the values so lazy work is inside the timing.
+        let _ = l.into_data();
+        if step >= 2 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let steps = args
+        .iter()
+        .position(|a| a == "--steps")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let mut cells: Vec<CellKind> = args
+        .iter()
+        .filter_map(|a| match a.as_str() {
+            "lstm" => Some(CellKind::Lstm),
+            "gru" => Some(CellKind::Gru),
+            "rnn" => Some(CellKind::Rnn),
+            _ => None,
+        })
+        .collect();
+    if cells.is_empty() {
+        cells = vec![CellKind::Lstm, CellKind::Gru, CellKind::Rnn];
+    }
+    println!("cell  impl     ms/step  samples/s   (median of {steps} steps)");
+    for cell in cells {
+        for (name, imp) in [
+            ("fused", RecurrentImpl::Fused),
+            ("burn-nn", RecurrentImpl::BurnNnReference),
+        ] {
+            let s = bench(cell, imp, steps);
+            println!(
+                "{:<5} {:<8} {:>7.1} {:>10.0}",
+                format!("{cell:?}").to_lowercase(),
+                name,
+                s * 1e3,
+                BATCH as f64 / s
+            );
+        }
+    }
+}
