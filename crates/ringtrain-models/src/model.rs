@@ -179,6 +179,9 @@ pub enum RecurrentImpl {
 }
 
 /// One layer of the stack.
+// A model holds a handful of these, and burn's Module derive has no Box support, so the
+// size difference between variants costs nothing worth an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Layer {
     /// Token embedding `[vocab, dim]`.

@@ -21,6 +21,9 @@ use crate::recurrent::{CellParams, Recurrent};
 use crate::seq::Steps;
 
 /// One burn-nn recurrent module.
+// A model holds a handful of these, and burn's Module derive has no Box support, so the
+// size difference between variants costs nothing worth an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum ReferenceCell {
     /// Unidirectional Elman RNN.

@@ -2,6 +2,9 @@
 //! gradients against finite differences, padding invariance, stage splits, flat buffers, seeds,
 //! losses and shape errors.
 
+// Tests report measured tolerances on stderr (visible with --nocapture).
+#![allow(clippy::print_stderr)]
+
 mod flat;
 mod gradcheck;
 mod losses;
