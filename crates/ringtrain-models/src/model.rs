@@ -469,7 +469,13 @@ impl Model {
     }
 
     /// Runs layers `range` on `input` (a stage of a pipeline). Splitting `0..n` into
-    /// `0..k` and `k..n` gives exactly the unsplit result.
+    /// `0..k` and `k..n` gives exactly the unsplit result (dropout included: its masks depend on
+    /// the absolute layer index, not on the stage).
+    ///
+    /// Cost notes: the mask is read back to the host once per call to learn whether the batch
+    /// has padding (an unpadded batch then skips all masking arithmetic); a `Seq` input is cut
+    /// into per-step tensors once, which for a tracked boundary leaf adds a backward cost of
+    /// order `T² · B · F` at the stage entry (nothing inside the stage).
     ///
     /// # Errors
     /// [`ModelError::Range`] for an empty or out-of-bounds range; [`ModelError::Boundary`]

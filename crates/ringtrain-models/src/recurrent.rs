@@ -13,6 +13,7 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 use ringtrain_spec::{Activation, CellKind};
 
@@ -131,44 +132,42 @@ impl Recurrent {
         let w_hh = p.w_hh.val();
         // LSTM and RNN only ever use b_ih + b_hh: add them once instead of once per step.
         let (b_x, b_h) = match self.cell {
-            CellKind::Gru => (p.b_ih.val().unsqueeze::<2>(), p.b_hh.val().unsqueeze::<2>()),
-            _ => (
-                (p.b_ih.val() + p.b_hh.val()).unsqueeze::<2>(),
-                p.b_hh.val().unsqueeze(),
-            ),
+            CellKind::Gru => (p.b_ih.val(), p.b_hh.val()),
+            _ => (p.b_ih.val() + p.b_hh.val(), p.b_hh.val()),
         };
         let mut h: Option<Tensor<2>> = None;
         let mut c: Option<Tensor<2>> = None;
         let mut outs: Vec<Option<Tensor<2>>> = vec![None; time];
         for k in 0..time {
             let t = if reverse { time - 1 - k } else { k };
-            let xw = input.steps[t].clone().matmul(w_ih.clone()) + b_x.clone();
+            // `linear` is one autodiff node (matmul + bias) where matmul then add would be two.
+            let xw = linear(input.steps[t].clone(), w_ih.clone(), Some(b_x.clone()));
             let (h_new, c_new) = match self.cell {
                 CellKind::Lstm => {
                     let gates = match &h {
                         Some(h) => xw + h.clone().matmul(w_hh.clone()),
                         None => xw,
                     };
-                    let mut g = gates.chunk(4, 1).into_iter();
-                    let (Some(i), Some(f), Some(gg), Some(o)) =
-                        (g.next(), g.next(), g.next(), g.next())
-                    else {
-                        unreachable!("chunk(4) of a 4H-wide tensor yields four gates")
-                    };
-                    let i = sigmoid(i);
-                    let gg = gg.tanh();
+                    // One sigmoid over all four blocks (the g block's is unused) costs less
+                    // than three separate calls.
+                    let [b, _] = gates.dims();
+                    let act = sigmoid(gates.clone());
+                    let i = act.clone().slice([0..b, 0..h_size]);
+                    let f = act.clone().slice([0..b, h_size..2 * h_size]);
+                    let o = act.slice([0..b, 3 * h_size..4 * h_size]);
+                    let gg = gates.slice([0..b, 2 * h_size..3 * h_size]).tanh();
                     let c_new = match &c {
-                        Some(c) => sigmoid(f) * c.clone() + i * gg,
+                        Some(c) => f * c.clone() + i * gg,
                         None => i * gg,
                     };
-                    let h_new = sigmoid(o) * c_new.clone().tanh();
+                    let h_new = o * c_new.clone().tanh();
                     (h_new, Some(c_new))
                 }
                 CellKind::Gru => {
                     let [b, _] = xw.dims();
                     let gh = match &h {
-                        Some(h) => h.clone().matmul(w_hh.clone()) + b_h.clone(),
-                        None => b_h.clone().expand([b, 3 * h_size]),
+                        Some(h) => linear(h.clone(), w_hh.clone(), Some(b_h.clone())),
+                        None => b_h.clone().unsqueeze::<2>().expand([b, 3 * h_size]),
                     };
                     let rz = sigmoid(
                         xw.clone().slice([0..b, 0..2 * h_size])
