@@ -123,7 +123,9 @@ async fn direct_all_reduce(ctx: &Ctx<'_>, buf: &mut [f32], op: ReduceOp) -> Resu
             if j == 0 {
                 acc.copy_from_slice(buf);
             } else {
-                acc.iter_mut().zip(buf.iter()).for_each(|(a, x)| *a = op.combine(*a, *x));
+                acc.iter_mut()
+                    .zip(buf.iter())
+                    .for_each(|(a, x)| *a = op.combine(*a, *x));
             }
             continue;
         }
@@ -223,7 +225,10 @@ async fn ring(
         let mut deferred = Vec::new();
         push_first(&tx, &first, &mut pushed, LOOKAHEAD, buf, dtype);
         for (s, step) in plan.iter().enumerate() {
-            for (i, r) in pieces(layout[step.recv_chunk].clone(), pe).into_iter().enumerate() {
+            for (i, r) in pieces(layout[step.recv_chunk].clone(), pe)
+                .into_iter()
+                .enumerate()
+            {
                 let msg = ctx.recv(left, s as u32, i as u32).await?;
                 let dst = &mut buf[r];
                 match step.mode {
@@ -295,8 +300,12 @@ pub(crate) async fn broadcast(ctx: &Ctx<'_>, buf: &mut [f32], root: usize) -> Re
         };
         for (i, r) in parts.into_iter().enumerate() {
             let payload = encode(&buf[r], dtype);
-            try_join_all(targets.iter().map(|t| ctx.send(*t, 0, i as u32, payload.clone())))
-                .await?;
+            try_join_all(
+                targets
+                    .iter()
+                    .map(|t| ctx.send(*t, 0, i as u32, payload.clone())),
+            )
+            .await?;
         }
         return Ok(());
     }
@@ -341,8 +350,12 @@ pub(crate) async fn barrier(ctx: &Ctx<'_>) -> Result<()> {
 
 /// Point-to-point send: the tensor in pieces, each carrying the pair's send fingerprint.
 pub(crate) async fn send(ctx: &Ctx<'_>, data: &[f32], to: usize) -> Result<()> {
-    for (i, r) in pieces(0..data.len(), ctx.piece_elems()).into_iter().enumerate() {
-        ctx.send(to, 0, i as u32, encode(&data[r], ctx.dtype())).await?;
+    for (i, r) in pieces(0..data.len(), ctx.piece_elems())
+        .into_iter()
+        .enumerate()
+    {
+        ctx.send(to, 0, i as u32, encode(&data[r], ctx.dtype()))
+            .await?;
     }
     Ok(())
 }
@@ -363,7 +376,10 @@ pub(crate) async fn recv(ctx: &Ctx<'_>, from: usize, expected: Fingerprint) -> R
     let len = usize::try_from(expected.elements)
         .map_err(|_| CollectiveError::InvalidArgument("message too long".into()))?;
     let mut out = vec![0.0f32; len];
-    let sub = Ctx { fp: expected, ..*ctx };
+    let sub = Ctx {
+        fp: expected,
+        ..*ctx
+    };
     for (i, r) in pieces(0..len, sub.piece_elems()).into_iter().enumerate() {
         let msg = if i == 0 {
             first.clone()

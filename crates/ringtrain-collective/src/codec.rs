@@ -70,12 +70,18 @@ fn reduce_with(
         }
         WireDType::F16 => {
             for (d, b) in dst.iter_mut().zip(payload.chunks_exact(2)) {
-                *d = f(*d, f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32());
+                *d = f(
+                    *d,
+                    f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32(),
+                );
             }
         }
         WireDType::Bf16 => {
             for (d, b) in dst.iter_mut().zip(payload.chunks_exact(2)) {
-                *d = f(*d, bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32());
+                *d = f(
+                    *d,
+                    bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32(),
+                );
             }
         }
     }
@@ -88,7 +94,9 @@ pub fn round_to_wire(buf: &mut [f32], dtype: WireDType) {
     match dtype {
         WireDType::F32 => {}
         WireDType::F16 => buf.iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32()),
-        WireDType::Bf16 => buf.iter_mut().for_each(|x| *x = bf16::from_f32(*x).to_f32()),
+        WireDType::Bf16 => buf
+            .iter_mut()
+            .for_each(|x| *x = bf16::from_f32(*x).to_f32()),
     }
 }
 
@@ -118,7 +126,12 @@ mod tests {
         let mut x = [1.0f32 + 1e-4];
         round_to_wire(&mut x, WireDType::Bf16);
         let mut y = [0.0];
-        decode_into(&mut y, &encode(&[1.0 + 1e-4], WireDType::Bf16), WireDType::Bf16).unwrap();
+        decode_into(
+            &mut y,
+            &encode(&[1.0 + 1e-4], WireDType::Bf16),
+            WireDType::Bf16,
+        )
+        .unwrap();
         assert_eq!(x, y);
     }
 }

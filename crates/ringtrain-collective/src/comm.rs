@@ -175,7 +175,11 @@ impl Communicator {
                 hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
             }
         }
-        let group = if hash == 0 || hash == self.group { 1 } else { hash };
+        let group = if hash == 0 || hash == self.group {
+            1
+        } else {
+            hash
+        };
         Ok(Communicator::with_group(
             Arc::clone(&self.transport),
             group,
@@ -287,7 +291,9 @@ impl Communicator {
         let algo = algo::all_reduce_algo(&self.config, self.members.len(), buf.len());
         let started = Instant::now();
         let ctx = self.ctx(fp);
-        let result = self.guarded(fp, algo, algo::all_reduce(&ctx, buf, op)).await;
+        let result = self
+            .guarded(fp, algo, algo::all_reduce(&ctx, buf, op))
+            .await;
         self.finish(fp, started, result)
     }
 
@@ -316,7 +322,9 @@ impl Communicator {
         let fp = self.begin(OpKind::AllGather, input.len(), 0)?;
         let started = Instant::now();
         let ctx = self.ctx(fp);
-        let result = self.guarded(fp, "ring", algo::all_gather(&ctx, input)).await;
+        let result = self
+            .guarded(fp, "ring", algo::all_gather(&ctx, input))
+            .await;
         self.finish(fp, started, result)
     }
 
@@ -380,7 +388,14 @@ impl Communicator {
         let ctx = self.ctx(fp);
         let result = self.guarded(fp, "direct", algo::recv(&ctx, from, fp)).await;
         let len = result.as_ref().map_or(0, |v| v.len() as u64);
-        self.finish(Fingerprint { elements: len, ..fp }, started, result)
+        self.finish(
+            Fingerprint {
+                elements: len,
+                ..fp
+            },
+            started,
+            result,
+        )
     }
 
     /// Clean shutdown of the transport (shared with sub-groups): tells every peer and waits, within

@@ -12,7 +12,9 @@ pub type Result<T, E = CollectiveError> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CollectiveError {
     /// Two ranks called different operations, lengths, dtypes, reductions or roots.
-    #[error("fingerprint mismatch: rank {local_rank} called {local} but rank {peer_rank} called {peer}")]
+    #[error(
+        "fingerprint mismatch: rank {local_rank} called {local} but rank {peer_rank} called {peer}"
+    )]
     Mismatch {
         /// The rank that detected the mismatch.
         local_rank: u32,
@@ -64,7 +66,9 @@ pub enum CollectiveError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// Not every rank registered at the rendezvous in time.
-    #[error("rendezvous at {address} for rank {rank} timed out after {after:?}: ranks {missing:?} never joined")]
+    #[error(
+        "rendezvous at {address} for rank {rank} timed out after {after:?}: ranks {missing:?} never joined"
+    )]
     RendezvousTimeout {
         /// The rendezvous address.
         address: String,

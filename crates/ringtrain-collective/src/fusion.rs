@@ -68,7 +68,10 @@ mod tests {
 
     #[test]
     fn buckets_respect_threshold_and_order() {
-        assert_eq!(fusion_plan(&[3, 3, 3, 10, 1], 6), vec![0..2, 2..3, 3..4, 4..5]);
+        assert_eq!(
+            fusion_plan(&[3, 3, 3, 10, 1], 6),
+            vec![0..2, 2..3, 3..4, 4..5]
+        );
         assert_eq!(fusion_plan(&[1, 1, 1], 100), vec![0..3]);
         assert_eq!(fusion_plan(&[1, 1], 0), vec![0..1, 1..2]);
         assert!(fusion_plan(&[], 10).is_empty());

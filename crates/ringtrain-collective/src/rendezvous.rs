@@ -90,7 +90,10 @@ fn response(peers: &[Option<String>]) -> JoinResponse {
         .collect();
     JoinResponse {
         complete: missing.is_empty(),
-        peers: peers.iter().map(|p| p.clone().unwrap_or_default()).collect(),
+        peers: peers
+            .iter()
+            .map(|p| p.clone().unwrap_or_default())
+            .collect(),
         missing_ranks: missing,
     }
 }
@@ -194,7 +197,10 @@ pub async fn join(
         });
     }
     if reply.peers.len() != world as usize {
-        return Err(failed(format!("table has {} ranks, not {world}", reply.peers.len())));
+        return Err(failed(format!(
+            "table has {} ranks, not {world}",
+            reply.peers.len()
+        )));
     }
     Ok(reply.peers)
 }

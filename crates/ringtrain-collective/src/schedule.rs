@@ -128,12 +128,18 @@ mod tests {
             for r in 0..world {
                 let left = (r + world - 1) % world;
                 let step = plans[r][s];
-                assert_eq!(plans[left][s].send_chunk, step.recv_chunk, "left sends what r expects");
+                assert_eq!(
+                    plans[left][s].send_chunk, step.recv_chunk,
+                    "left sends what r expects"
+                );
                 let incoming = sent[left].clone();
                 let chunk = &mut state[r][step.recv_chunk];
                 match step.mode {
                     StepMode::Reduce => {
-                        assert!(incoming.iter().all(|x| !chunk.contains(x)), "no double count");
+                        assert!(
+                            incoming.iter().all(|x| !chunk.contains(x)),
+                            "no double count"
+                        );
                         chunk.extend(incoming);
                     }
                     StepMode::Copy => *chunk = incoming,
@@ -149,7 +155,10 @@ mod tests {
     #[test]
     fn all_reduce_gives_every_rank_every_contribution() {
         for world in 1..=9 {
-            assert_eq!(ring_plan(RingKind::AllReduce, 0, world).len(), 2 * (world - 1));
+            assert_eq!(
+                ring_plan(RingKind::AllReduce, 0, world).len(),
+                2 * (world - 1)
+            );
             for rank_state in simulate(RingKind::AllReduce, world) {
                 for mut chunk in rank_state {
                     chunk.sort();

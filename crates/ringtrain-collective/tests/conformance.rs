@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Kind, KINDS, int_data, real_data, run_all, world};
+use common::{KINDS, Kind, int_data, real_data, run_all, world};
 use ringtrain_collective::schedule::chunks;
 use ringtrain_collective::{CollectiveError, CommConfig, ReduceOp, WireDType};
 use std::time::Duration;
@@ -63,7 +63,9 @@ async fn check_every_op(kind: Kind, n: usize, len: usize, cfg: CommConfig) {
             }
             let (mut a, mut b, mut d) = (input.clone(), input.clone(), vec![r as f32; 3]);
             let mut tensors: Vec<&mut [f32]> = vec![&mut a, &mut d, &mut b];
-            c.all_reduce_fused(&mut tensors, ReduceOp::Sum).await.unwrap();
+            c.all_reduce_fused(&mut tensors, ReduceOp::Sum)
+                .await
+                .unwrap();
             out.extend([a, d, b]);
             c.shutdown().await.unwrap();
             out
@@ -77,12 +79,22 @@ async fn check_every_op(kind: Kind, n: usize, len: usize, cfg: CommConfig) {
     for (r, out) in outs.iter().enumerate() {
         let mut k = 0;
         for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min] {
-            assert_eq!(out[k], reference(&inputs, op), "{} rank {r}", what(&format!("{op:?}")));
+            assert_eq!(
+                out[k],
+                reference(&inputs, op),
+                "{} rank {r}",
+                what(&format!("{op:?}"))
+            );
             k += 1;
         }
         assert_eq!(out[k], inputs[n - 1], "{} rank {r}", what("broadcast"));
         assert_eq!(out[k + 1], all, "{} rank {r}", what("all_gather"));
-        assert_eq!(out[k + 2], sum[layout[r].clone()], "{} rank {r}", what("reduce_scatter"));
+        assert_eq!(
+            out[k + 2],
+            sum[layout[r].clone()],
+            "{} rank {r}",
+            what("reduce_scatter")
+        );
         k += 3;
         if n > 1 {
             assert_eq!(out[k], inputs[(r + n - 1) % n], "{} rank {r}", what("recv"));
@@ -240,7 +252,12 @@ async fn compressed_wire_is_close_and_bit_identical() {
     for kind in KINDS {
         for dtype in [WireDType::F16, WireDType::Bf16] {
             for small_bytes in [0, 1 << 20] {
-                let cfg = CommConfig { wire_dtype: dtype, small_bytes, piece_bytes: 64, ..CommConfig::default() };
+                let cfg = CommConfig {
+                    wire_dtype: dtype,
+                    small_bytes,
+                    piece_bytes: 64,
+                    ..CommConfig::default()
+                };
                 let (comms, _rdv) = world(kind, 4, &cfg).await;
                 let inputs: Vec<Vec<f32>> = (0..4).map(|r| real_data(r, 301)).collect();
                 let inputs2 = inputs.clone();
@@ -267,7 +284,11 @@ async fn compressed_wire_is_close_and_bit_identical() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_name_ranks_and_poison_the_communicator() {
-    let cfg = CommConfig { deadline: Duration::from_millis(500), stall_after: Duration::from_millis(100), ..CommConfig::default() };
+    let cfg = CommConfig {
+        deadline: Duration::from_millis(500),
+        stall_after: Duration::from_millis(100),
+        ..CommConfig::default()
+    };
     for kind in KINDS {
         // Mismatched lengths: every rank fails, and the message names both disagreeing ranks.
         let (comms, _rdv) = world(kind, 4, &cfg).await;
@@ -280,7 +301,10 @@ async fn failures_name_ranks_and_poison_the_communicator() {
         .await;
         for (err, again) in errs {
             let text = err.to_string();
-            assert!(text.contains("12 elements") && text.contains("10 elements"), "{kind:?}: {text}");
+            assert!(
+                text.contains("12 elements") && text.contains("10 elements"),
+                "{kind:?}: {text}"
+            );
             assert!(text.contains("rank 2"), "{kind:?}: {text}");
             assert_eq!(again, CollectiveError::Poisoned(Box::new(err)));
         }
@@ -290,15 +314,22 @@ async fn failures_name_ranks_and_poison_the_communicator() {
         let silent = comms.pop().unwrap();
         let errs = run_all(comms, |_, mut c| async move {
             let started = std::time::Instant::now();
-            let err = c.all_reduce(&mut [1.0; 4], ReduceOp::Sum).await.unwrap_err();
+            let err = c
+                .all_reduce(&mut [1.0; 4], ReduceOp::Sum)
+                .await
+                .unwrap_err();
             (err, started.elapsed())
         })
         .await;
         for (err, took) in errs {
             assert!(took < Duration::from_secs(3), "{kind:?}: took {took:?}");
             match &err {
-                CollectiveError::Timeout { waiting_for, .. } => assert!(waiting_for.contains(&2), "{err}"),
-                CollectiveError::PeerAborted { reason, .. } => assert!(reason.contains("[2]"), "{err}"),
+                CollectiveError::Timeout { waiting_for, .. } => {
+                    assert!(waiting_for.contains(&2), "{err}")
+                }
+                CollectiveError::PeerAborted { reason, .. } => {
+                    assert!(reason.contains("[2]"), "{err}")
+                }
                 other => panic!("{kind:?}: unexpected {other}"),
             }
         }
@@ -308,7 +339,9 @@ async fn failures_name_ranks_and_poison_the_communicator() {
         let (mut comms, _rdv) = world(kind, 3, &cfg).await;
         let dying = comms.remove(1);
         let waiting = tokio::spawn(run_all(comms, |_, mut c| async move {
-            c.all_reduce(&mut vec![1.0; 200_000], ReduceOp::Sum).await.unwrap_err()
+            c.all_reduce(&mut vec![1.0; 200_000], ReduceOp::Sum)
+                .await
+                .unwrap_err()
         }));
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(dying);

@@ -13,7 +13,12 @@ fn spawn(rank: u32, world: u32, rdv: &str, session: &str, mode: &str, elements: 
     Command::new(env!("CARGO_BIN_EXE_collective-rank"))
         .args(["--rank", &rank.to_string(), "--world", &world.to_string()])
         .args(["--rendezvous", rdv, "--session", session, "--mode", mode])
-        .args(["--elements", &elements.to_string(), "--deadline-ms", &DEADLINE_MS.to_string()])
+        .args([
+            "--elements",
+            &elements.to_string(),
+            "--deadline-ms",
+            &DEADLINE_MS.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -26,7 +31,12 @@ fn finish(mut child: Child, limit: Duration) -> (bool, String) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             return (status.success(), err);
         }
         if started.elapsed() > limit {
@@ -39,7 +49,9 @@ fn finish(mut child: Child, limit: Duration) -> (bool, String) {
 
 fn wait_ready(child: &mut Child) {
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(line.trim(), "READY");
 }
 
@@ -80,14 +92,29 @@ fn killed_rank_fails_every_survivor_naming_it() {
 fn mismatched_lengths_name_both_ranks() {
     with_rendezvous(|rdv| {
         let children: Vec<Child> = (0..3)
-            .map(|r| spawn(r, 3, rdv, "mismatch", "once", if r == 1 { 1000 } else { 999 }))
+            .map(|r| {
+                spawn(
+                    r,
+                    3,
+                    rdv,
+                    "mismatch",
+                    "once",
+                    if r == 1 { 1000 } else { 999 },
+                )
+            })
             .collect();
         for child in children {
             let (ok, err) = finish(child, Duration::from_millis(2 * DEADLINE_MS));
             assert!(!ok);
             assert!(err.contains("fingerprint mismatch"), "{err}");
-            assert!(err.contains("1000 elements") && err.contains("999 elements"), "{err}");
-            assert!(err.contains("rank 1") && (err.contains("rank 0") || err.contains("rank 2")), "{err}");
+            assert!(
+                err.contains("1000 elements") && err.contains("999 elements"),
+                "{err}"
+            );
+            assert!(
+                err.contains("rank 1") && (err.contains("rank 0") || err.contains("rank 2")),
+                "{err}"
+            );
         }
     });
 }
@@ -96,7 +123,10 @@ fn mismatched_lengths_name_both_ranks() {
 fn rank_that_never_joins_times_out_naming_it() {
     with_rendezvous(|rdv| {
         let started = Instant::now();
-        let children: Vec<Child> = [0, 1, 3].iter().map(|r| spawn(*r, 4, rdv, "absent", "once", 10)).collect();
+        let children: Vec<Child> = [0, 1, 3]
+            .iter()
+            .map(|r| spawn(*r, 4, rdv, "absent", "once", 10))
+            .collect();
         for child in children {
             let (ok, err) = finish(child, Duration::from_millis(2 * DEADLINE_MS));
             assert!(!ok);
@@ -109,7 +139,9 @@ fn rank_that_never_joins_times_out_naming_it() {
 #[test]
 fn healthy_world_completes() {
     with_rendezvous(|rdv| {
-        let children: Vec<Child> = (0..3).map(|r| spawn(r, 3, rdv, "ok", "once", 300_000)).collect();
+        let children: Vec<Child> = (0..3)
+            .map(|r| spawn(r, 3, rdv, "ok", "once", 300_000))
+            .collect();
         for child in children {
             let (ok, err) = finish(child, Duration::from_millis(2 * DEADLINE_MS));
             assert!(ok, "{err}");

@@ -65,6 +65,9 @@ mod tests {
             assert_eq!(code_of(kind), code);
             assert_eq!(kind_of(&to_status(kind, "x")), kind);
         }
-        assert_eq!(kind_of(&Status::new(Code::Unknown, "?")), ErrorKind::Internal);
+        assert_eq!(
+            kind_of(&Status::new(Code::Unknown, "?")),
+            ErrorKind::Internal
+        );
     }
 }

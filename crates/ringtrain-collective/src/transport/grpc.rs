@@ -208,7 +208,11 @@ impl PeerService for PeerServer {
             Some(pb::PeerFrame {
                 body: Some(Body::Hello(h)),
             }) => h,
-            _ => return Err(Status::invalid_argument("first frame of a link must be hello")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "first frame of a link must be hello",
+                ));
+            }
         };
         if hello.session != self.session || hello.world != self.world {
             return Err(Status::invalid_argument(format!(
@@ -231,8 +235,13 @@ impl PeerService for PeerServer {
         let _ = tx.send(hello_back).await;
         let peer = hello.rank;
         let reader = tokio::spawn(read_link(peer, stream, Arc::clone(&self.mailbox)));
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(reader);
-        self.links.slots.send_modify(|s| s[peer as usize] = Some(tx));
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(reader);
+        self.links
+            .slots
+            .send_modify(|s| s[peer as usize] = Some(tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
     }
 }
@@ -292,7 +301,10 @@ impl GrpcTransport {
                 tracing::error!(error = %e, "peer endpoint stopped");
             }
         });
-        tasks.lock().unwrap_or_else(|e| e.into_inner()).push(server_task);
+        tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(server_task);
         let transport = GrpcTransport {
             rank: cfg.rank,
             world: cfg.world,
@@ -303,7 +315,10 @@ impl GrpcTransport {
             stop_server: Mutex::new(Some(stop_tx)),
         };
 
-        let host = cfg.advertise_host.clone().unwrap_or_else(|| addr.ip().to_string());
+        let host = cfg
+            .advertise_host
+            .clone()
+            .unwrap_or_else(|| addr.ip().to_string());
         let me = format!("{host}:{}", addr.port());
         let peers = rendezvous::join(
             &cfg.rendezvous,
@@ -316,14 +331,20 @@ impl GrpcTransport {
         .await?;
         for peer in cfg.rank + 1..cfg.world {
             let remaining = cfg.setup_timeout.saturating_sub(started.elapsed());
-            transport.dial(&cfg, peer, &peers[peer as usize], remaining).await?;
+            transport
+                .dial(&cfg, peer, &peers[peer as usize], remaining)
+                .await?;
         }
         let remaining = cfg.setup_timeout.saturating_sub(started.elapsed());
         let mut slots = transport.links.slots.subscribe();
         let me_rank = cfg.rank as usize;
         let up = tokio::time::timeout(
             remaining,
-            slots.wait_for(|s| s.iter().enumerate().all(|(r, l)| r == me_rank || l.is_some())),
+            slots.wait_for(|s| {
+                s.iter()
+                    .enumerate()
+                    .all(|(r, l)| r == me_rank || l.is_some())
+            }),
         )
         .await;
         if up.is_err() {
@@ -379,8 +400,13 @@ impl GrpcTransport {
             response.into_inner(),
             Arc::clone(&self.mailbox),
         ));
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(reader);
-        self.links.slots.send_modify(|s| s[peer as usize] = Some(tx));
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(reader);
+        self.links
+            .slots
+            .send_modify(|s| s[peer as usize] = Some(tx));
         Ok(())
     }
 
@@ -405,7 +431,10 @@ impl Transport for GrpcTransport {
                 return Err(f);
             }
             let link = self.links.get(to).ok_or_else(|| {
-                CollectiveError::InvalidArgument(format!("no link from rank {} to rank {to}", self.rank))
+                CollectiveError::InvalidArgument(format!(
+                    "no link from rank {} to rank {to}",
+                    self.rank
+                ))
             })?;
             let data = frame(Body::Data(pb::Data {
                 group,
@@ -466,7 +495,9 @@ impl Transport for GrpcTransport {
             // Everyone said bye, so nobody sends to us any more: end our streams, then wait until
             // every peer ended its own, which it does only after it has read our bye. Exiting
             // earlier could drop our bye from the socket and make a healthy peer see a lost rank.
-            self.links.slots.send_modify(|s| s.iter_mut().for_each(|l| *l = None));
+            self.links
+                .slots
+                .send_modify(|s| s.iter_mut().for_each(|l| *l = None));
             self.mailbox.wait_ended(others).await;
             Ok(())
         }
@@ -478,8 +509,15 @@ impl Drop for GrpcTransport {
     fn drop(&mut self) {
         // Dropping the senders ends every outgoing stream, so peers see this rank leave even
         // while connection tasks (which hold the service) outlive this value.
-        self.links.slots.send_modify(|s| s.iter_mut().for_each(|l| *l = None));
-        if let Some(stop) = self.stop_server.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        self.links
+            .slots
+            .send_modify(|s| s.iter_mut().for_each(|l| *l = None));
+        if let Some(stop) = self
+            .stop_server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             let _ = stop.send(());
         }
         // Readers are left to end with their streams: aborting them would reset streams whose

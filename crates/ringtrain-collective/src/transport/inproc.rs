@@ -20,7 +20,8 @@ pub struct InProcTransport {
 impl InProcTransport {
     /// Creates a world of `world` connected ranks; element `r` is rank `r`'s transport.
     pub fn world(world: u32) -> Vec<InProcTransport> {
-        let mailboxes: Arc<Vec<_>> = Arc::new((0..world).map(|r| Arc::new(Mailbox::new(r))).collect());
+        let mailboxes: Arc<Vec<_>> =
+            Arc::new((0..world).map(|r| Arc::new(Mailbox::new(r))).collect());
         (0..world)
             .map(|rank| InProcTransport {
                 rank,

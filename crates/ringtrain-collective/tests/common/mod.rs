@@ -22,7 +22,11 @@ pub const KINDS: [Kind; 2] = [Kind::InProc, Kind::Grpc];
 static SESSION: AtomicU64 = AtomicU64::new(0);
 
 /// A world of `n` communicators; the returned guard keeps the rendezvous alive.
-pub async fn world(kind: Kind, n: u32, cfg: &CommConfig) -> (Vec<Communicator>, Option<rendezvous::RendezvousHandle>) {
+pub async fn world(
+    kind: Kind,
+    n: u32,
+    cfg: &CommConfig,
+) -> (Vec<Communicator>, Option<rendezvous::RendezvousHandle>) {
     match kind {
         Kind::InProc => (
             InProcTransport::world(n)
@@ -79,7 +83,9 @@ where
 
 /// Integer-valued test data, different per rank.
 pub fn int_data(rank: usize, len: usize) -> Vec<f32> {
-    (0..len).map(|i| ((i * 7 + rank * 13) % 23) as f32 - 11.0).collect()
+    (0..len)
+        .map(|i| ((i * 7 + rank * 13) % 23) as f32 - 11.0)
+        .collect()
 }
 
 /// Positive non-integer data (no cancellation, so 1e-6 relative error is meaningful).
