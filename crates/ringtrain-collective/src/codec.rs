@@ -10,6 +10,10 @@ use half::{bf16, f16};
 pub fn encode(src: &[f32], dtype: WireDType) -> Bytes {
     let mut out = BytesMut::with_capacity(src.len() * dtype.size());
     match dtype {
+        // On little-endian hosts the wire layout is the memory layout: one memcpy.
+        #[cfg(target_endian = "little")]
+        WireDType::F32 => out.extend_from_slice(bytemuck::cast_slice(src)),
+        #[cfg(not(target_endian = "little"))]
         WireDType::F32 => {
             for x in src {
                 out.put_f32_le(*x);

@@ -21,10 +21,13 @@ use tonic::{Request, Response, Status};
 /// Longest a single `Join` may wait on the server, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
+/// Peer table of one session: an address per rank, `None` until that rank registers.
+type Table = watch::Sender<Vec<Option<String>>>;
+
 /// The rendezvous service: sessions by name, each a table of peer addresses by rank.
 #[derive(Debug, Default, Clone)]
 pub struct RendezvousServer {
-    sessions: Arc<Mutex<HashMap<String, watch::Sender<Vec<Option<String>>>>>>,
+    sessions: Arc<Mutex<HashMap<String, Table>>>,
 }
 
 impl RendezvousServer {
