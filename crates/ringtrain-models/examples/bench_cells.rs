@@ -19,7 +19,8 @@ const BATCH: usize = 64;
 const SEQ: usize = 50;
 const FEATURES: usize = 32;
 
-fn bench(cell: CellKind, imp: RecurrentImpl, steps: usize) -> f64 {
+/// Median seconds per step: (total, forward, backward, optimizer).
+fn bench(cell: CellKind, imp: RecurrentImpl, steps: usize) -> [f64; 4] {
     let device = Device::flex().autodiff();
     let spec = ModelSpec {
         cell,
@@ -52,7 +53,7 @@ fn bench(cell: CellKind, imp: RecurrentImpl, steps: usize) -> f64 {
         train: true,
         dropout_seed: 0,
     };
-    let mut times = Vec::new();
+    let mut times: [Vec<f64>; 4] = Default::default();
     for step in 0..steps + 2 {
         let start = Instant::now();
         let batch = Batch {
@@ -61,16 +62,26 @@ fn bench(cell: CellKind, imp: RecurrentImpl, steps: usize) -> f64 {
         };
         let pred = model.forward(batch, &ctx);
         let l = loss::mse(pred, y.clone());
+        // flex is eager; reading the loss only makes sure nothing is left pending.
+        let _ = l.to_data();
+        let t_fwd = start.elapsed().as_secs_f64();
         let grads = GradientsParams::from_grads(l.backward(), &model);
+        let t_bwd = start.elapsed().as_secs_f64();
         model = optim.step(1e-3, model, grads);
-        // Wait for the values so lazy work is inside the timing.
-        let _ = l.into_data();
+        let t_all = start.elapsed().as_secs_f64();
         if step >= 2 {
-            times.push(start.elapsed().as_secs_f64());
+            for (v, t) in times
+                .iter_mut()
+                .zip([t_all, t_fwd, t_bwd - t_fwd, t_all - t_bwd])
+            {
+                v.push(t);
+            }
         }
     }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    times.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    })
 }
 
 fn main() {
@@ -93,19 +104,24 @@ fn main() {
     if cells.is_empty() {
         cells = vec![CellKind::Lstm, CellKind::Gru, CellKind::Rnn];
     }
-    println!("cell  impl     ms/step  samples/s   (median of {steps} steps)");
+    println!(
+        "cell  impl     ms/step  samples/s   fwd ms  bwd ms  adam ms   (medians of {steps} steps)"
+    );
     for cell in cells {
         for (name, imp) in [
             ("fused", RecurrentImpl::Fused),
             ("burn-nn", RecurrentImpl::BurnNnReference),
         ] {
-            let s = bench(cell, imp, steps);
+            let [s, f, b, o] = bench(cell, imp, steps);
             println!(
-                "{:<5} {:<8} {:>7.1} {:>10.0}",
+                "{:<5} {:<8} {:>7.1} {:>10.0} {:>8.1} {:>7.1} {:>8.1}",
                 format!("{cell:?}").to_lowercase(),
                 name,
                 s * 1e3,
-                BATCH as f64 / s
+                BATCH as f64 / s,
+                f * 1e3,
+                b * 1e3,
+                o * 1e3
             );
         }
     }
