@@ -6,7 +6,7 @@ use crate::error::TrainError;
 use crate::metrics::{
     ClassificationAccumulator, ClassificationReport, ForecastAccumulator, ForecastReport,
 };
-use crate::task::TaskData;
+use crate::task::{Objective, TaskData};
 use burn::prelude::*;
 use ringtrain_data::{Prepared, SplitName, sequential_batches};
 use ringtrain_models::{ForwardCtx, Model};

@@ -10,7 +10,7 @@
 use crate::clip;
 use crate::error::TrainError;
 use crate::optim::Optimizer;
-use crate::task::{Targets, TaskData};
+use crate::task::{Objective, Targets};
 use burn::optim::GradientsParams;
 use ringtrain_models::{Batch, ForwardCtx, Model, flat};
 use ringtrain_spec::ClipSpec;
@@ -118,7 +118,7 @@ impl Learner {
     /// unchanged); [`TrainError::Hook`] when the gradient exchange fails.
     pub fn step(
         &mut self,
-        task: &TaskData,
+        objective: &dyn Objective,
         batch: Batch,
         targets: Targets,
         ctx: &ForwardCtx,
@@ -129,7 +129,7 @@ impl Learner {
         let started = Instant::now();
         let model = self.model();
         let output = model.forward(batch, ctx);
-        let loss = task.loss(output, targets);
+        let loss = objective.loss(output, targets);
         let loss_value = loss.clone().into_scalar::<f32>();
         if !loss_value.is_finite() {
             return Err(TrainError::Diverged {

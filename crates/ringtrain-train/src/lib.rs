@@ -6,10 +6,12 @@
 //! [`Learner`] is the step the distributed worker reuses with its all-reduce as the
 //! [`GradientHook`].
 
+pub mod bench;
 pub mod checkpoint;
 pub mod clip;
 pub mod error;
 pub mod evaluate;
+pub mod inference;
 pub mod learner;
 pub mod metrics;
 pub mod optim;

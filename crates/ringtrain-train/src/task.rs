@@ -4,7 +4,7 @@
 use crate::error::TrainError;
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use ringtrain_data::{Prepared, SeriesData, SplitName, TextData};
+use ringtrain_data::{Prepared, SeriesData, SplitName, TextBatch, TextData};
 use ringtrain_models::{Batch, HeadKind, InputKind, Inputs, loss};
 use ringtrain_spec::{ForecastLoss, JobSpec, TaskSpec};
 
@@ -15,6 +15,26 @@ pub enum Targets {
     Regression(Tensor<2>),
     /// Class indices `[B]`.
     Classes(Tensor<1, Int>),
+}
+
+/// The training loss of a task: maps the model output and the batch targets to a one-element
+/// loss tensor.
+pub trait Objective {
+    /// The mean loss of a batch.
+    fn loss(&self, output: Tensor<2>, targets: Targets) -> Tensor<1>;
+}
+
+/// Mean squared error on regression targets (the benchmark's objective).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MseObjective;
+
+impl Objective for MseObjective {
+    fn loss(&self, output: Tensor<2>, targets: Targets) -> Tensor<1> {
+        match targets {
+            Targets::Regression(y) => loss::mse(output, y),
+            Targets::Classes(_) => panic!("MseObjective needs regression targets"),
+        }
+    }
 }
 
 /// Prepared data plus what the task derives from the spec.
@@ -105,10 +125,11 @@ impl TaskData {
             Prepared::Text(t) => text_batch(t, split, indices, device),
         }
     }
+}
 
-    /// The training loss of a batch: MSE or MAE on normalized targets, or (weighted)
-    /// cross-entropy on logits. Returns a one-element tensor.
-    pub fn loss(&self, output: Tensor<2>, targets: Targets) -> Tensor<1> {
+impl Objective for TaskData {
+    /// MSE or MAE on normalized targets, or (weighted) cross-entropy on logits.
+    fn loss(&self, output: Tensor<2>, targets: Targets) -> Tensor<1> {
         match (targets, &self.task) {
             (Targets::Regression(y), TaskSpec::Forecast { loss: l, .. }) => match l {
                 ForecastLoss::Mse => loss::mse(output, y),
@@ -133,17 +154,12 @@ pub fn series_batch(
     device: &Device,
 ) -> (Batch, Targets) {
     let b = s.batch(split, indices);
-    let x = Tensor::<3>::from_data(
-        TensorData::new(b.x, [b.batch, b.window, b.features]),
+    let y = Tensor::<2>::from_data(
+        TensorData::new(b.y, [b.batch, b.horizon * b.outputs]),
         device,
     );
-    let y = Tensor::<2>::from_data(TensorData::new(b.y, [b.batch, b.outputs]), device);
-    let mask = Tensor::<2>::ones([b.batch, b.window], device);
     (
-        Batch {
-            inputs: Inputs::Numeric(x),
-            mask,
-        },
+        numeric_batch(b.x, b.batch, b.window, b.features, device),
         Targets::Regression(y),
     )
 }
@@ -156,16 +172,33 @@ pub fn text_batch(
     device: &Device,
 ) -> (Batch, Targets) {
     let b = t.batch(split, indices);
-    let ids: Vec<i64> = b.ids.iter().map(|&i| i64::from(i)).collect();
     let labels: Vec<i64> = b.labels.iter().map(|&l| i64::from(l)).collect();
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [b.batch]), device);
+    (token_batch(b, device), Targets::Classes(labels))
+}
+
+/// The model input of a padded token batch (labels, if any, are ignored).
+pub fn token_batch(b: TextBatch, device: &Device) -> Batch {
+    let ids: Vec<i64> = b.ids.iter().map(|&i| i64::from(i)).collect();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b.batch, b.seq_len]), device);
     let mask = Tensor::<2>::from_data(TensorData::new(b.mask, [b.batch, b.seq_len]), device);
-    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [b.batch]), device);
-    (
-        Batch {
-            inputs: Inputs::Tokens(ids),
-            mask,
-        },
-        Targets::Classes(labels),
-    )
+    Batch {
+        inputs: Inputs::Tokens(ids),
+        mask,
+    }
+}
+
+/// The model input of numeric windows `[batch, window, features]` (all steps valid).
+pub fn numeric_batch(
+    x: Vec<f32>,
+    batch: usize,
+    window: usize,
+    features: usize,
+    device: &Device,
+) -> Batch {
+    let x = Tensor::<3>::from_data(TensorData::new(x, [batch, window, features]), device);
+    Batch {
+        inputs: Inputs::Numeric(x),
+        mask: Tensor::<2>::ones([batch, window], device),
+    }
 }

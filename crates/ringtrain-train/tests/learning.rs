@@ -106,11 +106,17 @@ fn every_cell_classifies_the_sentiment_grammar() {
     for (cell, pooling) in [("lstm", "last"), ("gru", "max"), ("rnn", "mean")] {
         let report = run(&classify_spec(cell, pooling));
         let test = report.test.expect("test split");
-        let TaskMetrics::Classification(c) = &test.metrics else { panic!("classification") };
+        let TaskMetrics::Classification(c) = &test.metrics else {
+            panic!("classification")
+        };
         eprintln!(
             "{cell}/{pooling}: test accuracy {:.3} macro F1 {:.3} majority {:.3} ({:.0} samples/s)",
             c.accuracy, c.macro_avg.f1, c.majority_baseline.accuracy, report.samples_per_sec
         );
-        assert!(c.accuracy >= 0.95, "{cell}: test accuracy {} < 0.95", c.accuracy);
+        assert!(
+            c.accuracy >= 0.95,
+            "{cell}: test accuracy {} < 0.95",
+            c.accuracy
+        );
     }
 }

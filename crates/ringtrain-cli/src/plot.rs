@@ -1,0 +1,182 @@
+//! `--plot FILE.png`: the training loss per step with per-epoch train/validation loss and, for
+//! forecasts, predicted vs actual values on the test split (first target, first horizon step).
+
+use anyhow::{Context, anyhow};
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use ringtrain_train::TrainReport;
+use std::path::Path;
+
+const WIDTH: u32 = 1200;
+
+fn register_font() -> anyhow::Result<()> {
+    plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+        .map_err(|_| anyhow!("the bundled DejaVu font could not be loaded"))
+}
+
+/// Draws the training plots of `report` into a PNG at `path`.
+pub(crate) fn training(
+    path: &Path,
+    report: &TrainReport,
+    step_losses: &[(u64, f64)],
+) -> anyhow::Result<()> {
+    register_font()?;
+    let forecasts = report
+        .test
+        .as_ref()
+        .and_then(|t| t.forecasts.as_ref())
+        .filter(|(p, _)| !p.is_empty());
+    let height = if forecasts.is_some() { 900 } else { 450 };
+    let root = BitMapBackend::new(path, (WIDTH, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = if forecasts.is_some() {
+        let (a, b) = root.split_vertically(450);
+        (a, Some(b))
+    } else {
+        (root.clone(), None)
+    };
+    draw_losses(&top, report, step_losses)?;
+    if let (Some(area), Some((pred, actual))) = (bottom, forecasts) {
+        let outputs = report
+            .test
+            .as_ref()
+            .map_or(1, |t| pred.len() / t.samples.max(1))
+            .max(1);
+        // One point per test sample: its first output (first horizon step of the first target).
+        let pred: Vec<f64> = pred
+            .iter()
+            .step_by(outputs)
+            .map(|&v| f64::from(v))
+            .collect();
+        let actual: Vec<f64> = actual
+            .iter()
+            .step_by(outputs)
+            .map(|&v| f64::from(v))
+            .collect();
+        draw_forecast(&area, &pred, &actual)?;
+    }
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-9);
+    (lo - pad, hi + pad)
+}
+
+fn draw_losses<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    report: &TrainReport,
+    step_losses: &[(u64, f64)],
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let epoch_points: Vec<(f64, f64, Option<f64>)> = report
+        .history
+        .iter()
+        .map(|r| (r.step as f64, r.train_loss, r.val_loss))
+        .collect();
+    let max_step = report.steps.max(1) as f64;
+    let (lo, hi) = range(
+        step_losses.iter().map(|&(_, l)| l).chain(
+            epoch_points
+                .iter()
+                .flat_map(|&(_, t, v)| [Some(t), v])
+                .flatten(),
+        ),
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("{}: loss", report.name), ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..max_step, lo.max(0.0)..hi)?;
+    chart
+        .configure_mesh()
+        .x_desc("optimizer step")
+        .y_desc("loss")
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            step_losses.iter().map(|&(s, l)| (s as f64, l)),
+            RGBColor(180, 180, 220).stroke_width(1),
+        ))?
+        .label("batch loss")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RGBColor(180, 180, 220)));
+    chart
+        .draw_series(LineSeries::new(
+            epoch_points.iter().map(|&(s, t, _)| (s, t)),
+            BLUE.stroke_width(2),
+        ))?
+        .label("train loss (epoch mean)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
+    if epoch_points.iter().any(|p| p.2.is_some()) {
+        chart
+            .draw_series(LineSeries::new(
+                epoch_points
+                    .iter()
+                    .filter_map(|&(s, _, v)| v.map(|v| (s, v))),
+                RED.stroke_width(2),
+            ))?
+            .label("validation loss")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+fn draw_forecast<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    pred: &[f64],
+    actual: &[f64],
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (lo, hi) = range(pred.iter().chain(actual).copied());
+    let mut chart = ChartBuilder::on(area)
+        .caption("test split: predicted vs actual", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..actual.len().max(1) as f64, lo..hi)?;
+    chart
+        .configure_mesh()
+        .x_desc("test sample")
+        .y_desc("value")
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            actual.iter().enumerate().map(|(i, &v)| (i as f64, v)),
+            BLACK.stroke_width(2),
+        ))?
+        .label("actual")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK));
+    chart
+        .draw_series(LineSeries::new(
+            pred.iter().enumerate().map(|(i, &v)| (i as f64, v)),
+            RED.stroke_width(2),
+        ))?
+        .label("predicted")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}

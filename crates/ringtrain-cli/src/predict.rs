@@ -1,0 +1,128 @@
+//! `ringtrain predict --checkpoint DIR`: forecast the steps after the end of a CSV, or classify
+//! lines of text from a file or stdin.
+
+use crate::Output;
+use anyhow::{Context, bail};
+use burn::prelude::Device;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use ringtrain_data::{Fitted, Source, predict_input};
+use ringtrain_spec::DataKind;
+use ringtrain_train::checkpoint::{Checkpoint, resolve_for_inference};
+use ringtrain_train::inference;
+use std::io::BufRead;
+use std::path::PathBuf;
+
+/// Arguments of `ringtrain predict`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PredictArgs {
+    /// Checkpoint directory (best.ckpt, else latest.ckpt) or file.
+    #[arg(long, value_name = "DIR")]
+    checkpoint: PathBuf,
+    /// Forecasting: the series to continue (defaults to the training data file). Classification:
+    /// a file with one text per line (defaults to stdin).
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+pub(crate) fn run(args: PredictArgs) -> anyhow::Result<()> {
+    crate::set_threads(1);
+    let path = resolve_for_inference(&args.checkpoint)?;
+    let ckpt = Checkpoint::load(&path)?;
+    let device = Device::flex();
+    let model = inference::load_model(&ckpt, &device)?;
+    let spec = &ckpt.header.spec;
+    match (&ckpt.header.fitted, &spec.data.kind) {
+        (Fitted::Series(normalizer), DataKind::Series(series)) => {
+            let file = args.input.clone().unwrap_or_else(|| spec.data.path.clone());
+            let source = Source::resolve(&file, &std::env::current_dir()?)?;
+            let input = predict_input(&source, spec.data.format, series, normalizer)?;
+            let last_line = input.last_line;
+            let steps = inference::forecast(&model, &ckpt, input, &device)?;
+            match args.output {
+                Output::Json => {
+                    let rows: Vec<serde_json::Value> = steps
+                        .iter()
+                        .enumerate()
+                        .map(|(h, v)| {
+                            let mut row = serde_json::Map::new();
+                            row.insert("step".into(), (h + 1).into());
+                            for (name, x) in series.targets.iter().zip(v) {
+                                row.insert(name.clone(), f64::from(*x).into());
+                            }
+                            row.into()
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                }
+                Output::Table => {
+                    println!(
+                        "forecast after line {last_line} of {}",
+                        source.display_name()
+                    );
+                    let mut t = Table::new();
+                    t.load_preset(UTF8_FULL_CONDENSED);
+                    let mut header = vec!["step".to_string()];
+                    header.extend(series.targets.iter().cloned());
+                    t.set_header(header);
+                    for (h, v) in steps.iter().enumerate() {
+                        let mut row = vec![format!("+{}", h + 1)];
+                        row.extend(v.iter().map(|x| format!("{x:.4}")));
+                        t.add_row(row);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
+        (Fitted::Text { labels, .. }, DataKind::Text(_)) => {
+            let texts = read_lines(args.input.as_ref())?;
+            if texts.is_empty() {
+                bail!("no text to classify: give --input FILE or lines on stdin");
+            }
+            let probs = inference::classify(&model, &ckpt, &texts, &device)?;
+            for (text, p) in texts.iter().zip(&probs) {
+                let best = ringtrain_train::evaluate::argmax(p);
+                let label = labels.name(best as u32).unwrap_or("?");
+                match args.output {
+                    Output::Json => {
+                        let scores: serde_json::Map<String, serde_json::Value> = labels
+                            .names()
+                            .iter()
+                            .zip(p)
+                            .map(|(n, &v)| (n.clone(), f64::from(v).into()))
+                            .collect();
+                        println!(
+                            "{}",
+                            serde_json::json!({"text": text, "label": label, "probabilities": scores})
+                        );
+                    }
+                    Output::Table => println!("{label}\t{:.3}\t{text}", p[best]),
+                }
+            }
+        }
+        _ => bail!(
+            "checkpoint {} holds inconsistent task state",
+            path.display()
+        ),
+    }
+    Ok(())
+}
+
+fn read_lines(file: Option<&PathBuf>) -> anyhow::Result<Vec<String>> {
+    let reader: Box<dyn BufRead> = match file {
+        Some(f) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut lines = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("reading line {}", i + 1))?;
+        if !line.trim().is_empty() {
+            lines.push(line);
+        }
+    }
+    Ok(lines)
+}

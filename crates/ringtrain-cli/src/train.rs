@@ -1,0 +1,99 @@
+//! `ringtrain train JOB.toml`: train in this process, print the metrics table, optionally plot.
+
+use crate::progress::Progress;
+use crate::{Output, plot, report};
+use anyhow::Context;
+use burn::prelude::Device;
+use ringtrain_train::{StopReason, TrainOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Arguments of `ringtrain train`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TrainArgs {
+    /// Job spec (TOML, or JSON when the file ends in .json).
+    spec: PathBuf,
+    /// Continue from a checkpoint directory (its latest.ckpt) or file.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// Override checkpoint.dir of the spec.
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<PathBuf>,
+    /// Draw the loss curves (and, for forecasts, predicted vs actual on the test split) to a PNG.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
+    /// Compute threads (overrides train.threads).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Stop after this many steps in total, saving a resumable checkpoint (like a preemption).
+    #[arg(long, value_name = "STEPS")]
+    halt_after_steps: Option<u64>,
+    /// Final report format.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let mut spec = ringtrain_spec::load(&args.spec)?;
+    if let Some(dir) = args.checkpoint_dir {
+        spec.checkpoint.dir = dir;
+    }
+    crate::set_threads(args.threads.unwrap_or(spec.train.threads));
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // First Ctrl-C: finish the step, save, exit. Second: the default behaviour (kill).
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to abort)");
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+    // Relative data paths are relative to the spec file. Record them absolute so the checkpoint
+    // (and `eval`/`predict` from any directory) find the same file.
+    let spec_dir = std::path::absolute(args.spec.parent().unwrap_or(std::path::Path::new(".")))
+        .context("resolving the spec's directory")?;
+    let builtin = spec.data.path.to_string_lossy().starts_with("builtin:");
+    if !builtin && spec.data.path.is_relative() {
+        spec.data.path = spec_dir.join(&spec.data.path);
+    }
+    let base_dir = spec_dir;
+    let opts = TrainOptions {
+        base_dir,
+        resume: args.resume,
+        halt_after_steps: args.halt_after_steps,
+        stop: Some(stop),
+        device: Device::flex(),
+    };
+    let mut progress = Progress::new(args.quiet);
+    let result = ringtrain_train::train(&spec, &opts, &mut progress);
+    progress.finish();
+    let report = result?;
+    match report.stop {
+        StopReason::Halted | StopReason::Interrupted => {
+            tracing::info!(
+                step = report.steps,
+                checkpoint = %report.checkpoint_dir.display(),
+                "stopped early; continue with --resume {}",
+                report.checkpoint_dir.display()
+            );
+        }
+        _ => {}
+    }
+    if let Some(path) = &args.plot {
+        plot::training(path, &report, &progress.step_losses)
+            .with_context(|| format!("drawing {}", path.display()))?;
+        tracing::info!(plot = %path.display(), "plot written");
+    }
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table => report::print_train(&report),
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! Using a trained model without its training data: rebuild the model a checkpoint describes
+//! (input block and head follow from the fitted normalizer or vocabulary), forecast past the end
+//! of a series, classify text.
+
+use crate::checkpoint::Checkpoint;
+use crate::error::TrainError;
+use crate::evaluate::to_vec;
+use crate::task::{numeric_batch, token_batch};
+use burn::prelude::*;
+use ringtrain_data::{Fitted, PredictInput, TextBatch};
+use ringtrain_models::{ForwardCtx, HeadKind, InputKind, Model, flat};
+use ringtrain_spec::{Pooling, TaskSpec};
+
+/// The input block and head of the model a checkpoint was trained with.
+pub fn model_kinds(ckpt: &Checkpoint) -> (InputKind, HeadKind) {
+    let spec = &ckpt.header.spec;
+    match &ckpt.header.fitted {
+        Fitted::Series(n) => {
+            let horizon = match spec.task {
+                TaskSpec::Forecast { horizon, .. } => horizon,
+                TaskSpec::Classify { .. } => 1,
+            };
+            (
+                InputKind::Numeric {
+                    features: n.features.len(),
+                },
+                HeadKind::Regression {
+                    outputs: horizon * n.targets.len(),
+                },
+            )
+        }
+        Fitted::Text { vocab, labels } => {
+            let pooling = match spec.task {
+                TaskSpec::Classify { pooling, .. } => pooling,
+                TaskSpec::Forecast { .. } => Pooling::Last,
+            };
+            (
+                InputKind::Tokens { vocab: vocab.len() },
+                HeadKind::Classes {
+                    classes: labels.len(),
+                    pooling,
+                },
+            )
+        }
+    }
+}
+
+/// Rebuilds the checkpoint's model with its trained parameters on `device`.
+///
+/// # Errors
+/// [`TrainError::Model`] when the parameters do not fit the architecture (a corrupt or foreign
+/// checkpoint).
+pub fn load_model(ckpt: &Checkpoint, device: &Device) -> Result<Model, TrainError> {
+    let (input, head) = model_kinds(ckpt);
+    let spec = &ckpt.header.spec;
+    let model = Model::new(&spec.model, input, head, spec.seed, device)?;
+    Ok(flat::load_params(model, &ckpt.params)?)
+}
+
+/// Forecasts the next `horizon` steps after `input`, in original units, `[horizon][targets]`.
+///
+/// # Errors
+/// [`TrainError::Input`] when the window does not match the model.
+pub fn forecast(
+    model: &Model,
+    ckpt: &Checkpoint,
+    input: PredictInput,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>, TrainError> {
+    let Fitted::Series(normalizer) = &ckpt.header.fitted else {
+        return Err(TrainError::Input(
+            "this checkpoint is a classifier, not a forecaster".into(),
+        ));
+    };
+    let batch = numeric_batch(input.x, 1, input.window, input.features, device);
+    let mut y = to_vec(model.forward(batch, &ForwardCtx::eval()));
+    normalizer.invert_targets(&mut y);
+    let targets = normalizer.targets.len().max(1);
+    Ok(y.chunks(targets).map(<[f32]>::to_vec).collect())
+}
+
+/// Class probabilities of each text, `[texts][classes]` (softmax of the logits).
+///
+/// # Errors
+/// [`TrainError::Input`] when the checkpoint is not a classifier.
+pub fn classify(
+    model: &Model,
+    ckpt: &Checkpoint,
+    texts: &[String],
+    device: &Device,
+) -> Result<Vec<Vec<f32>>, TrainError> {
+    let Fitted::Text { vocab, labels } = &ckpt.header.fitted else {
+        return Err(TrainError::Input(
+            "this checkpoint is a forecaster, not a classifier".into(),
+        ));
+    };
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        let seqs: Vec<Vec<u32>> = chunk.iter().map(|t| vocab.encode(t)).collect();
+        let batch = token_batch(TextBatch::new(&seqs, Vec::new()), device);
+        let logits = to_vec(model.forward(batch, &ForwardCtx::eval()));
+        for row in logits.chunks(labels.len()) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exp: Vec<f32> = row.iter().map(|&v| (v - max).exp()).collect();
+            let sum: f32 = exp.iter().sum();
+            out.push(exp.iter().map(|e| e / sum).collect());
+        }
+    }
+    Ok(out)
+}
