@@ -1,0 +1,360 @@
+//! End-to-end tests of the `ringtrain` binary: train, evaluate and predict through the CLI on
+//! the bundled example data, exact resumption, determinism, and the error messages a user sees.
+
+use ringtrain_train::Checkpoint;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn ringtrain() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringtrain"))
+}
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = ringtrain().args(args).output().expect("ringtrain runs");
+    if !out.status.success() {
+        panic!(
+            "ringtrain {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+fn run_fail(args: &[&str]) -> String {
+    let out = ringtrain().args(args).output().expect("ringtrain runs");
+    assert!(!out.status.success(), "ringtrain {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes a spec into `dir` whose data path points at the examples folder.
+fn write_spec(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let body = body.replace("EXAMPLES", &examples().display().to_string());
+    let ckpt = dir.join(format!("runs/{name}"));
+    std::fs::write(
+        &path,
+        format!(
+            "{body}\n[checkpoint]\ndir = {:?}\n",
+            ckpt.display().to_string()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+const FORECAST: &str = r#"
+seed = 9
+[model]
+cell = "lstm"
+hidden = 16
+layers = 2
+dropout = 0.2
+[task]
+kind = "forecast"
+horizon = 2
+season = 12
+[data]
+path = "EXAMPLES/data/seasonal.csv"
+features = ["demand", "temperature"]
+targets = ["demand"]
+window = 12
+split = [0.7, 0.15, 0.15]
+[train]
+epochs = 3
+batch_size = 16
+optimizer = { kind = "adam", lr = 0.01 }
+schedule = { kind = "cosine", warmup_steps = 5 }
+clip = { norm = 1.0 }
+"#;
+
+#[test]
+fn train_eval_predict_forecast() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), "fc", FORECAST);
+    let plot = dir.path().join("fc.png");
+    let out = run(&[
+        "train",
+        spec.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    for want in [
+        "job fc: Completed",
+        "test split",
+        "seasonal naive",
+        "naive (last value)",
+        "MAPE %",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let png = std::fs::read(&plot).unwrap();
+    assert_eq!(&png[1..4], b"PNG", "plot is a PNG");
+
+    let ckpt = dir.path().join("runs/fc");
+    let out = run(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(eval["split"], "test");
+    assert!(eval["metrics"]["model"]["rmse"].as_f64().unwrap() > 0.0);
+
+    // Forecast past the end of a file: two steps of one target.
+    let out = run(&[
+        "predict",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0]["demand"].as_f64().unwrap().is_finite());
+}
+
+const CLASSIFY: &str = r#"
+seed = 4
+[model]
+cell = "gru"
+hidden = 24
+embedding_dim = 16
+[task]
+kind = "classify"
+pooling = "mean"
+[data]
+path = "EXAMPLES/data/sentiment-synth.csv"
+split = [0.8, 0.1, 0.1]
+[train]
+epochs = 4
+batch_size = 32
+optimizer = { kind = "adam", lr = 0.01 }
+"#;
+
+#[test]
+fn train_and_classify_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), "cls", CLASSIFY);
+    let text = stdout(&run(&["train", spec.to_str().unwrap()]));
+    for want in [
+        "accuracy",
+        "macro F1",
+        "majority baseline",
+        "true \\ predicted",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let ckpt = dir.path().join("runs/cls");
+    let mut child = ringtrain()
+        .args([
+            "predict",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--output",
+            "json",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"the food was great\nthe service was not good at all\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        let p = &l["probabilities"];
+        let sum = p["pos"].as_f64().unwrap() + p["neg"].as_f64().unwrap();
+        assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to {sum}");
+    }
+}
+
+#[test]
+fn resumed_run_ends_with_the_uninterrupted_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    // Dropout, a warm-up + cosine schedule, momentum state and early-stopping bookkeeping all
+    // have to survive the interruption for the parameters to match bit for bit.
+    let body = format!("{FORECAST}early_stopping = {{ metric = \"val_loss\", patience = 10 }}\n");
+    let full = write_spec(dir.path(), "full", &body);
+    run(&["train", full.to_str().unwrap(), "--quiet"]);
+
+    let parted = write_spec(dir.path(), "parted", &body);
+    // Stop mid-epoch (the epoch has 16 steps), then resume twice more from the saved state.
+    let out = run(&[
+        "train",
+        parted.to_str().unwrap(),
+        "--halt-after-steps",
+        "7",
+        "--quiet",
+    ]);
+    assert!(
+        stdout(&out).contains("Halted after 7 steps"),
+        "{}",
+        stdout(&out)
+    );
+    let ckpt_dir = dir.path().join("runs/parted");
+    run(&[
+        "train",
+        parted.to_str().unwrap(),
+        "--resume",
+        ckpt_dir.to_str().unwrap(),
+        "--halt-after-steps",
+        "20",
+        "--quiet",
+    ]);
+    run(&[
+        "train",
+        parted.to_str().unwrap(),
+        "--resume",
+        ckpt_dir.to_str().unwrap(),
+        "--quiet",
+    ]);
+
+    let a = Checkpoint::load(&dir.path().join("runs/full/latest.ckpt")).unwrap();
+    let b = Checkpoint::load(&ckpt_dir.join("latest.ckpt")).unwrap();
+    assert_eq!(a.header.progress.step, b.header.progress.step);
+    assert!(a.params == b.params, "parameters differ after resume");
+    assert_eq!(a.optimizer, b.optimizer);
+    assert_eq!(a.header.history, b.header.history);
+}
+
+#[test]
+fn same_seed_gives_the_same_loss_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let curve = |name: &str, seed: u64| {
+        let spec = write_spec(
+            dir.path(),
+            name,
+            &FORECAST.replace("seed = 9", &format!("seed = {seed}")),
+        );
+        let out = run(&[
+            "train",
+            spec.to_str().unwrap(),
+            "--output",
+            "json",
+            "--quiet",
+        ]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["history"].clone()
+    };
+    let a = curve("a", 9);
+    let b = curve("b", 9);
+    let c = curve("c", 10);
+    assert_eq!(a, b, "same seed, different curves");
+    assert_ne!(a, c, "different seeds gave identical curves");
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_spec(
+        dir.path(),
+        "bad",
+        &FORECAST
+            .replace("lr = 0.01", "lr = -1.0")
+            .replace("layers = 2", "layers = 0"),
+    );
+    let err = run_fail(&["train", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("train.optimizer.lr = -1: must be a finite number > 0"),
+        "{err}"
+    );
+    assert!(err.contains("model.layers = 0"), "{err}");
+
+    let missing = write_spec(
+        dir.path(),
+        "missing",
+        &FORECAST.replace("seasonal.csv", "nope.csv"),
+    );
+    let err = run_fail(&["train", missing.to_str().unwrap()]);
+    assert!(err.contains("nope.csv"), "{err}");
+
+    let column = write_spec(
+        dir.path(),
+        "column",
+        &FORECAST.replace("\"temperature\"]", "\"temp\"]"),
+    );
+    let err = run_fail(&["train", column.to_str().unwrap()]);
+    assert!(
+        err.contains("temp") && err.contains("seasonal.csv"),
+        "{err}"
+    );
+
+    // A truncated checkpoint is refused with a clear message, never half-loaded.
+    let spec = write_spec(
+        dir.path(),
+        "ok",
+        &FORECAST.replace("epochs = 3", "epochs = 1"),
+    );
+    run(&["train", spec.to_str().unwrap(), "--quiet"]);
+    let latest = dir.path().join("runs/ok/latest.ckpt");
+    let bytes = std::fs::read(&latest).unwrap();
+    std::fs::write(&latest, &bytes[..bytes.len() - 10]).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("runs/ok/best.ckpt"));
+    let err = run_fail(&[
+        "eval",
+        "--checkpoint",
+        dir.path().join("runs/ok").to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("is corrupt") && err.contains("truncated"),
+        "{err}"
+    );
+
+    // Resuming with a different architecture names the differing field.
+    std::fs::write(&latest, &bytes).unwrap();
+    let other = write_spec(
+        dir.path(),
+        "ok",
+        &FORECAST
+            .replace("epochs = 3", "epochs = 1")
+            .replace("hidden = 16", "hidden = 8"),
+    );
+    let err = run_fail(&[
+        "train",
+        other.to_str().unwrap(),
+        "--resume",
+        dir.path().join("runs/ok").to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("model.hidden is 16 in the checkpoint but 8 in the spec"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_prints_the_validated_spec() {
+    for entry in std::fs::read_dir(examples()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = run(&["check", path.to_str().unwrap()]);
+            let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(
+                spec["model"]["hidden"].as_u64().unwrap() > 0,
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
