@@ -109,7 +109,8 @@ fn main() {
     );
     for cell in cells {
         for (name, imp) in [
-            ("fused", RecurrentImpl::Fused),
+            ("kernel", RecurrentImpl::Kernel),
+            ("burn-ops", RecurrentImpl::BurnOps),
             ("burn-nn", RecurrentImpl::BurnNnReference),
         ] {
             let [s, f, b, o] = bench(cell, imp, steps);

@@ -1,13 +1,14 @@
-//! Input blocks (token embedding, numeric projection) and the output head.
+//! Input blocks (token embedding, numeric projection) and the output head; all three work on
+//! the time-major sequence form, so no tracked sequence is ever cut into steps here.
 
 use burn::module::Module;
 use burn::nn::{Embedding, Linear};
 use burn::tensor::module::embedding;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use ringtrain_spec::Pooling;
 
 use crate::init::{Init, param1, param2};
-use crate::seq::Steps;
+use crate::seq::{SeqData, Steps};
 
 /// A token embedding `[vocab, dim]` drawn N(0, 1) with row 0 (the `<pad>` token) zero.
 pub(crate) fn new_embedding(
@@ -43,24 +44,21 @@ pub(crate) fn new_linear(
     }
 }
 
-/// Embeds `[B, T]` token ids one step at a time (see [`crate::seq`] for why no `[B, T, D]`
-/// tensor is built).
+/// Embeds `[B, T]` token ids into a time-major `[T, B, D]` sequence (one gather).
 pub(crate) fn embed_steps(emb: &Embedding, ids: Tensor<2, Int>, mask: Tensor<2>) -> Steps {
-    let [batch, time] = ids.dims();
-    let [_, dim] = emb.weight.dims();
-    let w = emb.weight.val();
-    let steps = (0..time)
-        .map(|t| {
-            embedding(w.clone(), ids.clone().slice([0..batch, t..t + 1])).reshape([batch, dim])
-        })
-        .collect();
-    Steps::new(steps, mask)
+    let x = embedding(emb.weight.val(), ids.swap_dims(0, 1));
+    Steps::time_major(x, mask)
 }
 
-/// Applies a linear map to every step.
+/// Applies a linear map to every step (one matmul for a time-major sequence).
 pub(crate) fn project_steps(lin: &Linear, input: Steps) -> Steps {
-    let steps = input.steps.iter().map(|x| lin.forward(x.clone())).collect();
-    input.with_steps(steps)
+    match input.data() {
+        SeqData::Steps(steps) => {
+            let steps = steps.iter().map(|x| lin.forward(x.clone())).collect();
+            input.with_steps(steps)
+        }
+        SeqData::TimeMajor(x) => input.with_time_major(lin.forward(x.clone())),
+    }
 }
 
 /// The last layer: pools the sequence into one vector per sample, then a linear map.
@@ -94,8 +92,8 @@ impl Head {
         self.linear.forward(self.pool(input))
     }
 
-    /// Pools over valid steps only. Padded steps carry zero outputs (see [`crate::recurrent`]),
-    /// which the sums below rely on.
+    /// Pools over valid steps only, on the time-major form `[T, B, W]`. Padded steps carry
+    /// zero outputs (see [`crate::recurrent`]), which the sums below rely on.
     fn pool(&self, input: Steps) -> Tensor<2> {
         let batch = input.batch();
         let time = input.time();
@@ -104,29 +102,33 @@ impl Head {
         if time == 0 {
             return Tensor::zeros([batch, width], &device);
         }
-        // Number of valid steps per sample, and 0/1 "has any valid step".
+        let x = input.time_major_tensor();
+        // Number of valid steps per sample `[B, 1]`.
         let count = || input.mask.clone().sum_dim(1);
         match self.pooling {
             Pooling::Last => {
                 let last = match &input.padding {
-                    None => input.steps[time - 1].clone(),
+                    None => x
+                        .clone()
+                        .slice([time - 1..time, 0..batch, 0..width])
+                        .reshape([batch, width]),
                     Some(pm) => {
                         // Padding is only at the end, so m_t - m_{t+1} is 1 exactly at the last
                         // valid step; the masked sum then selects it (other terms are exact 0).
-                        let mut acc: Option<Tensor<2>> = None;
-                        for t in 0..time {
-                            let ind = if t + 1 < time {
-                                pm.keep[t].clone() - pm.keep[t + 1].clone()
-                            } else {
-                                pm.keep[t].clone()
-                            };
-                            let term = input.steps[t].clone() * ind;
-                            acc = Some(match acc {
-                                Some(a) => a + term,
-                                None => term,
-                            });
-                        }
-                        acc.unwrap_or_else(|| Tensor::zeros([batch, width], &device))
+                        let m = |b: usize, t: usize| pm.host[b * time + t];
+                        let ind: Vec<f32> = (0..time * batch)
+                            .map(|i| {
+                                let (t, b) = (i / batch, i % batch);
+                                if t + 1 < time {
+                                    m(b, t) - m(b, t + 1)
+                                } else {
+                                    m(b, t)
+                                }
+                            })
+                            .collect();
+                        let ind =
+                            Tensor::<3>::from_data(TensorData::new(ind, [time, batch, 1]), &device);
+                        (x.clone() * ind).sum_dim(0).reshape([batch, width])
                     }
                 };
                 if self.bidirectional {
@@ -135,7 +137,7 @@ impl Head {
                     Tensor::cat(
                         vec![
                             last.slice([0..batch, 0..h]),
-                            input.steps[0].clone().slice([0..batch, h..2 * h]),
+                            x.slice([0..1, 0..batch, h..2 * h]).reshape([batch, h]),
                         ],
                         1,
                     )
@@ -143,27 +145,18 @@ impl Head {
                     last
                 }
             }
-            Pooling::Mean => {
-                let mut steps = input.steps.into_iter();
-                let first = steps
-                    .next()
-                    .unwrap_or_else(|| Tensor::zeros([batch, width], &device));
-                let sum = steps.fold(first, |a, x| a + x);
-                sum / count().clamp_min(1.0)
-            }
+            Pooling::Mean => x.sum_dim(0).reshape([batch, width]) / count().clamp_min(1.0),
             Pooling::Max => {
-                let stacked: Tensor<3> = Tensor::stack(input.steps, 1);
-                let stacked = match &input.padding {
-                    None => stacked,
+                let x = match &input.padding {
+                    None => x,
                     // valid: x + 0 (exact); padded: 0 - 1e30 (never the maximum)
                     Some(_) => {
-                        stacked
-                            + (input.mask.clone() - 1.0)
-                                .mul_scalar(1.0e30)
-                                .unsqueeze_dim::<3>(2)
+                        x + (input.mask.clone().swap_dims(0, 1) - 1.0)
+                            .mul_scalar(1.0e30)
+                            .unsqueeze_dim::<3>(2)
                     }
                 };
-                let max = stacked.max_dim(1).reshape([batch, width]);
+                let max = x.max_dim(0).reshape([batch, width]);
                 match &input.padding {
                     None => max,
                     // A sample with no valid step pools to zero rather than -1e30.

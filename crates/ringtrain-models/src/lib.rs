@@ -13,6 +13,7 @@ pub mod error;
 pub mod flat;
 mod head;
 mod init;
+mod kernel;
 pub mod loss;
 pub mod model;
 pub mod recurrent;

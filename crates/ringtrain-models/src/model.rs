@@ -172,8 +172,11 @@ pub struct LayerInfo {
 /// Which implementation computes the recurrent layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecurrentImpl {
-    /// Our fused per-timestep cells (the default, and the only one that honours padding).
-    Fused,
+    /// Whole-sequence custom autodiff operations on the flex device (the default); other
+    /// devices and dtypes fall back to [`RecurrentImpl::BurnOps`] automatically.
+    Kernel,
+    /// Our fused per-timestep cells on plain burn ops, on any device.
+    BurnOps,
     /// burn-nn's stock modules with the same weights (reference and benchmark baseline).
     BurnNnReference,
 }
@@ -188,7 +191,7 @@ pub enum Layer {
     Embedding(Embedding),
     /// Linear projection of numeric features.
     Projection(Linear),
-    /// A fused recurrent layer.
+    /// A recurrent layer (kernel or burn-ops path, see [`RecurrentImpl`]).
     Recurrent(Recurrent),
     /// A burn-nn recurrent layer (see [`RecurrentImpl::BurnNnReference`]).
     Reference(ReferenceRecurrent),
@@ -398,8 +401,10 @@ impl Model {
         Ok(Model { layers })
     }
 
-    /// The same model with its recurrent layers computed by `imp`; weights are copied into new
-    /// leaf parameters (new ids), other layers are kept as they are.
+    /// The same model with its recurrent layers computed by `imp`. Switching to or from
+    /// [`RecurrentImpl::BurnNnReference`] copies the weights into new leaf parameters (new
+    /// ids); switching between [`RecurrentImpl::Kernel`] and [`RecurrentImpl::BurnOps`] keeps
+    /// the parameters. Other layers are kept as they are.
     pub fn with_recurrent_impl(self, imp: RecurrentImpl) -> Model {
         let layers = self
             .layers
@@ -408,7 +413,16 @@ impl Model {
                 (Layer::Recurrent(r), RecurrentImpl::BurnNnReference) => {
                     Layer::Reference(ReferenceRecurrent::from_fused(&r))
                 }
-                (Layer::Reference(r), RecurrentImpl::Fused) => Layer::Recurrent(r.to_fused()),
+                (Layer::Recurrent(mut r), kind) => {
+                    r.sequence_kernel = kind == RecurrentImpl::Kernel;
+                    Layer::Recurrent(r)
+                }
+                (Layer::Reference(r), RecurrentImpl::BurnNnReference) => Layer::Reference(r),
+                (Layer::Reference(r), kind) => {
+                    let mut r = r.to_fused();
+                    r.sequence_kernel = kind == RecurrentImpl::Kernel;
+                    Layer::Recurrent(r)
+                }
                 (l, _) => l,
             })
             .collect();

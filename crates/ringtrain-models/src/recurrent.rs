@@ -1,4 +1,10 @@
-//! Fused recurrent layers (`rnn`, `lstm`, `gru`) on plain burn ops.
+//! Recurrent layers (`rnn`, `lstm`, `gru`).
+//!
+//! On the flex device with `f32` tensors a layer runs as whole-sequence custom autodiff
+//! operations, one per direction ([`crate::kernel`]): one input GEMM for all timesteps, fused
+//! gate math, hand-written BPTT. Elsewhere (other devices, or with
+//! [`crate::RecurrentImpl::BurnOps`]) it runs as fused per-timestep cells on plain burn ops,
+//! described below; both compute the same function with the same parameters.
 //!
 //! Each direction keeps one input matrix `w_ih: [in, G·H]`, one recurrent matrix
 //! `w_hh: [H, G·H]` and biases `b_ih, b_hh: [G·H]` (G gate blocks in PyTorch's order: LSTM
@@ -20,6 +26,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use ringtrain_spec::{Activation, CellKind};
 
 use crate::init::{Init, param1, param2};
+use crate::kernel::{self, CellCode, SeqSpec};
 use crate::seq::Steps;
 
 /// Weights of one direction of one recurrent layer.
@@ -55,6 +62,10 @@ pub struct Recurrent {
     pub input_dropout: f64,
     /// Position among the recurrent layers (0 = first), used in the layer name.
     pub position: usize,
+    /// Whether the whole-sequence kernel runs where it can (flex, `f32`); `false` forces the
+    /// per-timestep burn-ops path ([`crate::RecurrentImpl::BurnOps`]).
+    #[module(skip)]
+    pub sequence_kernel: bool,
 }
 
 impl Recurrent {
@@ -88,6 +99,7 @@ impl Recurrent {
             hidden,
             input_dropout,
             position,
+            sequence_kernel: true,
         }
     }
 
@@ -107,11 +119,16 @@ impl Recurrent {
             Some((seed, stream)) => input.dropout(self.input_dropout, seed, stream),
             None => input,
         };
+        if self.sequence_kernel && self.kernel_applies() {
+            return self.forward_kernel(input);
+        }
+        let steps = input.step_list();
+        let keep = input.padding.as_ref().map(|p| (&p.keep, &p.carry));
         let mut outs: Vec<Vec<Tensor<2>>> = self
             .directions
             .iter()
             .enumerate()
-            .map(|(d, p)| self.run_direction(p, &input, d == 1))
+            .map(|(d, p)| self.run_direction(p, &steps, keep, d == 1))
             .collect();
         let steps = if outs.len() == 1 {
             outs.pop().unwrap_or_default()
@@ -126,6 +143,51 @@ impl Recurrent {
         input.with_steps(steps)
     }
 
+    /// Whether this layer's parameters live where the kernel runs (flex, `f32`).
+    fn kernel_applies(&self) -> bool {
+        self.directions.first().is_some_and(|p| {
+            let w = p.w_ih.val();
+            kernel::applies(&w.device(), w.dtype())
+        })
+    }
+
+    /// The kernel path: one custom operation per direction on the time-major sequence.
+    fn forward_kernel(&self, input: Steps) -> Steps {
+        let x = input.time_major_tensor();
+        let valid = input.padding.as_ref().map(|p| p.valid.clone());
+        let cell = match (self.cell, self.activation) {
+            (CellKind::Lstm, _) => CellCode::Lstm,
+            (CellKind::Gru, _) => CellCode::Gru,
+            (CellKind::Rnn, Activation::Tanh) => CellCode::RnnTanh,
+            (CellKind::Rnn, Activation::Relu) => CellCode::RnnRelu,
+        };
+        let mut outs: Vec<Tensor<3>> = self
+            .directions
+            .iter()
+            .enumerate()
+            .map(|(d, p)| {
+                kernel::sequence(
+                    x.clone(),
+                    p.w_ih.val(),
+                    p.w_hh.val(),
+                    p.b_ih.val(),
+                    p.b_hh.val(),
+                    SeqSpec {
+                        cell,
+                        reverse: d == 1,
+                        valid: valid.clone(),
+                    },
+                )
+            })
+            .collect();
+        let y = if outs.len() == 1 {
+            outs.pop().unwrap_or_else(|| x.clone())
+        } else {
+            Tensor::cat(outs, 2)
+        };
+        input.with_time_major(y)
+    }
+
     /// Per gate block, whether its pre-activation goes through tanh (and is therefore computed
     /// at twice its value, see `run_direction`); `None` when no block does.
     fn tanh_blocks(&self) -> Option<Vec<bool>> {
@@ -138,8 +200,14 @@ impl Recurrent {
     }
 
     /// One direction over the whole sequence; outputs in time order.
-    fn run_direction(&self, p: &CellParams, input: &Steps, reverse: bool) -> Vec<Tensor<2>> {
-        let time = input.steps.len();
+    fn run_direction(
+        &self,
+        p: &CellParams,
+        steps: &[Tensor<2>],
+        padding: Option<(&Vec<Tensor<2>>, &Vec<Tensor<2>>)>,
+        reverse: bool,
+    ) -> Vec<Tensor<2>> {
+        let time = steps.len();
         let h_size = self.hidden;
         // LSTM and RNN only ever use b_ih + b_hh: add them once instead of once per step.
         let (b_x, b_h) = match self.cell {
@@ -174,7 +242,7 @@ impl Recurrent {
         for k in 0..time {
             let t = if reverse { time - 1 - k } else { k };
             // `linear` is one autodiff node (matmul + bias) where matmul then add would be two.
-            let xw = linear(input.steps[t].clone(), w_ih.clone(), Some(b_x.clone()));
+            let xw = linear(steps[t].clone(), w_ih.clone(), Some(b_x.clone()));
             let (h_new, c_new) = match self.cell {
                 CellKind::Lstm => {
                     let gates = match &h {
@@ -233,17 +301,17 @@ impl Recurrent {
                     (h_new, None)
                 }
             };
-            match &input.padding {
+            match padding {
                 None => {
                     outs[t] = Some(h_new.clone());
                     h = Some(h_new);
                     c = c_new;
                 }
-                Some(pm) => {
+                Some((keep_masks, carry_masks)) => {
                     // out = m h', state = m h' + (1 - m) h: exact (not h + m (h' - h)) so a
                     // valid step computes bit-for-bit what the unpadded sequence computes.
-                    let keep = pm.keep[t].clone();
-                    let carry = pm.carry[t].clone();
+                    let keep = keep_masks[t].clone();
+                    let carry = carry_masks[t].clone();
                     let out = h_new * keep.clone();
                     h = Some(match h {
                         Some(prev) => out.clone() + prev * carry.clone(),

@@ -172,6 +172,7 @@ impl ReferenceRecurrent {
             hidden: self.hidden,
             input_dropout: self.input_dropout,
             position: self.position,
+            sequence_kernel: true,
         }
     }
 

@@ -1,19 +1,33 @@
-//! The in-stage form of a sequence: one `[B, F]` tensor per timestep plus the padding mask.
+//! The in-stage form of a sequence: either one `[B, F]` tensor per timestep or one time-major
+//! `[T, B, F]` tensor, plus the padding mask.
 //!
-//! Inside a stage the sequence never exists as a tracked `[B, T, F]` tensor: slicing such a
-//! tensor per step makes every slice's backward materialize a full-size zero tensor, an autodiff
-//! cost that grows with T² (see BURN.md). Layers pass `Vec<Tensor<2>>` to each other and the
-//! sequence is stacked only where it leaves a stage.
+//! The whole-sequence kernel ([`crate::kernel`]) reads and writes time-major tensors; the
+//! burn-ops fallback layers, the embedding of the fallback and the reference work per step.
+//! Each form converts to the other only when a layer needs it: slicing a *tracked* sequence
+//! tensor per step makes every slice's backward materialize a full-size zero tensor (a cost
+//! that grows with T², see BURN.md), so the per-step form is produced only for the fallback
+//! layers, which paid that cost before as well, and stacking steps (cheap both ways) is how
+//! the per-step form becomes time-major.
+
+use std::sync::Arc;
 
 use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// A batch of sequences as one tensor per timestep.
+/// The values of a sequence in one of its two forms.
+#[derive(Debug, Clone)]
+pub(crate) enum SeqData {
+    /// `T` tensors of shape `[B, F]`, in time order.
+    Steps(Vec<Tensor<2>>),
+    /// One `[T, B, F]` tensor (possibly a strided view).
+    TimeMajor(Tensor<3>),
+}
+
+/// A batch of sequences with its mask.
 #[derive(Debug, Clone)]
 pub(crate) struct Steps {
-    /// `T` tensors of shape `[B, F]`, in time order.
-    pub steps: Vec<Tensor<2>>,
+    data: SeqData,
     /// Validity mask `[B, T]` (1 valid, 0 padding at the end).
     pub mask: Tensor<2>,
     /// Per-step masks, present only when some step of some sequence is padding, so that an
@@ -28,22 +42,24 @@ pub(crate) struct StepMasks {
     pub keep: Vec<Tensor<2>>,
     /// `1 - m_t`, `[B, 1]`.
     pub carry: Vec<Tensor<2>>,
+    /// `valid[t·B + b] = m[b, t] > 0.5`, time-major, for the kernel.
+    pub valid: Arc<[bool]>,
+    /// The mask's values `[B, T]` on the host.
+    pub host: Arc<[f32]>,
 }
 
 impl StepMasks {
     /// Builds the per-step views when `mask` contains padding, `None` otherwise.
     pub(crate) fn of(mask: &Tensor<2>) -> Option<StepMasks> {
         let [batch, time] = mask.dims();
-        let min = mask
-            .clone()
-            .min()
-            .into_data()
-            .iter::<f32>()
-            .next()
-            .unwrap_or(1.0);
+        let host: Vec<f32> = mask.clone().into_data().iter::<f32>().collect();
+        let min = host.iter().copied().fold(1.0f32, f32::min);
         if min >= 1.0 || batch == 0 || time == 0 {
             return None;
         }
+        let valid = (0..time * batch)
+            .map(|i| host[(i % batch) * time + i / batch] > 0.5)
+            .collect();
         let keep: Vec<Tensor<2>> = (0..time)
             .map(|t| mask.clone().slice([0..batch, t..t + 1]))
             .collect();
@@ -51,29 +67,26 @@ impl StepMasks {
             .iter()
             .map(|m| m.clone().neg().add_scalar(1.0))
             .collect();
-        Some(StepMasks { keep, carry })
+        Some(StepMasks {
+            keep,
+            carry,
+            valid,
+            host: host.into(),
+        })
     }
 }
 
 impl Steps {
-    /// Cuts `x: [B, T, F]` into steps. Cheap when `x` is untracked (raw data); a tracked `x`
-    /// (a stage boundary leaf) pays the per-slice backward once per stage.
+    /// Takes `x: [B, T, F]` (a stage's input) as a time-major view; nothing is copied or cut.
     pub(crate) fn from_seq(x: Tensor<3>, mask: Tensor<2>) -> Steps {
-        let [batch, time, features] = x.dims();
-        let steps = (0..time)
-            .map(|t| {
-                x.clone()
-                    .slice([0..batch, t..t + 1, 0..features])
-                    .reshape([batch, features])
-            })
-            .collect();
-        Steps::new(steps, mask)
+        Steps::time_major(x.swap_dims(0, 1), mask)
     }
 
-    pub(crate) fn new(steps: Vec<Tensor<2>>, mask: Tensor<2>) -> Steps {
+    /// A sequence from a time-major `[T, B, F]` tensor.
+    pub(crate) fn time_major(x: Tensor<3>, mask: Tensor<2>) -> Steps {
         let padding = StepMasks::of(&mask);
         Steps {
-            steps,
+            data: SeqData::TimeMajor(x),
             mask,
             padding,
         }
@@ -87,15 +100,58 @@ impl Steps {
         self.mask.dims()[1]
     }
 
-    /// Stacks the steps back into `[B, T, F]` (the form that crosses a stage boundary).
-    pub(crate) fn into_seq(self) -> (Tensor<3>, Tensor<2>) {
-        (Tensor::stack(self.steps, 1), self.mask)
+    /// The values in whichever form they are.
+    pub(crate) fn data(&self) -> &SeqData {
+        &self.data
     }
 
-    /// Same steps with new values (the mask is unchanged).
+    /// The per-step form (cut from a time-major tensor if need be).
+    pub(crate) fn step_list(&self) -> Vec<Tensor<2>> {
+        match &self.data {
+            SeqData::Steps(s) => s.clone(),
+            SeqData::TimeMajor(x) => {
+                let [time, batch, features] = x.dims();
+                (0..time)
+                    .map(|t| {
+                        x.clone()
+                            .slice([t..t + 1, 0..batch, 0..features])
+                            .reshape([batch, features])
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The time-major form `[T, B, F]` (stacked from steps if need be).
+    pub(crate) fn time_major_tensor(&self) -> Tensor<3> {
+        match &self.data {
+            SeqData::TimeMajor(x) => x.clone(),
+            SeqData::Steps(s) => Tensor::stack(s.clone(), 0),
+        }
+    }
+
+    /// Stacks the steps back into `[B, T, F]` (the form that crosses a stage boundary).
+    pub(crate) fn into_seq(self) -> (Tensor<3>, Tensor<2>) {
+        let x = match self.data {
+            SeqData::Steps(s) => Tensor::stack(s, 1),
+            SeqData::TimeMajor(x) => x.swap_dims(0, 1),
+        };
+        (x, self.mask)
+    }
+
+    /// Same mask, new per-step values.
     pub(crate) fn with_steps(&self, steps: Vec<Tensor<2>>) -> Steps {
+        self.with_data(SeqData::Steps(steps))
+    }
+
+    /// Same mask, new time-major values.
+    pub(crate) fn with_time_major(&self, x: Tensor<3>) -> Steps {
+        self.with_data(SeqData::TimeMajor(x))
+    }
+
+    fn with_data(&self, data: SeqData) -> Steps {
         Steps {
-            steps,
+            data,
             mask: self.mask.clone(),
             padding: self.padding.clone(),
         }
@@ -103,27 +159,43 @@ impl Steps {
 
     /// Inverted dropout with probability `p`, masks drawn from ChaCha8 seeded by `seed` on stream
     /// `stream` (the layer index): stateless, so the same `(seed, layer)` always drops the same
-    /// units whatever stage runs the layer and whether or not the run was resumed.
+    /// units whatever stage runs the layer and whether or not the run was resumed. The draws
+    /// run in time-major order (`t`, then `b`, then the feature) in both forms, so the two
+    /// forms drop the same units.
     pub(crate) fn dropout(self, p: f64, seed: u64, stream: u64) -> Steps {
-        if p <= 0.0 || self.steps.is_empty() {
+        if p <= 0.0 || self.time() == 0 {
             return self;
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(stream);
         let scale = (1.0 / (1.0 - p)) as f32;
         let p = p as f32;
-        let steps = self
-            .steps
-            .iter()
-            .map(|x| {
-                let [b, f] = x.dims();
-                let keep: Vec<f32> = (0..b * f)
-                    .map(|_| if rng.random::<f32>() < p { 0.0 } else { scale })
+        let mut draw = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| if rng.random::<f32>() < p { 0.0 } else { scale })
+                .collect()
+        };
+        match &self.data {
+            SeqData::Steps(steps) => {
+                let steps = steps
+                    .iter()
+                    .map(|x| {
+                        let [b, f] = x.dims();
+                        let keep =
+                            Tensor::from_data(TensorData::new(draw(b * f), [b, f]), &x.device());
+                        x.clone() * keep
+                    })
                     .collect();
-                let keep = Tensor::from_data(TensorData::new(keep, [b, f]), &x.device());
-                x.clone() * keep
-            })
-            .collect();
-        self.with_steps(steps)
+                self.with_steps(steps)
+            }
+            SeqData::TimeMajor(x) => {
+                let dims = x.dims();
+                let keep = Tensor::from_data(
+                    TensorData::new(draw(dims.iter().product()), dims),
+                    &x.device(),
+                );
+                self.with_time_major(x.clone() * keep)
+            }
+        }
     }
 }
