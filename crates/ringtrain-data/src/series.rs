@@ -18,7 +18,7 @@ use crate::error::DataError;
 use crate::normalize::{ColumnScale, Normalizer};
 use crate::order::{fraction, split_sizes};
 use crate::table::{Source, Table, read_table};
-use ringtrain_spec::{DataFormat, SeriesSpec, Split};
+use ringtrain_spec::{DataFormat, ForecastMode, SeriesSpec, Split};
 use std::ops::Range;
 
 /// A prepared, normalized series with its train/val/test windows.
@@ -30,6 +30,7 @@ pub struct SeriesData {
     window: usize,
     horizon: usize,
     season: Option<usize>,
+    mode: ForecastMode,
     normalizer: Normalizer,
     rows: usize,
     /// Normalized features, row-major `[rows, features]`.
@@ -186,6 +187,7 @@ impl SeriesData {
             targets: spec.targets.clone(),
             window,
             horizon,
+            mode: spec.forecast_mode,
             season,
             normalizer,
             rows,
@@ -278,6 +280,13 @@ impl SeriesData {
             let t0 = self.target_starts[split.index()][i];
             x.extend_from_slice(&self.x[(t0 - w) * f..t0 * f]);
             y.extend_from_slice(&self.y[t0 * t..(t0 + h) * t]);
+            if self.mode == ForecastMode::Delta {
+                let last = &self.y[(t0 - 1) * t..t0 * t];
+                let start = y.len() - h * t;
+                for (k, v) in y[start..].iter_mut().enumerate() {
+                    *v -= last[k % t];
+                }
+            }
         }
         SeriesBatch {
             x,
@@ -288,6 +297,32 @@ impl SeriesData {
             horizon: h,
             outputs: t,
         }
+    }
+
+    /// What the model's outputs mean for this series.
+    pub fn forecast_mode(&self) -> ForecastMode {
+        self.mode
+    }
+
+    /// What to add to the model's outputs for the windows `indices` to get normalized target
+    /// levels: the window's last normalized target values repeated over the horizon in
+    /// [`ForecastMode::Delta`], zeros in [`ForecastMode::Level`]. Layout of [`SeriesBatch::y`].
+    ///
+    /// # Panics
+    /// If an index is `>= len(split)`.
+    pub fn offsets(&self, split: SplitName, indices: &[usize]) -> Vec<f32> {
+        let t = self.targets.len();
+        let mut out = Vec::with_capacity(indices.len() * self.horizon * t);
+        for &i in indices {
+            let last = self.target_starts[split.index()][i] - 1;
+            for _ in 0..self.horizon {
+                match self.mode {
+                    ForecastMode::Delta => out.extend_from_slice(&self.y[last * t..(last + 1) * t]),
+                    ForecastMode::Level => out.extend(std::iter::repeat_n(0.0, t)),
+                }
+            }
+        }
+        out
     }
 
     /// Targets of the windows `indices` in original units, `[B, horizon, targets]` h-major, the
@@ -350,6 +385,9 @@ pub struct PredictInput {
     /// The last `window` rows of the feature columns, normalized, `[window, features]` row-major
     /// (one sample; the model sees it as a batch of 1).
     pub x: Vec<f32>,
+    /// The last row's target values, normalized (the offset a [`ForecastMode::Delta`] model's
+    /// outputs are relative to).
+    pub last_targets: Vec<f32>,
     /// Rows in the window.
     pub window: usize,
     /// Feature columns per row.
@@ -375,9 +413,17 @@ pub fn predict_input(
     normalizer: &Normalizer,
 ) -> Result<PredictInput, DataError> {
     check_names("features", &normalizer.features, &spec.features)?;
-    let wanted: Vec<&str> = spec.features.iter().map(String::as_str).collect();
+    check_names("targets", &normalizer.targets, &spec.targets)?;
+    let wanted = wanted_columns(spec);
     let table = read_table(source, format, &wanted)?;
-    let cols = numeric_columns(&table)?;
+    let all = numeric_columns(&table)?;
+    let col = |name: &String| {
+        &all[wanted
+            .iter()
+            .position(|w| w == name)
+            .expect("wanted column")]
+    };
+    let cols: Vec<&Vec<f64>> = spec.features.iter().map(col).collect();
     let rows = table.rows.len();
     if rows < spec.window {
         return Err(DataError::TooFewRowsToPredict {
@@ -394,8 +440,15 @@ pub fn predict_input(
                 .map(|(c, s)| s.apply(c[r]) as f32),
         );
     }
+    let last_targets = spec
+        .targets
+        .iter()
+        .zip(&normalizer.targets)
+        .map(|(name, scale)| scale.apply(col(name)[rows - 1]) as f32)
+        .collect();
     Ok(PredictInput {
         x,
+        last_targets,
         window: spec.window,
         features: cols.len(),
         rows,

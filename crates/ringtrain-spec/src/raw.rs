@@ -109,6 +109,8 @@ pub struct RawData {
     pub stride: Option<i64>,
     /// `data.normalize` (forecast): none | zscore | minmax
     pub normalize: Option<String>,
+    /// `data.forecast_mode` (forecast): level | delta
+    pub forecast_mode: Option<String>,
     /// `data.text_column` (classify)
     pub text_column: Option<String>,
     /// `data.label_column` (classify)

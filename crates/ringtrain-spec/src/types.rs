@@ -207,6 +207,19 @@ pub struct SeriesSpec {
     pub stride: usize,
     /// Scaling fitted on the training split.
     pub normalize: Normalization,
+    /// What the model predicts: target levels, or their change from the window's last value.
+    pub forecast_mode: ForecastMode,
+}
+
+/// What a forecaster's outputs mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForecastMode {
+    /// The (normalized) target values themselves.
+    Level,
+    /// The change of each target from the last value in the input window; the forecast adds the
+    /// last value back. Lets a model follow a trend past the levels seen in training.
+    Delta,
 }
 
 /// Preparation of labelled text.

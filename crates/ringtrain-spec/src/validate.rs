@@ -116,6 +116,10 @@ const NORMS: &[(&str, Normalization)] = &[
     ("zscore", Normalization::Zscore),
     ("minmax", Normalization::Minmax),
 ];
+const FORECAST_MODES: &[(&str, ForecastMode)] = &[
+    ("level", ForecastMode::Level),
+    ("delta", ForecastMode::Delta),
+];
 const TOKENIZERS: &[(&str, TokenizerKind)] =
     &[("char", TokenizerKind::Char), ("word", TokenizerKind::Word)];
 const METRICS: &[(&str, MonitorMetric)] = &[
@@ -490,6 +494,12 @@ fn data(c: &mut Checker, d: Option<&RawData>, kind: Option<Kind>) -> Option<Data
                     Normalization::Zscore,
                     NORMS,
                 ),
+                forecast_mode: c.choice(
+                    "data.forecast_mode",
+                    d.forecast_mode.as_deref(),
+                    ForecastMode::Level,
+                    FORECAST_MODES,
+                ),
             })
         }
         Kind::Classify => {
@@ -499,6 +509,7 @@ fn data(c: &mut Checker, d: Option<&RawData>, kind: Option<Kind>) -> Option<Data
             c.forbid("data.window", &d.window, why);
             c.forbid("data.stride", &d.stride, why);
             c.forbid("data.normalize", &d.normalize, why);
+            c.forbid("data.forecast_mode", &d.forecast_mode, why);
             if path.starts_with("builtin:") {
                 c.err(
                     "data.path",

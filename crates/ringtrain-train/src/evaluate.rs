@@ -100,6 +100,10 @@ pub fn evaluate(
                 let mut pred = to_vec(out.clone());
                 loss_sum +=
                     f64::from(task.loss(out, targets).into_scalar::<f32>()) * idx.len() as f64;
+                // Delta-mode outputs are changes from the window's last value.
+                for (p, o) in pred.iter_mut().zip(s.offsets(split, &idx)) {
+                    *p += o;
+                }
                 s.normalizer().invert_targets(&mut pred);
                 let target = s.targets_original(split, &idx);
                 let naive = s.naive_forecast(split, &idx);

@@ -9,7 +9,7 @@ use crate::task::{numeric_batch, token_batch};
 use burn::prelude::*;
 use ringtrain_data::{Fitted, PredictInput, TextBatch};
 use ringtrain_models::{ForwardCtx, HeadKind, InputKind, Model, flat};
-use ringtrain_spec::{Pooling, TaskSpec};
+use ringtrain_spec::{DataKind, ForecastMode, Pooling, TaskSpec};
 
 /// The input block and head of the model a checkpoint was trained with.
 pub fn model_kinds(ckpt: &Checkpoint) -> (InputKind, HeadKind) {
@@ -72,10 +72,21 @@ pub fn forecast(
             "this checkpoint is a classifier, not a forecaster".into(),
         ));
     };
+    let delta = matches!(
+        &ckpt.header.spec.data.kind,
+        DataKind::Series(s) if s.forecast_mode == ForecastMode::Delta
+    );
+    let last = input.last_targets;
     let batch = numeric_batch(input.x, 1, input.window, input.features, device);
     let mut y = to_vec(model.forward(batch, &ForwardCtx::eval()));
-    normalizer.invert_targets(&mut y);
     let targets = normalizer.targets.len().max(1);
+    if delta {
+        // Delta-mode outputs are changes from the last observed value.
+        for (k, v) in y.iter_mut().enumerate() {
+            *v += last[k % targets];
+        }
+    }
+    normalizer.invert_targets(&mut y);
     Ok(y.chunks(targets).map(<[f32]>::to_vec).collect())
 }
 

@@ -275,6 +275,7 @@ fn predict_input_is_the_last_window_normalized() {
     let want_demand = n.features[0].apply(format!("{:.3}", s.demand[r]).parse().unwrap()) as f32;
     let want_temp = n.features[1].apply(format!("{:.3}", s.temperature[r]).parse().unwrap()) as f32;
     assert_eq!(&p.x[46..], [want_demand, want_temp]);
+    assert_eq!(p.last_targets, [want_demand]);
     // The last test window's input ends `horizon` rows before the file does.
     let last = d.len(SplitName::Test) - 1;
     let b = d.batch(SplitName::Test, &[last]);
@@ -320,4 +321,34 @@ fn committed_seasonal_example_loads() {
     let d = series(load(&seasonal_spec("data/seasonal.csv", ""), &examples).unwrap());
     assert_eq!(d.rows(), 400);
     assert_eq!(d.split_rows(SplitName::Train), 0..280);
+}
+
+#[test]
+fn delta_mode_targets_are_changes_from_the_last_observed_value() {
+    let dir = TempDir::new().unwrap();
+    seasonal_file(dir.path(), DataFormat::Csv, "s.csv");
+    let level = series(load(&seasonal_spec("s.csv", ""), dir.path()).unwrap());
+    let delta = series(
+        load(
+            &seasonal_spec("s.csv", "forecast_mode = \"delta\""),
+            dir.path(),
+        )
+        .unwrap(),
+    );
+    for split in SplitName::ALL {
+        let idx: Vec<usize> = (0..delta.len(split)).collect();
+        let (l, d) = (level.batch(split, &idx), delta.batch(split, &idx));
+        assert_eq!(l.x, d.x, "inputs do not depend on the mode");
+        assert!(level.offsets(split, &idx).iter().all(|&o| o == 0.0));
+        let offsets = delta.offsets(split, &idx);
+        for ((lv, dv), o) in l.y.iter().zip(&d.y).zip(&offsets) {
+            assert!(
+                (lv - (dv + o)).abs() <= 1e-6,
+                "level {lv} != delta {dv} + offset {o}"
+            );
+        }
+        // The offset of a window is its last input row's (normalized) demand.
+        let b = delta.batch(split, &idx[..1]);
+        assert_eq!(offsets[0], b.x[(b.window - 1) * b.features]);
+    }
 }
