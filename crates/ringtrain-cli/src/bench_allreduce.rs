@@ -137,6 +137,7 @@ pub fn run(args: BenchAllreduceArgs) -> anyhow::Result<()> {
         .map(|s| parse_size(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(rank) = args.rank {
+        ringtrain_collective::alloc::keep_freed_memory();
         return run_child(&args, rank, &sizes);
     }
     let results = match args.transport {
@@ -173,6 +174,7 @@ pub fn run(args: BenchAllreduceArgs) -> anyhow::Result<()> {
 }
 
 fn run_inproc(args: &BenchAllreduceArgs, sizes: &[u64]) -> anyhow::Result<Vec<BenchResult>> {
+    ringtrain_collective::alloc::keep_freed_memory();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -250,7 +252,10 @@ fn run_parent(args: &BenchAllreduceArgs) -> anyhow::Result<Vec<BenchResult>> {
 }
 
 fn run_child(args: &BenchAllreduceArgs, rank: u32, sizes: &[u64]) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // Two workers: the link tasks (h2 reads, writes, tonic decoding) run beside the ring driver's
+    // reductions instead of taking turns with them on one thread.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
     let results = rt.block_on(async {

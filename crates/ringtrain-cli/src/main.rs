@@ -18,6 +18,10 @@ mod train;
 
 use clap::{Parser, Subcommand};
 
+// mimalloc: with glibc malloc the ~1 MiB gRPC message buffers page-fault heavily (BURN.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Train recurrent neural networks (RNN, LSTM, GRU) on one machine or across a cluster.
 #[derive(Debug, Parser)]
 #[command(name = "ringtrain", version, about, propagate_version = true)]

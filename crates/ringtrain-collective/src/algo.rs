@@ -3,7 +3,7 @@
 //! small buffers, chain and direct broadcast, barrier and point-to-point. Every received message is
 //! checked against the local fingerprint before its bytes are used.
 
-use crate::codec::{decode_into, encode, reduce_into, round_to_wire};
+use crate::codec::{decode_into, encode, reduce_encode, reduce_into, round_to_wire};
 use crate::comm::CommConfig;
 use crate::error::{CollectiveError, Result};
 use crate::schedule::{RingKind, RingStep, StepMode, chunks, pieces, ring_plan};
@@ -231,19 +231,28 @@ async fn ring(
             {
                 let msg = ctx.recv(left, s as u32, i as u32).await?;
                 let dst = &mut buf[r];
-                match step.mode {
-                    StepMode::Reduce => reduce_into(dst, &msg.payload, dtype, op)?,
-                    StepMode::Copy => decode_into(dst, &msg.payload, dtype)?,
-                }
-                if step.finalize {
-                    finalize(dst);
-                }
-                if s + 1 < plan.len() {
+                let forward = s + 1 < plan.len();
+                let payload = match step.mode {
+                    // A partial sum that is only forwarded is never needed here again (this rank
+                    // overwrites the chunk later, or does not return it): reduce straight into
+                    // the outgoing buffer, one pass, `dst` untouched.
+                    StepMode::Reduce if forward && !step.finalize => {
+                        Some(reduce_encode(dst, &msg.payload, dtype, op)?)
+                    }
+                    StepMode::Reduce => {
+                        reduce_into(dst, &msg.payload, dtype, op)?;
+                        if step.finalize {
+                            finalize(dst);
+                        }
+                        forward.then(|| encode(dst, dtype))
+                    }
                     // A copied piece is forwarded as received: no re-encoding, no copy.
-                    let payload = match step.mode {
-                        StepMode::Copy => msg.payload,
-                        StepMode::Reduce => encode(dst, dtype),
-                    };
+                    StepMode::Copy => {
+                        decode_into(dst, &msg.payload, dtype)?;
+                        forward.then_some(msg.payload)
+                    }
+                };
+                if let Some(payload) = payload {
                     deferred.push((s as u32 + 1, i as u32, payload));
                 }
                 if s == 0 {

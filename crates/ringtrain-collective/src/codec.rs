@@ -6,13 +6,29 @@ use crate::types::{ReduceOp, WireDType};
 use bytes::{BufMut, Bytes, BytesMut};
 use half::{bf16, f16};
 
+/// A `Vec<f32>` seen as its little-endian bytes, so that a freshly computed f32 piece becomes a
+/// [`Bytes`] by ownership transfer instead of a copy.
+#[cfg(target_endian = "little")]
+struct F32Owner(Vec<f32>);
+
+#[cfg(target_endian = "little")]
+impl AsRef<[u8]> for F32Owner {
+    fn as_ref(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.0)
+    }
+}
+
 /// Encodes `src` as `dtype` into a fresh buffer: the one copy every sent piece needs.
 pub fn encode(src: &[f32], dtype: WireDType) -> Bytes {
+    #[cfg(target_endian = "little")]
+    if dtype == WireDType::F32 {
+        // The wire layout is the memory layout: one memcpy, no re-encoding.
+        return Bytes::from_owner(F32Owner(src.to_vec()));
+    }
     let mut out = BytesMut::with_capacity(src.len() * dtype.size());
     match dtype {
-        // On little-endian hosts the wire layout is the memory layout: one memcpy.
         #[cfg(target_endian = "little")]
-        WireDType::F32 => out.extend_from_slice(bytemuck::cast_slice(src)),
+        WireDType::F32 => unreachable!("handled above"),
         #[cfg(not(target_endian = "little"))]
         WireDType::F32 => {
             for x in src {
@@ -41,6 +57,42 @@ fn check_len(dst: usize, payload: &[u8], dtype: WireDType) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Combines `acc` with the decoded payload (as [`reduce_into`]) and returns the result encoded as
+/// `dtype`, leaving `acc` untouched: one pass for a partial sum that is only forwarded (the
+/// reduce-scatter steps before a chunk is complete), instead of reduce, then encode. Errors when
+/// the payload length does not match.
+pub fn reduce_encode(acc: &[f32], payload: &[u8], dtype: WireDType, op: ReduceOp) -> Result<Bytes> {
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => reduce_encode_with(acc, payload, dtype, |a, x| a + x),
+        ReduceOp::Max => reduce_encode_with(acc, payload, dtype, f32::max),
+        ReduceOp::Min => reduce_encode_with(acc, payload, dtype, f32::min),
+    }
+}
+
+#[inline(always)]
+fn reduce_encode_with(
+    acc: &[f32],
+    payload: &[u8],
+    dtype: WireDType,
+    f: impl Fn(f32, f32) -> f32,
+) -> Result<Bytes> {
+    check_len(acc.len(), payload, dtype)?;
+    #[cfg(target_endian = "little")]
+    if dtype == WireDType::F32 {
+        // Zip of two exact-size iterators: the extend vectorizes and writes the result once.
+        let mut out = Vec::with_capacity(acc.len());
+        out.extend(
+            acc.iter()
+                .zip(payload.chunks_exact(4))
+                .map(|(a, b)| f(*a, f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        );
+        return Ok(Bytes::from_owner(F32Owner(out)));
+    }
+    let mut sum = acc.to_vec();
+    reduce_with(&mut sum, payload, dtype, f)?;
+    Ok(encode(&sum, dtype))
 }
 
 /// Overwrites `dst` with the decoded payload. Errors when the payload length does not match.
@@ -123,6 +175,30 @@ mod tests {
         }
         let mut short = [0.0; 3];
         assert!(decode_into(&mut short, &encode(&src, WireDType::F32), WireDType::F32).is_err());
+    }
+
+    #[test]
+    fn reduce_encode_equals_reduce_then_encode() {
+        let acc = [1.0f32, -2.5, 3.25, 0.0, 7.0];
+        let x = [0.5f32, 4.0, -3.25, 2.0, -8.0];
+        for dtype in [WireDType::F32, WireDType::F16, WireDType::Bf16] {
+            for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
+                let payload = encode(&x, dtype);
+                let fused = reduce_encode(&acc, &payload, dtype, op).unwrap();
+                let mut two_pass = acc;
+                reduce_into(&mut two_pass, &payload, dtype, op).unwrap();
+                assert_eq!(fused, encode(&two_pass, dtype), "{dtype} {op:?}");
+            }
+        }
+        assert!(
+            reduce_encode(
+                &acc[..4],
+                &encode(&x, WireDType::F32),
+                WireDType::F32,
+                ReduceOp::Sum
+            )
+            .is_err()
+        );
     }
 
     #[test]

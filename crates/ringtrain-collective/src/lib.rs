@@ -10,6 +10,7 @@
 //! never hangs silently. The library knows nothing of tensors frameworks: it moves `f32` slices.
 
 mod algo;
+pub mod alloc;
 pub mod bench;
 pub mod codec;
 pub mod comm;

@@ -12,6 +12,10 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+// The same allocator setup as the `ringtrain` binary, so the fault tests exercise the real data path.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn parse() -> Result<HashMap<String, String>, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut map = HashMap::new();
@@ -72,6 +76,7 @@ async fn run(args: HashMap<String, String>) -> Result<(), String> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    ringtrain_collective::alloc::keep_freed_memory();
     let result = match parse() {
         Ok(args) => run(args).await,
         Err(e) => Err(e),
