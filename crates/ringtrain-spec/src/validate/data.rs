@@ -1,0 +1,232 @@
+//! `[data]`, including the split fractions.
+
+use super::{Checker, Kind};
+use crate::raw::*;
+use crate::types::*;
+
+use std::path::PathBuf;
+
+const FORMATS: &[(&str, DataFormat)] = &[
+    ("csv", DataFormat::Csv),
+    ("tsv", DataFormat::Tsv),
+    ("jsonl", DataFormat::Jsonl),
+];
+const NORMS: &[(&str, Normalization)] = &[
+    ("none", Normalization::None),
+    ("zscore", Normalization::Zscore),
+    ("minmax", Normalization::Minmax),
+];
+const FORECAST_MODES: &[(&str, ForecastMode)] = &[
+    ("level", ForecastMode::Level),
+    ("delta", ForecastMode::Delta),
+];
+const TOKENIZERS: &[(&str, TokenizerKind)] =
+    &[("char", TokenizerKind::Char), ("word", TokenizerKind::Word)];
+
+fn split(c: &mut Checker, s: Option<&RawSplit>) -> Split {
+    let (train, val, test) = match s {
+        None => (0.8, 0.1, 0.1),
+        Some(RawSplit::List(v)) if v.len() == 3 => (v[0], v[1], v[2]),
+        Some(RawSplit::List(v)) => {
+            c.err(
+                "data.split",
+                format!("{v:?}"),
+                "must be [train, val, test] (three fractions)",
+            );
+            (0.8, 0.1, 0.1)
+        }
+        Some(RawSplit::Table { train, val, test }) => (*train, *val, *test),
+    };
+    let mut ok = true;
+    for (name, x) in [("train", train), ("val", val), ("test", test)] {
+        let bad = !x.is_finite() || !(0.0..=1.0).contains(&x) || (name == "train" && x == 0.0);
+        if bad {
+            let allowed = if name == "train" {
+                "in (0, 1]"
+            } else {
+                "in [0, 1]"
+            };
+            c.err(
+                &format!("data.split.{name}"),
+                x,
+                format!("must be {allowed}"),
+            );
+            ok = false;
+        }
+    }
+    if ok && ((train + val + test) - 1.0).abs() > 1e-6 {
+        c.err(
+            "data.split",
+            format!("[{train}, {val}, {test}]"),
+            format!(
+                "fractions must sum to 1 (they sum to {})",
+                train + val + test
+            ),
+        );
+    }
+    Split { train, val, test }
+}
+
+pub(super) fn data(c: &mut Checker, d: Option<&RawData>, kind: Option<Kind>) -> Option<DataSpec> {
+    let default = RawData::default();
+    let d = match d {
+        Some(d) => d,
+        None => {
+            c.err(
+                "data",
+                "(missing)",
+                "required section: [data] with at least `path`",
+            );
+            &default
+        }
+    };
+    let path = d.path.clone().unwrap_or_default();
+    if d.path.is_some() && path.is_empty() {
+        c.err("data.path", "\"\"", "must be a non-empty path");
+    } else if d.path.is_none() && !c.errors.iter().any(|e| e.path == "data") {
+        c.err(
+            "data.path",
+            "(missing)",
+            "required: a file path or builtin:air-passengers | builtin:vic-elec",
+        );
+    }
+    let inferred = if path.starts_with("builtin:") {
+        Some(DataFormat::Csv)
+    } else {
+        match std::path::Path::new(&path)
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("csv") => Some(DataFormat::Csv),
+            Some("tsv") | Some("tab") => Some(DataFormat::Tsv),
+            Some("jsonl") | Some("ndjson") => Some(DataFormat::Jsonl),
+            _ => None,
+        }
+    };
+    let format = match (d.format.as_deref(), inferred) {
+        (Some(_), _) => c.choice("data.format", d.format.as_deref(), DataFormat::Csv, FORMATS),
+        (None, Some(f)) => f,
+        (None, None) => {
+            if !path.is_empty() {
+                c.err(
+                    "data.format",
+                    "(missing)",
+                    format!(
+                        "cannot infer the format of {path:?} from its extension: set csv, tsv or jsonl"
+                    ),
+                );
+            }
+            DataFormat::Csv
+        }
+    };
+    let split = split(c, d.split.as_ref());
+    let data_kind = match kind? {
+        Kind::Forecast => {
+            let why = "only for task.kind = \"classify\"";
+            c.forbid("data.text_column", &d.text_column, why);
+            c.forbid("data.label_column", &d.label_column, why);
+            c.forbid("data.tokenizer", &d.tokenizer, why);
+            c.forbid("data.lowercase", &d.lowercase, why);
+            c.forbid("data.min_freq", &d.min_freq, why);
+            c.forbid("data.max_vocab", &d.max_vocab, why);
+            c.forbid("data.max_len", &d.max_len, why);
+            c.forbid("data.labels", &d.labels, why);
+            let features = c
+                .required("data.features", &d.features, "the input column names")
+                .cloned()
+                .unwrap_or_default();
+            if d.features.is_some() && features.is_empty() {
+                c.err("data.features", "[]", "must name at least one column");
+            }
+            let targets = d.targets.clone().unwrap_or_else(|| features.clone());
+            if d.targets.as_ref().is_some_and(|t| t.is_empty()) {
+                c.err("data.targets", "[]", "must name at least one column");
+            }
+            for (field, cols) in [("data.features", &features), ("data.targets", &targets)] {
+                let mut seen = std::collections::BTreeSet::new();
+                for col in cols {
+                    if !seen.insert(col) {
+                        c.err(field, format!("{col:?}"), "column listed twice");
+                    }
+                }
+            }
+            if c.required("data.window", &d.window, "input window length in steps")
+                .is_none()
+            {
+                // error recorded
+            }
+            DataKind::Series(SeriesSpec {
+                features,
+                targets,
+                window: c.int("data.window", d.window, 1, 1, 1_000_000),
+                stride: c.int("data.stride", d.stride, 1, 1, 1_000_000),
+                normalize: c.choice(
+                    "data.normalize",
+                    d.normalize.as_deref(),
+                    Normalization::Zscore,
+                    NORMS,
+                ),
+                forecast_mode: c.choice(
+                    "data.forecast_mode",
+                    d.forecast_mode.as_deref(),
+                    ForecastMode::Level,
+                    FORECAST_MODES,
+                ),
+            })
+        }
+        Kind::Classify => {
+            let why = "only for task.kind = \"forecast\"";
+            c.forbid("data.features", &d.features, why);
+            c.forbid("data.targets", &d.targets, why);
+            c.forbid("data.window", &d.window, why);
+            c.forbid("data.stride", &d.stride, why);
+            c.forbid("data.normalize", &d.normalize, why);
+            c.forbid("data.forecast_mode", &d.forecast_mode, why);
+            if path.starts_with("builtin:") {
+                c.err(
+                    "data.path",
+                    format!("{path:?}"),
+                    "builtin datasets are numeric series (forecast only)",
+                );
+            }
+            if let Some(labels) = &d.labels {
+                let mut seen = std::collections::BTreeSet::new();
+                if labels.len() < 2 {
+                    c.err(
+                        "data.labels",
+                        format!("{labels:?}"),
+                        "needs at least 2 classes",
+                    );
+                }
+                for l in labels {
+                    if !seen.insert(l) {
+                        c.err("data.labels", format!("{l:?}"), "label listed twice");
+                    }
+                }
+            }
+            DataKind::Text(TextSpec {
+                text_column: d.text_column.clone().unwrap_or_else(|| "text".into()),
+                label_column: d.label_column.clone().unwrap_or_else(|| "label".into()),
+                tokenizer: c.choice(
+                    "data.tokenizer",
+                    d.tokenizer.as_deref(),
+                    TokenizerKind::Word,
+                    TOKENIZERS,
+                ),
+                lowercase: d.lowercase.unwrap_or(true),
+                min_freq: c.int("data.min_freq", d.min_freq, 1, 1, i64::MAX),
+                max_vocab: c.int("data.max_vocab", d.max_vocab, 20_000, 3, 10_000_000),
+                max_len: c.int("data.max_len", d.max_len, 256, 1, 1_000_000),
+                labels: d.labels.clone(),
+            })
+        }
+    };
+    Some(DataSpec {
+        path: PathBuf::from(path),
+        format,
+        split,
+        kind: data_kind,
+    })
+}

@@ -1,0 +1,222 @@
+//! Phase two of reading a spec: check every value of a [`RawSpec`] and build the [`JobSpec`].
+//! All problems are collected (not just the first), each naming its field path, the bad value
+//! and what is allowed, so a user fixes a spec in one round trip. One submodule per spec section.
+
+mod data;
+mod model;
+mod parallel;
+mod train;
+
+use crate::error::{FieldError, SpecError};
+use crate::raw::*;
+use crate::types::*;
+use std::fmt::Display;
+use std::path::PathBuf;
+
+/// Collects field errors while building the validated spec.
+#[derive(Default)]
+pub(crate) struct Checker {
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    pub(crate) fn err(&mut self, path: &str, value: impl Display, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.to_string(),
+            value: value.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// An integer in `min..=max` (or the default when absent).
+    pub(crate) fn int(
+        &mut self,
+        path: &str,
+        v: Option<i64>,
+        default: i64,
+        min: i64,
+        max: i64,
+    ) -> usize {
+        let x = v.unwrap_or(default);
+        if x < min || x > max {
+            let allowed = if max == i64::MAX {
+                format!("must be an integer >= {min}")
+            } else {
+                format!("must be an integer in {min}..={max}")
+            };
+            self.err(path, x, allowed);
+            return default.max(min) as usize;
+        }
+        x as usize
+    }
+
+    /// A finite float satisfying `ok` (described by `allowed`).
+    pub(crate) fn float(
+        &mut self,
+        path: &str,
+        v: Option<f64>,
+        default: f64,
+        ok: impl Fn(f64) -> bool,
+        allowed: &str,
+    ) -> f64 {
+        let x = v.unwrap_or(default);
+        if !x.is_finite() || !ok(x) {
+            self.err(path, x, format!("must be {allowed}"));
+            return default;
+        }
+        x
+    }
+
+    /// One of a fixed set of names.
+    pub(crate) fn choice<T: Copy>(
+        &mut self,
+        path: &str,
+        v: Option<&str>,
+        default: T,
+        table: &[(&str, T)],
+    ) -> T {
+        let Some(s) = v else { return default };
+        match table.iter().find(|(name, _)| *name == s) {
+            Some((_, t)) => *t,
+            None => {
+                let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+                self.err(
+                    path,
+                    format!("{s:?}"),
+                    format!("must be one of {}", names.join(", ")),
+                );
+                default
+            }
+        }
+    }
+
+    /// Reject a key that does not apply in this context.
+    pub(crate) fn forbid<V: std::fmt::Debug>(&mut self, path: &str, v: &Option<V>, why: &str) {
+        if let Some(v) = v {
+            self.err(path, format!("{v:?}"), format!("not allowed: {why}"));
+        }
+    }
+
+    pub(crate) fn required<'a, V>(
+        &mut self,
+        path: &str,
+        v: &'a Option<V>,
+        what: &str,
+    ) -> Option<&'a V> {
+        if v.is_none() {
+            self.err(path, "(missing)", format!("required: {what}"));
+        }
+        v.as_ref()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Forecast,
+    Classify,
+}
+
+/// Validates a raw spec. `default_name` names the job when the spec has no `name` (usually the
+/// spec file's stem).
+///
+/// # Errors
+/// [`SpecError::Invalid`] listing every field that is missing, out of range, not applicable to
+/// the task, or inconsistent with another field.
+pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> {
+    let mut c = Checker::default();
+    let name = raw.name.clone().unwrap_or_else(|| default_name.to_string());
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    {
+        c.err(
+            "name",
+            format!("{name:?}"),
+            "must be non-empty and use only letters, digits, '-', '_' and '.'",
+        );
+    }
+    let seed = raw.seed.unwrap_or(42);
+
+    let raw_task = raw.task.clone().unwrap_or_default();
+    let kind = match raw_task.kind.as_deref() {
+        None => {
+            c.err("task.kind", "(missing)", "required: forecast | classify");
+            None
+        }
+        Some("forecast") => Some(Kind::Forecast),
+        Some("classify") => Some(Kind::Classify),
+        Some(other) => {
+            c.err(
+                "task.kind",
+                format!("{other:?}"),
+                "must be one of forecast, classify",
+            );
+            None
+        }
+    };
+
+    let model = model::model(&mut c, raw.model.as_ref(), kind);
+    let task = model::task(&mut c, &raw_task, kind);
+    let data = data::data(&mut c, raw.data.as_ref(), kind);
+    let train = train::train(&mut c, &raw.train, kind, &data);
+    let parallel = parallel::parallel(&mut c, &raw.parallel, &train);
+    let checkpoint = CheckpointSpec {
+        dir: PathBuf::from(
+            raw.checkpoint
+                .dir
+                .clone()
+                .unwrap_or_else(|| format!("runs/{name}")),
+        ),
+        every_steps: c.int(
+            "checkpoint.every_steps",
+            raw.checkpoint.every_steps,
+            0,
+            0,
+            i64::MAX,
+        ) as u64,
+    };
+    if raw.checkpoint.dir.as_deref() == Some("") {
+        c.err("checkpoint.dir", "\"\"", "must be a non-empty path");
+    }
+
+    if !c.errors.is_empty() {
+        return Err(SpecError::Invalid(c.errors));
+    }
+    // kind, task and data are all Some when no error was recorded.
+    match (task, data) {
+        (Some(task), Some(data)) => {
+            let spec = JobSpec {
+                name,
+                seed,
+                model,
+                task,
+                data,
+                train,
+                parallel,
+                checkpoint,
+            };
+            let errors = parallel::check_pipeline(&spec);
+            if errors.is_empty() {
+                Ok(spec)
+            } else {
+                Err(SpecError::Invalid(errors))
+            }
+        }
+        _ => Err(SpecError::Invalid(vec![FieldError {
+            path: "task".into(),
+            value: "(incomplete)".into(),
+            message: "task and data sections could not be validated".into(),
+        }])),
+    }
+}
+
+/// Number of entries in a model's layer list: optional input block, recurrent layers, head.
+/// Must agree with the model crate's layer stack (its tests check this function).
+pub fn layer_count(model: &ModelSpec, task: &TaskSpec) -> usize {
+    let input_block = match task {
+        TaskSpec::Classify { .. } => true,
+        TaskSpec::Forecast { .. } => model.projection.is_some(),
+    };
+    usize::from(input_block) + model.layers + 1
+}

@@ -1,0 +1,46 @@
+//! The spec's `layer_count` (used to validate pipeline stages) agrees with the layer list the
+//! model crate actually builds, for every input block and head.
+
+use burn::prelude::*;
+use ringtrain_models::{HeadKind, InputKind, Model};
+use ringtrain_spec::{SpecFormat, layer_count, parse_str};
+
+#[test]
+fn spec_layer_count_matches_the_built_model() {
+    let cases = [
+        ("forecast", "", 1),
+        ("forecast", "projection = 8", 3),
+        ("classify", "", 2),
+    ];
+    for (kind, extra, layers) in cases {
+        let data = if kind == "forecast" {
+            "features = [\"a\"]\nwindow = 4"
+        } else {
+            ""
+        };
+        let text = format!(
+            "[model]\ncell = \"gru\"\nlayers = {layers}\n{extra}\n[task]\nkind = \"{kind}\"\n[data]\npath = \"x.csv\"\n{data}\n"
+        );
+        let spec = parse_str(&text, SpecFormat::Toml, "<t>", "t").unwrap();
+        let (input, head) = if kind == "forecast" {
+            (
+                InputKind::Numeric { features: 1 },
+                HeadKind::Regression { outputs: 1 },
+            )
+        } else {
+            (
+                InputKind::Tokens { vocab: 10 },
+                HeadKind::Classes {
+                    classes: 2,
+                    pooling: ringtrain_spec::Pooling::Last,
+                },
+            )
+        };
+        let model = Model::new(&spec.model, input, head, 0, &Device::flex()).unwrap();
+        assert_eq!(
+            layer_count(&spec.model, &spec.task),
+            model.num_layers(),
+            "{kind} {extra} layers={layers}"
+        );
+    }
+}
