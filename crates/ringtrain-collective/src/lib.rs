@@ -17,6 +17,8 @@ pub mod comm;
 pub mod error;
 pub mod fusion;
 pub mod metrics;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 pub mod rendezvous;
 pub mod schedule;
 pub mod transport;
