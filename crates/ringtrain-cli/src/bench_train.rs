@@ -48,7 +48,7 @@ enum Cell {
     Rnn,
 }
 
-pub(crate) fn run(args: BenchTrainArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: BenchTrainArgs, device: Device) -> anyhow::Result<()> {
     crate::set_threads(args.threads);
     let config = BenchConfig {
         cell: match args.cell {
@@ -65,7 +65,7 @@ pub(crate) fn run(args: BenchTrainArgs) -> anyhow::Result<()> {
         warmup: args.warmup,
         bidirectional: false,
     };
-    let r = bench_train(&config, &Device::flex())?;
+    let r = bench_train(&config, &device)?;
     match args.output {
         Output::Json => println!("{}", serde_json::to_string(&r)?),
         Output::Table => println!(

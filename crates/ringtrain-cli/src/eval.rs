@@ -36,7 +36,7 @@ enum SplitArg {
     Test,
 }
 
-pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: EvalArgs, device: Device) -> anyhow::Result<()> {
     crate::set_threads(1);
     let path = resolve_for_inference(&args.checkpoint)?;
     let ckpt = Checkpoint::load(&path)?;
@@ -61,7 +61,6 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
     let data =
         ringtrain_data::load_with(&spec, &std::env::current_dir()?, Some(&ckpt.header.fitted))?;
     let task = TaskData::new(&spec, data)?;
-    let device = Device::flex();
     let model = inference::load_model(&ckpt, &device)?;
     let report = evaluate(&model, &task, split, args.batch_size, &device)?;
     tracing::info!(checkpoint = %path.display(), step = ckpt.header.progress.step, "evaluated");

@@ -29,6 +29,9 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Human)]
     log_format: logging::LogFormat,
+    /// Compute device: `cpu` (burn's flex backend), or `cuda:N` in a build with `--features cuda`.
+    #[arg(long, global = true, default_value = "cpu")]
+    device: DeviceArg,
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -62,12 +65,15 @@ enum BenchCommand {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, cli.verbose);
+    let device = || cli.device.resolve();
     let result = match cli.command {
-        Command::Train(args) => train::run(args),
-        Command::Eval(args) => eval::run(args),
-        Command::Predict(args) => predict::run(args),
+        Command::Train(args) => device().and_then(|d| train::run(args, d)),
+        Command::Eval(args) => device().and_then(|d| eval::run(args, d)),
+        Command::Predict(args) => device().and_then(|d| predict::run(args, d)),
         Command::Check(args) => check::run(args),
-        Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
+        Command::Bench(BenchCommand::Train(args)) => {
+            device().and_then(|d| bench_train::run(args, d))
+        }
         Command::Bench(BenchCommand::Allreduce(args)) => bench_allreduce::run(args),
     };
     match result {
@@ -97,4 +103,42 @@ pub(crate) enum Output {
     Table,
     /// One JSON document on stdout, for scripts.
     Json,
+}
+
+/// `--device` as given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeviceArg {
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" | "flex" => Ok(DeviceArg::Cpu),
+            "cuda" => Ok(DeviceArg::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(DeviceArg::Cuda)
+                .ok_or_else(|| format!("{s:?} is not a device: use cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+impl DeviceArg {
+    /// The burn device, or an error when this build lacks the backend.
+    fn resolve(self) -> anyhow::Result<burn::prelude::Device> {
+        match self {
+            DeviceArg::Cpu => Ok(burn::prelude::Device::flex()),
+            #[cfg(feature = "cuda")]
+            DeviceArg::Cuda(i) => Ok(burn::prelude::Device::cuda(i)),
+            #[cfg(not(feature = "cuda"))]
+            DeviceArg::Cuda(_) => anyhow::bail!(
+                "--device cuda needs a build with `cargo build --release -p ringtrain-cli --features cuda` \
+                 (burn's CUDA backend; its build downloads LLVM, so CI builds only the CPU backend)"
+            ),
+        }
+    }
 }

@@ -27,11 +27,10 @@ pub(crate) struct PredictArgs {
     output: Output,
 }
 
-pub(crate) fn run(args: PredictArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
     crate::set_threads(1);
     let path = resolve_for_inference(&args.checkpoint)?;
     let ckpt = Checkpoint::load(&path)?;
-    let device = Device::flex();
     let model = inference::load_model(&ckpt, &device)?;
     let spec = &ckpt.header.spec;
     match (&ckpt.header.fitted, &spec.data.kind) {

@@ -37,7 +37,7 @@ pub(crate) struct TrainArgs {
     quiet: bool,
 }
 
-pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: TrainArgs, device: Device) -> anyhow::Result<()> {
     let mut spec = ringtrain_spec::load(&args.spec)?;
     if let Some(dir) = args.checkpoint_dir {
         spec.checkpoint.dir = dir;
@@ -69,7 +69,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         resume: args.resume,
         halt_after_steps: args.halt_after_steps,
         stop: Some(stop),
-        device: Device::flex(),
+        device,
     };
     let mut progress = Progress::new(args.quiet);
     let result = ringtrain_train::train(&spec, &opts, &mut progress);
