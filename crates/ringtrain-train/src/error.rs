@@ -11,9 +11,10 @@ use ringtrain_models::ModelError;
 /// Why a training, evaluation or prediction run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// The dataset could not be read or prepared.
+    /// The dataset could not be read or prepared (boxed: data errors carry file, line, column
+    /// and cell text, and would make every `Result` of this crate large).
     #[error(transparent)]
-    Data(#[from] DataError),
+    Data(Box<DataError>),
     /// The model could not be built or run on the given shapes.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -25,7 +26,7 @@ pub enum TrainError {
     Metrics(#[from] MetricsError),
     /// A checkpoint could not be written, read, or does not match the spec.
     #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
+    Checkpoint(Box<CheckpointError>),
     /// `task.class_weights` names a class the data does not have.
     #[error("task.class_weights.{label}: no class {label:?} in the data (classes: {known})")]
     UnknownClassWeight {
@@ -68,4 +69,16 @@ pub enum TrainError {
     /// Input given at predict time is unusable.
     #[error("{0}")]
     Input(String),
+}
+
+impl From<DataError> for TrainError {
+    fn from(e: DataError) -> Self {
+        TrainError::Data(Box::new(e))
+    }
+}
+
+impl From<CheckpointError> for TrainError {
+    fn from(e: CheckpointError) -> Self {
+        TrainError::Checkpoint(Box::new(e))
+    }
 }

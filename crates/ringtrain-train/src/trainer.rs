@@ -232,7 +232,16 @@ pub fn train_with_hook(
     let mut eval_model = Some(build(&eval_device)?);
 
     let batch = spec.train.batch_size;
-    let plan_for = |epoch: u32| ShardPlan::new(n_train, spec.seed, Epoch(epoch), 1, batch, true);
+    let plan_for = |epoch: u32| -> Result<ShardPlan, TrainError> {
+        Ok(ShardPlan::new(
+            n_train,
+            spec.seed,
+            Epoch(epoch),
+            1,
+            batch,
+            true,
+        )?)
+    };
     let steps_per_epoch = plan_for(0)?.steps_per_epoch();
     let budget = u64::from(spec.train.epochs) * steps_per_epoch as u64;
     let total_steps = spec.train.max_steps.map_or(budget, |m| m.min(budget));
