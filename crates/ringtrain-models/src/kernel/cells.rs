@@ -15,7 +15,7 @@
 //! Padding: at an invalid `(t, b)` the state is carried unchanged and the output is zero; in
 //! the backward pass the state gradient passes through unchanged and `dG` stays zero.
 
-use super::math::{Mat, matmul, sigmoid, simd, tanh};
+use super::math::{Mat, lanes, matmul, sigmoid, simd, tanh};
 
 /// The recurrence computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,31 +279,22 @@ fn lstm_fwd_row(
     let (gi, rest) = g.split_at_mut(h);
     let (gf, rest) = rest.split_at_mut(h);
     let (gg, go) = rest.split_at_mut(h);
-    let (gi, gf, gg, go) = (&mut gi[..h], &mut gf[..h], &mut gg[..h], &mut go[..h]);
-    let (cp, cn, tc, hn, y) = (
-        &cp[..h],
-        &mut cn[..h],
-        &mut tc[..h],
-        &mut hn[..h],
-        &mut y[..h],
+    lanes(
+        h,
+        [cp],
+        [gi, gf, gg, go, cn, tc, hn, y],
+        #[inline(always)]
+        |[cp], [ai, af, ag, ao, ..]| {
+            let i = sigmoid(ai);
+            let f = sigmoid(af);
+            let gv = tanh(ag);
+            let o = sigmoid(ao);
+            let c = f * cp + i * gv;
+            let t = tanh(c);
+            let hv = o * t;
+            [i, f, gv, o, c, t, hv, hv]
+        },
     );
-    for j in 0..h {
-        let i = sigmoid(gi[j]);
-        let f = sigmoid(gf[j]);
-        let gv = tanh(gg[j]);
-        let o = sigmoid(go[j]);
-        let c = f * cp[j] + i * gv;
-        let t = tanh(c);
-        let hv = o * t;
-        gi[j] = i;
-        gf[j] = f;
-        gg[j] = gv;
-        go[j] = o;
-        cn[j] = c;
-        tc[j] = t;
-        hn[j] = hv;
-        y[j] = hv;
-    }
 }
 
 #[inline(always)]
@@ -318,38 +309,46 @@ fn gru_fwd_row(
 ) {
     let (gr, rest) = g.split_at_mut(h);
     let (gz, gn) = rest.split_at_mut(h);
-    let (gr, gz, gn) = (&mut gr[..h], &mut gz[..h], &mut gn[..h]);
     let (hr, hz, hnn) = (&hw[..h], &hw[h..2 * h], &hw[2 * h..3 * h]);
-    let (hp, hn_out, hn, y) = (&hp[..h], &mut hn_out[..h], &mut hn[..h], &mut y[..h]);
-    for j in 0..h {
-        let r = sigmoid(gr[j] + hr[j]);
-        let z = sigmoid(gz[j] + hz[j]);
-        let n = tanh(gn[j] + r * hnn[j]);
-        let hv = n + z * (hp[j] - n);
-        gr[j] = r;
-        gz[j] = z;
-        gn[j] = n;
-        hn_out[j] = hnn[j];
-        hn[j] = hv;
-        y[j] = hv;
-    }
+    lanes(
+        h,
+        [hr, hz, hnn, hp],
+        [gr, gz, gn, hn_out, hn, y],
+        #[inline(always)]
+        |[hr, hz, hnn, hp], [xr, xz, xn, ..]| {
+            let r = sigmoid(xr + hr);
+            let z = sigmoid(xz + hz);
+            let n = tanh(xn + r * hnn);
+            let hv = n + z * (hp - n);
+            [r, z, n, hnn, hv, hv]
+        },
+    );
 }
 
 #[inline(always)]
 fn rnn_fwd_row(h: usize, g: &[f32], hn: &mut [f32], y: &mut [f32], use_tanh: bool) {
-    let (g, hn, y) = (&g[..h], &mut hn[..h], &mut y[..h]);
     if use_tanh {
-        for j in 0..h {
-            let v = tanh(g[j]);
-            hn[j] = v;
-            y[j] = v;
-        }
+        lanes(
+            h,
+            [g],
+            [hn, y],
+            #[inline(always)]
+            |[a], _| {
+                let v = tanh(a);
+                [v, v]
+            },
+        );
     } else {
-        for j in 0..h {
-            let v = g[j].max(0.0);
-            hn[j] = v;
-            y[j] = v;
-        }
+        lanes(
+            h,
+            [g],
+            [hn, y],
+            #[inline(always)]
+            |[a], _| {
+                let v = a.max(0.0);
+                [v, v]
+            },
+        );
     }
 }
 

@@ -115,6 +115,63 @@ pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Lanes per chunk of [`lanes`]: one AVX-512 vector.
+const LANES: usize = 16;
+
+/// Applies `f` element-wise over `h` elements: `f(ins[·][j], outs[·][j])` gives the new
+/// `outs[·][j]`. Works through stack copies of 16-element chunks, which never alias, so the
+/// compiler vectorises `f` without the run-time alias checks that make it give up on loops
+/// over many slices; the tail runs the same code on one element.
+///
+/// # Panics
+/// If a slice is shorter than `h`.
+#[inline(always)]
+pub(crate) fn lanes<const NI: usize, const NO: usize>(
+    h: usize,
+    ins: [&[f32]; NI],
+    mut outs: [&mut [f32]; NO],
+    f: impl Fn([f32; NI], [f32; NO]) -> [f32; NO],
+) {
+    let ins = ins.map(|s| &s[..h]);
+    for o in outs.iter_mut() {
+        assert!(o.len() >= h, "lanes: output shorter than {h}");
+    }
+    let full = h / LANES * LANES;
+    let mut j = 0;
+    while j < full {
+        let mut a = [[0.0f32; LANES]; NI];
+        let mut b = [[0.0f32; LANES]; NO];
+        for k in 0..NI {
+            a[k].copy_from_slice(&ins[k][j..j + LANES]);
+        }
+        for k in 0..NO {
+            b[k].copy_from_slice(&outs[k][j..j + LANES]);
+        }
+        for l in 0..LANES {
+            let r = f(
+                std::array::from_fn(|k| a[k][l]),
+                std::array::from_fn(|k| b[k][l]),
+            );
+            for k in 0..NO {
+                b[k][l] = r[k];
+            }
+        }
+        for k in 0..NO {
+            outs[k][j..j + LANES].copy_from_slice(&b[k]);
+        }
+        j += LANES;
+    }
+    for j in full..h {
+        let r = f(
+            std::array::from_fn(|k| ins[k][j]),
+            std::array::from_fn(|k| outs[k][j]),
+        );
+        for k in 0..NO {
+            outs[k][j] = r[k];
+        }
+    }
+}
+
 /// A row-major-or-strided matrix view into a slice: element `(i, j)` is
 /// `data[offset + i·rs + j·cs]`.
 #[derive(Clone, Copy)]

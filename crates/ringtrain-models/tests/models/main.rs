@@ -1,4 +1,5 @@
-//! Integration tests of the model zoo on the flex backend: fused layers against burn-nn,
+//! Integration tests of the model zoo on the flex backend: the sequence kernel against the
+//! burn-ops path and burn-nn,
 //! gradients against finite differences, padding invariance, stage splits, flat buffers, seeds,
 //! losses and shape errors.
 
@@ -7,6 +8,7 @@
 
 mod flat;
 mod gradcheck;
+mod kernel;
 mod losses;
 mod padding;
 mod reference;
