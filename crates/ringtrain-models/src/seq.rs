@@ -16,6 +16,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// The values of a sequence in one of its two forms.
+// One per stage boundary in flight: the size difference costs nothing worth an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub(crate) enum SeqData {
     /// `T` tensors of shape `[B, F]`, in time order.

@@ -402,6 +402,14 @@ fn backward_impl(
     } else {
         Vec::new()
     };
+    // W_hhᵀ as a row-major [G·H, H] copy: gemm then reads it in place every step, where the
+    // strided view of W_hh made it repack all of W_hh per step (most of the time at batch 8).
+    let mut w_hh_t = vec![0.0f32; gh * h];
+    for i in 0..h {
+        for (j, v) in w_hh[i * gh..][..gh].iter().enumerate() {
+            w_hh_t[j * h + i] = *v;
+        }
+    }
     let mut carry = vec![0.0f32; bh];
     let mut carry_prev = vec![0.0f32; bh];
     let mut dc = if cell == CellCode::Lstm {
@@ -465,7 +473,7 @@ fn backward_impl(
                 0,
                 h,
                 Mat::rows(src, t * bn * gh, bn, gh),
-                Mat::rows(w_hh, 0, h, gh).t(),
+                Mat::rows(&w_hh_t, 0, gh, h),
                 true,
             );
         }

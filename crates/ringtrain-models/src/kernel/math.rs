@@ -28,7 +28,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
     // n is an integer in [-126, 127] stored in t's low mantissa bits.
     let n_bits = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
