@@ -2,8 +2,10 @@
 //! depth) built as a stack of layers — input block (token embedding or numeric projection),
 //! one layer per recurrent layer, head — that a pipeline can cut into contiguous stages.
 //!
-//! The recurrent layers are our own fused per-timestep cells on plain burn ops
-//! ([`recurrent`]); burn-nn's stock modules with the same weights serve as the reference
+//! The recurrent layers run as whole-sequence custom autodiff operations on the flex device
+//! (one input GEMM for all timesteps, fused vectorised gate math, hand-written BPTT; see
+//! [`recurrent`]) and as fused per-timestep cells on plain burn ops elsewhere
+//! ([`RecurrentImpl::BurnOps`]); burn-nn's stock modules with the same weights serve as the reference
 //! ([`reference`], [`RecurrentImpl::BurnNnReference`]). Padded batches (mask `[B, T]`, padding
 //! at the end) give every sequence exactly its unpadded result. Parameters are drawn from a
 //! ChaCha stream seeded by the job seed, and [`flat`] lays parameters and gradients out as one

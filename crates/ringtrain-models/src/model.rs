@@ -487,9 +487,9 @@ impl Model {
     /// the absolute layer index, not on the stage).
     ///
     /// Cost notes: the mask is read back to the host once per call to learn whether the batch
-    /// has padding (an unpadded batch then skips all masking arithmetic); a `Seq` input is cut
-    /// into per-step tensors once, which for a tracked boundary leaf adds a backward cost of
-    /// order `T² · B · F` at the stage entry (nothing inside the stage).
+    /// has padding (an unpadded batch then skips all masking arithmetic); a `Seq` input is taken
+    /// as a time-major view (no copy); only the burn-ops fallback cuts it into per-step tensors,
+    /// which for a tracked boundary leaf adds a backward cost of order `T² · B · F`.
     ///
     /// # Errors
     /// [`ModelError::Range`] for an empty or out-of-bounds range; [`ModelError::Boundary`]
