@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/ringtrain}
-PYTHON=${PYTHON:-/work/venv-torch/bin/python}
+PYTHON=${PYTHON:-$(bash bench/setup-venv.sh)}
 STEPS=${STEPS:-20}
 export RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1
 [ -x "$BIN" ] || { echo "missing $BIN: cargo build --release -p ringtrain-cli" >&2; exit 1; }
