@@ -3,15 +3,15 @@
 //! small buffers, chain and direct broadcast, barrier and point-to-point. Every received message is
 //! checked against the local fingerprint before its bytes are used.
 
-use crate::codec::{decode_into, encode, reduce_encode, reduce_into, round_to_wire};
+use crate::codec::{decode_into, encode, reduce_into, round_to_wire};
 use crate::comm::CommConfig;
 use crate::error::{CollectiveError, Result};
-use crate::schedule::{RingKind, RingStep, StepMode, chunks, pieces, ring_plan};
+use crate::ring::ring;
+use crate::schedule::{RingKind, chunks, pieces, ring_plan};
 use crate::transport::{Message, Transport};
 use crate::types::{Fingerprint, OpKind, ReduceOp, WireDType};
 use bytes::Bytes;
 use futures::future::try_join_all;
-use std::ops::Range;
 use tokio::sync::mpsc;
 
 /// Everything a driver needs for one call. Ranks are group ranks; `members` maps them to world ranks.
@@ -29,15 +29,21 @@ impl Ctx<'_> {
         self.members.len()
     }
 
-    fn dtype(&self) -> WireDType {
+    pub(crate) fn dtype(&self) -> WireDType {
         self.fp.dtype
     }
 
-    fn piece_elems(&self) -> usize {
+    pub(crate) fn piece_elems(&self) -> usize {
         (self.cfg.piece_bytes / self.dtype().size()).max(1)
     }
 
-    async fn send(&self, to: usize, step: u32, piece: u32, payload: Bytes) -> Result<()> {
+    pub(crate) async fn send(
+        &self,
+        to: usize,
+        step: u32,
+        piece: u32,
+        payload: Bytes,
+    ) -> Result<()> {
         let msg = Message {
             fingerprint: self.fp,
             step,
@@ -48,7 +54,7 @@ impl Ctx<'_> {
     }
 
     /// Receives the next message from `from` and checks it belongs to this call, step and piece.
-    async fn recv(&self, from: usize, step: u32, piece: u32) -> Result<Message> {
+    pub(crate) async fn recv(&self, from: usize, step: u32, piece: u32) -> Result<Message> {
         let msg = self.transport.recv(self.group, self.members[from]).await?;
         self.check(from, &msg, self.fp)?;
         if (msg.step, msg.piece) != (step, piece) {
@@ -172,112 +178,6 @@ pub(crate) async fn all_gather(ctx: &Ctx<'_>, input: &[f32]) -> Result<Vec<f32>>
     let plan = ring_plan(RingKind::AllGather, ctx.rank, world);
     ring(ctx, &mut out, &layout, &plan, ReduceOp::Sum, &|_| {}).await?;
     Ok(out)
-}
-
-/// How many step-0 pieces a rank sends before it waits for its first receive: keeps the link busy
-/// without encoding a whole chunk up front.
-const LOOKAHEAD: usize = 2;
-
-fn push_first(
-    tx: &mpsc::UnboundedSender<(u32, u32, Bytes)>,
-    first: &[Range<usize>],
-    pushed: &mut usize,
-    upto: usize,
-    buf: &[f32],
-    dtype: WireDType,
-) {
-    while *pushed < upto.min(first.len()) {
-        let payload = encode(&buf[first[*pushed].clone()], dtype);
-        // The receiving end only disappears when the send loop already failed; that error wins.
-        let _ = tx.send((0, *pushed as u32, payload));
-        *pushed += 1;
-    }
-}
-
-/// The pipelined ring driver. A sender task drains a queue of encoded pieces to the right
-/// neighbour while this task receives from the left, reduces or copies, and queues the piece for
-/// the next step right away: sending, receiving and adding overlap piece by piece. Messages leave in
-/// (step, piece) order, which the receiver checks.
-async fn ring(
-    ctx: &Ctx<'_>,
-    buf: &mut [f32],
-    layout: &[Range<usize>],
-    plan: &[RingStep],
-    op: ReduceOp,
-    finalize: &(dyn Fn(&mut [f32]) + Sync),
-) -> Result<()> {
-    if plan.is_empty() {
-        return Ok(());
-    }
-    let world = ctx.world();
-    let (left, right) = ((ctx.rank + world - 1) % world, (ctx.rank + 1) % world);
-    let (pe, dtype) = (ctx.piece_elems(), ctx.dtype());
-    let (tx, mut rx) = mpsc::unbounded_channel::<(u32, u32, Bytes)>();
-    let sender = async move {
-        while let Some((step, piece, payload)) = rx.recv().await {
-            ctx.send(right, step, piece, payload).await?;
-        }
-        Ok::<(), CollectiveError>(())
-    };
-    let receiver = async move {
-        let first = pieces(layout[plan[0].send_chunk].clone(), pe);
-        let mut pushed = 0;
-        let mut deferred = Vec::new();
-        push_first(&tx, &first, &mut pushed, LOOKAHEAD, buf, dtype);
-        for (s, step) in plan.iter().enumerate() {
-            for (i, r) in pieces(layout[step.recv_chunk].clone(), pe)
-                .into_iter()
-                .enumerate()
-            {
-                let msg = ctx.recv(left, s as u32, i as u32).await?;
-                let dst = &mut buf[r];
-                let forward = s + 1 < plan.len();
-                let payload = match step.mode {
-                    // A partial sum that is only forwarded is never needed here again (this rank
-                    // overwrites the chunk later, or does not return it): reduce straight into
-                    // the outgoing buffer, one pass, `dst` untouched.
-                    StepMode::Reduce if forward && !step.finalize => {
-                        Some(reduce_encode(dst, &msg.payload, dtype, op)?)
-                    }
-                    StepMode::Reduce => {
-                        reduce_into(dst, &msg.payload, dtype, op)?;
-                        if step.finalize {
-                            finalize(dst);
-                        }
-                        forward.then(|| encode(dst, dtype))
-                    }
-                    // A copied piece is forwarded as received: no re-encoding, no copy.
-                    StepMode::Copy => {
-                        decode_into(dst, &msg.payload, dtype)?;
-                        forward.then_some(msg.payload)
-                    }
-                };
-                if let Some(payload) = payload {
-                    deferred.push((s as u32 + 1, i as u32, payload));
-                }
-                if s == 0 {
-                    push_first(&tx, &first, &mut pushed, i + 1 + LOOKAHEAD, buf, dtype);
-                }
-                // Step-1 pieces wait until every step-0 piece is queued: the wire order is
-                // (step, piece), which the receiver checks.
-                if pushed == first.len() {
-                    for item in deferred.drain(..) {
-                        let _ = tx.send(item);
-                    }
-                }
-            }
-            if s == 0 {
-                push_first(&tx, &first, &mut pushed, first.len(), buf, dtype);
-                for item in deferred.drain(..) {
-                    let _ = tx.send(item);
-                }
-            }
-        }
-        drop(tx);
-        Ok::<(), CollectiveError>(())
-    };
-    futures::try_join!(sender, receiver)?;
-    Ok(())
 }
 
 /// Whether broadcast goes root → everyone directly (small buffers, two ranks) or along a pipelined

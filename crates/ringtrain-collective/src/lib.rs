@@ -20,6 +20,7 @@ pub mod metrics;
 #[cfg(feature = "nccl")]
 pub mod nccl;
 pub mod rendezvous;
+mod ring;
 pub mod schedule;
 pub mod transport;
 pub mod types;
