@@ -112,6 +112,21 @@ fn train_eval_predict_forecast() {
     assert_eq!(eval["split"], "test");
     assert!(eval["metrics"]["model"]["rmse"].as_f64().unwrap() > 0.0);
 
+    // Another file prepared with the checkpoint's normalizer: every window is scored once.
+    let data = examples().join("data/seasonal.csv");
+    let out = run(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let whole: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 400 rows, window 12, horizon 2: windows start at rows 0..=386.
+    assert_eq!(whole["samples"], 387);
+
     // Forecast past the end of a file: two steps of one target.
     let out = run(&[
         "predict",
@@ -357,4 +372,37 @@ fn check_prints_the_validated_spec() {
             );
         }
     }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "logs",
+        &FORECAST.replace("epochs = 3", "epochs = 1"),
+    );
+    let out = run(&[
+        "--log-format",
+        "json",
+        "train",
+        spec.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let start = events
+        .iter()
+        .find(|e| e["message"] == "training")
+        .expect("a start event");
+    assert_eq!(start["job"], "logs");
+    assert!(start["params"].as_u64().unwrap() > 0);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "progress" && e["step"].is_u64())
+    );
 }
