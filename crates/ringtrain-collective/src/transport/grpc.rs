@@ -2,9 +2,13 @@
 //! rendezvous, and holds exactly one long-lived bidirectional `Link` stream per peer (the lower rank
 //! dials), established once at start and reused for every call. Tuned as measured in BURN.md:
 //! 16 MiB HTTP/2 frames, 32 MiB stream and connection windows, TCP_NODELAY on both ends (set by
-//! hand on accepted sockets, which tonic leaves alone), payloads as zero-copy `Bytes`. A broken
-//! stream fails the whole transport with the peer's rank; an `Abort` frame carries a peer's cause.
+//! hand on accepted sockets, which tonic leaves alone). Messages are framed by hand
+//! ([`super::wire`], [`super::link`]) so payloads are never copied between the ring driver and the
+//! socket. A broken stream fails the whole transport with the peer's rank; an `Abort` frame carries
+//! a peer's cause.
 
+use super::link::{self, Accept, PeerEndpoint, ReadError};
+use super::wire::{FrameDecoder, Outgoing, encode_data, encode_frame};
 use super::{Mailbox, Message, Transport};
 use crate::error::{CollectiveError, Result};
 use crate::rendezvous;
@@ -13,19 +17,16 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use ringtrain_proto::v1 as pb;
 use ringtrain_proto::v1::peer_frame::Body;
-use ringtrain_proto::v1::peer_service_client::PeerServiceClient;
-use ringtrain_proto::v1::peer_service_server::{PeerService, PeerServiceServer};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::Status;
 use tonic::transport::{Endpoint, Server};
-use tonic::{Request, Response, Status, Streaming};
 
 /// HTTP/2 frame size: 16 MiB − 1, the protocol maximum (default 16 KiB halves throughput).
 const FRAME: u32 = (1 << 24) - 1;
@@ -55,7 +56,7 @@ pub struct GrpcConfig {
     pub setup_timeout: Duration,
 }
 
-type FrameTx = mpsc::Sender<pb::PeerFrame>;
+type FrameTx = mpsc::Sender<Outgoing>;
 
 /// Outgoing half of each link, filled in as links come up.
 #[derive(Debug)]
@@ -134,14 +135,19 @@ fn fingerprint_from_pb(fp: Option<pb::Fingerprint>) -> std::result::Result<Finge
     })
 }
 
-fn frame(body: Body) -> pb::PeerFrame {
-    pb::PeerFrame { body: Some(body) }
+fn frame(body: Body) -> Outgoing {
+    encode_frame(&pb::PeerFrame { body: Some(body) })
 }
 
 /// Reads one link until it ends, feeding the mailbox.
-async fn read_link(peer: u32, mut stream: Streaming<pb::PeerFrame>, mailbox: Arc<Mailbox>) {
+async fn read_link(
+    peer: u32,
+    mut stream: tonic::body::Body,
+    mut decoder: FrameDecoder,
+    mailbox: Arc<Mailbox>,
+) {
     loop {
-        match stream.message().await {
+        match link::next_frame(&mut stream, &mut decoder).await {
             Ok(Some(pb::PeerFrame { body: Some(body) })) => match body {
                 Body::Data(d) => match fingerprint_from_pb(d.fingerprint) {
                     Ok(fingerprint) => mailbox.deliver(
@@ -175,8 +181,14 @@ async fn read_link(peer: u32, mut stream: Streaming<pb::PeerFrame>, mailbox: Arc
                 mailbox.link_lost(peer, "stream closed");
                 return;
             }
-            Err(status) => {
-                mailbox.link_lost(peer, format!("{}: {}", status.code(), status.message()));
+            Err(ReadError::Lost(detail)) => {
+                mailbox.link_lost(peer, detail);
+                return;
+            }
+            Err(ReadError::Bad(detail)) => {
+                mailbox.fail(CollectiveError::Transport(format!(
+                    "bad frame from rank {peer}: {detail}"
+                )));
                 return;
             }
         }
@@ -192,28 +204,13 @@ struct PeerServer {
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
-type FrameStream =
-    Pin<Box<dyn tokio_stream::Stream<Item = std::result::Result<pb::PeerFrame, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl PeerService for PeerServer {
-    type LinkStream = FrameStream;
-
-    async fn link(
+impl Accept for PeerServer {
+    fn accept(
         &self,
-        request: Request<Streaming<pb::PeerFrame>>,
-    ) -> std::result::Result<Response<Self::LinkStream>, Status> {
-        let mut stream = request.into_inner();
-        let hello = match stream.message().await? {
-            Some(pb::PeerFrame {
-                body: Some(Body::Hello(h)),
-            }) => h,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "first frame of a link must be hello",
-                ));
-            }
-        };
+        hello: pb::Hello,
+        body: tonic::body::Body,
+        decoder: FrameDecoder,
+    ) -> std::result::Result<mpsc::Receiver<Outgoing>, Status> {
         if hello.session != self.session || hello.world != self.world {
             return Err(Status::invalid_argument(format!(
                 "rank {} of session {:?} (world {}) dialed rank {} of session {:?} (world {})",
@@ -232,9 +229,10 @@ impl PeerService for PeerServer {
             world: self.world,
             session: self.session.clone(),
         }));
-        let _ = tx.send(hello_back).await;
+        // A fresh queue has room for the first frame.
+        let _ = tx.try_send(hello_back);
         let peer = hello.rank;
-        let reader = tokio::spawn(read_link(peer, stream, Arc::clone(&self.mailbox)));
+        let reader = tokio::spawn(read_link(peer, body, decoder, Arc::clone(&self.mailbox)));
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -242,7 +240,7 @@ impl PeerService for PeerServer {
         self.links
             .slots
             .send_modify(|s| s[peer as usize] = Some(tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
+        Ok(rx)
     }
 }
 
@@ -288,11 +286,7 @@ impl GrpcTransport {
             .initial_connection_window_size(WINDOW)
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            .add_service(
-                PeerServiceServer::new(service)
-                    .max_decoding_message_size(MAX_MESSAGE)
-                    .max_encoding_message_size(MAX_MESSAGE),
-            )
+            .add_service(PeerEndpoint::new(service, MAX_MESSAGE))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
             });
@@ -381,9 +375,6 @@ impl GrpcTransport {
             .connect()
             .await
             .map_err(|e| lost(format!("cannot dial {address}: {e}")))?;
-        let mut client = PeerServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
         let (tx, rx) = mpsc::channel(LINK_DEPTH);
         let hello = frame(Body::Hello(pb::Hello {
             rank: cfg.rank,
@@ -391,13 +382,14 @@ impl GrpcTransport {
             session: cfg.session.clone(),
         }));
         let _ = tx.send(hello).await;
-        let response = tokio::time::timeout(wait, client.link(ReceiverStream::new(rx)))
+        let response = tokio::time::timeout(wait, link::dial(channel, address, rx))
             .await
             .map_err(|_| lost(format!("no answer from {address} within {wait:?}")))?
-            .map_err(|s| lost(format!("{address} refused the link: {}", s.message())))?;
+            .map_err(|e| lost(format!("{address} refused the link: {e}")))?;
         let reader = tokio::spawn(read_link(
             peer,
-            response.into_inner(),
+            response,
+            FrameDecoder::new(MAX_MESSAGE),
             Arc::clone(&self.mailbox),
         ));
         self.tasks
@@ -436,13 +428,13 @@ impl Transport for GrpcTransport {
                     self.rank
                 ))
             })?;
-            let data = frame(Body::Data(pb::Data {
+            let data = encode_data(
                 group,
-                fingerprint: Some(fingerprint_to_pb(&msg.fingerprint)),
-                step: msg.step,
-                piece: msg.piece,
-                payload: msg.payload,
-            }));
+                fingerprint_to_pb(&msg.fingerprint),
+                msg.step,
+                msg.piece,
+                msg.payload,
+            );
             if link.send(data).await.is_err() {
                 // The reader of that link usually recorded the precise cause first.
                 return Err(self.mailbox.failure().unwrap_or(CollectiveError::PeerLost {

@@ -5,6 +5,8 @@
 
 pub mod grpc;
 pub mod inproc;
+mod link;
+mod wire;
 
 use crate::error::{CollectiveError, Result};
 use crate::types::Fingerprint;
