@@ -144,6 +144,10 @@ pub(crate) async fn ring(
                 if let Some(payload) = payload {
                     // Queued behind the step-0 pieces: the sender drains this only after them.
                     let _ = tx.send((s as u32 + 1, i as u32, payload));
+                    // The sender runs in this task: while pieces keep arriving this loop would
+                    // never wait, and the piece would sit in the queue until the whole backlog is
+                    // reduced. Yielding lets the sender put it on the wire now.
+                    tokio::task::yield_now().await;
                 }
             }
         }
