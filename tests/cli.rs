@@ -406,3 +406,30 @@ fn json_logs_are_one_object_per_line() {
             .any(|e| e["message"] == "progress" && e["step"].is_u64())
     );
 }
+
+#[test]
+fn a_fresh_run_does_not_inherit_an_earlier_best_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "again",
+        &FORECAST.replace("epochs = 3", "epochs = 1"),
+    );
+    run(&["train", spec.to_str().unwrap(), "--quiet"]);
+    let best = dir.path().join("runs/again/best.ckpt");
+    assert!(
+        best.is_file(),
+        "a run with a validation split keeps its best epoch"
+    );
+    // Same job name and directory, now without a validation split: no best epoch exists, so
+    // eval/predict must use this run's latest.ckpt, not the earlier run's best.
+    let spec = write_spec(
+        dir.path(),
+        "again",
+        &FORECAST
+            .replace("epochs = 3", "epochs = 1")
+            .replace("[0.7, 0.15, 0.15]", "[0.8, 0.0, 0.2]"),
+    );
+    run(&["train", spec.to_str().unwrap(), "--quiet"]);
+    assert!(!best.exists(), "stale best.ckpt survived a fresh run");
+}

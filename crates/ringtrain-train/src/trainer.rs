@@ -246,6 +246,20 @@ pub fn train_with_hook(
     let budget = u64::from(spec.train.epochs) * steps_per_epoch as u64;
     let total_steps = spec.train.max_steps.map_or(budget, |m| m.min(budget));
     let dir = spec.checkpoint.dir.clone();
+    if resumed.is_none() {
+        // A fresh run owns its directory: a best.ckpt or metrics.json left by an earlier run
+        // would otherwise be taken for this run's by `eval` and `predict`.
+        for stale in [checkpoint::BEST, "metrics.json"] {
+            let path = dir.join(stale);
+            if path.is_file() {
+                std::fs::remove_file(&path).map_err(|source| checkpoint::CheckpointError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                tracing::info!(path = %path.display(), "removed a checkpoint of an earlier run");
+            }
+        }
+    }
     observer.on_start(&RunInfo {
         name: spec.name.clone(),
         params: n_params,
