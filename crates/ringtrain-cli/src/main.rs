@@ -24,7 +24,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Train recurrent neural networks (RNN, LSTM, GRU) on one machine or across a cluster.
 #[derive(Debug, Parser)]
-#[command(name = "ringtrain", version, about, propagate_version = true)]
+#[command(name = "ringtrain", version, propagate_version = true)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Human)]
