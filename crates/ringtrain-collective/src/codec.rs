@@ -95,6 +95,42 @@ fn reduce_encode_with(
     Ok(encode(&sum, dtype))
 }
 
+/// [`reduce_encode`] for a received payload this rank owns: when no other reference to the
+/// payload's memory exists (the usual case for a piece just read off a link), the result is written
+/// over the payload, which the network read just brought into cache, instead of into a fresh
+/// buffer. Same result, bit for bit. Errors when the payload length does not match.
+pub fn reduce_encode_owned(
+    acc: &[f32],
+    payload: Bytes,
+    dtype: WireDType,
+    op: ReduceOp,
+) -> Result<Bytes> {
+    if dtype != WireDType::F32 {
+        return reduce_encode(acc, &payload, dtype, op);
+    }
+    match payload.try_into_mut() {
+        Ok(mut own) => {
+            check_len(acc.len(), &own, dtype)?;
+            match op {
+                ReduceOp::Sum | ReduceOp::Mean => reduce_over(acc, &mut own, |a, x| a + x),
+                ReduceOp::Max => reduce_over(acc, &mut own, f32::max),
+                ReduceOp::Min => reduce_over(acc, &mut own, f32::min),
+            }
+            Ok(own.freeze())
+        }
+        Err(shared) => reduce_encode(acc, &shared, dtype, op),
+    }
+}
+
+/// `payload[i] = f(acc[i], payload[i])` on little-endian f32 bytes.
+#[inline(always)]
+fn reduce_over(acc: &[f32], payload: &mut [u8], f: impl Fn(f32, f32) -> f32) {
+    for (a, b) in acc.iter().zip(payload.chunks_exact_mut(4)) {
+        let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        b.copy_from_slice(&f(*a, x).to_le_bytes());
+    }
+}
+
 /// Overwrites `dst` with the decoded payload. Errors when the payload length does not match.
 pub fn decode_into(dst: &mut [f32], payload: &[u8], dtype: WireDType) -> Result<()> {
     reduce_with(dst, payload, dtype, |_, x| x)
@@ -199,6 +235,31 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn owned_reduce_encode_equals_the_copying_one() {
+        let acc = [1.0f32, -2.5, 3.25, 0.0, 7.0];
+        let x = [0.5f32, 4.0, -3.25, 2.0, -8.0];
+        for dtype in [WireDType::F32, WireDType::F16, WireDType::Bf16] {
+            for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
+                let expected = reduce_encode(&acc, &encode(&x, dtype), dtype, op).unwrap();
+                // A uniquely owned payload (reused in place) and a shared one (copied).
+                let unique = Bytes::from(encode(&x, dtype).to_vec());
+                let at = unique.as_ptr();
+                let in_place = reduce_encode_owned(&acc, unique, dtype, op).unwrap();
+                assert_eq!(in_place, expected, "{dtype} {op:?} unique");
+                if dtype == WireDType::F32 {
+                    assert_eq!(in_place.as_ptr(), at, "f32 result written over the payload");
+                }
+                let shared = Bytes::from(encode(&x, dtype).to_vec());
+                let copied = reduce_encode_owned(&acc, shared.clone(), dtype, op).unwrap();
+                assert_eq!(copied, expected, "{dtype} {op:?} shared");
+                assert_eq!(shared, encode(&x, dtype), "a shared payload is left alone");
+            }
+        }
+        let short = Bytes::from(encode(&x[..4], WireDType::F32).to_vec());
+        assert!(reduce_encode_owned(&acc, short, WireDType::F32, ReduceOp::Sum).is_err());
     }
 
     #[test]

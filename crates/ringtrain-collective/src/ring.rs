@@ -12,7 +12,7 @@
 //! parts of the buffer and no copy of the buffer is made up front.
 
 use crate::algo::Ctx;
-use crate::codec::{decode_into, encode, reduce_encode, reduce_into};
+use crate::codec::{decode_into, encode, reduce_encode_owned, reduce_into};
 use crate::error::{CollectiveError, Result};
 use crate::schedule::{RingStep, StepMode, pieces};
 use crate::types::ReduceOp;
@@ -126,7 +126,7 @@ pub(crate) async fn ring(
                     // overwrites the chunk later, or does not return it): reduce straight into
                     // the outgoing buffer, one pass, `dst` untouched.
                     StepMode::Reduce if forward && !step.finalize => {
-                        Some(reduce_encode(dst, &msg.payload, dtype, op)?)
+                        Some(reduce_encode_owned(dst, msg.payload, dtype, op)?)
                     }
                     StepMode::Reduce => {
                         reduce_into(dst, &msg.payload, dtype, op)?;
