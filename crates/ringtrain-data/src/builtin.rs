@@ -10,7 +10,7 @@
 //!   rows. Columns `y` (demand, the crate's CSV column name) and `hour` (0–23, the hour of the
 //!   row's `ds` timestamp; the bundled file is consecutive hours starting at midnight).
 
-use crate::error::{ColumnRef, DataError};
+use crate::error::DataError;
 use crate::table::{Cell, Record, Table};
 
 /// A dataset bundled with the binary.
@@ -100,16 +100,6 @@ impl Builtin {
                     .collect(),
             })
             .collect();
-        Ok(Table {
-            file,
-            columns: columns
-                .iter()
-                .map(|c| ColumnRef {
-                    name: c.to_string(),
-                    index: None,
-                })
-                .collect(),
-            rows,
-        })
+        Ok(Table::with_named_columns(file, columns, rows))
     }
 }

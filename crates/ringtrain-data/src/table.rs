@@ -69,6 +69,22 @@ pub(crate) struct Table {
 }
 
 impl Table {
+    /// A table whose columns are known by name only (JSON keys, bundled series), not by position
+    /// in a header.
+    pub fn with_named_columns(file: String, columns: &[&str], rows: Vec<Record>) -> Table {
+        Table {
+            file,
+            columns: columns
+                .iter()
+                .map(|c| ColumnRef {
+                    name: c.to_string(),
+                    index: None,
+                })
+                .collect(),
+            rows,
+        }
+    }
+
     /// Parses cell `col` of row `row` as a finite f32-representable number.
     pub fn number(&self, row: usize, col: usize) -> Result<f64, DataError> {
         let rec = &self.rows[row];
@@ -295,17 +311,7 @@ fn read_jsonl(file: String, bytes: &[u8], columns: &[&str]) -> Result<Table, Dat
     if rows.is_empty() {
         return Err(DataError::EmptyFile { file });
     }
-    Ok(Table {
-        file,
-        columns: columns
-            .iter()
-            .map(|c| ColumnRef {
-                name: c.to_string(),
-                index: None,
-            })
-            .collect(),
-        rows,
-    })
+    Ok(Table::with_named_columns(file, columns, rows))
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -140,6 +140,22 @@ fn frame(body: Body) -> Outgoing {
 }
 
 /// Reads one link until it ends, feeding the mailbox.
+/// Makes a link to `peer` live, the same way for dialled and accepted links: a task reads its
+/// frames into the mailbox, and its send queue is published for the driver.
+fn install_link(
+    peer: u32,
+    body: tonic::body::Body,
+    decoder: FrameDecoder,
+    tx: FrameTx,
+    mailbox: &Arc<Mailbox>,
+    links: &Links,
+    tasks: &Mutex<Vec<JoinHandle<()>>>,
+) {
+    let reader = tokio::spawn(read_link(peer, body, decoder, Arc::clone(mailbox)));
+    tasks.lock().unwrap_or_else(|e| e.into_inner()).push(reader);
+    links.slots.send_modify(|s| s[peer as usize] = Some(tx));
+}
+
 async fn read_link(
     peer: u32,
     mut stream: tonic::body::Body,
@@ -232,14 +248,15 @@ impl Accept for PeerServer {
         // A fresh queue has room for the first frame.
         let _ = tx.try_send(hello_back);
         let peer = hello.rank;
-        let reader = tokio::spawn(read_link(peer, body, decoder, Arc::clone(&self.mailbox)));
-        self.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(reader);
-        self.links
-            .slots
-            .send_modify(|s| s[peer as usize] = Some(tx));
+        install_link(
+            peer,
+            body,
+            decoder,
+            tx,
+            &self.mailbox,
+            &self.links,
+            &self.tasks,
+        );
         Ok(rx)
     }
 }
@@ -386,19 +403,15 @@ impl GrpcTransport {
             .await
             .map_err(|_| lost(format!("no answer from {address} within {wait:?}")))?
             .map_err(|e| lost(format!("{address} refused the link: {e}")))?;
-        let reader = tokio::spawn(read_link(
+        install_link(
             peer,
             response,
             FrameDecoder::new(MAX_MESSAGE),
-            Arc::clone(&self.mailbox),
-        ));
-        self.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(reader);
-        self.links
-            .slots
-            .send_modify(|s| s[peer as usize] = Some(tx));
+            tx,
+            &self.mailbox,
+            &self.links,
+            &self.tasks,
+        );
         Ok(())
     }
 

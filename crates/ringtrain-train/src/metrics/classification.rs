@@ -308,21 +308,23 @@ mod tests {
     ///      pos      1   3   0     support 4
     ///      neu      1   1   0     support 2
     /// ```
+    /// (predicted, true) pairs of the example above.
+    const EXAMPLE_PAIRS: [(usize, usize); 10] = [
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (1, 0),
+        (0, 1),
+        (1, 1),
+        (1, 1),
+        (1, 1),
+        (0, 2),
+        (1, 2),
+    ];
+
     fn example() -> ClassificationAccumulator {
         let mut acc = ClassificationAccumulator::new(3);
-        let pairs = [
-            (0, 0),
-            (0, 0),
-            (0, 0),
-            (1, 0),
-            (0, 1),
-            (1, 1),
-            (1, 1),
-            (1, 1),
-            (0, 2),
-            (1, 2),
-        ];
-        for (p, t) in pairs {
+        for (p, t) in EXAMPLE_PAIRS {
             acc.add(p, t).expect("in range");
         }
         acc
@@ -453,18 +455,7 @@ mod tests {
     #[test]
     fn shards_merge_and_survive_a_flat_sum() {
         // Split the example's samples over two "ranks" and sum their flat buffers.
-        let pairs = [
-            (0, 0),
-            (0, 0),
-            (0, 0),
-            (1, 0),
-            (0, 1),
-            (1, 1),
-            (1, 1),
-            (1, 1),
-            (0, 2),
-            (1, 2),
-        ];
+        let pairs = EXAMPLE_PAIRS;
         let (mut a, mut b) = (
             ClassificationAccumulator::new(3),
             ClassificationAccumulator::new(3),
