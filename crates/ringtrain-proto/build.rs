@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with env!(): a build script cached in a shared target directory may
+    // have been compiled for a checkout at another path.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")?;
+    let root = Path::new(&manifest).join("../../proto");
     let dir = root.join("ringtrain/v1");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
