@@ -24,8 +24,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "ringtrain-collective",
         &["ringtrain-core", "ringtrain-proto"],
     ),
+    // The coordinator schedules and records; it never trains, so no models/train/burn. It mounts
+    // the collective library's rendezvous service so ranks meet at the coordinator.
     (
-        "ringtrain-cli",
+        "ringtrain-coordinator",
+        &[
+            "ringtrain-core",
+            "ringtrain-spec",
+            "ringtrain-proto",
+            "ringtrain-collective",
+        ],
+    ),
+    (
+        "ringtrain-worker",
         &[
             "ringtrain-core",
             "ringtrain-spec",
@@ -36,10 +47,29 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ringtrain-collective",
         ],
     ),
+    (
+        "ringtrain-cli",
+        &[
+            "ringtrain-core",
+            "ringtrain-spec",
+            "ringtrain-data",
+            "ringtrain-models",
+            "ringtrain-train",
+            "ringtrain-proto",
+            "ringtrain-collective",
+            "ringtrain-coordinator",
+            "ringtrain-worker",
+        ],
+    ),
 ];
 
 /// Crates allowed to depend on burn (the collective library and the future coordinator must not).
-const BURN_USERS: &[&str] = &["ringtrain-models", "ringtrain-train", "ringtrain-cli"];
+const BURN_USERS: &[&str] = &[
+    "ringtrain-models",
+    "ringtrain-train",
+    "ringtrain-worker",
+    "ringtrain-cli",
+];
 
 #[test]
 fn crate_dependencies_follow_the_architecture() {
