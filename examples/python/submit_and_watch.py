@@ -9,7 +9,8 @@ at run time by grpcio-tools (nothing generated is committed):
         examples/airline-lstm.toml
 
 State changes, progress and the job's log lines go to stderr; stdout receives exactly one JSON
-document (the job's id, final state, reason and result metrics), so the script composes with jq.
+document, `{"job": {...}}` with the keys of `ringtrain submit --watch --output json` (id, state,
+reason, result.metrics, ...), so the script composes with jq (`jq .job.result.metrics`).
 Exit status: 0 when the job succeeded, 1 when it failed or was cancelled, the coordinator refused
 the spec or could not be reached, or the watch timed out.
 """
@@ -68,8 +69,8 @@ def generate_stubs(proto_dir: Path, out_dir: Path) -> tuple[ModuleType, ModuleTy
 
 
 def state_name(pb, value: int) -> str:
-    """`JOB_STATE_RUNNING` -> `Running` (the CLI's spelling)."""
-    return pb.JobState.Name(value).removeprefix("JOB_STATE_").capitalize()
+    """`JOB_STATE_RUNNING` -> `running` (the CLI's spelling)."""
+    return pb.JobState.Name(value).removeprefix("JOB_STATE_").lower()
 
 
 def grpc_target(coordinator: str) -> str:
@@ -97,15 +98,22 @@ def format_progress(p) -> str:
 
 
 def result_document(pb, job) -> dict:
-    """What goes to stdout: the job's outcome, and its result metrics when it succeeded."""
-    doc = {"job_id": job.id, "name": job.name, "state": state_name(pb, job.state),
-           "reason": job.reason, "world": job.world, "workers": list(job.workers)}
+    """What goes to stdout: `{"job": ...}` with the keys `ringtrain ... --output json` uses, and
+    the result (metrics, full report, checkpoint directory) when the job succeeded."""
+    doc = {"id": job.id, "name": job.name, "state": state_name(pb, job.state),
+           "reason": job.reason, "world": job.world, "workers": list(job.workers),
+           "submitted_ms": job.submitted_ms, "started_ms": job.started_ms,
+           "finished_ms": job.finished_ms, "base_dir": job.base_dir, "result": None}
     if job.HasField("result"):
         r = job.result
-        doc["result"] = {"metrics": dict(sorted(r.metrics.items())), "steps": r.steps,
-                         "stop_reason": r.stop_reason, "samples_per_sec": r.samples_per_sec,
-                         "checkpoint_dir": r.checkpoint_dir}
-    return doc
+        try:
+            report = json.loads(r.report_json) if r.report_json else None
+        except json.JSONDecodeError:
+            report = None  # the metrics map still carries the headline numbers
+        doc["result"] = {"metrics": dict(sorted(r.metrics.items())), "report": report,
+                         "checkpoint_dir": r.checkpoint_dir, "steps": r.steps,
+                         "stop_reason": r.stop_reason, "samples_per_sec": r.samples_per_sec}
+    return {"job": doc}
 
 
 def main() -> int:
