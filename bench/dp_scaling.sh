@@ -85,7 +85,7 @@ EOF
 
 ringtrain_sps() { # N -> samples/s of the finished job
   local n=$1 out="$work/ringtrain-w$1.json" log="$work/ringtrain-w$1.log"
-  if ! "$BIN" local "$(spec "$n")" --workers "$n" --output json >"$out" 2>"$log"; then
+  if ! "$BIN" local "$(spec "$n")" --workers "$n" --threads 1 --output json >"$out" 2>"$log"; then
     echo "ringtrain local --workers $n failed; last lines of $log:" >&2
     tail -n 20 "$log" >&2
     return 1
