@@ -8,3 +8,4 @@
 //! collective rendezvous service on the same address, a lease ticker and a Prometheus endpoint.
 
 pub mod machine;
+pub mod store;

@@ -1,0 +1,860 @@
+//! The coordinator's durable state: one SQLite file (WAL journal, `synchronous = FULL`, so a
+//! committed transaction survives a power cut or `kill -9`). The shell writes the effects of each
+//! state-machine event in one transaction ([`Store::apply`]) before it answers the RPC that caused
+//! them, so an acknowledged transition is never lost.
+//!
+//! Tables: `jobs` (one row per job: spec, state, reason, ranks, progress, result), `transitions`
+//! (every state change with its time), `job_logs` (each job's log lines) and `workers` (every
+//! worker ever registered; rows are never deleted, so ids are never reused, also across
+//! restarts). The file is marked with `PRAGMA application_id` and versioned with
+//! `PRAGMA user_version`: a file of another application, a newer schema or a non-database file is
+//! refused with an error saying which.
+
+use crate::machine::{
+    Effect, Job, JobResultData, JobState, LogEntry, LogLevel, Machine, RankSlot, Resources,
+    Transition, Worker,
+};
+use ringtrain_core::{JobId, WorkerId};
+use ringtrain_spec::SpecFormat;
+use rusqlite::{Connection, params};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `PRAGMA application_id` of a ringtrain state database ("RTrn").
+pub const APPLICATION_ID: i32 = 0x5254_726e;
+
+/// Schema version this build reads and writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Why the state database cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (IO error, disk full, locked, ...).
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file exists but is not a ringtrain state database.
+    #[error("{path} is not a ringtrain state database ({detail})")]
+    NotRingtrain {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        detail: String,
+    },
+    /// The database was written by a newer ringtrain.
+    #[error(
+        "state database {path} has schema version {found}; this coordinator supports version {supported} (upgrade ringtrain)"
+    )]
+    NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// Version in the file.
+        found: i32,
+        /// Version this build supports.
+        supported: i32,
+    },
+    /// A stored value cannot be read back.
+    #[error("state database {path}: corrupt {what}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Which value, and why.
+        what: String,
+    },
+}
+
+/// Everything a store holds, for [`Machine::restore`].
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every job, oldest first, with its history.
+    pub jobs: Vec<Job>,
+    /// Every worker, in registration order.
+    pub workers: Vec<Worker>,
+}
+
+/// An open state database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE jobs (
+    num INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    spec_format TEXT NOT NULL,
+    base_dir TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    world INTEGER NOT NULL,
+    workers TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    session TEXT NOT NULL,
+    submitted_ms INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    finished_ms INTEGER NOT NULL,
+    ranks TEXT NOT NULL,
+    result TEXT
+);
+CREATE TABLE transitions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_num INTEGER NOT NULL REFERENCES jobs(num),
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX transitions_by_job ON transitions(job_num, seq);
+CREATE TABLE job_logs (
+    job_num INTEGER NOT NULL REFERENCES jobs(num),
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (job_num, seq)
+);
+CREATE TABLE workers (
+    num INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    peer_address TEXT NOT NULL,
+    metrics_address TEXT NOT NULL,
+    version TEXT NOT NULL,
+    threads INTEGER NOT NULL,
+    gpus INTEGER NOT NULL,
+    memory_bytes INTEGER NOT NULL,
+    registered_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    lost_ms INTEGER,
+    lost_reason TEXT
+);
+";
+
+impl Store {
+    /// Opens (creating when absent) the state database at `path`: WAL journal, `synchronous =
+    /// FULL`, schema created in a fresh file.
+    ///
+    /// # Errors
+    /// [`StoreError::NotRingtrain`] for a file that is not SQLite or belongs to another
+    /// application, [`StoreError::NewerSchema`] for a newer schema, [`StoreError::Sqlite`] for IO
+    /// errors.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let sql = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sql)?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        // The first read of the header tells a non-database file apart.
+        let app_id: i32 = match store
+            .conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+        {
+            Ok(v) => v,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::NotADatabase =>
+            {
+                return Err(StoreError::NotRingtrain {
+                    path: path.to_path_buf(),
+                    detail: "not an SQLite database".into(),
+                });
+            }
+            Err(e) => return Err(sql(e)),
+        };
+        let version: i32 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql)?;
+        let tables: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(sql)?;
+        if app_id == 0 && version == 0 && tables == 0 {
+            store.create()?;
+        } else if app_id != APPLICATION_ID {
+            return Err(StoreError::NotRingtrain {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "an SQLite database with application_id {app_id:#x} and {tables} schema objects"
+                ),
+            });
+        } else if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        } else if version != SCHEMA_VERSION {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                what: format!("schema version {version} (expected {SCHEMA_VERSION})"),
+            });
+        }
+        let journal: String = store
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(sql)?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                what: format!("journal mode {journal} (WAL could not be enabled)"),
+            });
+        }
+        store
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        store
+            .conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(sql)?;
+        Ok(store)
+    }
+
+    fn create(&self) -> Result<(), StoreError> {
+        let batch = format!(
+            "BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        );
+        self.conn.execute_batch(&batch).map_err(|e| self.err(e))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, what: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what,
+        }
+    }
+
+    /// Writes the effects of one event in one transaction: job and worker rows as the machine
+    /// has them now, transitions and log lines. Other effects need no storage.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`] when the transaction cannot be committed (nothing of it is kept).
+    pub fn apply(&mut self, machine: &Machine, effects: &[Effect]) -> Result<(), StoreError> {
+        if !effects.iter().any(|e| {
+            matches!(
+                e,
+                Effect::SaveJob(_)
+                    | Effect::SaveWorker(_)
+                    | Effect::Transition { .. }
+                    | Effect::Log { .. }
+            )
+        }) {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let mut saved_jobs = BTreeSet::new();
+        let mut saved_workers = BTreeSet::new();
+        for effect in effects {
+            match effect {
+                Effect::SaveJob(id) => {
+                    if saved_jobs.insert(id.clone())
+                        && let Some(job) = machine.job(id)
+                    {
+                        save_job(&tx, job).map_err(err)?;
+                    }
+                }
+                Effect::SaveWorker(id) => {
+                    if saved_workers.insert(id.clone())
+                        && let Some(w) = machine.worker(id)
+                    {
+                        save_worker(&tx, w).map_err(err)?;
+                    }
+                }
+                Effect::Transition { job, change, .. } => {
+                    // The job row must exist first (its SaveJob may come later in this batch).
+                    if saved_jobs.insert(job.clone())
+                        && let Some(j) = machine.job(job)
+                    {
+                        save_job(&tx, j).map_err(err)?;
+                    }
+                    let num = machine.job(job).map_or(0, |j| j.num as i64);
+                    tx.execute(
+                        "INSERT INTO transitions (job_num, state, reason, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                        params![num, change.state.as_str(), change.reason, change.at_ms],
+                    )
+                    .map_err(err)?;
+                }
+                Effect::Log { job, line } => {
+                    if saved_jobs.insert(job.clone())
+                        && let Some(j) = machine.job(job)
+                    {
+                        save_job(&tx, j).map_err(err)?;
+                    }
+                    let num = machine.job(job).map_or(0, |j| j.num as i64);
+                    tx.execute(
+                        "INSERT INTO job_logs (job_num, seq, at_ms, rank, level, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![
+                            num,
+                            line.seq as i64,
+                            line.at_ms,
+                            line.rank,
+                            level_str(line.level),
+                            line.message
+                        ],
+                    )
+                    .map_err(err)?;
+                }
+                Effect::Wake(_) | Effect::Publish { .. } => {}
+            }
+        }
+        // Rows saved early in the batch are rewritten with the final state of the event.
+        for id in &saved_jobs {
+            if let Some(job) = machine.job(id) {
+                save_job(&tx, job).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Reads every job (with history) and worker back.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`] on IO errors, [`StoreError::Corrupt`] for values that cannot be
+    /// parsed.
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        let mut history: BTreeMap<i64, Vec<Transition>> = BTreeMap::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT job_num, state, reason, at_ms FROM transitions ORDER BY seq")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
+                .map_err(|e| self.err(e))?;
+            for row in rows {
+                let (num, state, reason, at_ms) = row.map_err(|e| self.err(e))?;
+                let state = JobState::parse(&state)
+                    .ok_or_else(|| self.corrupt(format!("transition state {state:?}")))?;
+                history.entry(num).or_default().push(Transition {
+                    state,
+                    reason,
+                    at_ms,
+                });
+            }
+        }
+        let mut last_seq: BTreeMap<i64, u64> = BTreeMap::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT job_num, max(seq) FROM job_logs GROUP BY job_num")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(|e| self.err(e))?;
+            for row in rows {
+                let (num, seq) = row.map_err(|e| self.err(e))?;
+                last_seq.insert(num, seq.max(0) as u64);
+            }
+        }
+        let mut jobs = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT num, id, name, spec, spec_format, base_dir, state, reason, world, workers,
+                            attempt, session, submitted_ms, started_ms, finished_ms, ranks, result
+                     FROM jobs ORDER BY num",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(JobRow {
+                        num: r.get(0)?,
+                        id: r.get(1)?,
+                        name: r.get(2)?,
+                        spec: r.get(3)?,
+                        spec_format: r.get(4)?,
+                        base_dir: r.get(5)?,
+                        state: r.get(6)?,
+                        reason: r.get(7)?,
+                        world: r.get(8)?,
+                        workers: r.get(9)?,
+                        attempt: r.get(10)?,
+                        session: r.get(11)?,
+                        submitted_ms: r.get(12)?,
+                        started_ms: r.get(13)?,
+                        finished_ms: r.get(14)?,
+                        ranks: r.get(15)?,
+                        result: r.get(16)?,
+                    })
+                })
+                .map_err(|e| self.err(e))?;
+            for row in rows {
+                let row = row.map_err(|e| self.err(e))?;
+                let id = row.id.clone();
+                let bad = |what: &str, e: &dyn std::fmt::Display| {
+                    self.corrupt(format!("{what} of job {id}: {e}"))
+                };
+                let state = JobState::parse(&row.state).ok_or_else(|| bad("state", &row.state))?;
+                let format = match row.spec_format.as_str() {
+                    "toml" => SpecFormat::Toml,
+                    "json" => SpecFormat::Json,
+                    other => return Err(bad("spec format", &other)),
+                };
+                let workers: Vec<String> =
+                    serde_json::from_str(&row.workers).map_err(|e| bad("workers", &e))?;
+                let ranks: Vec<RankSlot> =
+                    serde_json::from_str(&row.ranks).map_err(|e| bad("ranks", &e))?;
+                let result: Option<JobResultData> = match &row.result {
+                    Some(text) => Some(serde_json::from_str(text).map_err(|e| bad("result", &e))?),
+                    None => None,
+                };
+                jobs.push(Job {
+                    num: row.num.max(0) as u64,
+                    id: JobId::new(row.id),
+                    name: row.name,
+                    spec: row.spec,
+                    format,
+                    base_dir: row.base_dir,
+                    world: row.world.clamp(1, u32::MAX as i64) as u32,
+                    state,
+                    reason: row.reason,
+                    workers: workers.into_iter().map(WorkerId::new).collect(),
+                    submitted_ms: row.submitted_ms,
+                    started_ms: row.started_ms,
+                    finished_ms: row.finished_ms,
+                    history: history.remove(&row.num).unwrap_or_default(),
+                    attempt: row.attempt.clamp(0, u32::MAX as i64) as u32,
+                    session: row.session,
+                    ranks,
+                    result,
+                    last_log_seq: last_seq.get(&row.num).copied().unwrap_or(0),
+                    recovered: false,
+                });
+            }
+        }
+        let mut workers = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT num, id, name, peer_address, metrics_address, version, threads, gpus,
+                            memory_bytes, registered_ms, last_seen_ms, lost_ms, lost_reason
+                     FROM workers ORDER BY num",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let lost_ms: Option<i64> = r.get(11)?;
+                    let lost_reason: Option<String> = r.get(12)?;
+                    Ok(Worker {
+                        num: r.get::<_, i64>(0)?.max(0) as u64,
+                        id: WorkerId::new(r.get::<_, String>(1)?),
+                        name: r.get(2)?,
+                        peer_address: r.get(3)?,
+                        metrics_address: r.get(4)?,
+                        version: r.get(5)?,
+                        resources: Resources {
+                            threads: r.get::<_, i64>(6)?.clamp(0, u32::MAX as i64) as u32,
+                            gpus: r.get::<_, i64>(7)?.clamp(0, u32::MAX as i64) as u32,
+                            memory_bytes: r.get::<_, i64>(8)?.max(0) as u64,
+                        },
+                        registered_ms: r.get(9)?,
+                        last_seen_ms: r.get(10)?,
+                        lost: lost_ms.map(|at| (at, lost_reason.unwrap_or_default())),
+                        holding: None,
+                        running: Vec::new(),
+                        outbox: Vec::new(),
+                        draining: BTreeMap::new(),
+                    })
+                })
+                .map_err(|e| self.err(e))?;
+            for row in rows {
+                workers.push(row.map_err(|e| self.err(e))?);
+            }
+        }
+        Ok(Loaded { jobs, workers })
+    }
+
+    /// Log lines of a job with `seq > after_seq`, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`] on IO errors.
+    pub fn logs(&self, job: &Job, after_seq: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, at_ms, rank, level, message FROM job_logs
+                 WHERE job_num = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    job.num as i64,
+                    after_seq.min(i64::MAX as u64) as i64,
+                    limit as i64
+                ],
+                |r| {
+                    Ok(LogEntry {
+                        seq: r.get::<_, i64>(0)?.max(0) as u64,
+                        at_ms: r.get(1)?,
+                        rank: r.get(2)?,
+                        level: parse_level(&r.get::<_, String>(3)?),
+                        message: r.get(4)?,
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+}
+
+/// A `jobs` row as read, before parsing.
+struct JobRow {
+    num: i64,
+    id: String,
+    name: String,
+    spec: String,
+    spec_format: String,
+    base_dir: String,
+    state: String,
+    reason: String,
+    world: i64,
+    workers: String,
+    attempt: i64,
+    session: String,
+    submitted_ms: i64,
+    started_ms: i64,
+    finished_ms: i64,
+    ranks: String,
+    result: Option<String>,
+}
+
+fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
+    let to_json = |v: Result<String, serde_json::Error>| {
+        v.map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    };
+    let workers: Vec<&str> = job.workers.iter().map(WorkerId::as_str).collect();
+    let workers = to_json(serde_json::to_string(&workers))?;
+    let ranks = to_json(serde_json::to_string(&job.ranks))?;
+    let result = match &job.result {
+        Some(r) => Some(to_json(serde_json::to_string(r))?),
+        None => None,
+    };
+    let format = match job.format {
+        SpecFormat::Toml => "toml",
+        SpecFormat::Json => "json",
+    };
+    tx.execute(
+        "INSERT INTO jobs (num, id, name, spec, spec_format, base_dir, state, reason, world, workers,
+                           attempt, session, submitted_ms, started_ms, finished_ms, ranks, result)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT(num) DO UPDATE SET state = excluded.state, reason = excluded.reason,
+             workers = excluded.workers, attempt = excluded.attempt, session = excluded.session,
+             started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,
+             ranks = excluded.ranks, result = excluded.result",
+        params![
+            job.num as i64,
+            job.id.as_str(),
+            job.name,
+            job.spec,
+            format,
+            job.base_dir,
+            job.state.as_str(),
+            job.reason,
+            job.world,
+            workers,
+            job.attempt,
+            job.session,
+            job.submitted_ms,
+            job.started_ms,
+            job.finished_ms,
+            ranks,
+            result
+        ],
+    )?;
+    Ok(())
+}
+
+fn save_worker(tx: &rusqlite::Transaction<'_>, w: &Worker) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO workers (num, id, name, peer_address, metrics_address, version, threads, gpus,
+                              memory_bytes, registered_ms, last_seen_ms, lost_ms, lost_reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT(num) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
+             lost_ms = excluded.lost_ms, lost_reason = excluded.lost_reason",
+        params![
+            w.num as i64,
+            w.id.as_str(),
+            w.name,
+            w.peer_address,
+            w.metrics_address,
+            w.version,
+            w.resources.threads,
+            w.resources.gpus,
+            w.resources.memory_bytes.min(i64::MAX as u64) as i64,
+            w.registered_ms,
+            w.last_seen_ms,
+            w.lost.as_ref().map(|(at, _)| *at),
+            w.lost.as_ref().map(|(_, why)| why.as_str()),
+        ],
+    )?;
+    Ok(())
+}
+
+fn level_str(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    }
+}
+
+fn parse_level(text: &str) -> LogLevel {
+    match text {
+        "debug" => LogLevel::Debug,
+        "warn" => LogLevel::Warn,
+        "error" => LogLevel::Error,
+        _ => LogLevel::Info,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::{
+        MachineConfig, NewJob, NewWorker, RankOutcome, RankPhase, RankReport, ResultReport,
+    };
+
+    fn config() -> MachineConfig {
+        MachineConfig {
+            lease_ms: 10_000,
+            collective_timeout_ms: 1_000,
+            checksum_every: 0,
+        }
+    }
+
+    fn submit(m: &mut Machine, store: &mut Store, world: u32, now: i64) -> JobId {
+        let id = m.submit(
+            NewJob {
+                name: "t".into(),
+                spec: "name = \"t\"".into(),
+                format: SpecFormat::Toml,
+                base_dir: "/data".into(),
+                world,
+            },
+            now,
+        );
+        let effects = m.drain_effects();
+        store.apply(m, &effects).unwrap();
+        id
+    }
+
+    fn register(m: &mut Machine, store: &mut Store, now: i64) -> WorkerId {
+        let id = m.register(
+            NewWorker {
+                name: "n".into(),
+                peer_address: "127.0.0.1:1".into(),
+                metrics_address: String::new(),
+                version: "0.1.0".into(),
+                resources: Resources {
+                    threads: 2,
+                    gpus: 0,
+                    memory_bytes: 1 << 30,
+                },
+            },
+            now,
+        );
+        let effects = m.drain_effects();
+        store.apply(m, &effects).unwrap();
+        id
+    }
+
+    #[test]
+    fn jobs_workers_history_results_and_logs_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut store = Store::open(&path).unwrap();
+        let mut m = Machine::new(config());
+        let w = register(&mut m, &mut store, 1);
+        let done = submit(&mut m, &mut store, 1, 2);
+        let queued = submit(&mut m, &mut store, 4, 3);
+        m.progress(
+            crate::machine::ProgressReport {
+                worker: w.clone(),
+                job: done.clone(),
+                attempt: 1,
+                rank: 0,
+                phase: Some(RankPhase::Training),
+                report: RankReport {
+                    step: 5,
+                    val_loss: f64::NAN,
+                    ..RankReport::default()
+                },
+                logs: vec![(LogLevel::Warn, "slow disk".into())],
+            },
+            4,
+        )
+        .unwrap();
+        m.result(
+            ResultReport {
+                worker: w.clone(),
+                job: done.clone(),
+                attempt: 1,
+                rank: 0,
+                outcome: RankOutcome::Succeeded(Some(JobResultData {
+                    metrics: [("test.mse".to_string(), 0.5)].into_iter().collect(),
+                    report_json: "{\"history\": []}".into(),
+                    ..JobResultData::default()
+                })),
+            },
+            5,
+        )
+        .unwrap();
+        let effects = m.drain_effects();
+        store.apply(&m, &effects).unwrap();
+        // Confirmation state is deliberately not stored (ranks are confirmed again after a
+        // restart).
+        let before: Vec<Job> = m
+            .jobs()
+            .cloned()
+            .map(|mut j| {
+                for s in &mut j.ranks {
+                    s.confirmed = false;
+                    s.unaccounted_since_ms = None;
+                }
+                j
+            })
+            .collect();
+        drop(store);
+
+        let store = Store::open(&path).unwrap();
+        let loaded = store.load().unwrap();
+        // Compared as text: the NaN validation loss is not equal to itself.
+        assert_eq!(format!("{:?}", loaded.jobs), format!("{before:?}"));
+        assert_eq!(loaded.workers.len(), 1);
+        assert_eq!(loaded.workers[0].id, w);
+        assert_eq!(loaded.workers[0].resources.memory_bytes, 1 << 30);
+        let done_job = &loaded.jobs[0];
+        assert_eq!(done_job.state, JobState::Succeeded);
+        assert_eq!(
+            done_job.result.as_ref().unwrap().report_json,
+            "{\"history\": []}"
+        );
+        assert_eq!(loaded.jobs[1].id, queued);
+        assert_eq!(loaded.jobs[1].state, JobState::Queued);
+        let logs = store.logs(done_job, 0, 100).unwrap();
+        assert_eq!(
+            logs.iter().map(|l| l.seq).collect::<Vec<_>>(),
+            (1..=logs.len() as u64).collect::<Vec<_>>()
+        );
+        assert!(
+            logs.iter()
+                .any(|l| l.message == "slow disk" && l.rank == 0 && l.level == LogLevel::Warn)
+        );
+        let tail = store.logs(done_job, 2, 1).unwrap();
+        assert_eq!(tail.len(), 1);
+        assert_eq!(tail[0].seq, 3);
+
+        // Ids continue after a restart.
+        let mut m = Machine::restore(config(), loaded.jobs, loaded.workers, 0, 0, 100);
+        let mut store = store;
+        let next = submit(&mut m, &mut store, 1, 101);
+        assert_eq!(next.as_str(), "job-3");
+        assert_eq!(register(&mut m, &mut store, 102).as_str(), "w-2");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(
+            &path,
+            "this is not SQLite, just some text that is long enough ".repeat(20),
+        )
+        .unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::NotRingtrain { .. }), "{err}");
+        assert!(err.to_string().contains("not a ringtrain state database"));
+    }
+
+    #[test]
+    fn another_applications_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER);").unwrap();
+        drop(conn);
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::NotRingtrain { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = Store::open(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::NewerSchema {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("schema version 2"));
+    }
+
+    #[test]
+    fn the_database_uses_wal_and_full_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let sync: i64 = store
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 2, "FULL");
+    }
+}
