@@ -3,6 +3,7 @@
 //! that is corrupt.
 
 use crate::checkpoint::CheckpointError;
+use crate::group::GroupError;
 use crate::metrics::MetricsError;
 use crate::optim::OptimError;
 use ringtrain_data::DataError;
@@ -65,6 +66,39 @@ pub enum TrainError {
         step: u64,
         /// The hook's error.
         message: String,
+    },
+    /// A collective call of a distributed run failed (a lost peer, a deadline, a mismatch).
+    #[error("{what} failed: {source}")]
+    Collective {
+        /// Which call, e.g. `gradient all-reduce at step 12`.
+        what: String,
+        /// The group's error (with the blamed rank, if any).
+        #[source]
+        source: GroupError,
+    },
+    /// The periodic parameter checksum found replicas whose parameters differ.
+    #[error(
+        "replica parameters diverged at step {step}: ranks {differing:?} differ from rank 0 \
+         (checksums by rank: {checksums:08x?})"
+    )]
+    ReplicasDiverged {
+        /// Optimizer step after which the checksums were compared.
+        step: u64,
+        /// Ranks whose checksum differs from rank 0's.
+        differing: Vec<usize>,
+        /// CRC-32 of every rank's parameters, by rank.
+        checksums: Vec<u32>,
+    },
+    /// `train.batch_size` (the global batch) cannot be split evenly over the replicas.
+    #[error(
+        "train.batch_size = {batch}: the global batch must be a multiple of the {world} \
+         data-parallel replicas"
+    )]
+    BatchNotDivisible {
+        /// The spec's global batch.
+        batch: usize,
+        /// Number of replicas.
+        world: usize,
     },
     /// Input given at predict time is unusable.
     #[error("{0}")]

@@ -3,6 +3,7 @@
 //! seasonal-naive forecasts).
 
 use crate::error::TrainError;
+use crate::group::Group;
 use crate::metrics::{
     ClassificationAccumulator, ClassificationReport, ForecastAccumulator, ForecastReport,
 };
@@ -81,19 +82,121 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<EvalReport, TrainError> {
     let n = task.len(split);
+    check_not_empty(n, split)?;
+    let partial = accumulate(model, task, split, 0..n, batch_size, device)?;
+    finish(task, split, partial, true)
+}
+
+/// Evaluates `split` across the replicas of `group`: each rank scores its own contiguous shard
+/// (rank `r` of `N` takes samples `r·n/N .. (r+1)·n/N`), then the loss and metric sums are
+/// summed over the ranks, so every rank returns the same report — the report of the whole split.
+/// Forecast values for plots are not gathered (`forecasts` is `None` when `N > 1`).
+///
+/// # Errors
+/// As [`evaluate`], plus [`TrainError::Collective`] when the sum across ranks fails.
+pub fn evaluate_distributed(
+    model: &Model,
+    task: &TaskData,
+    split: SplitName,
+    batch_size: usize,
+    device: &Device,
+    group: &mut dyn Group,
+) -> Result<EvalReport, TrainError> {
+    let n = task.len(split);
+    check_not_empty(n, split)?;
+    let world = group.world();
+    if world == 1 {
+        return evaluate(model, task, split, batch_size, device);
+    }
+    let shard = shard_range(n, group.rank(), world);
+    let partial = accumulate(model, task, split, shard, batch_size, device)?;
+    let mut flat = vec![partial.loss_sum, partial.samples as f64];
+    flat.extend(partial.acc.to_flat());
+    group
+        .sum_f64(&mut flat)
+        .map_err(|source| TrainError::Collective {
+            what: format!("{} metrics all-reduce", split_name(split)),
+            source,
+        })?;
+    let acc = match &partial.acc {
+        Acc::Forecast(a) => Acc::Forecast(ForecastAccumulator::from_flat(
+            a.has_seasonal(),
+            &flat[2..],
+        )?),
+        Acc::Classes(a) => Acc::Classes(ClassificationAccumulator::from_flat(
+            a.n_classes(),
+            &flat[2..],
+        )?),
+    };
+    let total = Partial {
+        loss_sum: flat[0],
+        samples: flat[1] as usize,
+        acc,
+        forecasts: None,
+    };
+    finish(task, split, total, false)
+}
+
+/// The contiguous shard of `n` samples that rank `rank` of `world` evaluates.
+pub fn shard_range(n: usize, rank: usize, world: usize) -> std::ops::Range<usize> {
+    let world = world.max(1);
+    (rank * n / world)..((rank + 1) * n / world)
+}
+
+fn check_not_empty(n: usize, split: SplitName) -> Result<(), TrainError> {
     if n == 0 {
         return Err(TrainError::EmptySplit {
             split: split_name(split),
             hint: "adjust data.split so this split gets samples".into(),
         });
     }
+    Ok(())
+}
+
+/// A task's metric accumulator.
+enum Acc {
+    Forecast(ForecastAccumulator),
+    Classes(ClassificationAccumulator),
+}
+
+impl Acc {
+    fn to_flat(&self) -> Vec<f64> {
+        match self {
+            Acc::Forecast(a) => a.to_flat(),
+            Acc::Classes(a) => a.to_flat(),
+        }
+    }
+}
+
+/// Sums over some samples of a split, before they become a report.
+struct Partial {
+    /// Σ batch mean loss × batch size.
+    loss_sum: f64,
+    samples: usize,
+    acc: Acc,
+    /// Forecasts and targets in original units (forecasting only).
+    forecasts: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+fn accumulate(
+    model: &Model,
+    task: &TaskData,
+    split: SplitName,
+    range: std::ops::Range<usize>,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Partial, TrainError> {
     let ctx = ForwardCtx::eval();
     let mut loss_sum = 0.0f64;
+    let samples = range.len();
+    let offset = range.start;
+    let batches =
+        sequential_batches(samples, batch_size).map(|r| (r.start + offset)..(r.end + offset));
     match task.data() {
         Prepared::Series(s) => {
             let mut acc = ForecastAccumulator::new(s.season().is_some());
             let (mut all_pred, mut all_target) = (Vec::new(), Vec::new());
-            for range in sequential_batches(n, batch_size) {
+            for range in batches {
                 let idx: Vec<usize> = range.collect();
                 let (batch, targets) = task.batch(split, &idx, device);
                 let out = model.forward(batch, &ctx);
@@ -112,18 +215,17 @@ pub fn evaluate(
                 all_pred.extend_from_slice(&pred);
                 all_target.extend_from_slice(&target);
             }
-            Ok(EvalReport {
-                split,
-                samples: n,
-                loss: loss_sum / n as f64,
-                metrics: TaskMetrics::Forecast(acc.report()),
+            Ok(Partial {
+                loss_sum,
+                samples,
+                acc: Acc::Forecast(acc),
                 forecasts: Some((all_pred, all_target)),
             })
         }
         Prepared::Text(t) => {
             let classes = t.labels().len();
             let mut acc = ClassificationAccumulator::new(classes);
-            for range in sequential_batches(n, batch_size) {
+            for range in batches {
                 let idx: Vec<usize> = range.collect();
                 let (batch, targets) = task.batch(split, &idx, device);
                 let out = model.forward(batch, &ctx);
@@ -137,20 +239,55 @@ pub fn evaluate(
                     .collect();
                 acc.add_batch(&predicted, &truth)?;
             }
-            let mut train_counts = vec![0u64; classes];
+            Ok(Partial {
+                loss_sum,
+                samples,
+                acc: Acc::Classes(acc),
+                forecasts: None,
+            })
+        }
+    }
+}
+
+/// Turns sums over the whole split into its report (`keep_forecasts`: attach the forecasts).
+fn finish(
+    task: &TaskData,
+    split: SplitName,
+    partial: Partial,
+    keep_forecasts: bool,
+) -> Result<EvalReport, TrainError> {
+    let n = partial.samples;
+    let loss = partial.loss_sum / n.max(1) as f64;
+    match (partial.acc, task.data()) {
+        (Acc::Forecast(acc), _) => Ok(EvalReport {
+            split,
+            samples: n,
+            loss,
+            metrics: TaskMetrics::Forecast(acc.report()),
+            forecasts: if keep_forecasts {
+                partial.forecasts
+            } else {
+                None
+            },
+        }),
+        (Acc::Classes(acc), Prepared::Text(t)) => {
+            let mut train_counts = vec![0u64; t.labels().len()];
             for &c in t.class_ids(SplitName::Train) {
                 train_counts[c as usize] += 1;
             }
             Ok(EvalReport {
                 split,
                 samples: n,
-                loss: loss_sum / n as f64,
+                loss,
                 metrics: TaskMetrics::Classification(
                     acc.report(t.labels().names(), &train_counts)?,
                 ),
                 forecasts: None,
             })
         }
+        (Acc::Classes(_), Prepared::Series(_)) => Err(TrainError::Input(
+            "classification metrics for series data".into(),
+        )),
     }
 }
 

@@ -51,6 +51,26 @@ pub struct StepStats {
     pub update: Duration,
 }
 
+/// What [`Learner::gradients`] computed.
+#[derive(Debug, Clone)]
+pub struct Computed {
+    /// Mean loss of the batch.
+    pub loss: f32,
+    /// Flat gradient of that loss (visit order).
+    pub grads: Vec<f32>,
+    /// Forward + backward + flattening.
+    pub compute: Duration,
+}
+
+/// What [`Learner::apply`] did.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied {
+    /// Global gradient norm before clipping (when `train.clip.norm` is set).
+    pub grad_norm: Option<f32>,
+    /// Clipping, optimizer and reloading the parameters.
+    pub update: Duration,
+}
+
 /// A model with its flat parameters and optimizer.
 pub struct Learner {
     model: Option<Model>,
@@ -111,7 +131,8 @@ impl Learner {
         self.model.take().expect("model is present between steps")
     }
 
-    /// Runs one optimizer step (1-based `step`, in `epoch`) with learning rate `lr`.
+    /// Runs one optimizer step (1-based `step`, in `epoch`) with learning rate `lr`:
+    /// [`Learner::gradients`], then `hook`, then [`Learner::apply`].
     ///
     /// # Errors
     /// [`TrainError::Diverged`] when the loss or gradient norm is not finite (parameters are left
@@ -126,6 +147,36 @@ impl Learner {
         hook: &mut dyn GradientHook,
         (step, epoch): (u64, u32),
     ) -> Result<StepStats, TrainError> {
+        let computed = self.gradients(objective, batch, targets, ctx, (step, epoch))?;
+        let mut grads = computed.grads;
+        let exchange_started = Instant::now();
+        hook.exchange(step, &mut grads)
+            .map_err(|message| TrainError::Hook { step, message })?;
+        let communication = exchange_started.elapsed();
+        let applied = self.apply(&mut grads, lr, (step, epoch))?;
+        Ok(StepStats {
+            loss: computed.loss,
+            grad_norm: applied.grad_norm,
+            compute: computed.compute,
+            communication,
+            update: applied.update,
+        })
+    }
+
+    /// The first half of a step: forward and backward on `batch`, giving this replica's loss and
+    /// flat gradient (visit order). A distributed trainer exchanges the gradient between this and
+    /// [`Learner::apply`].
+    ///
+    /// # Errors
+    /// [`TrainError::Diverged`] when the loss is not finite.
+    pub fn gradients(
+        &mut self,
+        objective: &dyn Objective,
+        batch: Batch,
+        targets: Targets,
+        ctx: &ForwardCtx,
+        (step, epoch): (u64, u32),
+    ) -> Result<Computed, TrainError> {
         let started = Instant::now();
         let model = self.model();
         let output = model.forward(batch, ctx);
@@ -140,17 +191,29 @@ impl Learner {
             });
         }
         let grads = GradientsParams::from_grads(loss.backward(), model);
-        let mut grads = flat::flatten_grads(model, &grads);
-        let compute = started.elapsed();
+        let grads = flat::flatten_grads(model, &grads);
+        Ok(Computed {
+            loss: loss_value,
+            grads,
+            compute: started.elapsed(),
+        })
+    }
 
-        let exchange_started = Instant::now();
-        hook.exchange(step, &mut grads)
-            .map_err(|message| TrainError::Hook { step, message })?;
-        let communication = exchange_started.elapsed();
-
-        let update_started = Instant::now();
-        let grad_norm = clip::apply(&self.clip, &mut grads);
-        let norm_check = grad_norm.unwrap_or_else(|| clip::sum_of_squares(&grads) as f32);
+    /// The second half of a step: clips `grads` (the gradient every replica applies), takes the
+    /// optimizer step with learning rate `lr` and reloads the model from the new parameters.
+    ///
+    /// # Errors
+    /// [`TrainError::Diverged`] when the gradient norm is not finite (parameters are left
+    /// unchanged); [`TrainError::Optim`] when `grads` has the wrong length.
+    pub fn apply(
+        &mut self,
+        grads: &mut [f32],
+        lr: f32,
+        (step, epoch): (u64, u32),
+    ) -> Result<Applied, TrainError> {
+        let started = Instant::now();
+        let grad_norm = clip::apply(&self.clip, grads);
+        let norm_check = grad_norm.unwrap_or_else(|| clip::sum_of_squares(grads) as f32);
         if !norm_check.is_finite() {
             return Err(TrainError::Diverged {
                 step,
@@ -159,15 +222,12 @@ impl Learner {
                 value: norm_check,
             });
         }
-        self.optimizer.step(&mut self.params, &grads, lr)?;
+        self.optimizer.step(&mut self.params, grads, lr)?;
         let model = self.take_model();
         self.model = Some(flat::load_params(model, &self.params)?);
-        Ok(StepStats {
-            loss: loss_value,
+        Ok(Applied {
             grad_norm,
-            compute,
-            communication,
-            update: update_started.elapsed(),
+            update: started.elapsed(),
         })
     }
 

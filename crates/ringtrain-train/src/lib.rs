@@ -2,15 +2,16 @@
 //! uses), optimizers, learning-rate schedules, gradient clipping, metrics, checkpoints,
 //! evaluation and the single-process trainer.
 //!
-//! Entry points: [`train`] runs a job in this process; [`evaluate()`] scores a model on a split;
-//! [`Learner`] is the step the distributed worker reuses with its all-reduce as the
-//! [`GradientHook`].
+//! Entry points: [`train`] runs a job in this process; [`train_distributed`] runs one replica of a
+//! data-parallel job over a [`Group`] (the worker implements it with the collective library);
+//! [`evaluate()`] scores a model on a split; [`Learner`] is one optimizer step.
 
 pub mod bench;
 pub mod checkpoint;
 pub mod clip;
 pub mod error;
 pub mod evaluate;
+pub mod group;
 pub mod inference;
 pub mod learner;
 pub mod metrics;
@@ -21,10 +22,11 @@ pub mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointError, EpochRecord};
 pub use error::TrainError;
-pub use evaluate::{EvalReport, TaskMetrics, evaluate};
-pub use learner::{GradientHook, Learner, NoHook, StepStats};
+pub use evaluate::{EvalReport, TaskMetrics, evaluate, evaluate_distributed};
+pub use group::{Group, GroupError, Solo, param_checksum};
+pub use learner::{Applied, Computed, GradientHook, Learner, NoHook, StepStats};
 pub use task::{Targets, TaskData};
 pub use trainer::{
-    Observer, RunInfo, Silent, StepEvent, StopReason, TrainOptions, TrainReport, train,
-    train_with_hook,
+    DistOptions, Observer, Phase, PhaseSpan, RunInfo, Silent, StepEvent, StopReason, TrainOptions,
+    TrainReport, per_rank_batch, train, train_distributed, train_with_hook,
 };

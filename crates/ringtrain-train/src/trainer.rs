@@ -1,6 +1,9 @@
-//! The single-process trainer: epochs over the shard plan (world 1, so the same sample order a
-//! data-parallel job uses), evaluation and early stopping after each epoch, checkpoints every N
-//! steps and at epoch ends, and exact resumption.
+//! The trainer: epochs over the shard plan, evaluation and early stopping after each epoch,
+//! checkpoints every N steps and at epoch ends, and exact resumption. One loop serves both a
+//! single process ([`train`], the one-rank [`Solo`] group) and a replica of a data-parallel job
+//! ([`train_distributed`] with a [`Group`] over the collective library): the global batch of each
+//! step is split over the ranks and their gradients averaged, so both follow the same sample
+//! order and, up to float rounding, the same parameters.
 //!
 //! Everything random is a pure function of the seed: the sample order of epoch `e` and the
 //! dropout masks of step `s`. Together with the checkpointed parameters, optimizer state and data
@@ -9,8 +12,9 @@
 
 use crate::checkpoint::{self, Checkpoint, EarlyStopState, EpochRecord, Header, Progress};
 use crate::error::TrainError;
-use crate::evaluate::{EvalReport, evaluate};
-use crate::learner::{GradientHook, Learner, NoHook, StepStats};
+use crate::evaluate::{EvalReport, evaluate_distributed};
+use crate::group::{Group, GroupError, Solo, param_checksum};
+use crate::learner::{GradientHook, Learner, StepStats};
 use crate::metrics::improved;
 use crate::optim::Optimizer;
 use crate::schedule::lr_at;
@@ -24,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 /// How to run a job in this process.
 #[derive(Debug, Clone)]
@@ -74,7 +78,7 @@ pub struct StepEvent {
     pub epoch: u32,
     /// Learning rate used.
     pub lr: f64,
-    /// Samples in the step's batch.
+    /// Samples in this rank's batch of the step.
     pub samples: usize,
     /// Measurements of the step.
     pub stats: StepStats,
@@ -88,8 +92,55 @@ pub trait Observer {
     fn on_step(&mut self, _event: &StepEvent) {}
     /// After every epoch's evaluation.
     fn on_epoch(&mut self, _record: &EpochRecord) {}
-    /// After a checkpoint file is written.
+    /// After a checkpoint file is written (by rank 0 only in a distributed run).
     fn on_checkpoint(&mut self, _path: &Path) {}
+    /// After each timed phase (for timelines): a step's compute, all-reduce and update, an
+    /// evaluation, a checksum, the initial broadcast.
+    fn on_span(&mut self, _span: &PhaseSpan) {}
+}
+
+/// A timed phase of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Forward and backward of one step.
+    Compute,
+    /// Gradient exchange of one step (the all-reduce; instantaneous in one process).
+    AllReduce,
+    /// Clipping, optimizer step and model reload of one step.
+    Update,
+    /// Evaluation of a split.
+    Eval,
+    /// Parameter checksum comparison between replicas.
+    Checksum,
+    /// Broadcast of rank 0's initial parameters.
+    Broadcast,
+}
+
+impl Phase {
+    /// Lower-case name (`compute`, `allreduce`, `update`, `eval`, `checksum`, `broadcast`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Compute => "compute",
+            Phase::AllReduce => "allreduce",
+            Phase::Update => "update",
+            Phase::Eval => "eval",
+            Phase::Checksum => "checksum",
+            Phase::Broadcast => "broadcast",
+        }
+    }
+}
+
+/// One timed phase on the wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct PhaseSpan {
+    /// What ran.
+    pub phase: Phase,
+    /// Optimizer step it belongs to (for evaluations and checksums: the steps taken so far).
+    pub step: u64,
+    /// When it started.
+    pub start: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
 }
 
 /// An observer that ignores everything.
@@ -140,7 +191,7 @@ pub struct TrainReport {
     pub test: Option<EvalReport>,
     /// Directory holding the checkpoints and `metrics.json`.
     pub checkpoint_dir: PathBuf,
-    /// Mean training throughput in samples per second.
+    /// Mean training throughput in samples per second (over all replicas).
     pub samples_per_sec: f64,
     /// Final flat parameters (not serialized: they are in the checkpoint).
     #[serde(skip)]
@@ -156,19 +207,136 @@ pub fn train(
     opts: &TrainOptions,
     observer: &mut dyn Observer,
 ) -> Result<TrainReport, TrainError> {
-    train_with_hook(spec, opts, observer, &mut NoHook)
+    run(
+        spec,
+        opts,
+        observer,
+        &mut Solo::new(),
+        &DistOptions::default(),
+    )
 }
 
 /// [`train`] with a gradient hook between backward and the optimizer.
 ///
 /// # Errors
-/// As [`train`], plus [`TrainError::Hook`].
+/// As [`train`], plus [`TrainError::Collective`] carrying the hook's message when it fails.
 pub fn train_with_hook(
     spec: &JobSpec,
     opts: &TrainOptions,
     observer: &mut dyn Observer,
     hook: &mut dyn GradientHook,
 ) -> Result<TrainReport, TrainError> {
+    run(
+        spec,
+        opts,
+        observer,
+        &mut Solo::with_hook(hook),
+        &DistOptions::default(),
+    )
+}
+
+/// Settings of a data-parallel run that are not in the spec.
+#[derive(Debug, Clone, Default)]
+pub struct DistOptions {
+    /// Every this many optimizer steps (and once at the end of training) the replicas compare a
+    /// checksum of their parameters and fail with [`TrainError::ReplicasDiverged`] if they differ
+    /// (0 = never).
+    pub checksum_every: u64,
+}
+
+/// Trains `spec` as one replica of `group` (DESIGN.md, "Data parallelism").
+///
+/// - `train.batch_size` is the global batch: every rank takes `batch_size / world` samples per
+///   step, rank `r` the `r`-th block of the shard plan's global step. With the mean of the
+///   gradients (what [`Group::mean_gradients`] must compute), `world` replicas therefore follow
+///   one process training the same spec with [`train`], up to float rounding.
+/// - Rank 0's initial parameters are broadcast; replicas then stay bit-identical, which
+///   [`DistOptions::checksum_every`] checks.
+/// - Validation and test splits are sharded across the ranks and their metric sums added, so
+///   every rank sees the same metrics and takes the same early-stopping decisions.
+/// - Only rank 0 writes checkpoints and `metrics.json`; every rank returns the full report (the
+///   best parameters are kept in memory for the final evaluation).
+/// - [`TrainOptions::stop`] is a vote: the ranks exchange it with every gradient and all stop
+///   after the same step once any rank set it.
+/// - Resuming works when every rank can read the checkpoint `opts.resume` names (a shared file
+///   system): all ranks load it, then rank 0's parameters are broadcast.
+///
+/// # Errors
+/// As [`train`], plus [`TrainError::BatchNotDivisible`], [`TrainError::Collective`] (a lost
+/// peer, a deadline; the source names the blamed rank) and [`TrainError::ReplicasDiverged`].
+pub fn train_distributed(
+    spec: &JobSpec,
+    opts: &TrainOptions,
+    observer: &mut dyn Observer,
+    group: &mut dyn Group,
+    dist: &DistOptions,
+) -> Result<TrainReport, TrainError> {
+    run(spec, opts, observer, group, dist)
+}
+
+/// Samples per step of one replica: the spec's global batch split over `world` replicas.
+///
+/// # Errors
+/// [`TrainError::BatchNotDivisible`] when `world` does not divide `train.batch_size`.
+pub fn per_rank_batch(spec: &JobSpec, world: usize) -> Result<usize, TrainError> {
+    let batch = spec.train.batch_size;
+    if world == 0 || !batch.is_multiple_of(world) {
+        return Err(TrainError::BatchNotDivisible { batch, world });
+    }
+    Ok(batch / world)
+}
+
+fn collective(what: impl Into<String>) -> impl FnOnce(GroupError) -> TrainError {
+    let what = what.into();
+    move |source| TrainError::Collective { what, source }
+}
+
+/// Compares every rank's parameter checksum after `step`.
+fn check_replicas(
+    group: &mut dyn Group,
+    params: &[f32],
+    step: u64,
+    observer: &mut dyn Observer,
+) -> Result<(), TrainError> {
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let mine = param_checksum(params);
+    let all = group
+        .all_gather_f64(&[f64::from(mine)])
+        .map_err(collective(format!("parameter checksum at step {step}")))?;
+    let checksums: Vec<u32> = all.iter().map(|&c| c as u32).collect();
+    observer.on_span(&PhaseSpan {
+        phase: Phase::Checksum,
+        step,
+        start: started,
+        duration: clock.elapsed(),
+    });
+    let differing: Vec<usize> = (1..checksums.len())
+        .filter(|&r| checksums[r] != checksums[0])
+        .collect();
+    if differing.is_empty() {
+        Ok(())
+    } else {
+        Err(TrainError::ReplicasDiverged {
+            step,
+            differing,
+            checksums,
+        })
+    }
+}
+
+fn run(
+    spec: &JobSpec,
+    opts: &TrainOptions,
+    observer: &mut dyn Observer,
+    group: &mut dyn Group,
+    dist: &DistOptions,
+) -> Result<TrainReport, TrainError> {
+    let world = group.world();
+    let rank = group.rank();
+    // Rank 0 alone writes files: the replicas are identical, and they may share a directory.
+    let lead = rank == 0;
+    let batch = per_rank_batch(spec, world)?;
     let resumed = match &opts.resume {
         Some(p) => {
             let path = if p.is_dir() {
@@ -229,15 +397,30 @@ pub fn train_with_hook(
     if let Some(c) = &resumed {
         learner.set_params(c.params.clone())?;
     }
+    if world > 1 {
+        // Every rank initializes from the same seed, but rank 0's values are the contract.
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let mut params = learner.params().to_vec();
+        group
+            .broadcast_params(&mut params)
+            .map_err(collective("broadcast of the initial parameters"))?;
+        learner.set_params(params)?;
+        observer.on_span(&PhaseSpan {
+            phase: Phase::Broadcast,
+            step: progress.step,
+            start: started,
+            duration: clock.elapsed(),
+        });
+    }
     let mut eval_model = Some(build(&eval_device)?);
 
-    let batch = spec.train.batch_size;
     let plan_for = |epoch: u32| -> Result<ShardPlan, TrainError> {
         Ok(ShardPlan::new(
             n_train,
             spec.seed,
             Epoch(epoch),
-            1,
+            world,
             batch,
             true,
         )?)
@@ -246,7 +429,7 @@ pub fn train_with_hook(
     let budget = u64::from(spec.train.epochs) * steps_per_epoch as u64;
     let total_steps = spec.train.max_steps.map_or(budget, |m| m.min(budget));
     let dir = spec.checkpoint.dir.clone();
-    if resumed.is_none() {
+    if resumed.is_none() && lead {
         // A fresh run owns its directory: a best.ckpt or metrics.json left by an earlier run
         // would otherwise be taken for this run's by `eval` and `predict`.
         for stale in [checkpoint::BEST, "metrics.json"] {
@@ -298,10 +481,24 @@ pub fn train_with_hook(
         .save(&path)?;
         Ok(path)
     };
-    let mut eval_with = |params: &[f32], split: SplitName| -> Result<EvalReport, TrainError> {
+    let eval_batch = spec.train.batch_size.max(64);
+    let mut eval_with = |params: &[f32],
+                         split: SplitName,
+                         step: u64,
+                         group: &mut dyn Group,
+                         observer: &mut dyn Observer|
+     -> Result<EvalReport, TrainError> {
+        let started = SystemTime::now();
+        let clock = Instant::now();
         let model = flat::load_params(eval_model.take().expect("eval model present"), params)?;
-        let report = evaluate(&model, &task, split, batch.max(64), &eval_device);
+        let report = evaluate_distributed(&model, &task, split, eval_batch, &eval_device, group);
         eval_model = Some(model);
+        observer.on_span(&PhaseSpan {
+            phase: Phase::Eval,
+            step,
+            start: started,
+            duration: clock.elapsed(),
+        });
         report
     };
 
@@ -318,6 +515,9 @@ pub fn train_with_hook(
         progress.step,
         total_steps,
     );
+    // Parameters of the best validation epoch of this run (a resumed run's earlier best is in
+    // best.ckpt).
+    let mut best_params: Option<Vec<f32>> = None;
     while stop.is_none() && progress.epoch < spec.train.epochs {
         let plan = plan_for(progress.epoch)?;
         while progress.batch_in_epoch < steps_per_epoch {
@@ -325,7 +525,7 @@ pub fn train_with_hook(
                 stop = Some(StopReason::MaxSteps);
                 break;
             }
-            let idx = plan.step_indices(Rank(0), progress.batch_in_epoch);
+            let idx = plan.step_indices(Rank(rank as u32), progress.batch_in_epoch);
             let (inputs, targets) = task.batch(SplitName::Train, idx, &train_device);
             lr = lr_at(
                 &spec.train.schedule,
@@ -337,19 +537,33 @@ pub fn train_with_hook(
                 train: true,
                 dropout_seed: dropout_seed(spec.seed, progress.step),
             };
-            let stats = learner.step(
-                &task,
-                inputs,
-                targets,
-                &ctx,
-                lr as f32,
-                hook,
-                (progress.step + 1, progress.epoch),
-            )?;
-            progress.step += 1;
+            let step = progress.step + 1;
+            let step_started = SystemTime::now();
+            let computed =
+                learner.gradients(&task, inputs, targets, &ctx, (step, progress.epoch))?;
+            let mut grads = computed.grads;
+            let stop_flag = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+            // Averaged with the gradients: the loss over all ranks (for the epoch summary) and
+            // the stop votes (> 0 when any rank wants to stop, so all stop after this step).
+            let mut extras = [computed.loss, if stop_flag { 1.0 } else { 0.0 }];
+            let exchange_started = Instant::now();
+            group
+                .mean_gradients(step, &mut grads, &mut extras)
+                .map_err(collective(format!("gradient all-reduce at step {step}")))?;
+            let communication = exchange_started.elapsed();
+            let applied = learner.apply(&mut grads, lr as f32, (step, progress.epoch))?;
+            let stats = StepStats {
+                loss: computed.loss,
+                grad_norm: applied.grad_norm,
+                compute: computed.compute,
+                communication,
+                update: applied.update,
+            };
+            progress.step = step;
             progress.batch_in_epoch += 1;
-            progress.epoch_loss_sum += f64::from(stats.loss);
+            progress.epoch_loss_sum += f64::from(extras[0]);
             progress.epoch_loss_batches += 1;
+            emit_step_spans(observer, step, step_started, &stats);
             observer.on_step(&StepEvent {
                 step: progress.step,
                 total_steps,
@@ -358,8 +572,11 @@ pub fn train_with_hook(
                 samples: idx.len(),
                 stats,
             });
+            if world > 1 && dist.checksum_every > 0 && step % dist.checksum_every == 0 {
+                check_replicas(group, learner.params(), step, observer)?;
+            }
             let every = spec.checkpoint.every_steps;
-            if every > 0 && progress.step % every == 0 {
+            if lead && every > 0 && progress.step % every == 0 {
                 let p = save(&learner, checkpoint::LATEST, &progress, &early, &history)?;
                 observer.on_checkpoint(&p);
             }
@@ -367,7 +584,14 @@ pub fn train_with_hook(
                 stop = Some(StopReason::Halted);
                 break;
             }
-            if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            // One process checks its flag after the step; replicas act on the exchanged votes
+            // so that they all stop after the same step.
+            let stop_now = if world == 1 {
+                opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+            } else {
+                extras[1] > 0.0
+            };
+            if stop_now {
                 stop = Some(StopReason::Interrupted);
                 break;
             }
@@ -377,7 +601,13 @@ pub fn train_with_hook(
         }
         // End of epoch: summary, validation, early stopping, checkpoints.
         let val = if has_val {
-            Some(eval_with(learner.params(), SplitName::Val)?)
+            Some(eval_with(
+                learner.params(),
+                SplitName::Val,
+                progress.step,
+                group,
+                observer,
+            )?)
         } else {
             None
         };
@@ -401,9 +631,12 @@ pub fn train_with_hook(
                 early.best = Some(value);
                 early.best_epoch = Some(progress.epoch);
                 early.bad_epochs = 0;
-                let mut best_progress = progress.clone();
-                best_progress.finished = true;
-                save(&learner, checkpoint::BEST, &best_progress, &early, &history)?;
+                best_params = Some(learner.params().to_vec());
+                if lead {
+                    let mut best_progress = progress.clone();
+                    best_progress.finished = true;
+                    save(&learner, checkpoint::BEST, &best_progress, &early, &history)?;
+                }
             } else {
                 early.bad_epochs += 1;
             }
@@ -417,7 +650,7 @@ pub fn train_with_hook(
         progress.batch_in_epoch = 0;
         progress.epoch_loss_sum = 0.0;
         progress.epoch_loss_batches = 0;
-        if stop.is_none() && progress.epoch < spec.train.epochs {
+        if lead && stop.is_none() && progress.epoch < spec.train.epochs {
             let p = save(&learner, checkpoint::LATEST, &progress, &early, &history)?;
             observer.on_checkpoint(&p);
         }
@@ -427,11 +660,17 @@ pub fn train_with_hook(
     }
     let stop = stop.unwrap_or(StopReason::Completed);
     progress.finished = stop.is_final();
-    let p = save(&learner, checkpoint::LATEST, &progress, &early, &history)?;
-    observer.on_checkpoint(&p);
+    if lead {
+        let p = save(&learner, checkpoint::LATEST, &progress, &early, &history)?;
+        observer.on_checkpoint(&p);
+    }
+    if world > 1 && dist.checksum_every > 0 {
+        check_replicas(group, learner.params(), progress.step, observer)?;
+    }
 
     let trained = progress.step - start_step;
-    let samples_per_sec = trained as f64 * batch as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let samples_per_sec =
+        trained as f64 * (batch * world) as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let (params, _) = learner.into_parts();
     if !stop.is_final() {
         return Ok(TrainReport {
@@ -447,20 +686,35 @@ pub fn train_with_hook(
             params,
         });
     }
-    // Final evaluation with the best parameters when validation picked some.
+    // Final evaluation with the best parameters when validation picked some: this run's from
+    // memory, a resumed run's earlier best from best.ckpt.
     let best_path = dir.join(checkpoint::BEST);
-    let (eval_params, evaluated_epoch) = if early.best_epoch.is_some() && best_path.is_file() {
-        (Checkpoint::load(&best_path)?.params, early.best_epoch)
-    } else {
-        (params.clone(), history.last().map(|r| r.epoch))
+    let (eval_params, evaluated_epoch) = match (best_params, early.best_epoch) {
+        (Some(best), Some(_)) => (best, early.best_epoch),
+        (None, Some(_)) if world > 1 || best_path.is_file() => {
+            (Checkpoint::load(&best_path)?.params, early.best_epoch)
+        }
+        _ => (params.clone(), history.last().map(|r| r.epoch)),
     };
     let val = if has_val {
-        Some(eval_with(&eval_params, SplitName::Val)?)
+        Some(eval_with(
+            &eval_params,
+            SplitName::Val,
+            progress.step,
+            group,
+            observer,
+        )?)
     } else {
         None
     };
     let test = if has_test {
-        Some(eval_with(&eval_params, SplitName::Test)?)
+        Some(eval_with(
+            &eval_params,
+            SplitName::Test,
+            progress.step,
+            group,
+            observer,
+        )?)
     } else {
         None
     };
@@ -476,8 +730,29 @@ pub fn train_with_hook(
         samples_per_sec,
         params,
     };
-    write_metrics(&dir, &report)?;
+    if lead {
+        write_metrics(&dir, &report)?;
+    }
     Ok(report)
+}
+
+/// Reports the phases of one step on the wall clock, in the order they ran.
+fn emit_step_spans(observer: &mut dyn Observer, step: u64, start: SystemTime, stats: &StepStats) {
+    let phases = [
+        (Phase::Compute, stats.compute),
+        (Phase::AllReduce, stats.communication),
+        (Phase::Update, stats.update),
+    ];
+    let mut at = start;
+    for (phase, duration) in phases {
+        observer.on_span(&PhaseSpan {
+            phase,
+            step,
+            start: at,
+            duration,
+        });
+        at += duration;
+    }
 }
 
 /// The dropout stream of optimizer step `step`: a pure function of (seed, step), so a resumed

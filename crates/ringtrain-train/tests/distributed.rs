@@ -1,0 +1,300 @@
+//! The data-parallel numerics contract (DESIGN.md): N replicas, each taking `batch / N` samples
+//! of every step and averaging gradients with the collective library's all-reduce, end with
+//! parameters within 1e-5 of one process training the same spec (global batch `batch`, the same
+//! sample order), and the replicas are bit-identical to each other. Also: replicas agree on every
+//! metric, a stop vote stops all of them after the same step, and a replica whose parameters
+//! differ is caught by the checksum with its rank named.
+
+// The measured difference is printed so a run shows the margin to the 1e-5 bound.
+#![allow(clippy::print_stderr)]
+
+use burn::prelude::*;
+use ringtrain_collective::{CommConfig, Communicator, InProcTransport, ReduceOp};
+use ringtrain_spec::{JobSpec, SpecFormat, parse_str};
+use ringtrain_train::{
+    DistOptions, Group, GroupError, Silent, StopReason, TrainError, TrainOptions, TrainReport,
+    train, train_distributed,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// A small LSTM forecaster; `batch` is the global batch, `world` replicas split it.
+fn spec(dir: &Path, batch: usize, world: usize, epochs: u32, max_steps: Option<u64>) -> JobSpec {
+    let max_steps = max_steps.map_or(String::new(), |m| format!("max_steps = {m}\n"));
+    let toml = format!(
+        r#"
+name = "dp"
+seed = 11
+[model]
+cell = "lstm"
+hidden = 12
+layers = 2
+[task]
+kind = "forecast"
+horizon = 1
+season = 12
+[data]
+path = "data/seasonal.csv"
+features = ["demand", "temperature"]
+targets = ["demand"]
+window = 12
+split = [0.7, 0.15, 0.15]
+[train]
+epochs = {epochs}
+batch_size = {batch}
+{max_steps}optimizer = {{ kind = "adam", lr = 0.01 }}
+[parallel]
+data = {world}
+[checkpoint]
+dir = {:?}
+"#,
+        dir.display().to_string()
+    );
+    parse_str(&toml, SpecFormat::Toml, "<test>", "t").unwrap()
+}
+
+fn options(stop: Option<Arc<AtomicBool>>) -> TrainOptions {
+    TrainOptions {
+        base_dir: examples(),
+        resume: None,
+        halt_after_steps: None,
+        stop,
+        device: Device::flex(),
+    }
+}
+
+/// A replica's group over an in-process communicator, driven from a synchronous thread.
+struct CommGroup {
+    comm: Communicator,
+    rt: tokio::runtime::Runtime,
+    /// Added to parameter 0 of this rank after the broadcast (to provoke divergence).
+    perturb: f32,
+}
+
+fn group_error(e: ringtrain_collective::CollectiveError) -> GroupError {
+    GroupError::new(e.to_string())
+}
+
+impl Group for CommGroup {
+    fn rank(&self) -> usize {
+        self.comm.rank() as usize
+    }
+    fn world(&self) -> usize {
+        self.comm.world() as usize
+    }
+    fn broadcast_params(&mut self, params: &mut [f32]) -> Result<(), GroupError> {
+        self.rt
+            .block_on(self.comm.broadcast(params, 0))
+            .map_err(group_error)?;
+        params[0] += self.perturb;
+        Ok(())
+    }
+    fn mean_gradients(
+        &mut self,
+        _step: u64,
+        grads: &mut [f32],
+        extras: &mut [f32],
+    ) -> Result<(), GroupError> {
+        self.rt
+            .block_on(
+                self.comm
+                    .all_reduce_fused(&mut [grads, extras], ReduceOp::Mean),
+            )
+            .map_err(group_error)
+    }
+    fn all_gather_f64(&mut self, values: &[f64]) -> Result<Vec<f64>, GroupError> {
+        // Each f64 travels as four 16-bit pieces, exact in f32.
+        let pieces: Vec<f32> = values
+            .iter()
+            .flat_map(|v| {
+                let b = v.to_bits();
+                (0..4).map(move |i| ((b >> (16 * i)) & 0xffff) as f32)
+            })
+            .collect();
+        let all = self
+            .rt
+            .block_on(self.comm.all_gather(&pieces))
+            .map_err(group_error)?;
+        Ok(all
+            .chunks_exact(4)
+            .map(|c| {
+                let bits = c
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |acc, (i, p)| acc | ((*p as u64) << (16 * i)));
+                f64::from_bits(bits)
+            })
+            .collect())
+    }
+}
+
+/// Runs `world` replicas of `spec` on threads; `setup(rank)` gives each its stop flag and
+/// perturbation.
+fn replicas(
+    spec: &JobSpec,
+    world: u32,
+    checksum_every: u64,
+    setup: impl Fn(usize) -> (Option<Arc<AtomicBool>>, f32),
+) -> Vec<Result<TrainReport, TrainError>> {
+    let config = CommConfig {
+        deadline: Duration::from_secs(120),
+        ..CommConfig::default()
+    };
+    let handles: Vec<_> = InProcTransport::world(world)
+        .into_iter()
+        .enumerate()
+        .map(|(rank, transport)| {
+            let spec = spec.clone();
+            let config = config.clone();
+            let (stop, perturb) = setup(rank);
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let comm = Communicator::new(Arc::new(transport), config);
+                let mut group = CommGroup { comm, rt, perturb };
+                let dist = DistOptions { checksum_every };
+                let report =
+                    train_distributed(&spec, &options(stop), &mut Silent, &mut group, &dist);
+                // A healthy communicator is shut down cleanly also after a training error that
+                // every rank saw (a checksum mismatch), so no rank sees another as lost.
+                if !matches!(report, Err(TrainError::Collective { .. })) {
+                    group.rt.block_on(group.comm.shutdown()).unwrap();
+                }
+                report
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn check_contract(world: usize, per_rank: usize) {
+    let single_dir = tempfile::tempdir().unwrap();
+    let dist_dir = tempfile::tempdir().unwrap();
+    let batch = world * per_rank;
+    let single = train(
+        &spec(single_dir.path(), batch, world, 2, None),
+        &options(None),
+        &mut Silent,
+    )
+    .unwrap();
+    let dist_spec = spec(dist_dir.path(), batch, world, 2, None);
+    let reports: Vec<TrainReport> = replicas(&dist_spec, world as u32, 3, |_| (None, 0.0))
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(single.steps > 10, "{} steps", single.steps);
+    for (rank, r) in reports.iter().enumerate() {
+        assert_eq!(r.steps, single.steps, "rank {rank}");
+        assert_eq!(r.stop, StopReason::Completed);
+        // Replicas are bit-identical, and so are their metrics (the sums are all-reduced).
+        assert_eq!(
+            r.params.iter().map(|p| p.to_bits()).collect::<Vec<_>>(),
+            reports[0]
+                .params
+                .iter()
+                .map(|p| p.to_bits())
+                .collect::<Vec<_>>(),
+            "rank {rank} differs from rank 0"
+        );
+        assert_eq!(r.test, reports[0].test, "rank {rank} test metrics");
+        assert_eq!(r.history, reports[0].history, "rank {rank} history");
+    }
+    let diff = max_abs_diff(&reports[0].params, &single.params);
+    eprintln!(
+        "{world} replicas x batch {per_rank}: {} steps, max abs diff to one process {diff:e}",
+        single.steps
+    );
+    assert!(
+        diff <= 1e-5,
+        "{world} replicas x batch {per_rank} vs one process x batch {batch}: max abs diff {diff}"
+    );
+    // The whole split was evaluated once: same sample count and (nearly) the same loss.
+    let (d, s) = (
+        reports[0].test.as_ref().unwrap(),
+        single.test.as_ref().unwrap(),
+    );
+    assert_eq!(d.samples, s.samples);
+    assert!((d.loss - s.loss).abs() <= 1e-4 * s.loss.abs().max(1.0));
+    // Only rank 0 wrote files; its metrics.json is the single process's report format.
+    assert!(dist_dir.path().join("metrics.json").is_file());
+    assert!(dist_dir.path().join("latest.ckpt").is_file());
+}
+
+#[test]
+fn two_replicas_match_one_process_with_twice_the_batch() {
+    check_contract(2, 4);
+}
+
+#[test]
+fn three_replicas_match_one_process_with_three_times_the_batch() {
+    check_contract(3, 3);
+}
+
+#[test]
+fn a_stop_vote_stops_every_replica_after_the_same_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(dir.path(), 8, 2, 50, None);
+    // Rank 1 asks to stop from the start: its vote travels with the first gradients.
+    let reports = replicas(&spec, 2, 0, |rank| {
+        (Some(Arc::new(AtomicBool::new(rank == 1))), 0.0)
+    });
+    for r in reports {
+        let r = r.unwrap();
+        assert_eq!(r.stop, StopReason::Interrupted);
+        assert_eq!(r.steps, 1);
+    }
+}
+
+#[test]
+fn diverged_replica_is_named_by_the_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(dir.path(), 9, 3, 1, Some(4));
+    let results = replicas(&spec, 3, 2, |rank| {
+        (None, if rank == 2 { 1e-3 } else { 0.0 })
+    });
+    for r in results {
+        match r {
+            Err(TrainError::ReplicasDiverged {
+                step, differing, ..
+            }) => {
+                assert_eq!(step, 2);
+                assert_eq!(differing, vec![2]);
+            }
+            other => panic!(
+                "expected ReplicasDiverged, got {:?}",
+                other.map(|r| r.steps)
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_batch_the_replicas_cannot_share_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // Validation rejects it in a spec; a group of another size than parallel.data must too.
+    let spec = spec(dir.path(), 8, 1, 1, Some(1));
+    let results = replicas(&spec, 3, 0, |_| (None, 0.0));
+    for r in results {
+        assert!(
+            matches!(r, Err(TrainError::BatchNotDivisible { batch: 8, world: 3 })),
+            "{:?}",
+            r.map(|r| r.steps)
+        );
+    }
+}
