@@ -8,4 +8,13 @@
 //! collective rendezvous service on the same address, a lease ticker and a Prometheus endpoint.
 
 pub mod machine;
+pub mod server;
 pub mod store;
+
+mod metrics;
+mod service;
+
+pub use server::{
+    Coordinator, CoordinatorConfig, CoordinatorError, MAX_REQUEST_BYTES, MAX_SPEC_BYTES,
+    RunningCoordinator,
+};

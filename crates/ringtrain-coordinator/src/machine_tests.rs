@@ -228,14 +228,7 @@ fn first_failure_fails_the_job_naming_the_rank_and_stops_the_others() {
     let mut m = machine();
     let (job, ws) = running_job(&mut m, 3);
     m.drain_effects();
-    outcome(
-        &mut m,
-        &ws[1],
-        &job,
-        1,
-        RankFailure("dataset missing".into()),
-        30,
-    );
+    outcome(&mut m, &ws[1], &job, 1, failed("dataset missing"), 30);
     let j = m.job(&job).unwrap();
     assert_eq!(j.state, JobState::Failed);
     assert_eq!(j.reason, "rank 1: dataset missing");
@@ -254,12 +247,11 @@ fn first_failure_fails_the_job_naming_the_rank_and_stops_the_others() {
         }
     }
     // A later failure of another rank changes nothing.
-    outcome(&mut m, &ws[2], &job, 2, RankFailure("peer gone".into()), 31);
+    outcome(&mut m, &ws[2], &job, 2, failed("peer gone"), 31);
     assert_eq!(m.job(&job).unwrap().reason, "rank 1: dataset missing");
 }
 
-#[allow(non_snake_case)]
-fn RankFailure(m: &str) -> RankOutcome {
+fn failed(m: &str) -> RankOutcome {
     RankOutcome::Failed(m.to_string())
 }
 
@@ -272,7 +264,7 @@ fn a_failure_message_already_naming_the_rank_is_not_prefixed_twice() {
         &ws[0],
         &job,
         0,
-        RankFailure("rank 0: collective all_reduce: rank 1 lost"),
+        failed("rank 0: collective all_reduce: rank 1 lost"),
         30,
     );
     assert_eq!(

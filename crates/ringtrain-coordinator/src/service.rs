@@ -1,0 +1,756 @@
+//! gRPC adapters: `JobService` for clients and `ClusterService` for workers
+//! (`proto/ringtrain/v1/{job,cluster}.proto`). Each handler validates its request, turns it into
+//! one state-machine event through [`Shared::apply`] (durable before the answer) and converts
+//! the result to wire types. Every call runs in a `coordinator.rpc{method}` span and is timed in
+//! `ringtrain_coordinator_rpc_duration_seconds{method}`.
+
+use crate::machine::{
+    Assignment, Job, JobResultData, JobState, LogEntry, LogLevel, NewJob, NewWorker,
+    ProgressReport, RankOutcome, RankPhase, RankReport, Resources, ResultReport, RunningRank,
+    Worker, WorkerState,
+};
+use crate::server::{MAX_SPEC_BYTES, Shared, machine_status, ms};
+use ringtrain_core::{JobId, WorkerId};
+use ringtrain_proto::status::{ErrorKind, to_status};
+use ringtrain_proto::v1 as pb;
+use ringtrain_proto::v1::cluster_service_server::ClusterService;
+use ringtrain_proto::v1::job_service_server::JobService;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+/// Most log lines one GetJobLogs answer carries.
+const MAX_LOG_LINES: u32 = 10_000;
+/// Longest log line kept from a worker (longer ones are cut).
+const MAX_LOG_LINE_BYTES: usize = 64 * 1024;
+
+/// Times and traces one RPC.
+async fn rpc<T>(
+    shared: &Shared,
+    method: &'static str,
+    body: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let _timer = shared.metrics.time(method);
+    let span = tracing::info_span!("coordinator.rpc", method);
+    let out = body.instrument(span.clone()).await;
+    if let Err(status) = &out {
+        span.in_scope(|| {
+            tracing::debug!(code = ?status.code(), message = %status.message(), "rpc refused");
+        });
+    }
+    out
+}
+
+fn invalid(message: impl Into<String>) -> Status {
+    to_status(ErrorKind::InvalidArgument, message)
+}
+
+/// The client-facing job service.
+#[derive(Clone)]
+pub(crate) struct JobApi {
+    shared: Arc<Shared>,
+}
+
+impl JobApi {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        JobApi { shared }
+    }
+
+    fn job(&self, id: &str) -> Result<pb::Job, Status> {
+        let core = self.shared.lock();
+        core.machine
+            .job(&JobId::new(id))
+            .map(|j| job_to_proto(j, true))
+            .ok_or_else(|| {
+                machine_status(&crate::machine::MachineError::UnknownJob(JobId::new(id)))
+            })
+    }
+}
+
+/// Checks and parses a submitted spec into the machine's new-job form.
+fn new_job(req: pb::SubmitJobRequest) -> Result<NewJob, Status> {
+    if req.spec.len() > MAX_SPEC_BYTES {
+        // Not in the shared status table (which has no size category); the proto documents
+        // RESOURCE_EXHAUSTED for oversized requests.
+        return Err(Status::resource_exhausted(format!(
+            "job spec is {} bytes; the limit is {MAX_SPEC_BYTES} bytes",
+            req.spec.len()
+        )));
+    }
+    let format = match pb::SpecFormat::try_from(req.format) {
+        Ok(pb::SpecFormat::Unspecified | pb::SpecFormat::Toml) => ringtrain_spec::SpecFormat::Toml,
+        Ok(pb::SpecFormat::Json) => ringtrain_spec::SpecFormat::Json,
+        Err(_) => return Err(invalid(format!("unknown spec format {}", req.format))),
+    };
+    let base_dir = if req.base_dir.is_empty() {
+        // "Empty means the coordinator's working directory": resolved now, so every worker
+        // gets an explicit absolute directory.
+        std::env::current_dir()
+            .map_err(|e| {
+                to_status(
+                    ErrorKind::Internal,
+                    format!("coordinator working directory: {e}"),
+                )
+            })?
+            .display()
+            .to_string()
+    } else if Path::new(&req.base_dir).is_absolute() {
+        req.base_dir
+    } else {
+        return Err(invalid(format!(
+            "base_dir must be an absolute directory, got {:?}",
+            req.base_dir
+        )));
+    };
+    let origin = if req.origin.is_empty() {
+        "<submitted>".to_string()
+    } else {
+        req.origin
+    };
+    let spec = ringtrain_spec::parse_str(&req.spec, format, &origin, "job")
+        .map_err(|e| invalid(e.to_string()))?;
+    let world = spec
+        .parallel
+        .data
+        .checked_mul(spec.parallel.pipeline)
+        .and_then(|w| u32::try_from(w).ok())
+        .filter(|w| *w >= 1)
+        .ok_or_else(|| {
+            invalid(format!(
+                "parallel.data × parallel.pipeline = {} × {} is not a usable number of workers",
+                spec.parallel.data, spec.parallel.pipeline
+            ))
+        })?;
+    Ok(NewJob {
+        name: spec.name,
+        spec: req.spec,
+        format,
+        base_dir,
+        world,
+    })
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    async fn submit_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        rpc(&self.shared, "SubmitJob", async {
+            let new = new_job(request.into_inner())?;
+            let name = new.name.clone();
+            let id = self.shared.apply(|m, now| Ok(m.submit(new, now)))?;
+            self.shared.metrics.submitted();
+            tracing::info!(job = %id, name = %name, "job submitted");
+            Ok(Response::new(pb::SubmitJobResponse {
+                job: Some(self.job(id.as_str())?),
+            }))
+        })
+        .await
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        rpc(&self.shared, "GetJob", async {
+            Ok(Response::new(self.job(&request.into_inner().job_id)?))
+        })
+        .await
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        rpc(&self.shared, "ListJobs", async {
+            let req = request.into_inner();
+            let mut states = Vec::new();
+            for s in &req.states {
+                match pb::JobState::try_from(*s).ok().and_then(state_from_proto) {
+                    Some(st) => states.push(st),
+                    None => return Err(invalid(format!("unknown job state {s}"))),
+                }
+            }
+            let limit = if req.limit == 0 { 100 } else { req.limit } as usize;
+            let core = self.shared.lock();
+            let jobs = core
+                .machine
+                .jobs()
+                .rev()
+                .filter(|j| states.is_empty() || states.contains(&j.state))
+                .take(limit)
+                .map(|j| job_to_proto(j, true))
+                .collect();
+            Ok(Response::new(pb::ListJobsResponse { jobs }))
+        })
+        .await
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        rpc(&self.shared, "CancelJob", async {
+            let req = request.into_inner();
+            let id = JobId::new(req.job_id);
+            self.shared
+                .apply(|m, now| m.cancel(&id, &req.reason, now))?;
+            Ok(Response::new(self.job(id.as_str())?))
+        })
+        .await
+    }
+
+    type WatchJobStream = EventStream;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        rpc(&self.shared, "WatchJob", async {
+            let id = JobId::new(request.into_inner().job_id);
+            let (snapshot, rx) = self.shared.subscribe(&id)?;
+            let (tx, out) = tokio::sync::mpsc::channel(64);
+            let shared = self.shared.clone();
+            tokio::spawn(
+                watch(shared, id.clone(), snapshot, rx, tx)
+                    .instrument(tracing::debug_span!("coordinator.watch", job = %id)),
+            );
+            let stream: EventStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(out));
+            Ok(Response::new(stream))
+        })
+        .await
+    }
+
+    async fn get_job_logs(
+        &self,
+        request: Request<pb::GetJobLogsRequest>,
+    ) -> Result<Response<pb::GetJobLogsResponse>, Status> {
+        rpc(&self.shared, "GetJobLogs", async {
+            let req = request.into_inner();
+            let id = JobId::new(req.job_id);
+            let limit = if req.limit == 0 {
+                1000
+            } else {
+                req.limit.min(MAX_LOG_LINES)
+            };
+            let core = self.shared.lock();
+            let job = core.machine.job(&id).ok_or_else(|| {
+                machine_status(&crate::machine::MachineError::UnknownJob(id.clone()))
+            })?;
+            let lines = core
+                .store
+                .logs(job, req.after_seq, limit)
+                .map_err(|e| to_status(ErrorKind::Unavailable, e.to_string()))?;
+            Ok(Response::new(pb::GetJobLogsResponse {
+                lines: lines.iter().map(log_to_proto).collect(),
+            }))
+        })
+        .await
+    }
+}
+
+/// Feeds one WatchJob stream: the snapshot, then events until the job is final. A watcher that
+/// lags behind the channel re-reads the job, so it never misses a state change or the end.
+async fn watch(
+    shared: Arc<Shared>,
+    id: JobId,
+    snapshot: pb::Job,
+    rx: Option<tokio::sync::broadcast::Receiver<pb::JobEvent>>,
+    tx: tokio::sync::mpsc::Sender<Result<pb::JobEvent, Status>>,
+) {
+    use pb::job_event::Kind;
+    let mut last_state = snapshot.state;
+    let event = |kind: Kind, job: pb::Job| pb::JobEvent {
+        kind: kind as i32,
+        job: Some(job),
+        log: None,
+    };
+    if tx.send(Ok(event(Kind::Snapshot, snapshot))).await.is_err() {
+        return;
+    }
+    let Some(mut rx) = rx else {
+        return; // Final already: the snapshot was everything.
+    };
+    let is_final = |s: i32| {
+        pb::JobState::try_from(s)
+            .ok()
+            .and_then(state_from_proto)
+            .is_some_and(JobState::is_final)
+    };
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let received = tokio::select! {
+            r = rx.recv() => r,
+            _ = tx.closed() => return,
+            _ = crate::server::stopped(&mut shutdown) => {
+                let _ = tx.send(Err(Status::unavailable("coordinator shutting down"))).await;
+                return;
+            }
+        };
+        let (ev, closed) = match received {
+            Ok(ev) => (ev, false),
+            Err(e) => {
+                // The channel overflowed (progress events were missed) or closed (the job is
+                // final and its final event may have been among the missed): re-read the job.
+                tracing::debug!(job = %id, error = %e, "watcher catches up from the job itself");
+                let job = {
+                    let core = shared.lock();
+                    core.machine.job(&id).map(|j| job_to_proto(j, false))
+                };
+                let Some(job) = job else { return };
+                let kind = if job.state != last_state || is_final(job.state) {
+                    Kind::State
+                } else {
+                    Kind::Progress
+                };
+                (event(kind, job), matches!(e, RecvError::Closed))
+            }
+        };
+        let state = ev.job.as_ref().map_or(last_state, |j| j.state);
+        last_state = state;
+        if tx.send(Ok(ev)).await.is_err() || is_final(state) || closed {
+            return;
+        }
+    }
+}
+
+/// The worker-facing cluster service.
+#[derive(Clone)]
+pub(crate) struct ClusterApi {
+    shared: Arc<Shared>,
+}
+
+impl ClusterApi {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        ClusterApi { shared }
+    }
+}
+
+/// Checks a "host:port" address.
+fn check_address(field: &str, addr: &str, required: bool) -> Result<(), Status> {
+    if addr.is_empty() {
+        return if required {
+            Err(invalid(format!("{field} is empty; expected \"host:port\"")))
+        } else {
+            Ok(())
+        };
+    }
+    let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        !host.is_empty()
+            && !host.contains(char::is_whitespace)
+            && port.parse::<u16>().is_ok_and(|p| p != 0)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{field} {addr:?} is not \"host:port\" with a port in 1..65535"
+        )))
+    }
+}
+
+fn cut(mut text: String) -> String {
+    if text.len() > MAX_LOG_LINE_BYTES {
+        let mut end = MAX_LOG_LINE_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(" [cut]");
+    }
+    text
+}
+
+#[tonic::async_trait]
+impl ClusterService for ClusterApi {
+    async fn register_worker(
+        &self,
+        request: Request<pb::RegisterWorkerRequest>,
+    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        rpc(&self.shared, "RegisterWorker", async {
+            let req = request.into_inner();
+            let ours = pb::ProtocolVersion::Current as u32;
+            if req.protocol_version != ours {
+                return Err(to_status(
+                    ErrorKind::FailedPrecondition,
+                    format!(
+                        "worker {:?} speaks protocol version {}, this coordinator speaks version {ours}",
+                        req.name, req.protocol_version
+                    ),
+                ));
+            }
+            check_address("peer_address", &req.peer_address, true)?;
+            check_address("metrics_address", &req.metrics_address, false)?;
+            let res = req.resources.unwrap_or_default();
+            let new = NewWorker {
+                name: req.name,
+                peer_address: req.peer_address,
+                metrics_address: req.metrics_address,
+                version: req.version,
+                resources: Resources {
+                    threads: res.threads,
+                    gpus: res.gpus,
+                    memory_bytes: res.memory_bytes,
+                },
+            };
+            let (name, peer) = (new.name.clone(), new.peer_address.clone());
+            let id = self.shared.apply(|m, now| Ok(m.register(new, now)))?;
+            tracing::info!(worker = %id, name = %name, peer = %peer, "worker registered");
+            Ok(Response::new(pb::RegisterWorkerResponse {
+                worker_id: id.to_string(),
+                lease_ms: ms(self.shared.config.lease) as u64,
+                heartbeat_wait_ms: ms(self.shared.config.heartbeat_wait) as u64,
+                coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
+            }))
+        })
+        .await
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        rpc(&self.shared, "Heartbeat", async {
+            let req = request.into_inner();
+            let worker = WorkerId::new(req.worker_id);
+            let running = req
+                .running
+                .into_iter()
+                .map(|r| RunningRank {
+                    job: JobId::new(r.job_id),
+                    attempt: r.attempt,
+                    rank: r.rank,
+                })
+                .collect();
+            self.shared
+                .apply(|m, now| m.heartbeat(&worker, running, now))?;
+            let waker = self.shared.waker(&worker);
+            let mut cmds = self.shared.apply(|m, _| m.take_commands(&worker))?;
+            if cmds.start.is_empty() && cmds.stop.is_empty() {
+                let mut shutdown = self.shared.shutdown.clone();
+                tokio::select! {
+                    _ = waker.notified() => {}
+                    _ = tokio::time::sleep(self.shared.config.heartbeat_wait) => {}
+                    _ = crate::server::stopped(&mut shutdown) => {}
+                }
+                cmds = self.shared.apply(|m, _| m.take_commands(&worker))?;
+            }
+            if !cmds.start.is_empty() || !cmds.stop.is_empty() {
+                tracing::info!(
+                    worker = %worker,
+                    start = ?cmds.start.iter().map(|a| format!("{} rank {}", a.job, a.rank)).collect::<Vec<_>>(),
+                    stop = ?cmds.stop.iter().map(|s| s.0.to_string()).collect::<Vec<_>>(),
+                    "commands delivered"
+                );
+            }
+            Ok(Response::new(pb::HeartbeatResponse {
+                start: cmds.start.iter().map(assignment_to_proto).collect(),
+                stop: cmds
+                    .stop
+                    .into_iter()
+                    .map(|(job, reason)| pb::StopJob {
+                        job_id: job.to_string(),
+                        reason,
+                    })
+                    .collect(),
+                lease_ms: ms(self.shared.config.lease) as u64,
+            }))
+        })
+        .await
+    }
+
+    async fn report_progress(
+        &self,
+        request: Request<pb::ReportProgressRequest>,
+    ) -> Result<Response<pb::ReportProgressResponse>, Status> {
+        rpc(&self.shared, "ReportProgress", async {
+            let req = request.into_inner();
+            let phase = match pb::RankPhase::try_from(req.phase) {
+                Ok(pb::RankPhase::Unspecified) => None,
+                Ok(pb::RankPhase::Starting) => Some(RankPhase::Starting),
+                Ok(pb::RankPhase::Training) => Some(RankPhase::Training),
+                Ok(pb::RankPhase::Evaluating) => Some(RankPhase::Evaluating),
+                Err(_) => return Err(invalid(format!("unknown rank phase {}", req.phase))),
+            };
+            let report = ProgressReport {
+                worker: WorkerId::new(req.worker_id),
+                job: JobId::new(req.job_id),
+                attempt: req.attempt,
+                rank: req.rank,
+                phase,
+                report: RankReport {
+                    step: req.step,
+                    total_steps: req.total_steps,
+                    epoch: req.epoch,
+                    epochs: req.epochs,
+                    loss: req.loss,
+                    lr: req.lr,
+                    samples_per_sec: req.samples_per_sec,
+                    compute_seconds: req.compute_seconds,
+                    comm_seconds: req.comm_seconds,
+                    val_loss: req.val_loss,
+                    reported_ms: 0,
+                },
+                logs: req
+                    .logs
+                    .into_iter()
+                    .map(|l| (level_from_proto(l.level), cut(l.message)))
+                    .collect(),
+            };
+            let ack = self.shared.apply(|m, now| m.progress(report, now))?;
+            Ok(Response::new(pb::ReportProgressResponse {
+                stop: ack.stop.is_some(),
+                reason: ack.stop.unwrap_or_default(),
+            }))
+        })
+        .await
+    }
+
+    async fn report_result(
+        &self,
+        request: Request<pb::ReportResultRequest>,
+    ) -> Result<Response<pb::ReportResultResponse>, Status> {
+        rpc(&self.shared, "ReportResult", async {
+            use pb::report_result_request::Outcome;
+            let req = request.into_inner();
+            let outcome = match req.outcome {
+                Some(Outcome::Success(r)) => RankOutcome::Succeeded(Some(JobResultData {
+                    metrics: r.metrics.into_iter().collect(),
+                    report_json: r.report_json,
+                    checkpoint_dir: r.checkpoint_dir,
+                    steps: r.steps,
+                    stop_reason: r.stop_reason,
+                    samples_per_sec: r.samples_per_sec,
+                })),
+                Some(Outcome::Failure(f)) => RankOutcome::Failed(cut(f.message)),
+                Some(Outcome::Stopped(why)) => RankOutcome::Stopped(cut(why)),
+                None => {
+                    return Err(invalid(
+                        "outcome is missing: send success, failure or stopped",
+                    ));
+                }
+            };
+            let report = ResultReport {
+                worker: WorkerId::new(req.worker_id),
+                job: JobId::new(req.job_id),
+                attempt: req.attempt,
+                rank: req.rank,
+                outcome,
+            };
+            self.shared.apply(|m, now| m.result(report, now))?;
+            Ok(Response::new(pb::ReportResultResponse {}))
+        })
+        .await
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        rpc(&self.shared, "ListWorkers", async {
+            let core = self.shared.lock();
+            Ok(Response::new(pb::ListWorkersResponse {
+                workers: core.machine.workers().map(worker_to_proto).collect(),
+            }))
+        })
+        .await
+    }
+}
+
+// ----- conversions -----
+
+fn state_from_proto(s: pb::JobState) -> Option<JobState> {
+    Some(match s {
+        pb::JobState::Unspecified => return None,
+        pb::JobState::Queued => JobState::Queued,
+        pb::JobState::Starting => JobState::Starting,
+        pb::JobState::Running => JobState::Running,
+        pb::JobState::Succeeded => JobState::Succeeded,
+        pb::JobState::Failed => JobState::Failed,
+        pb::JobState::Cancelled => JobState::Cancelled,
+    })
+}
+
+fn state_to_proto(s: JobState) -> pb::JobState {
+    match s {
+        JobState::Queued => pb::JobState::Queued,
+        JobState::Starting => pb::JobState::Starting,
+        JobState::Running => pb::JobState::Running,
+        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Failed => pb::JobState::Failed,
+        JobState::Cancelled => pb::JobState::Cancelled,
+    }
+}
+
+fn format_to_proto(f: ringtrain_spec::SpecFormat) -> pb::SpecFormat {
+    match f {
+        ringtrain_spec::SpecFormat::Toml => pb::SpecFormat::Toml,
+        ringtrain_spec::SpecFormat::Json => pb::SpecFormat::Json,
+    }
+}
+
+fn level_from_proto(level: i32) -> LogLevel {
+    match pb::LogLevel::try_from(level) {
+        Ok(pb::LogLevel::Debug) => LogLevel::Debug,
+        Ok(pb::LogLevel::Warn) => LogLevel::Warn,
+        Ok(pb::LogLevel::Error) => LogLevel::Error,
+        _ => LogLevel::Info,
+    }
+}
+
+/// A log line on the wire.
+pub(crate) fn log_to_proto(l: &LogEntry) -> pb::LogLine {
+    let level = match l.level {
+        LogLevel::Debug => pb::LogLevel::Debug,
+        LogLevel::Info => pb::LogLevel::Info,
+        LogLevel::Warn => pb::LogLevel::Warn,
+        LogLevel::Error => pb::LogLevel::Error,
+    };
+    pb::LogLine {
+        seq: l.seq,
+        at_ms: l.at_ms,
+        rank: l.rank,
+        level: level as i32,
+        message: l.message.clone(),
+    }
+}
+
+/// Aggregates the ranks' latest reports (see the proto's `Progress`); None before any.
+fn progress_to_proto(job: &Job) -> Option<pb::Progress> {
+    let reports: Vec<(usize, &RankReport)> = job
+        .ranks
+        .iter()
+        .enumerate()
+        .filter_map(|(r, s)| s.report.as_ref().map(|rep| (r, rep)))
+        .collect();
+    let (_, first) = reports.first()?;
+    let n = reports.len() as f64;
+    Some(pb::Progress {
+        step: reports.iter().map(|(_, r)| r.step).min().unwrap_or(0),
+        total_steps: reports
+            .iter()
+            .map(|(_, r)| r.total_steps)
+            .max()
+            .unwrap_or(0),
+        epoch: reports.iter().map(|(_, r)| r.epoch).min().unwrap_or(0),
+        epochs: reports.iter().map(|(_, r)| r.epochs).max().unwrap_or(0),
+        loss: reports.iter().map(|(_, r)| r.loss).sum::<f64>() / n,
+        samples_per_sec: reports.iter().map(|(_, r)| r.samples_per_sec).sum(),
+        lr: first.lr,
+        val_loss: first.val_loss,
+        ranks: reports
+            .iter()
+            .map(|(r, rep)| pb::RankProgress {
+                rank: *r as u32,
+                worker_id: job
+                    .workers
+                    .get(*r)
+                    .map(|w| w.to_string())
+                    .unwrap_or_default(),
+                step: rep.step,
+                loss: rep.loss,
+                samples_per_sec: rep.samples_per_sec,
+                compute_seconds: rep.compute_seconds,
+                comm_seconds: rep.comm_seconds,
+                reported_ms: rep.reported_ms,
+            })
+            .collect(),
+    })
+}
+
+/// A job on the wire. `with_spec = false` leaves the spec text out (watch events after the
+/// snapshot, which may be many per second, need not repeat up to 1 MiB of spec each).
+pub(crate) fn job_to_proto(job: &Job, with_spec: bool) -> pb::Job {
+    pb::Job {
+        id: job.id.to_string(),
+        name: job.name.clone(),
+        state: state_to_proto(job.state) as i32,
+        reason: job.reason.clone(),
+        world: job.world,
+        workers: job.workers.iter().map(|w| w.to_string()).collect(),
+        submitted_ms: job.submitted_ms,
+        started_ms: job.started_ms,
+        finished_ms: job.finished_ms,
+        history: job
+            .history
+            .iter()
+            .map(|t| pb::StateChange {
+                state: state_to_proto(t.state) as i32,
+                reason: t.reason.clone(),
+                at_ms: t.at_ms,
+            })
+            .collect(),
+        progress: progress_to_proto(job),
+        result: job.result.as_ref().map(|r| pb::JobResult {
+            metrics: r.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            report_json: r.report_json.clone(),
+            checkpoint_dir: r.checkpoint_dir.clone(),
+            steps: r.steps,
+            stop_reason: r.stop_reason.clone(),
+            samples_per_sec: r.samples_per_sec,
+        }),
+        spec: if with_spec {
+            job.spec.clone()
+        } else {
+            String::new()
+        },
+        spec_format: format_to_proto(job.format) as i32,
+        base_dir: job.base_dir.clone(),
+    }
+}
+
+fn assignment_to_proto(a: &Assignment) -> pb::Assignment {
+    pb::Assignment {
+        job_id: a.job.to_string(),
+        attempt: a.attempt,
+        rank: a.rank,
+        world: a.world,
+        spec: a.spec.clone(),
+        spec_format: format_to_proto(a.format) as i32,
+        base_dir: a.base_dir.clone(),
+        workers: a.workers.iter().map(|w| w.to_string()).collect(),
+        session: a.session.clone(),
+        // Empty: the rendezvous service is served on the coordinator's own address.
+        rendezvous: String::new(),
+        collective_timeout_ms: a.collective_timeout_ms,
+        checksum_every: a.checksum_every,
+    }
+}
+
+fn worker_to_proto(w: &Worker) -> pb::WorkerInfo {
+    let state = match w.state() {
+        WorkerState::Idle => pb::WorkerState::Idle,
+        WorkerState::Busy => pb::WorkerState::Busy,
+        WorkerState::Lost => pb::WorkerState::Lost,
+    };
+    pb::WorkerInfo {
+        id: w.id.to_string(),
+        name: w.name.clone(),
+        state: state as i32,
+        peer_address: w.peer_address.clone(),
+        metrics_address: w.metrics_address.clone(),
+        version: w.version.clone(),
+        resources: Some(pb::Resources {
+            threads: w.resources.threads,
+            gpus: w.resources.gpus,
+            memory_bytes: w.resources.memory_bytes,
+        }),
+        job_id: w
+            .holding
+            .as_ref()
+            .map(|h| h.job.to_string())
+            .unwrap_or_default(),
+        rank: w.holding.as_ref().map_or(0, |h| h.rank),
+        registered_ms: w.registered_ms,
+        last_seen_ms: w.last_seen_ms,
+    }
+}

@@ -1,0 +1,704 @@
+//! The cluster through its public interfaces: a real coordinator and real worker processes on
+//! 127.0.0.1 (ephemeral ports, a real SQLite file, real gRPC), driven by the `ringtrain` CLI.
+//! Covers the data-parallel numerics contract, the job life cycle (submit, watch, cancel, queueing,
+//! two jobs at once), failures (a worker or the coordinator killed with SIGKILL), bad input, and
+//! the Prometheus endpoints.
+
+use ringtrain_train::Checkpoint;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn ringtrain() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringtrain"))
+}
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// A child service (coordinator or worker) started with `--stop-on-stdin-eof`.
+struct Service {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    ready: Value,
+    log: PathBuf,
+}
+
+impl Service {
+    fn start(args: &[&str], log: PathBuf) -> Service {
+        let mut child = ringtrain()
+            .args(args)
+            .arg("--stop-on-stdin-eof")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("ringtrain starts");
+        let stdin = child.stdin.take();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: no ready line ({e}): {line:?}\nlog:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        Service {
+            child,
+            stdin,
+            ready,
+            log,
+        }
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops cleanly (stdin closed) and asserts a clean exit.
+    fn stop(mut self) {
+        self.stdin.take();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exit {status}; log:\n{}", self.log_text());
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "did not stop; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A coordinator and its workers in a temporary directory.
+struct Cluster {
+    dir: tempfile::TempDir,
+    coordinator: Option<Service>,
+    workers: Vec<Service>,
+    addr: String,
+}
+
+impl Cluster {
+    fn start(workers: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster {
+            dir,
+            coordinator: None,
+            workers: Vec::new(),
+            addr: String::new(),
+        };
+        c.start_coordinator("127.0.0.1:0");
+        for _ in 0..workers {
+            c.add_worker();
+        }
+        c.wait_idle_workers(workers);
+        c
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state.db")
+    }
+
+    fn start_coordinator(&mut self, listen: &str) {
+        let state = self.state();
+        let n = std::fs::read_dir(self.dir.path()).unwrap().count();
+        let svc = Service::start(
+            &[
+                "coordinator",
+                "--listen",
+                listen,
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--state",
+                state.to_str().unwrap(),
+                "--lease-ms",
+                "3000",
+                "--heartbeat-wait-ms",
+                "300",
+                "--collective-timeout-ms",
+                "10000",
+                "--checksum-every",
+                "5",
+            ],
+            self.dir.path().join(format!("coordinator-{n}.log")),
+        );
+        self.addr = svc.ready["grpc"].as_str().unwrap().to_string();
+        self.coordinator = Some(svc);
+    }
+
+    fn add_worker(&mut self) {
+        let i = self.workers.len();
+        let svc = Service::start(
+            &[
+                "worker",
+                "--coordinator",
+                &self.addr,
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--threads",
+                "1",
+                "--name",
+                &format!("test-{i}"),
+            ],
+            self.dir.path().join(format!("worker-{i}.log")),
+        );
+        self.workers.push(svc);
+    }
+
+    /// Runs a client command against this cluster.
+    fn cli(&self, args: &[&str]) -> Output {
+        ringtrain()
+            .args(args)
+            .args(["--coordinator", &self.addr])
+            .output()
+            .expect("ringtrain runs")
+    }
+
+    fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "ringtrain {args:?} failed\nstdout:\n{}\nstderr:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let text = self.cli_ok(&all);
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    fn job(&self, id: &str) -> Value {
+        self.json(&["status", id])
+    }
+
+    fn submit(&self, spec: &Path) -> String {
+        let v = self.json(&["submit", spec.to_str().unwrap()]);
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls the job until `pred` holds, or panics after `secs` with the job and the logs.
+    fn wait_job(&self, id: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let job = self.job(id);
+            if pred(&job) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} did not get there in {secs} s: {job:#}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_idle_workers(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let workers = self.json(&["workers"]);
+            let idle = workers
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|w| w["state"] == "idle")
+                .count();
+            if idle >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{idle} of {n} workers idle: {workers:#}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every service's log, for failure messages.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Some(c) = &self.coordinator {
+            out += &format!("--- coordinator\n{}\n", c.log_text());
+        }
+        for (i, w) in self.workers.iter().enumerate() {
+            out += &format!("--- worker {i}\n{}\n", w.log_text());
+        }
+        out
+    }
+
+    fn stop(mut self) {
+        for w in self.workers.drain(..) {
+            w.stop();
+        }
+        if let Some(c) = self.coordinator.take() {
+            c.stop();
+        }
+    }
+}
+
+/// A small forecasting job on the bundled seasonal series, with dropout off so that data-parallel
+/// and single-process runs are comparable.
+fn spec(dir: &Path, name: &str, data: u32, batch: usize, epochs: u32, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let ckpt = dir.join(format!("runs/{name}"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "{name}"
+seed = 5
+[model]
+cell = "lstm"
+hidden = 12
+layers = 2
+[task]
+kind = "forecast"
+horizon = 1
+season = 12
+[data]
+path = "{data_path}"
+features = ["demand", "temperature"]
+targets = ["demand"]
+window = 12
+split = [0.7, 0.15, 0.15]
+[train]
+epochs = {epochs}
+batch_size = {batch}
+optimizer = {{ kind = "adam", lr = 0.01 }}
+clip = {{ norm = 1.0 }}
+{extra}
+[parallel]
+data = {data}
+[checkpoint]
+dir = "{ckpt}"
+"#,
+            data_path = examples().join("data/seasonal.csv").display(),
+            ckpt = ckpt.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn params(dir: &Path) -> Vec<f32> {
+    Checkpoint::load(&dir.join("latest.ckpt"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .params
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The numerics contract through `ringtrain local`: N workers with batch b end where one process
+/// with batch N·b ends, on the same sample order.
+fn data_parallel_matches_single_process(n: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let b = 8;
+    let dp = spec(dir.path(), &format!("dp{n}"), n, b, 2, "");
+    let single = spec(dir.path(), &format!("single{n}"), 1, b * n as usize, 2, "");
+    let timeline = dir.path().join("timeline.json");
+    let out = ringtrain()
+        .args(["local", dp.to_str().unwrap(), "--workers", &n.to_string()])
+        .args(["--output", "json", "--timeline", timeline.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "local failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
+    assert_eq!(done["job"]["world"], n);
+    let result = &done["job"]["result"];
+    assert!(result["metrics"]["test.mse"].as_f64().unwrap() > 0.0, "{result:#}");
+    // The timeline has compute and all-reduce phases of every rank, one process row per rank.
+    let trace: Value = serde_json::from_slice(&std::fs::read(&timeline).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    for rank in 0..n {
+        for phase in ["compute", "allreduce"] {
+            assert!(
+                events.iter().any(|e| e["pid"] == rank && e["name"] == phase && e["ph"] == "X"),
+                "no {phase} event of rank {rank}"
+            );
+        }
+    }
+    let train = ringtrain()
+        .args(["train", single.to_str().unwrap(), "--quiet", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    let a = params(&dir.path().join(format!("runs/dp{n}")));
+    let b = params(&dir.path().join(format!("runs/single{n}")));
+    let diff = max_abs_diff(&a, &b);
+    assert!(diff <= 1e-5, "{n} workers vs one process: max abs diff {diff}");
+    // The same steps were taken, so the test metrics agree too.
+    let single_report: Value = serde_json::from_slice(&train.stdout).unwrap();
+    let want = single_report["test"]["loss"].as_f64().unwrap();
+    let got = result["report"]["test"]["loss"].as_f64().unwrap();
+    assert!((want - got).abs() <= 1e-4 * want.abs().max(1.0), "test loss {got} vs {want}");
+}
+
+#[test]
+fn two_workers_match_one_process_with_twice_the_batch() {
+    data_parallel_matches_single_process(2);
+}
+
+#[test]
+fn three_workers_match_one_process_with_three_times_the_batch() {
+    data_parallel_matches_single_process(3);
+}
+
+#[test]
+fn submit_watch_status_logs_and_workers() {
+    let cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(dir.path(), "watched", 2, 16, 2, "");
+    // submit --watch follows the job to the end and prints the final metrics table.
+    let out = cluster.cli_ok(&["submit", s.to_str().unwrap(), "--watch"]);
+    assert!(out.contains("seasonal naive"), "{out}");
+    let jobs = cluster.json(&["status"]);
+    let job = &jobs.as_array().unwrap()[0];
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let id = job["id"].as_str().unwrap();
+    let full = cluster.job(id);
+    let states: Vec<&str> = full["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["queued", "starting", "running", "succeeded"]);
+    assert_eq!(full["progress"]["ranks"].as_array().unwrap().len(), 2);
+    let human = cluster.cli_ok(&["status", id]);
+    assert!(human.contains("succeeded") && human.contains("rank 1"), "{human}");
+    // Logs carry lines from the coordinator and from both ranks.
+    let logs = cluster.cli_ok(&["logs", id]);
+    assert!(logs.contains("coordinator:"), "{logs}");
+    assert!(logs.contains("rank 0") && logs.contains("rank 1"), "{logs}");
+    // Both workers are idle again and the table names them.
+    cluster.wait_idle_workers(2);
+    let table = cluster.cli_ok(&["workers"]);
+    assert!(table.contains("test-0") && table.contains("test-1"), "{table}");
+    // `watch` on a finished job prints its outcome at once.
+    let again = cluster.cli_ok(&["watch", id]);
+    assert!(again.contains("seasonal naive"), "{again}");
+    cluster.stop();
+}
+
+#[test]
+fn cancel_a_running_job_frees_its_workers() {
+    let cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(dir.path(), "long", 2, 4, 500, "");
+    let id = cluster.submit(&s);
+    cluster.wait_job(&id, 60, |j| {
+        j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 0
+    });
+    let out = cluster.cli_ok(&["cancel", &id]);
+    assert!(out.contains("cancelled"), "{out}");
+    let job = cluster.job(&id);
+    assert_eq!(job["state"], "cancelled");
+    // Cancelling again is a no-op; cancelling a finished job of another state is refused below.
+    cluster.cli_ok(&["cancel", &id]);
+    cluster.wait_idle_workers(2);
+    // The freed workers take the next job.
+    let next = spec(dir.path(), "after", 2, 16, 1, "");
+    let id2 = cluster.submit(&next);
+    cluster.wait_job(&id2, 120, |j| j["state"] == "succeeded");
+    cluster.stop();
+}
+
+#[test]
+fn two_jobs_run_at_once_and_a_big_one_waits_with_its_reason() {
+    let cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let big = spec(dir.path(), "big", 3, 8, 1, "");
+    let big_id = cluster.submit(&big);
+    let queued = cluster.job(&big_id);
+    assert_eq!(queued["state"], "queued");
+    let reason = queued["reason"].as_str().unwrap();
+    assert!(reason.contains('3') && reason.contains('2'), "{reason}");
+    let a = cluster.submit(&spec(dir.path(), "a", 1, 8, 3, ""));
+    let b = cluster.submit(&spec(dir.path(), "b", 1, 8, 3, ""));
+    let ja = cluster.wait_job(&a, 120, |j| j["state"] == "succeeded");
+    let jb = cluster.wait_job(&b, 120, |j| j["state"] == "succeeded");
+    // Disjoint workers, overlapping in time.
+    assert_ne!(ja["workers"][0], jb["workers"][0]);
+    assert!(
+        jb["started_ms"].as_i64().unwrap() < ja["finished_ms"].as_i64().unwrap(),
+        "{ja:#}\n{jb:#}"
+    );
+    // The big job is still waiting, with its reason; cancel it.
+    assert_eq!(cluster.job(&big_id)["state"], "queued");
+    cluster.cli_ok(&["cancel", &big_id]);
+    cluster.stop();
+}
+
+#[test]
+fn a_killed_worker_fails_the_job_naming_its_rank() {
+    let mut cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(dir.path(), "doomed", 2, 4, 500, "");
+    let id = cluster.submit(&s);
+    let job = cluster.wait_job(&id, 60, |j| {
+        j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 2
+    });
+    // Kill the worker running rank 1.
+    let victim_id = job["workers"][1].as_str().unwrap().to_string();
+    let workers = cluster.json(&["workers"]);
+    let victim_name = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == victim_id.as_str())
+        .unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let index: usize = victim_name.trim_start_matches("test-").parse().unwrap();
+    let killed = Instant::now();
+    cluster.workers[index].kill9();
+    // Within the collective deadline (10 s) plus a lease (3 s), with slack for a loaded machine.
+    let failed = cluster.wait_job(&id, 40, |j| j["state"] == "failed");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains("rank 1"), "{reason}");
+    eprintln!("failed {:.1} s after the kill: {reason}", killed.elapsed().as_secs_f64());
+    // The surviving worker is free again.
+    cluster.wait_idle_workers(1);
+    cluster.workers.remove(index);
+    cluster.stop();
+}
+
+#[test]
+fn jobs_survive_a_coordinator_killed_and_restarted() {
+    let mut cluster = Cluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let done = cluster.submit(&spec(dir.path(), "done", 1, 16, 1, ""));
+    cluster.wait_job(&done, 120, |j| j["state"] == "succeeded");
+    // A job too big for this cluster stays queued across the restart.
+    let waiting = cluster.submit(&spec(dir.path(), "waiting", 2, 8, 1, ""));
+    let before = cluster.json(&["status"]);
+    let addr = cluster.addr.clone();
+    cluster.coordinator.as_mut().unwrap().kill9();
+    cluster.start_coordinator(&addr);
+    let after = cluster.json(&["status"]);
+    let ids = |v: &Value| -> Vec<(String, String)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|j| (j["id"].as_str().unwrap().into(), j["state"].as_str().unwrap().into()))
+            .collect()
+    };
+    assert_eq!(ids(&before), ids(&after));
+    let job = cluster.job(&done);
+    assert!(job["result"]["metrics"]["test.mse"].as_f64().is_some(), "{job:#}");
+    assert_eq!(cluster.job(&waiting)["state"], "queued");
+    // The worker finds the new coordinator and takes work again.
+    cluster.add_worker();
+    cluster.wait_job(&waiting, 120, |j| j["state"] == "succeeded");
+    // Ids are never reused after a restart.
+    let third = cluster.submit(&spec(dir.path(), "third", 1, 16, 1, ""));
+    assert!(![done.as_str(), waiting.as_str()].contains(&third.as_str()));
+    cluster.stop();
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let cluster = Cluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[model]\ncell = \"lstn\"\nhidden = 8\n[task]\nkind = \"forecast\"\n[data]\npath = \"x.csv\"\ntargets = [\"y\"]\nwindow = 4\n",
+    )
+    .unwrap();
+    let out = cluster.cli(&["submit", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("model.cell") && err.contains("InvalidArgument"), "{err}");
+    let out = cluster.cli(&["status", "job-999"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("job-999") && err.contains("NotFound"), "{err}");
+    // A dataset missing on the worker fails the job with the worker's error, not a hang.
+    let missing = spec(dir.path(), "missing", 1, 8, 1, "");
+    let text = std::fs::read_to_string(&missing)
+        .unwrap()
+        .replace("seasonal.csv", "no-such-file.csv");
+    std::fs::write(&missing, text).unwrap();
+    let id = cluster.submit(&missing);
+    let job = cluster.wait_job(&id, 60, |j| j["state"] == "failed");
+    let reason = job["reason"].as_str().unwrap();
+    assert!(reason.contains("no-such-file.csv") && reason.contains("rank 0"), "{reason}");
+    // A client pointed at nothing fails quickly with the address named.
+    let out = ringtrain()
+        .args(["status", "--coordinator", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:1"));
+    cluster.stop();
+}
+
+/// Parses Prometheus text exposition: `name{labels} value` lines, comments skipped. Panics on a
+/// malformed line.
+fn prometheus(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l:?}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {l:?}"));
+            (series.to_string(), value)
+        })
+        .collect()
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+#[test]
+fn metrics_endpoints_speak_prometheus() {
+    let cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let id = cluster.submit(&spec(dir.path(), "metered", 2, 16, 1, ""));
+    cluster.wait_job(&id, 120, |j| j["state"] == "succeeded");
+    let coord = cluster.coordinator.as_ref().unwrap().ready["metrics"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let series = prometheus(&http_get(&coord, "/metrics"));
+    let has = |s: &[(String, f64)], name: &str| s.iter().any(|(n, _)| n.starts_with(name));
+    for name in [
+        "ringtrain_coordinator_jobs{",
+        "ringtrain_coordinator_workers{",
+        "ringtrain_coordinator_jobs_submitted_total",
+        "ringtrain_coordinator_queue_wait_seconds",
+        "ringtrain_coordinator_rpc_duration_seconds",
+    ] {
+        assert!(has(&series, name), "coordinator lacks {name}");
+    }
+    let succeeded = series
+        .iter()
+        .find(|(n, _)| n.starts_with("ringtrain_coordinator_jobs{") && n.contains("succeeded"))
+        .unwrap();
+    assert_eq!(succeeded.1, 1.0);
+    let worker = cluster.workers[0].ready["metrics"].as_str().unwrap().to_string();
+    let series = prometheus(&http_get(&worker, "/metrics"));
+    for name in [
+        "ringtrain_worker_steps_total",
+        "ringtrain_worker_step_compute_seconds",
+        "ringtrain_worker_step_communication_seconds",
+        "ringtrain_worker_samples_per_second",
+        "ringtrain_worker_loss",
+        "ringtrain_worker_allreduce_bytes_total",
+        "ringtrain_worker_allreduce_bus_bandwidth_bytes_per_second",
+    ] {
+        assert!(has(&series, name), "worker lacks {name}");
+    }
+    cluster.stop();
+}
+
+/// The Python interpreter with grpcio-tools for the client example: `RINGTRAIN_PYTHON` (set by
+/// `.ci/run`, which installs examples/python/requirements.txt into a venv), else `python3` when
+/// it can import grpc_tools. `None` means the test cannot run here.
+fn grpc_python() -> Option<String> {
+    let candidates = std::env::var("RINGTRAIN_PYTHON")
+        .into_iter()
+        .chain(std::iter::once("python3".to_string()));
+    for py in candidates {
+        let ok = Command::new(&py)
+            .args(["-c", "import grpc, grpc_tools"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(py);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_python_client_generated_from_the_proto_submits_and_watches() {
+    let Some(python) = grpc_python() else {
+        // `.ci/run` always provides it; a developer machine without grpcio-tools skips loudly.
+        eprintln!(
+            "SKIPPED: no Python with grpcio-tools (set RINGTRAIN_PYTHON or \
+             pip install -r examples/python/requirements.txt)"
+        );
+        return;
+    };
+    let cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(dir.path(), "from-python", 2, 16, 1, "");
+    let script = examples().join("python/submit_and_watch.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args(["--coordinator", &cluster.addr, s.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python client failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["id"].as_str().or(v["job_id"].as_str()).unwrap().to_string();
+    // What Python saw is what the Rust CLI sees.
+    let job = cluster.job(&id);
+    assert_eq!(job["state"], "succeeded");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("test.mse"),
+        "{v:#}"
+    );
+    cluster.stop();
+}
