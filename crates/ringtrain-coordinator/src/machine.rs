@@ -22,7 +22,7 @@
 //!   job's workers are not reused while they still run it.
 //! - **Leases**: a worker not heard from for one lease is Lost; its unfinished job fails with
 //!   `"rank R (worker W, ADDR) lost: no heartbeat for S s"`. A rank that its worker never
-//!   confirmed (by a heartbeat listing it, or a report) within one lease of the assignment, or that
+//!   confirmed (by a heartbeat listing it, or a report) within one lease of taking the assignment, or that
 //!   vanished from its worker's heartbeats without a result for one lease, fails the job too:
 //!   nothing waits forever.
 //! - **Restart** ([`Machine::restore`]): jobs and workers come back from the store. Alive workers
@@ -955,12 +955,13 @@ impl Machine {
         Ok(())
     }
 
-    /// Takes the commands waiting for a worker (called when answering its heartbeat). Delivered
-    /// stops stay in the worker's drain list until a heartbeat shows the job gone.
+    /// Takes the commands waiting for a worker (called at `now` when answering its heartbeat).
+    /// A delivered assignment must be confirmed within one lease from now; delivered stops stay
+    /// in the worker's drain list until a heartbeat shows the job gone.
     ///
     /// # Errors
     /// [`MachineError::UnknownWorker`], [`MachineError::WorkerLost`].
-    pub fn take_commands(&mut self, worker: &WorkerId) -> Result<Commands, MachineError> {
+    pub fn take_commands(&mut self, worker: &WorkerId, now: i64) -> Result<Commands, MachineError> {
         let num = self.live_worker(worker)?;
         let w = self.workers.get_mut(&num).expect("live_worker checked");
         let mut out = Commands::default();
@@ -971,6 +972,21 @@ impl Machine {
                     w.draining.insert(job.clone(), true);
                     out.stop.push((job, reason));
                 }
+            }
+        }
+        // The confirmation clock starts at delivery, not at assignment: a worker that dies
+        // before taking its assignment is reported by its own lease expiry ("lost"), which
+        // names the cause better than "did not start".
+        for a in &out.start {
+            if let Some(slot) = self
+                .job_nums
+                .get(&a.job)
+                .and_then(|n| self.jobs.get_mut(n))
+                .filter(|j| j.attempt == a.attempt)
+                .and_then(|j| j.ranks.get_mut(a.rank as usize))
+                && !slot.confirmed
+            {
+                slot.unaccounted_since_ms = Some(now);
             }
         }
         Ok(out)
@@ -1497,12 +1513,7 @@ impl Machine {
             job.attempt += 1;
             job.session = format!("{}/{}", job.id, job.attempt);
             job.workers = worker_ids.clone();
-            job.ranks = (0..job.world)
-                .map(|_| RankSlot {
-                    unaccounted_since_ms: Some(now),
-                    ..RankSlot::default()
-                })
-                .collect();
+            job.ranks = (0..job.world).map(|_| RankSlot::default()).collect();
             let a = Assignment {
                 job: job.id.clone(),
                 attempt: job.attempt,

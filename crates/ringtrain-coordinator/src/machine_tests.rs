@@ -113,7 +113,7 @@ fn running_job(m: &mut Machine, world: u16) -> (JobId, Vec<WorkerId>) {
     let ws = workers(m, world, 0);
     let job = m.submit(new_job(world as u32), 0);
     for (r, w) in ws.iter().enumerate() {
-        let cmds = m.take_commands(w).unwrap();
+        let cmds = m.take_commands(w, 0).unwrap();
         assert_eq!(cmds.start.len(), 1);
         m.heartbeat(w, vec![running(&job, 1, r as u32)], 10)
             .unwrap();
@@ -161,7 +161,7 @@ fn assignments_carry_rank_world_session_and_settings() {
     assert!(effects.contains(&Effect::Wake(ws[0].clone())));
     assert!(effects.contains(&Effect::Wake(ws[1].clone())));
     for (r, w) in ws.iter().enumerate() {
-        let cmds = m.take_commands(w).unwrap();
+        let cmds = m.take_commands(w, 0).unwrap();
         assert!(cmds.stop.is_empty());
         let a = &cmds.start[0];
         assert_eq!(a.job, job);
@@ -171,7 +171,7 @@ fn assignments_carry_rank_world_session_and_settings() {
         assert_eq!(a.collective_timeout_ms, 60_000);
         assert_eq!(a.checksum_every, 50);
         // Taken once.
-        assert!(m.take_commands(w).unwrap().start.is_empty());
+        assert!(m.take_commands(w, 0).unwrap().start.is_empty());
     }
 }
 
@@ -234,7 +234,7 @@ fn first_failure_fails_the_job_naming_the_rank_and_stops_the_others() {
     assert_eq!(j.reason, "rank 1: dataset missing");
     // Ranks 0 and 2 are told to stop, rank 1 (which failed) is not.
     for (r, w) in ws.iter().enumerate() {
-        let stops = m.take_commands(w).unwrap().stop;
+        let stops = m.take_commands(w, 0).unwrap().stop;
         if r == 1 {
             assert!(stops.is_empty());
         } else {
@@ -286,7 +286,7 @@ fn cancel_is_immediate_and_workers_stay_busy_until_they_stopped() {
     assert_eq!(m.job(&next).unwrap().state, JobState::Queued);
     for w in &ws {
         assert_eq!(m.worker(w).unwrap().state(), WorkerState::Busy);
-        let cmds = m.take_commands(w).unwrap();
+        let cmds = m.take_commands(w, 0).unwrap();
         assert_eq!(cmds.stop.len(), 1);
         assert_eq!(cmds.stop[0].0, job);
     }
@@ -349,7 +349,7 @@ fn an_undelivered_assignment_is_withdrawn_on_cancel_and_the_worker_is_free_at_on
     let ws = workers(&mut m, 1, 0);
     let job = m.submit(new_job(1), 0);
     m.cancel(&job, "oops", 1).unwrap();
-    let cmds = m.take_commands(&ws[0]).unwrap();
+    let cmds = m.take_commands(&ws[0], 0).unwrap();
     assert!(cmds.start.is_empty() && cmds.stop.is_empty());
     assert_eq!(m.worker(&ws[0]).unwrap().state(), WorkerState::Idle);
 }
@@ -372,7 +372,7 @@ fn lease_expiry_loses_the_worker_and_fails_its_job_naming_rank_worker_and_addres
     );
     assert_eq!(m.worker(&ws[1]).unwrap().state(), WorkerState::Lost);
     // The survivor is told to stop.
-    let stops = m.take_commands(&ws[0]).unwrap().stop;
+    let stops = m.take_commands(&ws[0], 0).unwrap().stop;
     assert_eq!(stops.len(), 1);
     // A lost worker must register again.
     assert!(matches!(
@@ -387,6 +387,7 @@ fn an_assignment_never_confirmed_within_a_lease_fails_the_job() {
     let mut m = machine();
     let ws = workers(&mut m, 1, 0);
     let job = m.submit(new_job(1), 0);
+    assert_eq!(m.take_commands(&ws[0], 0).unwrap().start.len(), 1);
     // The worker heartbeats but never lists (or reports) the rank.
     for t in [3_000, 6_000, 9_000] {
         m.heartbeat(&ws[0], vec![], t).unwrap();
@@ -490,12 +491,12 @@ fn a_heartbeat_listing_a_stray_job_gets_a_stop_and_the_worker_stays_busy() {
     assert_eq!(m.worker(&ws[0]).unwrap().state(), WorkerState::Busy);
     let job = m.submit(new_job(1), 2);
     assert_eq!(m.job(&job).unwrap().state, JobState::Queued);
-    let stops = m.take_commands(&ws[0]).unwrap().stop;
+    let stops = m.take_commands(&ws[0], 0).unwrap().stop;
     assert_eq!(stops.len(), 1);
     assert!(stops[0].1.contains("unknown"), "{}", stops[0].1);
     // One stop only, however often it is listed.
     m.heartbeat(&ws[0], vec![running(&ghost, 1, 0)], 3).unwrap();
-    assert!(m.take_commands(&ws[0]).unwrap().stop.is_empty());
+    assert!(m.take_commands(&ws[0], 0).unwrap().stop.is_empty());
     m.heartbeat(&ws[0], vec![], 4).unwrap();
     assert_eq!(m.job(&job).unwrap().state, JobState::Starting);
 }

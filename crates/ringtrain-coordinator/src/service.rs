@@ -315,8 +315,11 @@ async fn watch(
             }
         };
         let state = ev.job.as_ref().map_or(last_state, |j| j.state);
+        // Log and progress events of the final event carry the final job too; the stream ends
+        // with the State event (which comes last, or with a catch-up re-read).
+        let done = is_final(state) && ev.kind == Kind::State as i32;
         last_state = state;
-        if tx.send(Ok(ev)).await.is_err() || is_final(state) || closed {
+        if tx.send(Ok(ev)).await.is_err() || done || closed {
             return;
         }
     }
@@ -434,7 +437,7 @@ impl ClusterService for ClusterApi {
             self.shared
                 .apply(|m, now| m.heartbeat(&worker, running, now))?;
             let waker = self.shared.waker(&worker);
-            let mut cmds = self.shared.apply(|m, _| m.take_commands(&worker))?;
+            let mut cmds = self.shared.apply(|m, now| m.take_commands(&worker, now))?;
             if cmds.start.is_empty() && cmds.stop.is_empty() {
                 let mut shutdown = self.shared.shutdown.clone();
                 tokio::select! {
@@ -442,7 +445,7 @@ impl ClusterService for ClusterApi {
                     _ = tokio::time::sleep(self.shared.config.heartbeat_wait) => {}
                     _ = crate::server::stopped(&mut shutdown) => {}
                 }
-                cmds = self.shared.apply(|m, _| m.take_commands(&worker))?;
+                cmds = self.shared.apply(|m, now| m.take_commands(&worker, now))?;
             }
             if !cmds.start.is_empty() || !cmds.stop.is_empty() {
                 tracing::info!(
