@@ -6,6 +6,14 @@
 //! (no IO), [`store`] persists its effects to SQLite before any RPC that caused them is
 //! acknowledged, and [`server`] is the async shell: the gRPC job and cluster services, the
 //! collective rendezvous service on the same address, a lease ticker and a Prometheus endpoint.
+//!
+//! Decisions a user of the wire API sees: scheduling is FIFO with backfill (a later job that
+//! fits starts before an earlier one that does not); worker rows survive a coordinator restart,
+//! so workers keep their ids and simply go on heartbeating (their lease restarts at the
+//! coordinator's start); a worker whose lease expired gets NOT_FOUND on its next heartbeat and
+//! registers again under a new id; jobs that were Starting or Running when the coordinator
+//! stopped keep running if their workers report within one lease, and fail naming the rank and
+//! worker otherwise.
 
 pub mod machine;
 pub mod server;

@@ -1,5 +1,5 @@
 //! The async shell around the state machine: configuration, start-up (open the store, restore
-//! the machine, bind the gRPC and metrics listeners), the lease ticker, and [`Shared::apply`],
+//! the machine, bind the gRPC and metrics listeners), the lease ticker, and `Shared::apply`,
 //! the one path by which an event reaches the machine: the event runs under one lock, its
 //! effects are committed to SQLite in one transaction, and only then are workers woken, watchers
 //! told and the RPC answered.
@@ -251,7 +251,7 @@ impl RunningCoordinator {
     }
 
     /// Stops serving: held heartbeats and watch streams end, in-flight calls get
-    /// [`SHUTDOWN_GRACE`] to finish. Everything acknowledged is already in the state database.
+    /// five seconds to finish. Everything acknowledged is already in the state database.
     ///
     /// # Errors
     /// [`CoordinatorError::Serve`] when the server had failed.
