@@ -738,3 +738,62 @@ async fn a_restarted_coordinator_lists_every_job_and_keeps_queued_ones_queued() 
     assert_eq!(submit(&mut c, 1).await.id, "job-3");
     coord.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_falls_behind_still_gets_the_final_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = start(dir.path(), 10_000).await;
+    let mut c = clients(&coord).await;
+    let job = submit(&mut c, 1).await;
+    let mut watch = c
+        .jobs
+        .clone()
+        .watch_job(WatchJobRequest {
+            job_id: job.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let w = register(&mut c, 48_000).await;
+    let a = assignment(&mut c, &w).await;
+    // Far more events (and bytes: 4 KiB log lines, ~16 MiB in all) than the watch channel and
+    // every HTTP/2 buffer hold, while the watcher reads nothing.
+    let produced = 2_000;
+    for step in 0..produced {
+        c.cluster
+            .report_progress(ReportProgressRequest {
+                worker_id: w.clone(),
+                job_id: a.job_id.clone(),
+                attempt: 1,
+                rank: 0,
+                phase: RankPhase::Training as i32,
+                step,
+                logs: vec![LogLine {
+                    message: format!("{step} {}", "x".repeat(4096)),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    result(&mut c, &w, &a, success(0)).await;
+    let mut last = None;
+    let mut count = 0;
+    while let Some(ev) = tokio::time::timeout(PATIENCE, watch.next())
+        .await
+        .expect("stream ends")
+    {
+        last = Some(ev.unwrap());
+        count += 1;
+    }
+    let last = last.expect("events");
+    assert_eq!(last.kind, job_event::Kind::State as i32);
+    assert_eq!(last.job.unwrap().state, JobState::Succeeded as i32);
+    // Progress and log events were dropped, state changes were not.
+    assert!(
+        count < 2 * produced,
+        "{count} events: the watcher did not lag"
+    );
+    coord.shutdown().await.unwrap();
+}
