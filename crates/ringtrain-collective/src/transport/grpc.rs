@@ -266,16 +266,31 @@ impl GrpcTransport {
     /// failure, [`CollectiveError::RendezvousTimeout`] naming ranks that never joined, a peer that
     /// cannot be dialed, or links not up within `setup_timeout` (naming the missing ranks).
     pub async fn connect(cfg: GrpcConfig) -> Result<GrpcTransport> {
+        let listener = TcpListener::bind(cfg.listen).await.map_err(|e| {
+            CollectiveError::Transport(format!("rank {}: bind {}: {e}", cfg.rank, cfg.listen))
+        })?;
+        let addr = listener.local_addr().map_err(|e| {
+            CollectiveError::Transport(format!("rank {}: local address: {e}", cfg.rank))
+        })?;
+        Self::connect_incoming(cfg, addr, TcpListenerStream::new(listener)).await
+    }
+
+    /// [`GrpcTransport::connect`] serving the peer endpoint on connections the caller accepts
+    /// (`cfg.listen` is then unused; `addr` is the address they arrive at, advertised to peers
+    /// with `cfg.advertise_host` replacing its IP when given). A long-lived process that
+    /// advertised its peer address once (a worker registered with its coordinator) keeps one
+    /// listener for its lifetime and routes each accepted connection to its current transport;
+    /// the transport stops taking connections from `incoming` when dropped. Errors as
+    /// [`GrpcTransport::connect`], except binding.
+    pub async fn connect_incoming<S>(
+        cfg: GrpcConfig,
+        addr: SocketAddr,
+        incoming: S,
+    ) -> Result<GrpcTransport>
+    where
+        S: futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static,
+    {
         let started = tokio::time::Instant::now();
-        let transport_err = |what: &str, e: &dyn std::fmt::Display| {
-            CollectiveError::Transport(format!("rank {}: {what}: {e}", cfg.rank))
-        };
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|e| transport_err(&format!("bind {}", cfg.listen), &e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| transport_err("local address", &e))?;
         let mailbox = Arc::new(Mailbox::new(cfg.rank));
         let links = Arc::new(Links {
             slots: watch::Sender::new(vec![None; cfg.world as usize]),
@@ -289,7 +304,7 @@ impl GrpcTransport {
             links: Arc::clone(&links),
             tasks: Arc::clone(&tasks),
         };
-        let incoming = TcpListenerStream::new(listener).map(|conn| {
+        let incoming = incoming.map(|conn| {
             if let Ok(sock) = &conn {
                 // tonic applies TCP_NODELAY only to sockets it accepts itself.
                 let _ = sock.set_nodelay(true);
