@@ -88,6 +88,9 @@ pub struct StepEvent {
 pub trait Observer {
     /// Before the first step.
     fn on_start(&mut self, _info: &RunInfo) {}
+    /// Before every optimizer step (1-based number of the step about to run), e.g. to open a
+    /// tracing span that covers it.
+    fn on_step_start(&mut self, _step: u64) {}
     /// After every optimizer step.
     fn on_step(&mut self, _event: &StepEvent) {}
     /// After every epoch's evaluation.
@@ -538,6 +541,7 @@ fn run(
                 dropout_seed: dropout_seed(spec.seed, progress.step),
             };
             let step = progress.step + 1;
+            observer.on_step_start(step);
             let step_started = SystemTime::now();
             let computed =
                 learner.gradients(&task, inputs, targets, &ctx, (step, progress.epoch))?;
