@@ -1,0 +1,810 @@
+//! One rank of one job, from its assignment to its one result report: parse the spec, form the
+//! communicator through the job's rendezvous, train on a blocking thread (the async communicator
+//! is driven through the runtime handle), report progress about once a second and at every epoch
+//! end, shut the communicator down, and report success, failure or stopped.
+//!
+//! Stops requested by the coordinator (a heartbeat command or a progress answer) and by the
+//! worker's own shutdown set the trainer's stop flag, which travels as a vote with the next
+//! gradients, so every rank stops after the same step. Failures name this rank; collective
+//! failures also name the peer they blame.
+
+use crate::agent::Shared;
+use crate::group::{CommGroup, blamed_rank};
+use crate::metrics::RankSeries;
+use crate::timeline::{RankTimeline, rank_file};
+use burn::prelude::Device;
+use ringtrain_collective::{CommConfig, Communicator, GrpcConfig, GrpcTransport};
+use ringtrain_proto::v1 as pb;
+use ringtrain_proto::v1::report_result_request::Outcome as PbOutcome;
+use ringtrain_spec::{JobSpec, SpecFormat, parse_str};
+use ringtrain_train::{
+    DistOptions, EpochRecord, EvalReport, Observer, PhaseSpan, RunInfo, StepEvent, StopReason,
+    TaskMetrics, TrainError, TrainOptions, TrainReport, train_distributed,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Deadline of a progress report.
+const PROGRESS_DEADLINE: Duration = Duration::from_secs(5);
+/// Deadline of one result report attempt, and how many attempts are made.
+const RESULT_DEADLINE: Duration = Duration::from_secs(10);
+const RESULT_ATTEMPTS: u32 = 5;
+/// Progress is reported at least this often while a rank runs.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// Log lines kept for the next report while the coordinator cannot be reached.
+const MAX_PENDING_LOGS: usize = 1000;
+/// Steps over which samples per second are measured.
+const RATE_WINDOW: usize = 50;
+/// Longest wait for the peers' goodbyes when shutting the communicator down.
+const COMM_SHUTDOWN: Duration = Duration::from_secs(30);
+
+/// Why a rank was asked to stop.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StopCause {
+    /// The coordinator said so (job cancelled or failed), with its reason.
+    Coordinator(String),
+    /// This worker is shutting down.
+    Shutdown,
+}
+
+/// The running rank as the heartbeat loop sees it.
+#[derive(Debug)]
+pub(crate) struct JobControl {
+    pub(crate) job_id: String,
+    pub(crate) attempt: u32,
+    pub(crate) rank: u32,
+    pub(crate) collective_timeout: Duration,
+    /// The trainer's stop flag.
+    stop: Arc<AtomicBool>,
+    stopped: watch::Sender<bool>,
+    cause: Mutex<Option<StopCause>>,
+}
+
+impl JobControl {
+    pub(crate) fn new(a: &pb::Assignment) -> Self {
+        JobControl {
+            job_id: a.job_id.clone(),
+            attempt: a.attempt,
+            rank: a.rank,
+            collective_timeout: Duration::from_millis(a.collective_timeout_ms.max(1)),
+            stop: Arc::new(AtomicBool::new(false)),
+            stopped: watch::Sender::new(false),
+            cause: Mutex::new(None),
+        }
+    }
+
+    /// Asks the rank to stop at its next step boundary; the first cause is kept.
+    pub(crate) fn request_stop(&self, cause: StopCause) {
+        let mut kept = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.is_none() {
+            tracing::info!(job = %self.job_id, rank = self.rank, ?cause, "stop requested");
+            *kept = Some(cause);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        self.stopped.send_replace(true);
+    }
+
+    fn cause(&self) -> Option<StopCause> {
+        self.cause.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn wait_stopped(&self) {
+        let mut rx = self.stopped.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// How a rank ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Success(Box<pb::JobResult>),
+    Failure {
+        message: String,
+        blamed: Option<u32>,
+    },
+    Stopped(String),
+}
+
+impl Outcome {
+    pub(crate) fn failure(message: String, blamed: Option<u32>) -> Outcome {
+        Outcome::Failure { message, blamed }
+    }
+}
+
+/// Runs the rank and reports its result.
+pub(crate) async fn run(shared: Arc<Shared>, a: pb::Assignment, control: Arc<JobControl>) {
+    let started = Instant::now();
+    let progress = Arc::new(Progress::new(&a));
+    let (done_tx, done_rx) = watch::channel(false);
+    let reporter = tokio::spawn(report_loop(
+        shared.clone(),
+        a.clone(),
+        control.clone(),
+        progress.clone(),
+        done_rx,
+    ));
+    let outcome = execute(&shared, &a, &control, &progress).await;
+    let _ = done_tx.send(true);
+    let _ = reporter.await;
+    match &outcome {
+        Outcome::Success(r) => tracing::info!(
+            steps = r.steps,
+            stop = %r.stop_reason,
+            seconds = started.elapsed().as_secs_f64(),
+            "rank finished"
+        ),
+        Outcome::Failure { message, blamed } => {
+            tracing::error!(blamed = ?blamed, "{message}");
+        }
+        Outcome::Stopped(reason) => tracing::info!(reason = %reason, "rank stopped"),
+    }
+    shared.close_route();
+    report_result(&shared, &a, outcome).await;
+    shared.finish(&control);
+}
+
+fn spec_format(a: &pb::Assignment) -> SpecFormat {
+    match pb::SpecFormat::try_from(a.spec_format) {
+        Ok(pb::SpecFormat::Json) => SpecFormat::Json,
+        _ => SpecFormat::Toml,
+    }
+}
+
+/// The parsed spec with `checkpoint.dir` resolved against the job's base directory, and that
+/// directory.
+fn prepare(a: &pb::Assignment) -> Result<(JobSpec, PathBuf), String> {
+    let mut spec = parse_str(&a.spec, spec_format(a), &a.job_id, &a.job_id)
+        .map_err(|e| format!("invalid spec: {e}"))?;
+    if a.world == 0 || a.rank >= a.world {
+        return Err(format!("rank {} is outside a world of {}", a.rank, a.world));
+    }
+    if spec.parallel.pipeline > 1 {
+        return Err(format!(
+            "parallel.pipeline = {}: pipeline parallelism is not supported by this worker yet",
+            spec.parallel.pipeline
+        ));
+    }
+    if spec.parallel.data != a.world as usize {
+        return Err(format!(
+            "the assignment has {} ranks but parallel.data = {}",
+            a.world, spec.parallel.data
+        ));
+    }
+    let base = if a.base_dir.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(&a.base_dir)
+    };
+    if spec.checkpoint.dir.is_relative() {
+        spec.checkpoint.dir = base.join(&spec.checkpoint.dir);
+    }
+    Ok((spec, base))
+}
+
+fn stop_outcome(control: &JobControl, shared: &Shared) -> Outcome {
+    match control.cause() {
+        Some(StopCause::Shutdown) => Outcome::failure(
+            format!(
+                "rank {}: worker {} shut down before the job finished",
+                control.rank,
+                shared.worker_id()
+            ),
+            None,
+        ),
+        Some(StopCause::Coordinator(reason)) => Outcome::Stopped(reason),
+        None => Outcome::Stopped("stopped together with the other ranks".into()),
+    }
+}
+
+async fn execute(
+    shared: &Arc<Shared>,
+    a: &pb::Assignment,
+    control: &Arc<JobControl>,
+    progress: &Arc<Progress>,
+) -> Outcome {
+    let rank = a.rank;
+    let (spec, base_dir) = match prepare(a) {
+        Ok(p) => p,
+        Err(message) => return Outcome::failure(format!("rank {rank}: {message}"), None),
+    };
+    progress.set_epochs(spec.train.epochs);
+    let deadline = control.collective_timeout;
+    let rendezvous = if a.rendezvous.is_empty() {
+        shared.coordinator_host_port.clone()
+    } else {
+        a.rendezvous.clone()
+    };
+    let host = if shared.advertise_host.contains(':') && !shared.advertise_host.starts_with('[') {
+        format!("[{}]", shared.advertise_host)
+    } else {
+        shared.advertise_host.clone()
+    };
+    let cfg = GrpcConfig {
+        rank,
+        world: a.world,
+        listen: shared.peer_addr,
+        advertise_host: Some(host),
+        rendezvous: rendezvous.clone(),
+        session: a.session.clone(),
+        setup_timeout: deadline,
+    };
+    let incoming = ReceiverStream::new(shared.open_route());
+    let connected = tokio::select! {
+        c = GrpcTransport::connect_incoming(cfg, shared.peer_addr, incoming) => c,
+        () = control.wait_stopped() => return stop_outcome(control, shared),
+    };
+    let transport = match connected {
+        Ok(t) => t,
+        Err(e) => {
+            return Outcome::failure(
+                format!("rank {rank}: forming the communicator (rendezvous {rendezvous}): {e}"),
+                blamed_rank(&e),
+            );
+        }
+    };
+    let comm = Communicator::new(
+        Arc::new(transport),
+        CommConfig {
+            deadline,
+            stall_after: (deadline / 2).min(Duration::from_secs(10)),
+            fusion_bytes: usize::try_from(spec.parallel.fusion_bytes).unwrap_or(usize::MAX),
+            ..CommConfig::default()
+        },
+    );
+    tracing::info!(world = a.world, session = %a.session, "communicator formed");
+
+    let opts = TrainOptions {
+        base_dir,
+        resume: None,
+        halt_after_steps: None,
+        stop: Some(control.stop.clone()),
+        device: Device::flex(),
+    };
+    let dist = DistOptions {
+        checksum_every: a.checksum_every,
+    };
+    let handle = tokio::runtime::Handle::current();
+    let span = tracing::Span::current();
+    let parts = ObserverParts {
+        job: a.job_id.clone(),
+        rank,
+        world: a.world,
+        progress: progress.clone(),
+        series: shared.metrics.rank(&a.job_id, rank),
+        timeline: shared
+            .config
+            .timeline_dir
+            .as_ref()
+            .map(|_| RankTimeline::new(rank, &format!("rank {rank} ({})", shared.worker_id()))),
+    };
+    let joined = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let mut group = CommGroup::new(comm, handle);
+        let mut observer = RankObserver::new(parts);
+        let result = train_distributed(&spec, &opts, &mut observer, &mut group, &dist);
+        (result, group.into_communicator(), observer.timeline)
+    })
+    .await;
+    let (result, comm, timeline) = match joined {
+        Ok(j) => j,
+        Err(e) => {
+            return Outcome::failure(format!("rank {rank}: training panicked: {e}"), None);
+        }
+    };
+    if let (Some(dir), Some(t)) = (&shared.config.timeline_dir, &timeline) {
+        write_timeline(dir, &a.job_id, rank, t);
+    }
+    if matches!(result, Err(TrainError::Collective { .. })) {
+        // The transport failed: dropping it closes every link at once.
+        drop(comm);
+    } else {
+        // Also after an error every rank saw (a checksum mismatch), a clean goodbye keeps peers
+        // from seeing this rank as lost; bounded in case a peer is stuck or gone.
+        match tokio::time::timeout(COMM_SHUTDOWN.min(deadline), comm.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "communicator shutdown"),
+            Err(_) => tracing::warn!("communicator shutdown timed out"),
+        }
+    }
+    match result {
+        Ok(report) if report.stop == StopReason::Interrupted => stop_outcome(control, shared),
+        Ok(report) => Outcome::Success(Box::new(job_result(&report, rank == 0))),
+        Err(TrainError::Collective { .. })
+            if matches!(control.cause(), Some(StopCause::Coordinator(_))) =>
+        {
+            // The job was already stopped (e.g. another rank failed): not this rank's failure.
+            stop_outcome(control, shared)
+        }
+        Err(e) => {
+            let blamed = match &e {
+                TrainError::Collective { source, .. } => source.blamed_rank.map(|r| r as u32),
+                _ => None,
+            };
+            Outcome::failure(format!("rank {rank}: {e}"), blamed)
+        }
+    }
+}
+
+fn write_timeline(dir: &Path, job: &str, rank: u32, timeline: &RankTimeline) {
+    let path = rank_file(dir, job, rank);
+    match timeline.write(&path) {
+        Ok(()) => tracing::info!(
+            path = %path.display(),
+            events = timeline.len(),
+            dropped = timeline.dropped(),
+            "timeline written"
+        ),
+        Err(e) => tracing::warn!(error = %e, "timeline not written"),
+    }
+}
+
+/// The headline metrics of a finished run, by `split.metric` name.
+pub(crate) fn headline_metrics(report: &TrainReport) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    if let Some(last) = report.history.last() {
+        out.insert("train.loss".to_string(), last.train_loss);
+    }
+    let mut add = |split: &str, eval: &EvalReport| {
+        let mut put = |name: &str, v: f64| {
+            out.insert(format!("{split}.{name}"), v);
+        };
+        put("loss", eval.loss);
+        match &eval.metrics {
+            TaskMetrics::Forecast(f) => {
+                put("mse", f.model.mse);
+                put("rmse", f.model.rmse);
+                put("mae", f.model.mae);
+                if let Some(m) = f.model.mape_percent {
+                    put("mape_percent", m);
+                }
+                put("naive_mse", f.naive.mse);
+                if let Some(s) = &f.seasonal_naive {
+                    put("seasonal_naive_mse", s.mse);
+                }
+            }
+            TaskMetrics::Classification(c) => {
+                put("accuracy", c.accuracy);
+                put("macro_f1", c.macro_avg.f1);
+                put("weighted_f1", c.weighted_avg.f1);
+                put("majority_accuracy", c.majority_baseline.accuracy);
+            }
+        }
+    };
+    if let Some(v) = &report.val {
+        add("val", v);
+    }
+    if let Some(t) = &report.test {
+        add("test", t);
+    }
+    out
+}
+
+fn stop_reason(stop: StopReason) -> &'static str {
+    match stop {
+        StopReason::Completed => "completed",
+        StopReason::MaxSteps => "max_steps",
+        StopReason::EarlyStopping => "early_stopping",
+        StopReason::Halted => "halted",
+        StopReason::Interrupted => "interrupted",
+    }
+}
+
+/// The result a rank reports; only rank 0 (`lead`) carries metrics and the full report.
+pub(crate) fn job_result(report: &TrainReport, lead: bool) -> pb::JobResult {
+    let (metrics, report_json) = if lead {
+        // The same text `train` writes to metrics.json.
+        let json = serde_json::to_string_pretty(report).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "report not serializable");
+            String::new()
+        });
+        (headline_metrics(report).into_iter().collect(), json)
+    } else {
+        (Default::default(), String::new())
+    };
+    pb::JobResult {
+        metrics,
+        report_json,
+        checkpoint_dir: report.checkpoint_dir.display().to_string(),
+        steps: report.steps,
+        stop_reason: stop_reason(report.stop).to_string(),
+        samples_per_sec: report.samples_per_sec,
+    }
+}
+
+/// Sends the rank's one result, retrying transient failures a few times.
+pub(crate) async fn report_result(shared: &Shared, a: &pb::Assignment, outcome: Outcome) {
+    let outcome = match outcome {
+        Outcome::Success(r) => PbOutcome::Success(*r),
+        Outcome::Failure { message, blamed } => PbOutcome::Failure(pb::RankFailure {
+            message,
+            blamed_rank: blamed.map_or(-1, |r| r as i32),
+        }),
+        Outcome::Stopped(reason) => PbOutcome::Stopped(reason),
+    };
+    let mut pause = Duration::from_millis(500);
+    for attempt in 1..=RESULT_ATTEMPTS {
+        let request = pb::ReportResultRequest {
+            worker_id: shared.worker_id().to_string(),
+            job_id: a.job_id.clone(),
+            attempt: a.attempt,
+            rank: a.rank,
+            outcome: Some(outcome.clone()),
+        };
+        let mut client = shared.client.clone();
+        match tokio::time::timeout(RESULT_DEADLINE, client.report_result(request)).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(status))
+                if matches!(
+                    status.code(),
+                    tonic::Code::NotFound
+                        | tonic::Code::FailedPrecondition
+                        | tonic::Code::InvalidArgument
+                ) =>
+            {
+                tracing::warn!(
+                    code = ?status.code(),
+                    message = status.message(),
+                    "the coordinator refused the result"
+                );
+                return;
+            }
+            Ok(Err(status)) => tracing::warn!(
+                attempt,
+                code = ?status.code(),
+                message = status.message(),
+                "result report failed"
+            ),
+            Err(_) => tracing::warn!(
+                attempt,
+                "result report got no answer within {RESULT_DEADLINE:?}"
+            ),
+        }
+        if attempt < RESULT_ATTEMPTS {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+    tracing::error!("result report abandoned after {RESULT_ATTEMPTS} attempts");
+}
+
+/// What the next progress report says, filled in by the training thread.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    state: Mutex<ProgressState>,
+    /// Wakes the reporter for a report right away (start, epoch end).
+    urgent: Notify,
+}
+
+#[derive(Debug)]
+struct ProgressState {
+    phase: pb::RankPhase,
+    step: u64,
+    total_steps: u64,
+    epoch: u32,
+    epochs: u32,
+    loss: f64,
+    lr: f64,
+    val_loss: f64,
+    samples_per_sec: f64,
+    /// Sums over the steps since the last report.
+    window_steps: u64,
+    window_compute: f64,
+    window_comm: f64,
+    /// Means reported last (kept while no step completes).
+    compute_seconds: f64,
+    comm_seconds: f64,
+    logs: Vec<pb::LogLine>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Progress {
+    fn new(a: &pb::Assignment) -> Self {
+        let progress = Progress {
+            state: Mutex::new(ProgressState {
+                phase: pb::RankPhase::Starting,
+                step: 0,
+                total_steps: 0,
+                epoch: 0,
+                epochs: 0,
+                loss: f64::NAN,
+                lr: 0.0,
+                val_loss: f64::NAN,
+                samples_per_sec: 0.0,
+                window_steps: 0,
+                window_compute: 0.0,
+                window_comm: 0.0,
+                compute_seconds: 0.0,
+                comm_seconds: 0.0,
+                logs: Vec::new(),
+            }),
+            urgent: Notify::new(),
+        };
+        progress.log(
+            pb::LogLevel::Info,
+            format!(
+                "rank {} of {} starting (attempt {})",
+                a.rank, a.world, a.attempt
+            ),
+            a.rank,
+        );
+        progress.urgent.notify_one();
+        progress
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProgressState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_epochs(&self, epochs: u32) {
+        self.lock().epochs = epochs;
+    }
+
+    fn log(&self, level: pb::LogLevel, message: String, rank: u32) {
+        let mut s = self.lock();
+        if s.logs.len() < MAX_PENDING_LOGS {
+            s.logs.push(pb::LogLine {
+                seq: 0,
+                at_ms: now_ms(),
+                rank: rank as i32,
+                level: level as i32,
+                message,
+            });
+        }
+    }
+
+    /// The report to send now; takes the pending log lines and closes the measurement window.
+    fn take_request(&self, worker_id: String, a: &pb::Assignment) -> pb::ReportProgressRequest {
+        let mut s = self.lock();
+        if s.window_steps > 0 {
+            s.compute_seconds = s.window_compute / s.window_steps as f64;
+            s.comm_seconds = s.window_comm / s.window_steps as f64;
+            s.window_steps = 0;
+            s.window_compute = 0.0;
+            s.window_comm = 0.0;
+        }
+        pb::ReportProgressRequest {
+            worker_id,
+            job_id: a.job_id.clone(),
+            attempt: a.attempt,
+            rank: a.rank,
+            phase: s.phase as i32,
+            step: s.step,
+            total_steps: s.total_steps,
+            epoch: s.epoch,
+            epochs: s.epochs,
+            loss: s.loss,
+            lr: s.lr,
+            samples_per_sec: s.samples_per_sec,
+            compute_seconds: s.compute_seconds,
+            comm_seconds: s.comm_seconds,
+            val_loss: s.val_loss,
+            logs: std::mem::take(&mut s.logs),
+        }
+    }
+
+    /// Puts back log lines of a report that did not arrive.
+    fn requeue(&self, mut logs: Vec<pb::LogLine>) {
+        let mut s = self.lock();
+        logs.append(&mut s.logs);
+        logs.truncate(MAX_PENDING_LOGS);
+        s.logs = logs;
+    }
+}
+
+/// Reports progress every [`REPORT_EVERY`] and when woken, until `done`; then once more (the
+/// last log lines) and returns. A report whose answer says stop stops the rank.
+async fn report_loop(
+    shared: Arc<Shared>,
+    a: pb::Assignment,
+    control: Arc<JobControl>,
+    progress: Arc<Progress>,
+    mut done: watch::Receiver<bool>,
+) {
+    loop {
+        let last = tokio::select! {
+            () = tokio::time::sleep(REPORT_EVERY) => false,
+            () = progress.urgent.notified() => false,
+            _ = done.wait_for(|d| *d) => true,
+        };
+        let request = progress.take_request(shared.worker_id().to_string(), &a);
+        let logs = request.logs.clone();
+        let mut client = shared.client.clone();
+        match tokio::time::timeout(PROGRESS_DEADLINE, client.report_progress(request)).await {
+            Ok(Ok(answer)) => {
+                let answer = answer.into_inner();
+                if answer.stop {
+                    control.request_stop(StopCause::Coordinator(answer.reason));
+                }
+            }
+            Ok(Err(status)) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "progress report failed");
+                progress.requeue(logs);
+            }
+            Err(_) => {
+                tracing::warn!("progress report got no answer within {PROGRESS_DEADLINE:?}");
+                progress.requeue(logs);
+            }
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+/// What the training thread's observer needs.
+struct ObserverParts {
+    job: String,
+    rank: u32,
+    world: u32,
+    progress: Arc<Progress>,
+    series: RankSeries,
+    timeline: Option<RankTimeline>,
+}
+
+/// The trainer's observer on the training thread: metrics, progress, timeline, step spans.
+struct RankObserver {
+    job: String,
+    rank: u32,
+    world: u32,
+    progress: Arc<Progress>,
+    series: RankSeries,
+    timeline: Option<RankTimeline>,
+    /// Bytes of one gradient all-reduce.
+    step_bytes: u64,
+    /// (end of step, samples) of recent steps.
+    recent: VecDeque<(Instant, usize)>,
+    step_span: Option<tracing::span::EnteredSpan>,
+}
+
+impl RankObserver {
+    fn new(p: ObserverParts) -> Self {
+        RankObserver {
+            job: p.job,
+            rank: p.rank,
+            world: p.world,
+            progress: p.progress,
+            series: p.series,
+            timeline: p.timeline,
+            step_bytes: 0,
+            recent: VecDeque::with_capacity(RATE_WINDOW + 1),
+            step_span: None,
+        }
+    }
+
+    fn samples_per_sec(&self) -> Option<f64> {
+        let (first, last) = (self.recent.front()?, self.recent.back()?);
+        let seconds = last.0.duration_since(first.0).as_secs_f64();
+        // The first entry only marks the start of the window.
+        let samples: usize = self.recent.iter().skip(1).map(|(_, n)| n).sum();
+        (seconds > 0.0).then(|| samples as f64 / seconds)
+    }
+}
+
+impl Observer for RankObserver {
+    fn on_start(&mut self, info: &RunInfo) {
+        // The gradients plus the two per-step scalars the trainer averages with them.
+        self.step_bytes = (info.params as u64 + 2) * 4;
+        self.recent.push_back((Instant::now(), 0));
+        {
+            let mut s = self.progress.lock();
+            s.phase = pb::RankPhase::Training;
+            s.total_steps = info.total_steps;
+            s.step = info.start_step;
+        }
+        self.progress.log(
+            pb::LogLevel::Info,
+            format!(
+                "rank {} of {} training: {} parameters, {} steps ({} per epoch), samples train/val/test {}/{}/{}",
+                self.rank,
+                self.world,
+                info.params,
+                info.total_steps,
+                info.steps_per_epoch,
+                info.samples[0],
+                info.samples[1],
+                info.samples[2]
+            ),
+            self.rank,
+        );
+        self.progress.urgent.notify_one();
+    }
+
+    fn on_step_start(&mut self, step: u64) {
+        self.step_span = Some(
+            tracing::info_span!("worker.train_step", job = %self.job, rank = self.rank, step)
+                .entered(),
+        );
+    }
+
+    fn on_step(&mut self, e: &StepEvent) {
+        let compute = (e.stats.compute + e.stats.update).as_secs_f64();
+        let comm = e.stats.communication.as_secs_f64();
+        tracing::debug!(
+            loss = e.stats.loss,
+            compute_s = compute,
+            comm_s = comm,
+            "step"
+        );
+        self.step_span = None;
+        self.recent.push_back((Instant::now(), e.samples));
+        if self.recent.len() > RATE_WINDOW + 1 {
+            self.recent.pop_front();
+        }
+        let rate = self.samples_per_sec();
+        let s = &self.series;
+        s.steps.increment(1);
+        s.compute.record(compute);
+        s.communication.record(comm);
+        s.loss.set(f64::from(e.stats.loss));
+        if let Some(r) = rate {
+            s.samples_per_second.set(r);
+        }
+        if self.world > 1 {
+            s.allreduce_bytes.increment(self.step_bytes);
+            if comm > 0.0 {
+                let n = f64::from(self.world);
+                s.bus_bandwidth
+                    .set(self.step_bytes as f64 / comm * 2.0 * (n - 1.0) / n);
+            }
+        }
+        let mut p = self.progress.lock();
+        p.step = e.step;
+        p.total_steps = e.total_steps;
+        p.epoch = e.epoch;
+        p.loss = f64::from(e.stats.loss);
+        p.lr = e.lr;
+        if let Some(r) = rate {
+            p.samples_per_sec = r;
+        }
+        p.window_steps += 1;
+        p.window_compute += compute;
+        p.window_comm += comm;
+    }
+
+    fn on_epoch(&mut self, record: &EpochRecord) {
+        let mut line = format!(
+            "epoch {}: step {}, train loss {:.6}",
+            record.epoch, record.step, record.train_loss
+        );
+        if let Some(v) = record.val_loss {
+            line += &format!(", val loss {v:.6}");
+        }
+        for (name, value) in &record.val_metrics {
+            line += &format!(", val {name} {value:.6}");
+        }
+        {
+            let mut p = self.progress.lock();
+            p.val_loss = record.val_loss.unwrap_or(f64::NAN);
+            p.epoch = (record.epoch + 1).min(p.epochs.saturating_sub(1));
+        }
+        // Every rank has the same epoch summary; rank 0 alone puts it in the job's log.
+        if self.rank == 0 {
+            self.progress.log(pb::LogLevel::Info, line, self.rank);
+        }
+        self.progress.urgent.notify_one();
+    }
+
+    fn on_checkpoint(&mut self, path: &Path) {
+        self.progress.log(
+            pb::LogLevel::Debug,
+            format!("checkpoint {}", path.display()),
+            self.rank,
+        );
+    }
+
+    fn on_span(&mut self, span: &PhaseSpan) {
+        if let Some(t) = &mut self.timeline {
+            t.add(span);
+        }
+    }
+}

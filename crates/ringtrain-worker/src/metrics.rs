@@ -1,0 +1,297 @@
+//! The worker's Prometheus series (names shared with the coordinator's and deploy/grafana, see
+//! the metrics contract) and the small HTTP endpoint serving them. Each worker owns its own
+//! recorder instead of installing a global one, so several workers can live in one process (tests)
+//! and the endpoint can bind port 0 and report the port it got.
+//!
+//! Series: `ringtrain_worker_busy` (gauge 0/1); per `{job, rank}`:
+//! `ringtrain_worker_steps_total` and `ringtrain_worker_allreduce_bytes_total` (counters),
+//! `ringtrain_worker_step_compute_seconds` (forward + backward + optimizer) and
+//! `ringtrain_worker_step_communication_seconds` (gradient all-reduce) as histograms with explicit
+//! buckets (rendered as `_bucket`/`_sum`/`_count`), `ringtrain_worker_samples_per_second`,
+//! `ringtrain_worker_loss` and `ringtrain_worker_allreduce_bus_bandwidth_bytes_per_second`
+//! (gauges; bus bandwidth = bytes/s × 2(N−1)/N, the nccl-tests convention).
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+const BUSY: &str = "ringtrain_worker_busy";
+const STEPS: &str = "ringtrain_worker_steps_total";
+const COMPUTE: &str = "ringtrain_worker_step_compute_seconds";
+const COMMUNICATION: &str = "ringtrain_worker_step_communication_seconds";
+const SAMPLES: &str = "ringtrain_worker_samples_per_second";
+const LOSS: &str = "ringtrain_worker_loss";
+const BYTES: &str = "ringtrain_worker_allreduce_bytes_total";
+const BUSBW: &str = "ringtrain_worker_allreduce_bus_bandwidth_bytes_per_second";
+
+/// Every series name this worker exports.
+pub const SERIES: [&str; 8] = [
+    BUSY,
+    STEPS,
+    COMPUTE,
+    COMMUNICATION,
+    SAMPLES,
+    LOSS,
+    BYTES,
+    BUSBW,
+];
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// The worker's recorder and its one unlabelled series.
+pub(crate) struct WorkerMetrics {
+    recorder: metrics_exporter_prometheus::PrometheusRecorder,
+    handle: PrometheusHandle,
+    busy: Gauge,
+}
+
+impl std::fmt::Debug for WorkerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerMetrics").finish_non_exhaustive()
+    }
+}
+
+/// The series of one rank of one job.
+#[derive(Clone)]
+pub(crate) struct RankSeries {
+    /// Optimizer steps.
+    pub steps: Counter,
+    /// Seconds of forward, backward and optimizer per step.
+    pub compute: Histogram,
+    /// Seconds of gradient all-reduce per step.
+    pub communication: Histogram,
+    /// This rank's samples per second over recent steps.
+    pub samples_per_second: Gauge,
+    /// This rank's latest training loss.
+    pub loss: Gauge,
+    /// Gradient bytes all-reduced.
+    pub allreduce_bytes: Counter,
+    /// Bus bandwidth of the latest gradient all-reduce.
+    pub bus_bandwidth: Gauge,
+}
+
+impl WorkerMetrics {
+    /// A fresh recorder with the unlabelled series registered.
+    ///
+    /// # Errors
+    /// A message when the histogram buckets are refused (a bug).
+    pub(crate) fn new() -> Result<WorkerMetrics, String> {
+        // Steps of the models trained here take from under a millisecond to seconds.
+        let buckets = [
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0,
+        ];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(COMPUTE.into()), &buckets)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(COMMUNICATION.into()), &buckets))
+            .map_err(|e| format!("prometheus buckets: {e}"))?
+            .build_recorder();
+        let descriptions: [(&'static str, Option<Unit>, &'static str); 8] = [
+            (BUSY, None, "1 while the worker runs a job's rank"),
+            (STEPS, None, "Optimizer steps taken"),
+            (
+                COMPUTE,
+                Some(Unit::Seconds),
+                "Forward, backward and optimizer seconds per step",
+            ),
+            (
+                COMMUNICATION,
+                Some(Unit::Seconds),
+                "Gradient all-reduce seconds per step",
+            ),
+            (SAMPLES, None, "Samples per second of this rank"),
+            (LOSS, None, "Training loss of this rank's latest batch"),
+            (BYTES, Some(Unit::Bytes), "Gradient bytes all-reduced"),
+            (
+                BUSBW,
+                None,
+                "Bus bandwidth of the latest gradient all-reduce, bytes/s x 2(N-1)/N",
+            ),
+        ];
+        for (name, unit, text) in descriptions {
+            match name {
+                STEPS | BYTES => recorder.describe_counter(name.into(), unit, text.into()),
+                COMPUTE | COMMUNICATION => {
+                    recorder.describe_histogram(name.into(), unit, text.into())
+                }
+                _ => recorder.describe_gauge(name.into(), unit, text.into()),
+            }
+        }
+        let busy = recorder.register_gauge(&Key::from_name(BUSY), &METADATA);
+        busy.set(0.0);
+        Ok(WorkerMetrics {
+            handle: recorder.handle(),
+            recorder,
+            busy,
+        })
+    }
+
+    /// Sets the busy gauge.
+    pub(crate) fn set_busy(&self, busy: bool) {
+        self.busy.set(if busy { 1.0 } else { 0.0 });
+    }
+
+    /// Registers (or finds) the series of `rank` of `job`; counters start at 0 so that every
+    /// series is visible from the job's start.
+    pub(crate) fn rank(&self, job: &str, rank: u32) -> RankSeries {
+        let key = |name: &'static str| {
+            Key::from_parts(
+                name,
+                vec![
+                    Label::new("job", job.to_string()),
+                    Label::new("rank", rank.to_string()),
+                ],
+            )
+        };
+        let r = &self.recorder;
+        let series = RankSeries {
+            steps: r.register_counter(&key(STEPS), &METADATA),
+            compute: r.register_histogram(&key(COMPUTE), &METADATA),
+            communication: r.register_histogram(&key(COMMUNICATION), &METADATA),
+            samples_per_second: r.register_gauge(&key(SAMPLES), &METADATA),
+            loss: r.register_gauge(&key(LOSS), &METADATA),
+            allreduce_bytes: r.register_counter(&key(BYTES), &METADATA),
+            bus_bandwidth: r.register_gauge(&key(BUSBW), &METADATA),
+        };
+        series.steps.increment(0);
+        series.allreduce_bytes.increment(0);
+        series
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub(crate) fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Periodic housekeeping of the recorder (drains histogram samples into buckets).
+    pub(crate) fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// Longest a metrics client may take to send its request or read the answer.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Largest request head accepted.
+const MAX_REQUEST: usize = 8 * 1024;
+
+/// Serves `GET /metrics` (and `GET /`) in the Prometheus text format on `listener` until
+/// `shutdown` turns true; other paths are 404, other methods 405; one request per connection.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    metrics: std::sync::Arc<WorkerMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, &metrics).await {
+                tracing::debug!(error = %e, "metrics endpoint: request failed");
+            }
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, metrics: &WorkerMetrics) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(512);
+    let read = async {
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout(REQUEST_DEADLINE, read)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request too slow"))??;
+    let head = String::from_utf8_lossy(&buf);
+    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, body, kind) = match (method, path) {
+        ("GET", "/metrics" | "/") => {
+            metrics.upkeep();
+            ("200 OK", metrics.render(), "text/plain; version=0.0.4")
+        }
+        ("GET", _) => (
+            "404 Not Found",
+            "not found; try /metrics\n".to_string(),
+            "text/plain",
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "only GET\n".to_string(),
+            "text/plain",
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::time::timeout(REQUEST_DEADLINE, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client too slow"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_renders_with_histogram_buckets() {
+        let m = WorkerMetrics::new().unwrap();
+        m.set_busy(true);
+        let s = m.rank("job-1", 2);
+        s.steps.increment(3);
+        s.compute.record(0.004);
+        s.communication.record(0.002);
+        s.samples_per_second.set(100.0);
+        s.loss.set(0.5);
+        s.allreduce_bytes.increment(4096);
+        s.bus_bandwidth.set(1e6);
+        m.upkeep();
+        let text = m.render();
+        for name in SERIES {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+        assert!(text.contains("ringtrain_worker_busy 1"), "{text}");
+        assert!(
+            text.contains(r#"ringtrain_worker_steps_total{job="job-1",rank="2"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"ringtrain_worker_step_compute_seconds_bucket{job="job-1",rank="2",le="0.005"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"ringtrain_worker_step_communication_seconds_count{job="job-1",rank="2"} 1"#
+            ),
+            "{text}"
+        );
+    }
+}
