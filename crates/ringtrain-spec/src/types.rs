@@ -3,7 +3,7 @@
 //! a window is at least 1, fractions sum to 1, ...).
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A complete, validated training job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +24,22 @@ pub struct JobSpec {
     pub parallel: ParallelSpec,
     /// When and where state is saved.
     pub checkpoint: CheckpointSpec,
+}
+
+impl JobSpec {
+    /// Makes the spec's relative file paths (`data.path`, unless it names a `builtin:` dataset,
+    /// and `checkpoint.dir`) absolute by joining them to `base` — the spec file's directory for
+    /// `ringtrain train`, the job's `base_dir` on cluster workers — so that checkpoints record
+    /// paths that `eval` and `predict` find from any working directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let builtin = self.data.path.to_string_lossy().starts_with("builtin:");
+        if !builtin && self.data.path.is_relative() {
+            self.data.path = base.join(&self.data.path);
+        }
+        if self.checkpoint.dir.is_relative() {
+            self.checkpoint.dir = base.join(&self.checkpoint.dir);
+        }
+    }
 }
 
 /// Recurrent cell type.

@@ -180,9 +180,8 @@ fn prepare(a: &pb::Assignment) -> Result<(JobSpec, PathBuf), String> {
     } else {
         PathBuf::from(&a.base_dir)
     };
-    if spec.checkpoint.dir.is_relative() {
-        spec.checkpoint.dir = base.join(&spec.checkpoint.dir);
-    }
+    // The same rule as `ringtrain train`: relative paths resolve against the spec's directory.
+    spec.resolve_paths(&base);
     Ok((spec, base))
 }
 
