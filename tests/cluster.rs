@@ -4,6 +4,9 @@
 //! two jobs at once), failures (a worker or the coordinator killed with SIGKILL), bad input, and
 //! the Prometheus endpoints.
 
+// Tests report timings and skips on stderr.
+#![allow(clippy::print_stderr)]
+
 use ringtrain_train::Checkpoint;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -330,7 +333,8 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn data_parallel_matches_single_process(n: u32) {
     let dir = tempfile::tempdir().unwrap();
     let b = 8;
-    let dp = spec(dir.path(), &format!("dp{n}"), n, b, 2, "");
+    // batch_size is the global batch: each of the n ranks takes b samples per step.
+    let dp = spec(dir.path(), &format!("dp{n}"), n, b * n as usize, 2, "");
     let single = spec(dir.path(), &format!("single{n}"), 1, b * n as usize, 2, "");
     let timeline = dir.path().join("timeline.json");
     let out = ringtrain()
@@ -348,32 +352,53 @@ fn data_parallel_matches_single_process(n: u32) {
     assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
     assert_eq!(done["job"]["world"], n);
     let result = &done["job"]["result"];
-    assert!(result["metrics"]["test.mse"].as_f64().unwrap() > 0.0, "{result:#}");
+    assert!(
+        result["metrics"]["test.mse"].as_f64().unwrap() > 0.0,
+        "{result:#}"
+    );
     // The timeline has compute and all-reduce phases of every rank, one process row per rank.
     let trace: Value = serde_json::from_slice(&std::fs::read(&timeline).unwrap()).unwrap();
     let events = trace["traceEvents"].as_array().unwrap();
     for rank in 0..n {
         for phase in ["compute", "allreduce"] {
             assert!(
-                events.iter().any(|e| e["pid"] == rank && e["name"] == phase && e["ph"] == "X"),
+                events
+                    .iter()
+                    .any(|e| e["pid"] == rank && e["name"] == phase && e["ph"] == "X"),
                 "no {phase} event of rank {rank}"
             );
         }
     }
     let train = ringtrain()
-        .args(["train", single.to_str().unwrap(), "--quiet", "--output", "json"])
+        .args([
+            "train",
+            single.to_str().unwrap(),
+            "--quiet",
+            "--output",
+            "json",
+        ])
         .output()
         .unwrap();
-    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    assert!(
+        train.status.success(),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
     let a = params(&dir.path().join(format!("runs/dp{n}")));
     let b = params(&dir.path().join(format!("runs/single{n}")));
     let diff = max_abs_diff(&a, &b);
-    assert!(diff <= 1e-5, "{n} workers vs one process: max abs diff {diff}");
+    assert!(
+        diff <= 1e-5,
+        "{n} workers vs one process: max abs diff {diff}"
+    );
     // The same steps were taken, so the test metrics agree too.
     let single_report: Value = serde_json::from_slice(&train.stdout).unwrap();
     let want = single_report["test"]["loss"].as_f64().unwrap();
     let got = result["report"]["test"]["loss"].as_f64().unwrap();
-    assert!((want - got).abs() <= 1e-4 * want.abs().max(1.0), "test loss {got} vs {want}");
+    assert!(
+        (want - got).abs() <= 1e-4 * want.abs().max(1.0),
+        "test loss {got} vs {want}"
+    );
 }
 
 #[test]
@@ -408,7 +433,10 @@ fn submit_watch_status_logs_and_workers() {
     assert_eq!(states, ["queued", "starting", "running", "succeeded"]);
     assert_eq!(full["progress"]["ranks"].as_array().unwrap().len(), 2);
     let human = cluster.cli_ok(&["status", id]);
-    assert!(human.contains("succeeded") && human.contains("rank 1"), "{human}");
+    assert!(
+        human.contains("succeeded") && human.contains("rank 1"),
+        "{human}"
+    );
     // Logs carry lines from the coordinator and from both ranks.
     let logs = cluster.cli_ok(&["logs", id]);
     assert!(logs.contains("coordinator:"), "{logs}");
@@ -416,7 +444,10 @@ fn submit_watch_status_logs_and_workers() {
     // Both workers are idle again and the table names them.
     cluster.wait_idle_workers(2);
     let table = cluster.cli_ok(&["workers"]);
-    assert!(table.contains("test-0") && table.contains("test-1"), "{table}");
+    assert!(
+        table.contains("test-0") && table.contains("test-1"),
+        "{table}"
+    );
     // `watch` on a finished job prints its outcome at once.
     let again = cluster.cli_ok(&["watch", id]);
     assert!(again.contains("seasonal naive"), "{again}");
@@ -450,7 +481,7 @@ fn cancel_a_running_job_frees_its_workers() {
 fn two_jobs_run_at_once_and_a_big_one_waits_with_its_reason() {
     let cluster = Cluster::start(2);
     let dir = tempfile::tempdir().unwrap();
-    let big = spec(dir.path(), "big", 3, 8, 1, "");
+    let big = spec(dir.path(), "big", 3, 9, 1, "");
     let big_id = cluster.submit(&big);
     let queued = cluster.job(&big_id);
     assert_eq!(queued["state"], "queued");
@@ -500,7 +531,10 @@ fn a_killed_worker_fails_the_job_naming_its_rank() {
     let failed = cluster.wait_job(&id, 40, |j| j["state"] == "failed");
     let reason = failed["reason"].as_str().unwrap();
     assert!(reason.contains("rank 1"), "{reason}");
-    eprintln!("failed {:.1} s after the kill: {reason}", killed.elapsed().as_secs_f64());
+    eprintln!(
+        "failed {:.1} s after the kill: {reason}",
+        killed.elapsed().as_secs_f64()
+    );
     // The surviving worker is free again.
     cluster.wait_idle_workers(1);
     cluster.workers.remove(index);
@@ -524,12 +558,20 @@ fn jobs_survive_a_coordinator_killed_and_restarted() {
         v.as_array()
             .unwrap()
             .iter()
-            .map(|j| (j["id"].as_str().unwrap().into(), j["state"].as_str().unwrap().into()))
+            .map(|j| {
+                (
+                    j["id"].as_str().unwrap().into(),
+                    j["state"].as_str().unwrap().into(),
+                )
+            })
             .collect()
     };
     assert_eq!(ids(&before), ids(&after));
     let job = cluster.job(&done);
-    assert!(job["result"]["metrics"]["test.mse"].as_f64().is_some(), "{job:#}");
+    assert!(
+        job["result"]["metrics"]["test.mse"].as_f64().is_some(),
+        "{job:#}"
+    );
     assert_eq!(cluster.job(&waiting)["state"], "queued");
     // The worker finds the new coordinator and takes work again.
     cluster.add_worker();
@@ -553,7 +595,10 @@ fn bad_input_gets_clear_errors() {
     let out = cluster.cli(&["submit", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("model.cell") && err.contains("InvalidArgument"), "{err}");
+    assert!(
+        err.contains("model.cell") && err.contains("InvalidArgument"),
+        "{err}"
+    );
     let out = cluster.cli(&["status", "job-999"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -567,7 +612,10 @@ fn bad_input_gets_clear_errors() {
     let id = cluster.submit(&missing);
     let job = cluster.wait_job(&id, 60, |j| j["state"] == "failed");
     let reason = job["reason"].as_str().unwrap();
-    assert!(reason.contains("no-such-file.csv") && reason.contains("rank 0"), "{reason}");
+    assert!(
+        reason.contains("no-such-file.csv") && reason.contains("rank 0"),
+        "{reason}"
+    );
     // A client pointed at nothing fails quickly with the address named.
     let out = ringtrain()
         .args(["status", "--coordinator", "127.0.0.1:1"])
@@ -584,7 +632,9 @@ fn prometheus(text: &str) -> Vec<(String, f64)> {
     text.lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| {
-            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l:?}"));
+            let (series, value) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
             let value: f64 = value
                 .parse()
                 .unwrap_or_else(|_| panic!("bad value in {l:?}"));
@@ -597,7 +647,11 @@ fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap();
@@ -631,7 +685,10 @@ fn metrics_endpoints_speak_prometheus() {
         .find(|(n, _)| n.starts_with("ringtrain_coordinator_jobs{") && n.contains("succeeded"))
         .unwrap();
     assert_eq!(succeeded.1, 1.0);
-    let worker = cluster.workers[0].ready["metrics"].as_str().unwrap().to_string();
+    let worker = cluster.workers[0].ready["metrics"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let series = prometheus(&http_get(&worker, "/metrics"));
     for name in [
         "ringtrain_worker_steps_total",
@@ -692,7 +749,8 @@ fn a_python_client_generated_from_the_proto_submits_and_watches() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = v["id"].as_str().or(v["job_id"].as_str()).unwrap().to_string();
+    assert_eq!(v["job"]["state"], "succeeded", "{v:#}");
+    let id = v["job"]["id"].as_str().unwrap().to_string();
     // What Python saw is what the Rust CLI sees.
     let job = cluster.job(&id);
     assert_eq!(job["state"], "succeeded");

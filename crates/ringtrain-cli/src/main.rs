@@ -8,6 +8,7 @@
 mod bench_allreduce;
 mod bench_train;
 mod check;
+mod cluster;
 mod eval;
 mod logging;
 mod plot;
@@ -49,6 +50,24 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Validate a job spec and print it with every default filled in.
     Check(check::CheckArgs),
+    /// Run a whole cluster on this machine: a coordinator and N workers on 127.0.0.1, one job.
+    Local(cluster::local::LocalArgs),
+    /// Serve the coordinator: job queue, gang scheduler, state database, rendezvous.
+    Coordinator(cluster::serve::CoordinatorArgs),
+    /// Serve a worker: register with the coordinator and run the ranks it assigns.
+    Worker(cluster::serve::WorkerArgs),
+    /// Submit a job to a coordinator.
+    Submit(cluster::client::SubmitArgs),
+    /// List jobs, or show one in detail.
+    Status(cluster::client::StatusArgs),
+    /// Follow a job until it finishes.
+    Watch(cluster::watch::WatchArgs),
+    /// Print a job's log.
+    Logs(cluster::client::LogsArgs),
+    /// Cancel a queued or running job.
+    Cancel(cluster::client::CancelArgs),
+    /// List the workers the coordinator knows.
+    Workers(cluster::client::WorkersArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -75,6 +94,16 @@ fn main() -> std::process::ExitCode {
             device().and_then(|d| bench_train::run(args, d))
         }
         Command::Bench(BenchCommand::Allreduce(args)) => bench_allreduce::run(args),
+        Command::Coordinator(args) => cluster::serve::coordinator(args),
+        Command::Worker(args) => cluster::serve::worker(args),
+        Command::Status(args) => cluster::client::status(args),
+        Command::Logs(args) => cluster::client::logs(args),
+        Command::Cancel(args) => cluster::client::cancel(args),
+        Command::Workers(args) => cluster::client::workers(args),
+        // These end with a job: exit status 1 when it did not succeed.
+        Command::Local(args) => cluster::local::run(args).and_then(job_outcome),
+        Command::Submit(args) => cluster::client::submit(args).and_then(job_outcome),
+        Command::Watch(args) => cluster::watch::run(args).and_then(job_outcome),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -83,6 +112,27 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// The absolute directory of a spec file, which its relative paths resolve against. A bare file
+/// name ("job.toml") has the empty path as parent, which `absolute` refuses: that is ".".
+pub(crate) fn spec_dir(spec: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let parent = spec
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::path::absolute(parent)
+        .with_context(|| format!("resolving the directory of {}", spec.display()))
+}
+
+/// A followed job that failed or was cancelled makes the command fail (after its report).
+fn job_outcome(succeeded: bool) -> anyhow::Result<()> {
+    if succeeded {
+        Ok(())
+    } else {
+        anyhow::bail!("the job did not succeed")
     }
 }
 

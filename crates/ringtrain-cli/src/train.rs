@@ -39,9 +39,15 @@ pub(crate) struct TrainArgs {
 
 pub(crate) fn run(args: TrainArgs, device: Device) -> anyhow::Result<()> {
     let mut spec = ringtrain_spec::load(&args.spec)?;
+    // Relative paths in a spec resolve against the spec's directory, as on cluster workers (the
+    // job's base_dir); --checkpoint-dir is a command-line path, relative to the current one.
+    // Recorded absolute, so the checkpoint (and `eval`/`predict` from any directory) find them.
+    let spec_dir = crate::spec_dir(&args.spec)?;
     if let Some(dir) = args.checkpoint_dir {
-        spec.checkpoint.dir = dir;
+        spec.checkpoint.dir = std::path::absolute(&dir)
+            .with_context(|| format!("resolving --checkpoint-dir {}", dir.display()))?;
     }
+    spec.resolve_paths(&spec_dir);
     crate::set_threads(args.threads.unwrap_or(spec.train.threads));
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -54,14 +60,6 @@ pub(crate) fn run(args: TrainArgs, device: Device) -> anyhow::Result<()> {
             eprintln!("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to abort)");
         })
         .context("installing the Ctrl-C handler")?;
-    }
-    // Relative data paths are relative to the spec file. Record them absolute so the checkpoint
-    // (and `eval`/`predict` from any directory) find the same file.
-    let spec_dir = std::path::absolute(args.spec.parent().unwrap_or(std::path::Path::new(".")))
-        .context("resolving the spec's directory")?;
-    let builtin = spec.data.path.to_string_lossy().starts_with("builtin:");
-    if !builtin && spec.data.path.is_relative() {
-        spec.data.path = spec_dir.join(&spec.data.path);
     }
     let base_dir = spec_dir;
     let opts = TrainOptions {

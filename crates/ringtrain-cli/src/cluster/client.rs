@@ -1,0 +1,270 @@
+//! The client commands: `submit`, `status`, `logs`, `cancel`, `workers`. Each is one or two
+//! unary calls with a deadline; `submit --watch` hands over to [`super::watch`].
+
+use super::render::{self, is_final, state_name};
+use super::{CoordinatorArg, request, status_error};
+use crate::Output;
+use anyhow::{Context, Result};
+use ringtrain_proto::v1::{
+    CancelJobRequest, GetJobLogsRequest, GetJobRequest, ListJobsRequest, ListWorkersRequest,
+    SpecFormat, SubmitJobRequest,
+};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Arguments of `ringtrain submit`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SubmitArgs {
+    /// Job spec (TOML, or JSON when the file ends in .json). Relative paths in it resolve against
+    /// its directory, which every worker must be able to read.
+    spec: PathBuf,
+    /// Follow the job until it finishes (progress, then the final metrics).
+    #[arg(long)]
+    watch: bool,
+    /// Output style.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(flatten)]
+    coordinator: CoordinatorArg,
+}
+
+/// Arguments of `ringtrain status`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    /// One job in detail; without it, every job (newest first).
+    job: Option<String>,
+    /// Output style.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(flatten)]
+    coordinator: CoordinatorArg,
+}
+
+/// Arguments of `ringtrain logs`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogsArgs {
+    /// Job id.
+    job: String,
+    /// Keep printing new lines until the job finishes.
+    #[arg(long, short)]
+    follow: bool,
+    /// Output style (json: one object per line).
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(flatten)]
+    coordinator: CoordinatorArg,
+}
+
+/// Arguments of `ringtrain cancel`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CancelArgs {
+    /// Job id.
+    job: String,
+    /// Why (recorded in the job's history).
+    #[arg(long, default_value = "cancelled from the command line")]
+    reason: String,
+    #[command(flatten)]
+    coordinator: CoordinatorArg,
+}
+
+/// Arguments of `ringtrain workers`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WorkersArgs {
+    /// Output style.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(flatten)]
+    coordinator: CoordinatorArg,
+}
+
+/// The submit request for a spec file: its text, format by extension, and its absolute
+/// directory as the base every worker resolves relative paths against.
+pub(crate) fn submit_request(spec: &Path) -> Result<SubmitJobRequest> {
+    let text =
+        std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
+    let format = if spec.extension().is_some_and(|e| e == "json") {
+        SpecFormat::Json
+    } else {
+        SpecFormat::Toml
+    };
+    let dir = crate::spec_dir(spec)?;
+    Ok(SubmitJobRequest {
+        spec: text,
+        format: format as i32,
+        base_dir: dir.to_string_lossy().into_owned(),
+        origin: spec.display().to_string(),
+    })
+}
+
+pub(crate) fn submit(args: SubmitArgs) -> Result<bool> {
+    let req = submit_request(&args.spec)?;
+    super::runtime()?.block_on(async {
+        let mut client = super::jobs(&args.coordinator.coordinator).await?;
+        let job = client
+            .submit_job(request(req))
+            .await
+            .map_err(|s| status_error(&format!("submitting {}", args.spec.display()), s))?
+            .into_inner()
+            .job
+            .context("the coordinator answered without a job")?;
+        if args.watch {
+            let end = super::watch::follow(
+                &args.coordinator.coordinator,
+                &job.id,
+                super::watch::WatchMode::from_output(args.output),
+                None,
+            )
+            .await?;
+            return Ok(end.succeeded());
+        }
+        match args.output {
+            Output::Json => println!("{}", render::job_json(&job, false)),
+            Output::Table => println!(
+                "submitted {} ({}): {}{}",
+                job.id,
+                job.name,
+                state_name(job.state),
+                if job.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", job.reason)
+                }
+            ),
+        }
+        Ok(true)
+    })
+}
+
+pub(crate) fn status(args: StatusArgs) -> Result<()> {
+    super::runtime()?.block_on(async {
+        let mut client = super::jobs(&args.coordinator.coordinator).await?;
+        match &args.job {
+            Some(id) => {
+                let job = client
+                    .get_job(request(GetJobRequest { job_id: id.clone() }))
+                    .await
+                    .map_err(|s| status_error(&format!("job {id}"), s))?
+                    .into_inner();
+                match args.output {
+                    Output::Json => println!("{}", render::job_json(&job, true)),
+                    Output::Table => render::print_job(&job),
+                }
+            }
+            None => {
+                let jobs = client
+                    .list_jobs(request(ListJobsRequest::default()))
+                    .await
+                    .map_err(|s| status_error("listing jobs", s))?
+                    .into_inner()
+                    .jobs;
+                match args.output {
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::Value::Array(
+                            jobs.iter().map(|j| render::job_json(j, false)).collect()
+                        )
+                    ),
+                    Output::Table if jobs.is_empty() => println!("no jobs"),
+                    Output::Table => println!("{}", render::jobs_table(&jobs)),
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn logs(args: LogsArgs) -> Result<()> {
+    super::runtime()?.block_on(async {
+        let mut client = super::jobs(&args.coordinator.coordinator).await?;
+        let mut after = 0;
+        loop {
+            let lines = client
+                .get_job_logs(request(GetJobLogsRequest {
+                    job_id: args.job.clone(),
+                    after_seq: after,
+                    limit: 0,
+                }))
+                .await
+                .map_err(|s| status_error(&format!("logs of job {}", args.job), s))?
+                .into_inner()
+                .lines;
+            for l in &lines {
+                match args.output {
+                    Output::Json => println!("{}", render::log_json(l)),
+                    Output::Table => println!("{}", render::log_text(l)),
+                }
+                after = after.max(l.seq);
+            }
+            if !args.follow {
+                return Ok(());
+            }
+            if lines.is_empty() {
+                let job = client
+                    .get_job(request(GetJobRequest {
+                        job_id: args.job.clone(),
+                    }))
+                    .await
+                    .map_err(|s| status_error(&format!("job {}", args.job), s))?
+                    .into_inner();
+                if is_final(job.state) {
+                    // One last read: lines recorded between the two calls.
+                    let rest = client
+                        .get_job_logs(request(GetJobLogsRequest {
+                            job_id: args.job.clone(),
+                            after_seq: after,
+                            limit: 0,
+                        }))
+                        .await
+                        .map_err(|s| status_error(&format!("logs of job {}", args.job), s))?
+                        .into_inner()
+                        .lines;
+                    for l in &rest {
+                        match args.output {
+                            Output::Json => println!("{}", render::log_json(l)),
+                            Output::Table => println!("{}", render::log_text(l)),
+                        }
+                    }
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    })
+}
+
+pub(crate) fn cancel(args: CancelArgs) -> Result<()> {
+    super::runtime()?.block_on(async {
+        let mut client = super::jobs(&args.coordinator.coordinator).await?;
+        let job = client
+            .cancel_job(request(CancelJobRequest {
+                job_id: args.job.clone(),
+                reason: args.reason,
+            }))
+            .await
+            .map_err(|s| status_error(&format!("cancelling job {}", args.job), s))?
+            .into_inner();
+        println!("{} ({}): {}", job.id, job.name, state_name(job.state));
+        Ok(())
+    })
+}
+
+pub(crate) fn workers(args: WorkersArgs) -> Result<()> {
+    super::runtime()?.block_on(async {
+        let mut client = super::cluster(&args.coordinator.coordinator).await?;
+        let workers = client
+            .list_workers(request(ListWorkersRequest {}))
+            .await
+            .map_err(|s| status_error("listing workers", s))?
+            .into_inner()
+            .workers;
+        match args.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::Value::Array(workers.iter().map(render::worker_json).collect())
+            ),
+            Output::Table if workers.is_empty() => println!("no workers registered"),
+            Output::Table => println!("{}", render::workers_table(&workers)),
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,347 @@
+//! `ringtrain local JOB.toml --workers N`: a whole cluster on this machine. Starts a coordinator
+//! and N workers as child processes of this binary on 127.0.0.1 with ephemeral ports, waits until
+//! every worker registered, submits the job, follows it, prints the final metrics and stops the
+//! children. Children are stopped by closing their stdin (they run with `--stop-on-stdin-eof`), so
+//! they also stop when this process dies, even by SIGKILL; Ctrl-C cancels the job first.
+
+use super::watch::{self, WatchMode};
+use super::{client, request, status_error};
+use crate::Output;
+use anyhow::{Context, Result, bail};
+use ringtrain_proto::v1::{ListWorkersRequest, WorkerState};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long children get to print their ready line, and workers to register.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long children get to stop after their stdin closed before they are killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Arguments of `ringtrain local`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LocalArgs {
+    /// Job spec (TOML, or JSON when the file ends in .json).
+    spec: PathBuf,
+    /// Worker processes to start (default: the job's parallel.data × parallel.pipeline).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Compute threads per worker.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Coordinator state file (default: a temporary one, removed afterwards).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Write a Chrome-trace timeline (compute, all-reduce, eval per rank) to this file; open it in
+    /// chrome://tracing or https://ui.perfetto.dev.
+    #[arg(long, value_name = "FILE.json")]
+    timeline: Option<PathBuf>,
+    /// Directory for the coordinator's and workers' log files (default: a temporary one, kept
+    /// and named when the job fails).
+    #[arg(long, value_name = "DIR")]
+    logs_dir: Option<PathBuf>,
+    /// Output style: tables, or the final job as one JSON document.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+/// A started child service: its process, the pipe whose closing stops it, and its ready line.
+struct Service {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    ready: Value,
+    log: PathBuf,
+}
+
+impl Service {
+    /// Starts `ringtrain <args>` with stderr to `log` and waits for its JSON ready line.
+    fn start(name: &str, args: &[String], log: &Path) -> Result<Service> {
+        let exe = std::env::current_exe().context("locating the ringtrain binary")?;
+        let log_file = std::fs::File::create(log)
+            .with_context(|| format!("creating the log file {}", log.display()))?;
+        let mut child = Command::new(exe)
+            .args(args)
+            .arg("--stop-on-stdin-eof")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting the {name}"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("child stdout")?;
+        // Read the ready line on a thread so a child that never prints cannot block us.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let got = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let _ = tx.send(got);
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(line)) if !line.trim().is_empty() => line,
+            outcome => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let why = match outcome {
+                    Err(_) => format!("did not start within {} s", START_TIMEOUT.as_secs()),
+                    _ => "exited before it was ready".into(),
+                };
+                bail!(
+                    "the {name} {why}; its log {}:\n{}",
+                    log.display(),
+                    tail(log)
+                );
+            }
+        };
+        let ready: Value = serde_json::from_str(line.trim())
+            .with_context(|| format!("the {name} printed {line:?} instead of its ready line"))?;
+        Ok(Service {
+            name: name.to_string(),
+            child,
+            stdin,
+            ready,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// Closes stdin (the stop request) without waiting.
+    fn request_stop(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits for the child to exit after [`Service::request_stop`], killing it after
+    /// [`STOP_TIMEOUT`]. Returns a complaint when it had to be killed or failed.
+    fn wait_stopped(&mut self, deadline: Instant) -> Option<String> {
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return None,
+                Ok(Some(status)) => {
+                    return Some(format!(
+                        "the {} exited with {status}; log {}",
+                        self.name,
+                        self.log.display()
+                    ));
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Some(format!(
+                        "the {} did not stop within {} s and was killed; log {}",
+                        self.name,
+                        STOP_TIMEOUT.as_secs(),
+                        self.log.display()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // Last resort on early returns: never leave a child behind.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The last lines of a log file, for error messages.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+pub(crate) fn run(args: LocalArgs) -> Result<bool> {
+    // Validate here first: a bad spec should not cost a cluster start-up.
+    let spec = ringtrain_spec::load(&args.spec)?;
+    let world = spec.parallel.data * spec.parallel.pipeline;
+    let workers = args.workers.unwrap_or(world);
+    if workers < world {
+        bail!(
+            "job {:?} needs {world} workers (parallel.data = {} × parallel.pipeline = {}), \
+             but --workers is {workers}",
+            spec.name,
+            spec.parallel.data,
+            spec.parallel.pipeline
+        );
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("ringtrain-local-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let logs_dir = match &args.logs_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            d.clone()
+        }
+        None => scratch.path().to_path_buf(),
+    };
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| scratch.path().join("ringtrain.db"));
+    let timeline_dir = scratch.path().join("timeline");
+
+    let mut coordinator = Service::start(
+        "coordinator",
+        &[
+            "coordinator".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--metrics-listen".into(),
+            "127.0.0.1:0".into(),
+            "--state".into(),
+            state.display().to_string(),
+        ],
+        &logs_dir.join("coordinator.log"),
+    )?;
+    let addr = coordinator.ready["grpc"]
+        .as_str()
+        .context("the coordinator's ready line has no grpc address")?
+        .to_string();
+    tracing::info!(coordinator = %addr, workers, "starting a local cluster");
+    let mut services = Vec::new();
+    for i in 0..workers {
+        let mut worker_args = vec![
+            "worker".to_string(),
+            "--coordinator".into(),
+            addr.clone(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--metrics-listen".into(),
+            "127.0.0.1:0".into(),
+            "--threads".into(),
+            args.threads.to_string(),
+            "--name".into(),
+            format!("local-{i}"),
+        ];
+        if args.timeline.is_some() {
+            worker_args.push("--timeline-dir".into());
+            worker_args.push(timeline_dir.display().to_string());
+        }
+        services.push(Service::start(
+            &format!("worker {i}"),
+            &worker_args,
+            &logs_dir.join(format!("worker-{i}.log")),
+        )?);
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    ctrlc::set_handler(move || {
+        if stop_tx.send_replace(true) {
+            // Second Ctrl-C: leave now; the children see their stdin close and stop.
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: cancelling the job (Ctrl-C again to leave at once)");
+    })
+    .context("installing the Ctrl-C handler")?;
+
+    let outcome = super::runtime()?.block_on(async {
+        wait_for_workers(&addr, workers).await?;
+        let req = client::submit_request(&args.spec)?;
+        let mut jobs = super::jobs(&addr).await?;
+        let job = jobs
+            .submit_job(request(req))
+            .await
+            .map_err(|s| status_error(&format!("submitting {}", args.spec.display()), s))?
+            .into_inner()
+            .job
+            .context("the coordinator answered without a job")?;
+        tracing::info!(job = %job.id, "submitted");
+        watch::follow(
+            &addr,
+            &job.id,
+            WatchMode::from_output(args.output),
+            Some(stop_rx),
+        )
+        .await
+    });
+
+    // Stop everything, workers first so none reports into a stopped coordinator.
+    for s in &mut services {
+        s.request_stop();
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let mut complaints: Vec<String> = services
+        .iter_mut()
+        .filter_map(|s| s.wait_stopped(deadline))
+        .collect();
+    coordinator.request_stop();
+    complaints.extend(coordinator.wait_stopped(Instant::now() + STOP_TIMEOUT));
+    for c in &complaints {
+        tracing::warn!("{c}");
+    }
+
+    if let Some(out) = &args.timeline {
+        let files: Vec<PathBuf> = std::fs::read_dir(&timeline_dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        ringtrain_worker::timeline::merge(&files, out)
+            .with_context(|| format!("writing the timeline {}", out.display()))?;
+        tracing::info!(timeline = %out.display(), ranks = files.len(), "timeline written");
+    }
+
+    let keep_logs = |why: &str| {
+        if args.logs_dir.is_none() {
+            let kept = scratch.path().to_path_buf();
+            // Leak the temporary directory on purpose: its logs explain the failure.
+            std::mem::forget(scratch);
+            eprintln!(
+                "{why}; coordinator and worker logs kept in {}",
+                kept.display()
+            );
+        }
+    };
+    match outcome {
+        Ok(end) if end.succeeded() => Ok(true),
+        Ok(end) => {
+            keep_logs(&format!(
+                "job {} {}: {}",
+                end.job.id,
+                super::render::state_name(end.job.state),
+                end.job.reason
+            ));
+            Ok(false)
+        }
+        Err(e) => {
+            keep_logs("the local cluster failed");
+            Err(e)
+        }
+    }
+}
+
+/// Waits until `n` workers are registered and idle, or fails naming how many came.
+async fn wait_for_workers(addr: &str, n: usize) -> Result<()> {
+    let mut client = super::cluster(addr).await?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let workers = client
+            .list_workers(request(ListWorkersRequest {}))
+            .await
+            .map_err(|s| status_error("listing workers", s))?
+            .into_inner()
+            .workers;
+        let idle = workers
+            .iter()
+            .filter(|w| w.state == WorkerState::Idle as i32)
+            .count();
+        if idle >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {idle} of {n} workers registered within {} s",
+                START_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

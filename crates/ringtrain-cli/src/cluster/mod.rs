@@ -1,0 +1,90 @@
+//! Cluster commands: the gRPC client side (`submit`, `status`, `watch`, `logs`, `cancel`,
+//! `workers`), the two services (`coordinator`, `worker`) and `local`, which runs a whole cluster
+//! as child processes on 127.0.0.1. Everything here talks to the coordinator through the public
+//! proto (`proto/ringtrain/v1/job.proto`, `cluster.proto`), exactly as any generated client would.
+
+pub(crate) mod client;
+pub(crate) mod local;
+pub(crate) mod render;
+pub(crate) mod serve;
+pub(crate) mod watch;
+
+use anyhow::{Context, Result};
+use ringtrain_proto::v1::cluster_service_client::ClusterServiceClient;
+use ringtrain_proto::v1::job_service_client::JobServiceClient;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Default coordinator address of the client commands.
+pub(crate) const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7070";
+
+/// How long a client waits for the coordinator to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline of a unary client call (streams have none: they end with the job).
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `--coordinator` of every client command.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CoordinatorArg {
+    /// Coordinator gRPC address.
+    #[arg(long, env = "RINGTRAIN_COORDINATOR", default_value = DEFAULT_COORDINATOR, global = true)]
+    pub(crate) coordinator: String,
+}
+
+/// Normalizes "host:port" to "http://host:port".
+pub(crate) fn url(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// Opens a channel to the coordinator, failing within [`CONNECT_TIMEOUT`] with the address named.
+pub(crate) async fn channel(addr: &str) -> Result<Channel> {
+    let url = url(addr);
+    Endpoint::from_shared(url.clone())
+        .with_context(|| format!("{url:?} is not a coordinator URL (expected http://host:port)"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        // A watch stream has no deadline (jobs run for hours); keep-alives notice a dead
+        // coordinator or network instead.
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to the coordinator at {url}"))
+}
+
+/// A job-service client for `addr`.
+pub(crate) async fn jobs(addr: &str) -> Result<JobServiceClient<Channel>> {
+    Ok(JobServiceClient::new(channel(addr).await?).max_decoding_message_size(64 << 20))
+}
+
+/// A cluster-service client for `addr`.
+pub(crate) async fn cluster(addr: &str) -> Result<ClusterServiceClient<Channel>> {
+    Ok(ClusterServiceClient::new(channel(addr).await?))
+}
+
+/// A unary request with the client deadline set.
+pub(crate) fn request<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.set_timeout(CALL_TIMEOUT);
+    req
+}
+
+/// Turns a gRPC status into an error that says what was refused and why, without the noise of
+/// tonic's Debug form.
+pub(crate) fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {} ({:?})", status.message(), status.code())
+}
+
+/// A multi-threaded runtime for one command.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

@@ -1,0 +1,377 @@
+//! How jobs, workers and log lines look: tables for people, JSON for scripts. The JSON mirrors the
+//! proto messages field for field (enum values as their lowercase names, times in ms since the
+//! Unix epoch), so a script can switch between this CLI and a generated client.
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use ringtrain_proto::v1::{
+    Job, JobResult, JobState, LogLevel, LogLine, Progress, RankProgress, StateChange, WorkerInfo,
+    WorkerState,
+};
+use serde_json::{Value, json};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Lowercase state name, e.g. "running".
+pub(crate) fn state_name(state: i32) -> &'static str {
+    match JobState::try_from(state) {
+        Ok(JobState::Queued) => "queued",
+        Ok(JobState::Starting) => "starting",
+        Ok(JobState::Running) => "running",
+        Ok(JobState::Succeeded) => "succeeded",
+        Ok(JobState::Failed) => "failed",
+        Ok(JobState::Cancelled) => "cancelled",
+        Ok(JobState::Unspecified) | Err(_) => "unknown",
+    }
+}
+
+/// Whether the job can change no more.
+pub(crate) fn is_final(state: i32) -> bool {
+    matches!(
+        JobState::try_from(state),
+        Ok(JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    )
+}
+
+fn worker_state_name(state: i32) -> &'static str {
+    match WorkerState::try_from(state) {
+        Ok(WorkerState::Idle) => "idle",
+        Ok(WorkerState::Busy) => "busy",
+        Ok(WorkerState::Lost) => "lost",
+        Ok(WorkerState::Unspecified) | Err(_) => "unknown",
+    }
+}
+
+fn level_name(level: i32) -> &'static str {
+    match LogLevel::try_from(level) {
+        Ok(LogLevel::Debug) => "debug",
+        Ok(LogLevel::Info) | Ok(LogLevel::Unspecified) | Err(_) => "info",
+        Ok(LogLevel::Warn) => "warn",
+        Ok(LogLevel::Error) => "error",
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// "3.2 s", "4 min 10 s", "2 h 5 min": a duration in ms for a table cell.
+pub(crate) fn span(ms: i64) -> String {
+    let s = ms.max(0) as f64 / 1000.0;
+    if s < 60.0 {
+        format!("{s:.1} s")
+    } else if s < 3600.0 {
+        format!("{} min {} s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!(
+            "{} h {} min",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        )
+    }
+}
+
+/// How long the job has run (or ran), or waited while queued.
+fn elapsed(job: &Job) -> String {
+    let end = if job.finished_ms > 0 {
+        job.finished_ms
+    } else {
+        now_ms()
+    };
+    let start = if job.started_ms > 0 {
+        job.started_ms
+    } else {
+        job.submitted_ms
+    };
+    span(end - start)
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(header.iter().copied());
+    t
+}
+
+fn fmt_loss(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.5}")
+    } else {
+        "-".into()
+    }
+}
+
+/// One row per job.
+pub(crate) fn jobs_table(jobs: &[Job]) -> Table {
+    let mut t = table(&[
+        "job", "name", "state", "world", "step", "loss", "time", "reason",
+    ]);
+    for j in jobs {
+        let (step, loss) = j.progress.as_ref().map_or(("-".into(), "-".into()), |p| {
+            (format!("{}/{}", p.step, p.total_steps), fmt_loss(p.loss))
+        });
+        t.add_row(vec![
+            j.id.clone(),
+            j.name.clone(),
+            state_name(j.state).to_string(),
+            j.world.to_string(),
+            step,
+            loss,
+            elapsed(j),
+            j.reason.clone(),
+        ]);
+    }
+    t
+}
+
+/// Per-rank progress: step, loss, throughput and where the time goes.
+pub(crate) fn ranks_table(ranks: &[RankProgress]) -> Table {
+    let mut t = table(&[
+        "rank",
+        "worker",
+        "step",
+        "loss",
+        "samples/s",
+        "compute ms/step",
+        "comm ms/step",
+    ]);
+    for r in ranks {
+        t.add_row(vec![
+            r.rank.to_string(),
+            r.worker_id.clone(),
+            r.step.to_string(),
+            fmt_loss(r.loss),
+            format!("{:.0}", r.samples_per_sec),
+            format!("{:.2}", r.compute_seconds * 1e3),
+            format!("{:.2}", r.comm_seconds * 1e3),
+        ]);
+    }
+    t
+}
+
+/// Everything about one job, for `status JOB`.
+pub(crate) fn print_job(job: &Job) {
+    println!("job {} ({}): {}", job.id, job.name, state_name(job.state));
+    if !job.reason.is_empty() {
+        println!("  reason: {}", job.reason);
+    }
+    println!("  world: {} rank(s)", job.world);
+    if !job.workers.is_empty() {
+        let placed: Vec<String> = job
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(r, w)| format!("rank {r} on {w}"))
+            .collect();
+        println!("  placement: {}", placed.join(", "));
+    }
+    println!("  time: {}", elapsed(job));
+    if !job.history.is_empty() {
+        let mut t = table(&["state", "at", "reason"]);
+        let first = job.history[0].at_ms;
+        for StateChange {
+            state,
+            reason,
+            at_ms,
+        } in &job.history
+        {
+            t.add_row(vec![
+                state_name(*state).to_string(),
+                format!("+{}", span(at_ms - first)),
+                reason.clone(),
+            ]);
+        }
+        println!("{t}");
+    }
+    if let Some(p) = &job.progress {
+        println!(
+            "  progress: step {}/{}, epoch {}/{}, loss {}, val loss {}, {:.0} samples/s",
+            p.step,
+            p.total_steps,
+            (p.epoch + 1).min(p.epochs.max(1)),
+            p.epochs,
+            fmt_loss(p.loss),
+            fmt_loss(p.val_loss),
+            p.samples_per_sec
+        );
+        if !p.ranks.is_empty() {
+            println!("{}", ranks_table(&p.ranks));
+        }
+    }
+    if let Some(r) = &job.result {
+        print_result(r);
+    }
+}
+
+/// The final metrics: the same tables `ringtrain train` prints, from the report JSON; the flat
+/// metric map when the report cannot be read (e.g. a newer coordinator's format).
+pub(crate) fn print_result(r: &JobResult) {
+    match serde_json::from_str::<ringtrain_train::TrainReport>(&r.report_json) {
+        Ok(mut report) => {
+            // The workers measured throughput over all ranks; the report holds that too.
+            report.samples_per_sec = r.samples_per_sec;
+            crate::report::print_train(&report);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "result report is not a TrainReport; printing the metric map");
+            let mut t = table(&["metric", "value"]);
+            let mut keys: Vec<_> = r.metrics.iter().collect();
+            keys.sort_by(|a, b| a.0.cmp(b.0));
+            for (k, v) in keys {
+                t.add_row(vec![k.clone(), format!("{v:.6}")]);
+            }
+            println!(
+                "finished after {} steps ({}), {:.0} samples/s; checkpoints in {}",
+                r.steps, r.stop_reason, r.samples_per_sec, r.checkpoint_dir
+            );
+            println!("{t}");
+        }
+    }
+}
+
+/// One row per worker.
+pub(crate) fn workers_table(workers: &[WorkerInfo]) -> Table {
+    let mut t = table(&[
+        "worker",
+        "name",
+        "state",
+        "job",
+        "peer",
+        "metrics",
+        "threads",
+        "last seen",
+    ]);
+    let now = now_ms();
+    for w in workers {
+        let job = if w.job_id.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{} rank {}", w.job_id, w.rank)
+        };
+        t.add_row(vec![
+            w.id.clone(),
+            w.name.clone(),
+            worker_state_name(w.state).to_string(),
+            job,
+            w.peer_address.clone(),
+            if w.metrics_address.is_empty() {
+                "-".into()
+            } else {
+                w.metrics_address.clone()
+            },
+            w.resources
+                .as_ref()
+                .map_or("-".into(), |r| r.threads.to_string()),
+            format!("{} ago", span(now - w.last_seen_ms)),
+        ]);
+    }
+    t
+}
+
+/// A log line as text: "rank 1 warn: message" / "coordinator: message".
+pub(crate) fn log_text(l: &LogLine) -> String {
+    let who = if l.rank < 0 {
+        "coordinator".to_string()
+    } else {
+        format!("rank {}", l.rank)
+    };
+    match level_name(l.level) {
+        "info" => format!("{who}: {}", l.message),
+        level => format!("{who} {level}: {}", l.message),
+    }
+}
+
+fn nan_null(x: f64) -> Value {
+    if x.is_finite() { json!(x) } else { Value::Null }
+}
+
+fn progress_json(p: &Progress) -> Value {
+    json!({
+        "step": p.step,
+        "total_steps": p.total_steps,
+        "epoch": p.epoch,
+        "epochs": p.epochs,
+        "loss": nan_null(p.loss),
+        "samples_per_sec": p.samples_per_sec,
+        "lr": p.lr,
+        "val_loss": nan_null(p.val_loss),
+        "ranks": p.ranks.iter().map(|r| json!({
+            "rank": r.rank,
+            "worker_id": r.worker_id,
+            "step": r.step,
+            "loss": nan_null(r.loss),
+            "samples_per_sec": r.samples_per_sec,
+            "compute_seconds": r.compute_seconds,
+            "comm_seconds": r.comm_seconds,
+            "reported_ms": r.reported_ms,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn result_json(r: &JobResult) -> Value {
+    let report: Value = serde_json::from_str(&r.report_json).unwrap_or(Value::Null);
+    json!({
+        "metrics": r.metrics,
+        "report": report,
+        "checkpoint_dir": r.checkpoint_dir,
+        "steps": r.steps,
+        "stop_reason": r.stop_reason,
+        "samples_per_sec": r.samples_per_sec,
+    })
+}
+
+/// A job as JSON (the spec text is left out of listings; `full` keeps it).
+pub(crate) fn job_json(j: &Job, full: bool) -> Value {
+    let mut v = json!({
+        "id": j.id,
+        "name": j.name,
+        "state": state_name(j.state),
+        "reason": j.reason,
+        "world": j.world,
+        "workers": j.workers,
+        "submitted_ms": j.submitted_ms,
+        "started_ms": j.started_ms,
+        "finished_ms": j.finished_ms,
+        "history": j.history.iter().map(|h| json!({
+            "state": state_name(h.state),
+            "reason": h.reason,
+            "at_ms": h.at_ms,
+        })).collect::<Vec<_>>(),
+        "progress": j.progress.as_ref().map(progress_json),
+        "result": j.result.as_ref().map(result_json),
+        "base_dir": j.base_dir,
+    });
+    if full {
+        v["spec"] = json!(j.spec);
+    }
+    v
+}
+
+/// A worker as JSON.
+pub(crate) fn worker_json(w: &WorkerInfo) -> Value {
+    json!({
+        "id": w.id,
+        "name": w.name,
+        "state": worker_state_name(w.state),
+        "peer_address": w.peer_address,
+        "metrics_address": w.metrics_address,
+        "version": w.version,
+        "threads": w.resources.as_ref().map(|r| r.threads),
+        "gpus": w.resources.as_ref().map(|r| r.gpus),
+        "job_id": w.job_id,
+        "rank": w.rank,
+        "registered_ms": w.registered_ms,
+        "last_seen_ms": w.last_seen_ms,
+    })
+}
+
+/// A log line as JSON.
+pub(crate) fn log_json(l: &LogLine) -> Value {
+    json!({
+        "seq": l.seq,
+        "at_ms": l.at_ms,
+        "rank": l.rank,
+        "level": level_name(l.level),
+        "message": l.message,
+    })
+}

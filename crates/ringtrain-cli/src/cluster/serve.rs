@@ -1,0 +1,171 @@
+//! `ringtrain coordinator` and `ringtrain worker`: start a service, print one JSON "ready" line on
+//! stdout with the bound addresses (so scripts and `ringtrain local` can use port 0), and run
+//! until SIGINT/SIGTERM — or, with `--stop-on-stdin-eof`, until stdin closes, which is how
+//! `ringtrain local` stops its children cleanly and how they notice that it died.
+
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+/// Arguments of `ringtrain coordinator`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CoordinatorArgs {
+    /// gRPC address to serve the job, cluster and rendezvous services on (port 0: any free port).
+    #[arg(long, default_value = "0.0.0.0:7070")]
+    listen: SocketAddr,
+    /// SQLite state file (created when missing). Jobs survive restarts through it.
+    #[arg(long, default_value = "ringtrain.db")]
+    state: PathBuf,
+    /// Address of the Prometheus /metrics endpoint (none when not given).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// A worker not heard from for this long is lost and its job fails.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    lease_ms: u64,
+    /// Longest a worker's heartbeat long poll is held without a command.
+    #[arg(long, default_value_t = 1_000, value_name = "MS")]
+    heartbeat_wait_ms: u64,
+    /// Deadline of every collective operation in the jobs' workers.
+    #[arg(long, default_value_t = 60_000, value_name = "MS")]
+    collective_timeout_ms: u64,
+    /// Every this many steps the ranks compare parameter checksums (0 = never).
+    #[arg(long, default_value_t = 50)]
+    checksum_every: u64,
+    /// Stop cleanly when stdin reaches end of file (used by `ringtrain local`).
+    #[arg(long, hide = true)]
+    stop_on_stdin_eof: bool,
+}
+
+/// Arguments of `ringtrain worker`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WorkerArgs {
+    /// Coordinator gRPC address.
+    #[arg(long, env = "RINGTRAIN_COORDINATOR", default_value = super::DEFAULT_COORDINATOR)]
+    coordinator: String,
+    /// Address of this worker's collective peer endpoint (port 0: any free port).
+    #[arg(long, default_value = "0.0.0.0:7071")]
+    listen: SocketAddr,
+    /// Host name or IP other workers dial (default: the listen IP; required when listening on
+    /// 0.0.0.0 in a cluster, e.g. the pod or node name).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Address of the Prometheus /metrics endpoint (none when not given).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Compute threads for training.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Name shown in `ringtrain workers` (default: host name and port).
+    #[arg(long)]
+    name: Option<String>,
+    /// Write a Chrome-trace timeline of every rank this worker runs into this directory.
+    #[arg(long, value_name = "DIR")]
+    timeline_dir: Option<PathBuf>,
+    /// Stop cleanly when stdin reaches end of file (used by `ringtrain local`).
+    #[arg(long, hide = true)]
+    stop_on_stdin_eof: bool,
+}
+
+/// Resolves when the process should stop: Ctrl-C, SIGTERM, or (when asked) stdin closing.
+async fn stop_signal(stdin_eof: bool) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    let eof = async {
+        if !stdin_eof {
+            return std::future::pending::<()>().await;
+        }
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 256];
+        // Anything read is ignored; only the end matters.
+        while let Ok(n) = stdin.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("interrupted; stopping"),
+        () = term => tracing::info!("terminated; stopping"),
+        () = eof => tracing::info!("stdin closed; stopping"),
+    }
+}
+
+pub(crate) fn coordinator(args: CoordinatorArgs) -> Result<()> {
+    let config = ringtrain_coordinator::CoordinatorConfig {
+        listen: args.listen,
+        state: args.state.clone(),
+        metrics_listen: args.metrics_listen,
+        lease: Duration::from_millis(args.lease_ms),
+        heartbeat_wait: Duration::from_millis(args.heartbeat_wait_ms),
+        collective_timeout: Duration::from_millis(args.collective_timeout_ms),
+        checksum_every: args.checksum_every,
+    };
+    super::runtime()?.block_on(async {
+        let running = ringtrain_coordinator::Coordinator::start(config)
+            .await
+            .with_context(|| format!("starting the coordinator (state {})", args.state.display()))?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "ready": "coordinator",
+                "grpc": running.grpc_addr().to_string(),
+                "metrics": running.metrics_addr().map(|a| a.to_string()),
+            })
+        );
+        tracing::info!(grpc = %running.grpc_addr(), state = %args.state.display(), "coordinator ready");
+        stop_signal(args.stop_on_stdin_eof).await;
+        running.shutdown().await.context("stopping the coordinator")?;
+        Ok(())
+    })
+}
+
+pub(crate) fn worker(args: WorkerArgs) -> Result<()> {
+    crate::set_threads(args.threads);
+    ringtrain_collective::alloc::keep_freed_memory();
+    let name = args.name.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+        format!("{host}:{}", args.listen.port())
+    });
+    let config = ringtrain_worker::WorkerConfig {
+        coordinator: super::url(&args.coordinator),
+        listen: args.listen,
+        advertise_host: args.advertise.clone(),
+        metrics_listen: args.metrics_listen,
+        threads: args.threads,
+        name,
+        timeline_dir: args.timeline_dir.clone(),
+    };
+    super::runtime()?.block_on(async {
+        let running = ringtrain_worker::Worker::start(config)
+            .await
+            .with_context(|| format!("starting a worker for {}", args.coordinator))?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "ready": "worker",
+                "id": running.worker_id().to_string(),
+                "peer": running.peer_addr().to_string(),
+                "metrics": running.metrics_addr().map(|a| a.to_string()),
+            })
+        );
+        running
+            .run_until(stop_signal(args.stop_on_stdin_eof))
+            .await
+            .context("worker")?;
+        Ok(())
+    })
+}
