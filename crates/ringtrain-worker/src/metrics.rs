@@ -3,7 +3,7 @@
 //! recorder instead of installing a global one, so several workers can live in one process (tests)
 //! and the endpoint can bind port 0 and report the port it got.
 //!
-//! Series: `ringtrain_worker_busy` (gauge 0/1); per `{job, rank}`:
+//! Series: `ringtrain_worker_busy` (gauge 0/1); per `{job_id, rank}`:
 //! `ringtrain_worker_steps_total` and `ringtrain_worker_allreduce_bytes_total` (counters),
 //! `ringtrain_worker_step_compute_seconds` (forward + backward + optimizer) and
 //! `ringtrain_worker_step_communication_seconds` (gradient all-reduce) as histograms with explicit
@@ -142,7 +142,7 @@ impl WorkerMetrics {
             Key::from_parts(
                 name,
                 vec![
-                    Label::new("job", job.to_string()),
+                    Label::new("job_id", job.to_string()),
                     Label::new("rank", rank.to_string()),
                 ],
             )
@@ -278,18 +278,18 @@ mod tests {
         }
         assert!(text.contains("ringtrain_worker_busy 1"), "{text}");
         assert!(
-            text.contains(r#"ringtrain_worker_steps_total{job="job-1",rank="2"} 3"#),
+            text.contains(r#"ringtrain_worker_steps_total{job_id="job-1",rank="2"} 3"#),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"ringtrain_worker_step_compute_seconds_bucket{job="job-1",rank="2",le="0.005"} 1"#
+                r#"ringtrain_worker_step_compute_seconds_bucket{job_id="job-1",rank="2",le="0.005"} 1"#
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"ringtrain_worker_step_communication_seconds_count{job="job-1",rank="2"} 1"#
+                r#"ringtrain_worker_step_communication_seconds_count{job_id="job-1",rank="2"} 1"#
             ),
             "{text}"
         );
