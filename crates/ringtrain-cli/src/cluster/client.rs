@@ -6,7 +6,7 @@ use super::{CoordinatorArg, request, status_error};
 use crate::Output;
 use anyhow::{Context, Result};
 use ringtrain_proto::v1::{
-    CancelJobRequest, GetJobLogsRequest, GetJobRequest, ListJobsRequest, ListWorkersRequest,
+    CancelJobRequest, GetJobLogsRequest, GetJobRequest, Job, ListJobsRequest, ListWorkersRequest,
     SpecFormat, SubmitJobRequest,
 };
 use std::path::{Path, PathBuf};
@@ -96,17 +96,22 @@ pub(crate) fn submit_request(spec: &Path) -> Result<SubmitJobRequest> {
     })
 }
 
+/// Submits the spec file to the coordinator at `addr` and returns the stored (queued) job.
+pub(crate) async fn submit_file(addr: &str, spec: &Path) -> Result<Job> {
+    let req = submit_request(spec)?;
+    super::jobs(addr)
+        .await?
+        .submit_job(request(req))
+        .await
+        .map_err(|s| status_error(&format!("submitting {}", spec.display()), s))?
+        .into_inner()
+        .job
+        .context("the coordinator answered without a job")
+}
+
 pub(crate) fn submit(args: SubmitArgs) -> Result<bool> {
-    let req = submit_request(&args.spec)?;
     super::runtime()?.block_on(async {
-        let mut client = super::jobs(&args.coordinator.coordinator).await?;
-        let job = client
-            .submit_job(request(req))
-            .await
-            .map_err(|s| status_error(&format!("submitting {}", args.spec.display()), s))?
-            .into_inner()
-            .job
-            .context("the coordinator answered without a job")?;
+        let job = submit_file(&args.coordinator.coordinator, &args.spec).await?;
         if args.watch {
             let end = super::watch::follow(
                 &args.coordinator.coordinator,
@@ -177,6 +182,9 @@ pub(crate) fn logs(args: LogsArgs) -> Result<()> {
     super::runtime()?.block_on(async {
         let mut client = super::jobs(&args.coordinator.coordinator).await?;
         let mut after = 0;
+        // When following: after the job is seen finished, one last read catches the lines
+        // recorded between the two calls.
+        let mut last_read = false;
         loop {
             let lines = client
                 .get_job_logs(request(GetJobLogsRequest {
@@ -195,7 +203,7 @@ pub(crate) fn logs(args: LogsArgs) -> Result<()> {
                 }
                 after = after.max(l.seq);
             }
-            if !args.follow {
+            if !args.follow || last_read {
                 return Ok(());
             }
             if lines.is_empty() {
@@ -206,27 +214,10 @@ pub(crate) fn logs(args: LogsArgs) -> Result<()> {
                     .await
                     .map_err(|s| status_error(&format!("job {}", args.job), s))?
                     .into_inner();
-                if is_final(job.state) {
-                    // One last read: lines recorded between the two calls.
-                    let rest = client
-                        .get_job_logs(request(GetJobLogsRequest {
-                            job_id: args.job.clone(),
-                            after_seq: after,
-                            limit: 0,
-                        }))
-                        .await
-                        .map_err(|s| status_error(&format!("logs of job {}", args.job), s))?
-                        .into_inner()
-                        .lines;
-                    for l in &rest {
-                        match args.output {
-                            Output::Json => println!("{}", render::log_json(l)),
-                            Output::Table => println!("{}", render::log_text(l)),
-                        }
-                    }
-                    return Ok(());
+                last_read = is_final(job.state);
+                if !last_read {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     })

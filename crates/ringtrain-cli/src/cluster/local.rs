@@ -246,15 +246,7 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
 
     let outcome = super::runtime()?.block_on(async {
         wait_for_workers(&addr, workers).await?;
-        let req = client::submit_request(&args.spec)?;
-        let mut jobs = super::jobs(&addr).await?;
-        let job = jobs
-            .submit_job(request(req))
-            .await
-            .map_err(|s| status_error(&format!("submitting {}", args.spec.display()), s))?
-            .into_inner()
-            .job
-            .context("the coordinator answered without a job")?;
+        let job = client::submit_file(&addr, &args.spec).await?;
         tracing::info!(job = %job.id, "submitted");
         watch::follow(
             &addr,
