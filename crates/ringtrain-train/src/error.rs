@@ -6,6 +6,7 @@ use crate::checkpoint::CheckpointError;
 use crate::group::GroupError;
 use crate::metrics::MetricsError;
 use crate::optim::OptimError;
+use crate::pipeline::PipelineError;
 use ringtrain_data::DataError;
 use ringtrain_models::ModelError;
 
@@ -100,6 +101,11 @@ pub enum TrainError {
         /// Number of replicas.
         world: usize,
     },
+    /// A pipelined run failed: stages that cannot be planned, a batch that does not split into
+    /// micro-batches, a failed transfer between stages or a tensor of the wrong size (each
+    /// naming the stage, and the layer where one is at fault).
+    #[error(transparent)]
+    Pipeline(Box<PipelineError>),
     /// Input given at predict time is unusable.
     #[error("{0}")]
     Input(String),
@@ -114,5 +120,11 @@ impl From<DataError> for TrainError {
 impl From<CheckpointError> for TrainError {
     fn from(e: CheckpointError) -> Self {
         TrainError::Checkpoint(Box::new(e))
+    }
+}
+
+impl From<PipelineError> for TrainError {
+    fn from(e: PipelineError) -> Self {
+        TrainError::Pipeline(Box::new(e))
     }
 }

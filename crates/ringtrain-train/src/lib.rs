@@ -4,6 +4,8 @@
 //!
 //! Entry points: [`train`] runs a job in this process; [`train_distributed`] runs one replica of a
 //! data-parallel job over a [`Group`] (the worker implements it with the collective library);
+//! [`train_pipelined`] runs one stage of one replica of a pipelined job (a [`Group`] of the
+//! stage's replicas plus a [`StageLink`] between the replica's stages);
 //! [`evaluate()`] scores a model on a split; [`Learner`] is one optimizer step.
 
 pub mod bench;
@@ -16,6 +18,7 @@ pub mod inference;
 pub mod learner;
 pub mod metrics;
 pub mod optim;
+pub mod pipeline;
 pub mod schedule;
 pub mod task;
 pub mod trainer;
@@ -25,6 +28,10 @@ pub use error::TrainError;
 pub use evaluate::{EvalReport, TaskMetrics, evaluate, evaluate_distributed};
 pub use group::{Group, GroupError, Solo, param_checksum};
 pub use learner::{Applied, Computed, GradientHook, Learner, NoHook, StepStats};
+pub use pipeline::{
+    PipelineError, PipelineStepStats, StageEngine, StageLink, StagePlan, StageStepStats,
+    train_pipelined,
+};
 pub use task::{Targets, TaskData};
 pub use trainer::{
     DistOptions, Observer, Phase, PhaseSpan, RunInfo, Silent, StepEvent, StopReason, TrainOptions,

@@ -14,9 +14,13 @@ use crate::checkpoint::{self, Checkpoint, EarlyStopState, EpochRecord, Header, P
 use crate::error::TrainError;
 use crate::evaluate::{EvalReport, evaluate_distributed};
 use crate::group::{Group, GroupError, Solo, param_checksum};
-use crate::learner::{GradientHook, Learner, StepStats};
+use crate::learner::{Computed, GradientHook, Learner, StepStats};
 use crate::metrics::improved;
 use crate::optim::Optimizer;
+use crate::pipeline::{
+    PipelineError, PipelineStepStats, StageEngine, StageLink, StagePlan, gather_gradients,
+    micro_weights,
+};
 use crate::schedule::lr_at;
 use crate::task::TaskData;
 use burn::prelude::*;
@@ -100,6 +104,9 @@ pub trait Observer {
     /// After each timed phase (for timelines): a step's compute, all-reduce and update, an
     /// evaluation, a checksum, the initial broadcast.
     fn on_span(&mut self, _span: &PhaseSpan) {}
+    /// After every optimizer step of a pipelined run: this stage's busy and idle time, bubble
+    /// fraction, bytes sent and in-flight activations.
+    fn on_pipeline_step(&mut self, _stats: &PipelineStepStats) {}
 }
 
 /// A timed phase of a run.
@@ -216,6 +223,7 @@ pub fn train(
         observer,
         &mut Solo::new(),
         &DistOptions::default(),
+        None,
     )
 }
 
@@ -235,6 +243,7 @@ pub fn train_with_hook(
         observer,
         &mut Solo::with_hook(hook),
         &DistOptions::default(),
+        None,
     )
 }
 
@@ -274,7 +283,20 @@ pub fn train_distributed(
     group: &mut dyn Group,
     dist: &DistOptions,
 ) -> Result<TrainReport, TrainError> {
-    run(spec, opts, observer, group, dist)
+    run(spec, opts, observer, group, dist, None)
+}
+
+/// [`crate::pipeline::train_pipelined`]: the loop of [`train_distributed`] with each step's
+/// gradients computed by this rank's pipeline stage.
+pub(crate) fn run_pipelined(
+    spec: &JobSpec,
+    opts: &TrainOptions,
+    observer: &mut dyn Observer,
+    stage_group: &mut dyn Group,
+    link: &mut dyn StageLink,
+    dist: &DistOptions,
+) -> Result<TrainReport, TrainError> {
+    run(spec, opts, observer, stage_group, dist, Some(link))
 }
 
 /// Samples per step of one replica: the spec's global batch split over `world` replicas.
@@ -334,11 +356,14 @@ fn run(
     observer: &mut dyn Observer,
     group: &mut dyn Group,
     dist: &DistOptions,
+    mut link: Option<&mut dyn StageLink>,
 ) -> Result<TrainReport, TrainError> {
     let world = group.world();
     let rank = group.rank();
     // Rank 0 alone writes files: the replicas are identical, and they may share a directory.
-    let lead = rank == 0;
+    // In a pipeline every stage holds the whole (identical) parameters: stage 0 of replica 0
+    // writes.
+    let lead = rank == 0 && link.as_ref().is_none_or(|l| l.stage() == 0);
     let batch = per_rank_batch(spec, world)?;
     let resumed = match &opts.resume {
         Some(p) => {
@@ -382,6 +407,39 @@ fn run(
     let model = build(&train_device)?;
     let layers = model.layer_infos();
     let n_params = flat::param_count(&model);
+    let engine = match &link {
+        None => None,
+        Some(link) => {
+            let p = spec.parallel.pipeline;
+            if link.stages() != p {
+                return Err(PipelineError::Setup(format!(
+                    "the stage link connects {} stages but parallel.pipeline = {p}",
+                    link.stages()
+                ))
+                .into());
+            }
+            let plan = StagePlan::new(&layers, p, spec.parallel.stages.as_deref())
+                .map_err(PipelineError::from)?;
+            let m = spec.parallel.microbatches;
+            if !batch.is_multiple_of(m) {
+                return Err(PipelineError::Setup(format!(
+                    "parallel.microbatches = {m} must divide the per-replica batch {batch}"
+                ))
+                .into());
+            }
+            if link.stage() == 0 && rank == 0 {
+                for line in plan.describe() {
+                    tracing::info!(plan = %line, "pipeline stage");
+                }
+            }
+            Some(StageEngine::new(
+                plan,
+                link.stage(),
+                m,
+                spec.parallel.schedule,
+            )?)
+        }
+    };
     let (optimizer, mut progress, mut early, mut history) = match &resumed {
         Some(c) => (
             Optimizer::from_state(&spec.train.optimizer, n_params, c.optimizer.clone())?,
@@ -543,18 +601,78 @@ fn run(
             let step = progress.step + 1;
             observer.on_step_start(step);
             let step_started = SystemTime::now();
-            let computed =
-                learner.gradients(&task, inputs, targets, &ctx, (step, progress.epoch))?;
-            let mut grads = computed.grads;
             let stop_flag = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
-            // Averaged with the gradients: the loss over all ranks (for the epoch summary) and
-            // the stop votes (> 0 when any rank wants to stop, so all stop after this step).
-            let mut extras = [computed.loss, if stop_flag { 1.0 } else { 0.0 }];
-            let exchange_started = Instant::now();
-            group
-                .mean_gradients(step, &mut grads, &mut extras)
-                .map_err(collective(format!("gradient all-reduce at step {step}")))?;
-            let communication = exchange_started.elapsed();
+            let (computed, mut grads, extras, communication) = match (&engine, link.as_mut()) {
+                (Some(engine), Some(link)) => {
+                    let compute_started = Instant::now();
+                    let weights = micro_weights(spec, &task, &targets, engine.microbatches());
+                    let out = engine
+                        .step(
+                            learner.model(),
+                            &mut **link,
+                            &task,
+                            &inputs,
+                            &targets,
+                            &weights,
+                            &ctx,
+                        )
+                        .map_err(TrainError::from)?;
+                    let compute = compute_started.elapsed();
+                    let exchange_started = Instant::now();
+                    let mut slice = out.grads;
+                    let mut extras = [out.loss, if stop_flag { 1.0 } else { 0.0 }];
+                    group
+                        .mean_gradients(step, &mut slice, &mut extras)
+                        .map_err(collective(format!(
+                            "gradient all-reduce of pipeline stage {} at step {step}",
+                            engine.stage()
+                        )))?;
+                    let (full, extras) =
+                        gather_gradients(&mut **link, engine.plan(), &slice, extras).map_err(
+                            collective(format!(
+                                "all-gather of the stages' gradients (stage {}) at step {step}",
+                                engine.stage()
+                            )),
+                        )?;
+                    let exchange = exchange_started.elapsed();
+                    observer.on_pipeline_step(&PipelineStepStats {
+                        step,
+                        stage: engine.stage(),
+                        stages: engine.plan().num_stages(),
+                        microbatches: engine.microbatches(),
+                        stats: out.stats,
+                        exchange,
+                    });
+                    if !extras[0].is_finite() {
+                        return Err(TrainError::Diverged {
+                            step,
+                            epoch: progress.epoch,
+                            what: "loss",
+                            value: extras[0],
+                        });
+                    }
+                    let computed = Computed {
+                        loss: extras[0],
+                        grads: Vec::new(),
+                        compute,
+                    };
+                    (computed, full, extras, exchange)
+                }
+                _ => {
+                    let mut computed =
+                        learner.gradients(&task, inputs, targets, &ctx, (step, progress.epoch))?;
+                    let mut grads = std::mem::take(&mut computed.grads);
+                    // Averaged with the gradients: the loss over all ranks (for the epoch
+                    // summary) and the stop votes (> 0 when any rank wants to stop, so all stop
+                    // after this step).
+                    let mut extras = [computed.loss, if stop_flag { 1.0 } else { 0.0 }];
+                    let exchange_started = Instant::now();
+                    group
+                        .mean_gradients(step, &mut grads, &mut extras)
+                        .map_err(collective(format!("gradient all-reduce at step {step}")))?;
+                    (computed, grads, extras, exchange_started.elapsed())
+                }
+            };
             let applied = learner.apply(&mut grads, lr as f32, (step, progress.epoch))?;
             let stats = StepStats {
                 loss: computed.loss,
@@ -590,7 +708,7 @@ fn run(
             }
             // One process checks its flag after the step; replicas act on the exchanged votes
             // so that they all stop after the same step.
-            let stop_now = if world == 1 {
+            let stop_now = if world == 1 && link.is_none() {
                 opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
             } else {
                 extras[1] > 0.0
@@ -695,7 +813,7 @@ fn run(
     let best_path = dir.join(checkpoint::BEST);
     let (eval_params, evaluated_epoch) = match (best_params, early.best_epoch) {
         (Some(best), Some(_)) => (best, early.best_epoch),
-        (None, Some(_)) if world > 1 || best_path.is_file() => {
+        (None, Some(_)) if world > 1 || link.is_some() || best_path.is_file() => {
             (Checkpoint::load(&best_path)?.params, early.best_epoch)
         }
         _ => (params.clone(), history.last().map(|r| r.epoch)),

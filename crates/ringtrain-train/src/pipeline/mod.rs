@@ -1,0 +1,247 @@
+//! Pipeline model parallelism (DESIGN.md, "Pipeline"): a model's layer stack cut into
+//! contiguous stages on different ranks, micro-batches flowing through them, combined with data
+//! parallelism on a grid of `D` replicas × `P` stages.
+//!
+//! - [`StagePlan`] cuts the layers (explicit `parallel.stages`, else balanced by parameter count)
+//!   and maps each stage to its slice of the flat parameter buffer.
+//! - [`StageEngine`] runs one stage's part of a step under GPipe or 1F1B ([`schedule`]), moving
+//!   `[micro-batch, seq, features]` activations forward and their gradients back over a
+//!   [`StageLink`] (point-to-point transfers between the stages of one replica).
+//! - [`train_pipelined`] is the training loop of one grid cell: after the schedule, the stage's
+//!   gradient slice is averaged over the stage's `D` replicas (the `stage_group`, a [`Group`]),
+//!   then the replica's `P` stages all-gather their slices, so that every rank holds the whole
+//!   mean gradient and applies the same update as a single process: clipping uses the exact
+//!   global norm over all stages, and every rank keeps the whole, identical parameter buffer and
+//!   optimizer state. Global rank 0 (stage 0 of replica 0) therefore writes the normal checkpoint
+//!   and `metrics.json`, so `eval`, `predict` and resuming work unchanged.
+//!
+//! What this does not do: split parameter or optimizer memory (every rank holds the whole model;
+//! the pipeline splits compute and activation memory), pipeline evaluation (every stage group
+//! evaluates the whole model on its shard of the split, so all ranks get the same metrics), or
+//! overlap the all-gather with compute. Dropout: micro-batch `i` of a step draws its masks from a
+//! stream derived from the step's (see [`engine::micro_ctx`]); with `M = 1` they are exactly the
+//! unpipelined masks, with `M > 1` they differ from a single process's (masks depend on the batch
+//! shape), so the numerics contract for `M > 1` holds with `model.dropout = 0`.
+//!
+//! Loss weighting: the batch loss is a mean over the batch, so micro-batch `i`'s loss is weighted
+//! by its share ([`micro_weights`]): `1/M` for MSE, MAE and unweighted cross-entropy, and
+//! `Σ_{i} w_y / Σ_{batch} w_y` for class-weighted cross-entropy.
+
+pub mod engine;
+pub mod plan;
+pub mod schedule;
+
+pub use engine::{StageEngine, StageStep, StageStepStats};
+pub use plan::{PlanError, StagePlan};
+pub use schedule::{Op, ideal_bubble, max_in_flight, stage_ops};
+
+use crate::group::{Group, GroupError};
+use crate::task::{Targets, TaskData};
+use ringtrain_data::Prepared;
+use ringtrain_models::ModelError;
+use ringtrain_spec::{JobSpec, TaskSpec};
+use std::time::Duration;
+
+/// Point-to-point transfers and one all-gather among the `P` stages of one replica. Like
+/// [`Group`], calls are synchronous and every stage must make matching calls: a `send(to)` on
+/// stage `s` is received by the next `recv(from = s)` on stage `to`, in order; `all_gather` is
+/// collective over all stages.
+pub trait StageLink {
+    /// This rank's stage in `0..stages()`.
+    fn stage(&self) -> usize;
+
+    /// Number of stages.
+    fn stages(&self) -> usize;
+
+    /// Sends `data` to stage `to`. May return before `to` has received it.
+    ///
+    /// # Errors
+    /// The transfer failed (the message names the peer where known).
+    fn send(&mut self, to: usize, data: &[f32]) -> Result<(), GroupError>;
+
+    /// Receives the next buffer stage `from` sent to this stage.
+    ///
+    /// # Errors
+    /// The transfer failed or its deadline passed.
+    fn recv(&mut self, from: usize) -> Result<Vec<f32>, GroupError>;
+
+    /// Every stage's `data` (equal lengths), concatenated in stage order.
+    ///
+    /// # Errors
+    /// The collective call failed.
+    fn all_gather(&mut self, data: &[f32]) -> Result<Vec<f32>, GroupError>;
+}
+
+/// Why a pipeline step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The stages cannot be planned.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The run's setup does not fit the pipeline (stage count, batch split).
+    #[error("pipeline: {0}")]
+    Setup(String),
+    /// A transfer between stages failed.
+    #[error("pipeline stage {stage}: {what} failed: {source}")]
+    Link {
+        /// This stage.
+        stage: usize,
+        /// Which transfer.
+        what: String,
+        /// The link's error (naming the peer rank where known).
+        #[source]
+        source: GroupError,
+    },
+    /// A received tensor does not have the size the plan gives.
+    #[error(
+        "pipeline stage {stage}: the {what} for layer {layer} ({name}) should be {expected}, got \
+         {got} values"
+    )]
+    Shape {
+        /// This stage.
+        stage: usize,
+        /// The layer at that boundary.
+        layer: usize,
+        /// Its name.
+        name: String,
+        /// `activation` or `output gradient`.
+        what: &'static str,
+        /// The planned shape.
+        expected: String,
+        /// Values received.
+        got: usize,
+    },
+    /// A stage's forward rejected its input.
+    #[error("pipeline stage {stage}: {source}")]
+    Model {
+        /// This stage.
+        stage: usize,
+        /// The model's error (naming the layer).
+        #[source]
+        source: ModelError,
+    },
+}
+
+/// Per-stage measurements of one optimizer step, sent to [`crate::Observer::on_pipeline_step`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PipelineStepStats {
+    /// The optimizer step (1-based).
+    pub step: u64,
+    /// This rank's stage.
+    pub stage: usize,
+    /// Stages per replica.
+    pub stages: usize,
+    /// Micro-batches per step.
+    pub microbatches: usize,
+    /// What the schedule measured.
+    pub stats: StageStepStats,
+    /// Time of the stage-group all-reduce and the all-gather of the gradient slices.
+    pub exchange: Duration,
+}
+
+/// Micro-batch `i`'s share of the batch loss for `M = microbatches` equal micro-batches of
+/// `targets` (see the module docs).
+pub fn micro_weights(
+    spec: &JobSpec,
+    task: &TaskData,
+    targets: &Targets,
+    microbatches: usize,
+) -> Vec<f32> {
+    let m = microbatches.max(1);
+    let equal = vec![1.0 / m as f32; m];
+    let (TaskSpec::Classify { class_weights, .. }, Prepared::Text(text), Targets::Classes(y)) =
+        (&spec.task, task.data(), targets)
+    else {
+        return equal;
+    };
+    if class_weights.is_empty() {
+        return equal;
+    }
+    // The weight vector TaskData builds (unknown labels were rejected there).
+    let mut weight = vec![1.0f64; text.labels().len()];
+    for (label, w) in class_weights {
+        if let Some(id) = text.labels().id(label) {
+            weight[id as usize] = *w;
+        }
+    }
+    let labels: Vec<i64> = y
+        .to_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .unwrap_or_default();
+    let mb = labels.len() / m;
+    if mb == 0 {
+        return equal;
+    }
+    let w_of = |l: &i64| weight.get(*l as usize).copied().unwrap_or(1.0);
+    let total: f64 = labels.iter().map(w_of).sum();
+    if total <= 0.0 {
+        return equal;
+    }
+    labels
+        .chunks(mb)
+        .map(|c| (c.iter().map(w_of).sum::<f64>() / total) as f32)
+        .collect()
+}
+
+/// Assembles the whole gradient from every stage's slice (each already averaged over its
+/// replicas) and settles the step's scalars: the loss is the last stage's, the stop vote is set
+/// when any stage's is.
+///
+/// # Errors
+/// The all-gather failed, or returned a buffer of the wrong size.
+pub(crate) fn gather_gradients(
+    link: &mut dyn StageLink,
+    plan: &StagePlan,
+    slice: &[f32],
+    extras: [f32; 2],
+) -> Result<(Vec<f32>, [f32; 2]), GroupError> {
+    let p = plan.num_stages();
+    let width = (0..p).map(|s| plan.param_range(s).len()).max().unwrap_or(0) + 2;
+    let mut mine = vec![0.0f32; width];
+    mine[..slice.len()].copy_from_slice(slice);
+    mine[width - 2] = extras[0];
+    mine[width - 1] = extras[1];
+    let all = link.all_gather(&mine)?;
+    if all.len() != width * p {
+        return Err(GroupError::new(format!(
+            "stage {}: all-gather of {width} values over {p} stages returned {}",
+            link.stage(),
+            all.len()
+        )));
+    }
+    let mut full = Vec::with_capacity(plan.num_params());
+    let mut stop = 0.0f32;
+    for s in 0..p {
+        let row = &all[s * width..(s + 1) * width];
+        full.extend_from_slice(&row[..plan.param_range(s).len()]);
+        stop = stop.max(row[width - 1]);
+    }
+    let loss = all[(p - 1) * width + width - 2];
+    Ok((full, [loss, stop]))
+}
+
+/// Trains `spec` as stage `link.stage()` of data-parallel replica `stage_group.rank()` of a
+/// pipelined job (`parallel.pipeline = link.stages()` stages, `stage_group.world()` replicas).
+///
+/// `stage_group` holds the ranks that run the same stage in every replica (its rank is the
+/// replica index, so the data sharding of [`crate::train_distributed`] applies unchanged);
+/// `link` connects the stages of this replica. Everything else is as in
+/// [`crate::train_distributed`]: the same sample order, checkpoints written by stage 0 of
+/// replica 0 only, every rank returning the full report. See the module docs for what is
+/// exchanged and what is not split.
+///
+/// # Errors
+/// As [`crate::train_distributed`], plus [`crate::TrainError::Pipeline`] when the stages cannot
+/// be planned, `link.stages()` differs from `parallel.pipeline`, the per-replica batch does not
+/// split into `parallel.microbatches`, or a transfer between stages fails (naming the stage).
+pub fn train_pipelined(
+    spec: &JobSpec,
+    opts: &crate::TrainOptions,
+    observer: &mut dyn crate::Observer,
+    stage_group: &mut dyn Group,
+    link: &mut dyn StageLink,
+    dist: &crate::DistOptions,
+) -> Result<crate::TrainReport, crate::TrainError> {
+    crate::trainer::run_pipelined(spec, opts, observer, stage_group, link, dist)
+}

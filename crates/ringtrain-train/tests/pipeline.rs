@@ -1,0 +1,515 @@
+//! The pipeline numerics contract (DESIGN.md, "Pipeline"), in process: a job cut into `P` stages
+//! on `P` threads (times `D` data-parallel replicas), its micro-batches flowing over the
+//! collective library's in-process send/recv, ends within 1e-5 (max abs) of one process
+//! training the same spec with `train` — for GPipe and 1F1B, `P` = 2 and 3, `M` = 1 and 4,
+//! `D` = 2 × `P` = 2, LSTM, GRU and RNN, forecasting (numeric projection on stage 0) and
+//! classification (token embedding on stage 0, class-weighted loss). Also: every rank ends with
+//! the same parameters and metrics, 1F1B holds at most `P` micro-batches of activations per stage
+//! (GPipe all `M`), and the flat parameter buffer maps onto the layers as the plan assumes.
+
+// The measured difference is printed so a run shows the margin to the 1e-5 bound.
+#![allow(clippy::print_stderr)]
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use ringtrain_collective::{CollectiveError, CommConfig, Communicator, InProcTransport, ReduceOp};
+use ringtrain_spec::{JobSpec, SpecFormat, parse_str};
+use ringtrain_train::pipeline::{PipelineStepStats, StageLink, StagePlan};
+use ringtrain_train::{
+    DistOptions, Group, GroupError, Observer, StopReason, TaskData, TrainError, TrainOptions,
+    TrainReport, train, train_pipelined,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::runtime::Runtime;
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn options() -> TrainOptions {
+    TrainOptions {
+        base_dir: examples(),
+        resume: None,
+        halt_after_steps: None,
+        stop: None,
+        device: Device::flex(),
+    }
+}
+
+/// One pipelined configuration.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    cell: &'static str,
+    classify: bool,
+    data: usize,
+    pipeline: usize,
+    microbatches: usize,
+    schedule: &'static str,
+    dropout: f64,
+}
+
+fn spec(dir: &Path, c: Case) -> JobSpec {
+    let body = if c.classify {
+        r#"
+[model]
+cell = "CELL"
+hidden = 10
+layers = 2
+embedding_dim = 6
+dropout = DROPOUT
+[task]
+kind = "classify"
+pooling = "mean"
+WEIGHTS
+[data]
+path = "data/sentiment-synth.csv"
+tokenizer = "word"
+split = [0.8, 0.1, 0.1]
+[train]
+epochs = 1
+max_steps = 6
+batch_size = 8
+optimizer = { kind = "adam", lr = 0.01 }
+clip = { norm = 0.5 }
+"#
+    } else {
+        r#"
+[model]
+cell = "CELL"
+hidden = 12
+layers = 2
+projection = 6
+dropout = DROPOUT
+[task]
+kind = "forecast"
+horizon = 2
+season = 12
+[data]
+path = "data/seasonal.csv"
+features = ["demand", "temperature"]
+targets = ["demand"]
+window = 12
+split = [0.7, 0.15, 0.15]
+[train]
+epochs = 1
+max_steps = 10
+batch_size = 8
+optimizer = { kind = "adam", lr = 0.01 }
+clip = { norm = 0.5 }
+"#
+    };
+    // Class weights only with one replica: data parallelism averages each replica's weighted
+    // mean, which is not the weighted mean of the whole batch (a property of the data-parallel
+    // trainer, not of the pipeline).
+    let weights = if c.data == 1 {
+        "class_weights = { pos = 2.5 }"
+    } else {
+        ""
+    };
+    let toml = format!(
+        "name = \"pp\"\nseed = 7\n{}\n[parallel]\ndata = {}\npipeline = {}\nmicrobatches = {}\n\
+         schedule = \"{}\"\n[checkpoint]\ndir = {:?}\n",
+        body.replace("CELL", c.cell)
+            .replace("DROPOUT", &c.dropout.to_string())
+            .replace("WEIGHTS", weights),
+        c.data,
+        c.pipeline,
+        c.microbatches,
+        c.schedule,
+        dir.display().to_string()
+    );
+    parse_str(&toml, SpecFormat::Toml, "<test>", "t").unwrap()
+}
+
+fn group_error(e: CollectiveError) -> GroupError {
+    GroupError::new(e.to_string())
+}
+
+/// The replicas of one stage (rank = replica index).
+struct StageGroup {
+    comm: Communicator,
+    rt: Arc<Runtime>,
+}
+
+impl Group for StageGroup {
+    fn rank(&self) -> usize {
+        self.comm.rank() as usize
+    }
+    fn world(&self) -> usize {
+        self.comm.world() as usize
+    }
+    fn broadcast_params(&mut self, params: &mut [f32]) -> Result<(), GroupError> {
+        self.rt
+            .block_on(self.comm.broadcast(params, 0))
+            .map_err(group_error)
+    }
+    fn mean_gradients(
+        &mut self,
+        _step: u64,
+        grads: &mut [f32],
+        extras: &mut [f32],
+    ) -> Result<(), GroupError> {
+        self.rt
+            .block_on(
+                self.comm
+                    .all_reduce_fused(&mut [grads, extras], ReduceOp::Mean),
+            )
+            .map_err(group_error)
+    }
+    fn all_gather_f64(&mut self, values: &[f64]) -> Result<Vec<f64>, GroupError> {
+        let pieces: Vec<f32> = values
+            .iter()
+            .flat_map(|v| {
+                let b = v.to_bits();
+                (0..4).map(move |i| ((b >> (16 * i)) & 0xffff) as f32)
+            })
+            .collect();
+        let all = self
+            .rt
+            .block_on(self.comm.all_gather(&pieces))
+            .map_err(group_error)?;
+        Ok(all
+            .chunks_exact(4)
+            .map(|c| {
+                let bits = c
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |acc, (i, p)| acc | ((*p as u64) << (16 * i)));
+                f64::from_bits(bits)
+            })
+            .collect())
+    }
+}
+
+/// The stages of one replica (rank = stage).
+struct Column {
+    comm: Communicator,
+    rt: Arc<Runtime>,
+}
+
+impl StageLink for Column {
+    fn stage(&self) -> usize {
+        self.comm.rank() as usize
+    }
+    fn stages(&self) -> usize {
+        self.comm.world() as usize
+    }
+    fn send(&mut self, to: usize, data: &[f32]) -> Result<(), GroupError> {
+        self.rt
+            .block_on(self.comm.send(data, to as u32))
+            .map_err(group_error)
+    }
+    fn recv(&mut self, from: usize) -> Result<Vec<f32>, GroupError> {
+        self.rt
+            .block_on(self.comm.recv(from as u32))
+            .map_err(group_error)
+    }
+    fn all_gather(&mut self, data: &[f32]) -> Result<Vec<f32>, GroupError> {
+        self.rt
+            .block_on(self.comm.all_gather(data))
+            .map_err(group_error)
+    }
+}
+
+/// Records every step's pipeline measurements.
+#[derive(Default)]
+struct Record {
+    steps: Vec<PipelineStepStats>,
+}
+
+impl Observer for Record {
+    fn on_pipeline_step(&mut self, stats: &PipelineStepStats) {
+        self.steps.push(*stats);
+    }
+}
+
+/// Runs the `D × P` grid of `spec` on threads; rank `d * P + s` is stage `s` of replica `d`.
+fn grid(spec: &JobSpec) -> Vec<(Result<TrainReport, TrainError>, Vec<PipelineStepStats>)> {
+    let (d, p) = (spec.parallel.data, spec.parallel.pipeline);
+    let config = CommConfig {
+        deadline: Duration::from_secs(120),
+        ..CommConfig::default()
+    };
+    let handles: Vec<_> = InProcTransport::world((d * p) as u32)
+        .into_iter()
+        .enumerate()
+        .map(|(rank, transport)| {
+            let spec = spec.clone();
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let rt = Arc::new(
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap(),
+                );
+                let (replica, stage) = (rank / p, rank % p);
+                let world = Communicator::new(Arc::new(transport), config);
+                let same_stage: Vec<u32> = (0..d).map(|r| (r * p + stage) as u32).collect();
+                let same_replica: Vec<u32> = (0..p).map(|s| (replica * p + s) as u32).collect();
+                let mut group = StageGroup {
+                    comm: world.split(&same_stage).unwrap(),
+                    rt: Arc::clone(&rt),
+                };
+                let mut link = Column {
+                    comm: world.split(&same_replica).unwrap(),
+                    rt: Arc::clone(&rt),
+                };
+                let mut record = Record::default();
+                let dist = DistOptions { checksum_every: 3 };
+                let report =
+                    train_pipelined(&spec, &options(), &mut record, &mut group, &mut link, &dist);
+                if report.is_ok() {
+                    rt.block_on(world.shutdown()).unwrap();
+                }
+                (report, record.steps)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn check(case: Case) {
+    let single_dir = tempfile::tempdir().unwrap();
+    let pipe_dir = tempfile::tempdir().unwrap();
+    let single = train(
+        &spec(single_dir.path(), case),
+        &options(),
+        &mut ringtrain_train::Silent,
+    )
+    .unwrap();
+    let pipe_spec = spec(pipe_dir.path(), case);
+    let results = grid(&pipe_spec);
+    let mut reports = Vec::new();
+    for (rank, (report, steps)) in results.into_iter().enumerate() {
+        let report = report.unwrap_or_else(|e| panic!("{case:?} rank {rank}: {e}"));
+        let stage = rank % case.pipeline;
+        assert_eq!(steps.len() as u64, report.steps, "rank {rank}");
+        for s in &steps {
+            assert_eq!(s.stage, stage);
+            // 1F1B: at most P micro-batches in flight (exactly P − s, capped by M); GPipe: all M.
+            let expected = if case.schedule == "1f1b" {
+                (case.pipeline - stage).min(case.microbatches)
+            } else {
+                case.microbatches
+            };
+            assert_eq!(s.stats.max_in_flight, expected, "{case:?} stage {stage}");
+            assert!(s.stats.max_in_flight <= case.pipeline || case.schedule == "gpipe");
+            let sent = s.stats.bytes_sent;
+            if case.pipeline > 1 {
+                assert!(sent > 0, "stage {stage} sent nothing");
+            }
+        }
+        reports.push(report);
+    }
+    assert_eq!(reports[0].steps, single.steps);
+    for (rank, r) in reports.iter().enumerate() {
+        assert_eq!(r.stop, StopReason::MaxSteps, "rank {rank}");
+        assert_eq!(
+            r.params.iter().map(|p| p.to_bits()).collect::<Vec<_>>(),
+            reports[0]
+                .params
+                .iter()
+                .map(|p| p.to_bits())
+                .collect::<Vec<_>>(),
+            "{case:?}: rank {rank} differs from rank 0"
+        );
+        assert_eq!(r.test, reports[0].test, "rank {rank} test metrics");
+    }
+    let diff = max_abs_diff(&reports[0].params, &single.params);
+    let loss_diff =
+        (reports[0].test.as_ref().unwrap().loss - single.test.as_ref().unwrap().loss).abs();
+    eprintln!(
+        "{} {} D={} P={} M={} {}: {} steps, max abs diff {diff:e}, test loss diff {loss_diff:e}",
+        case.cell,
+        if case.classify {
+            "classify"
+        } else {
+            "forecast"
+        },
+        case.data,
+        case.pipeline,
+        case.microbatches,
+        case.schedule,
+        single.steps
+    );
+    assert!(diff <= 1e-5, "{case:?}: max abs diff {diff}");
+    // Only stage 0 of replica 0 wrote files, in the single process's format.
+    assert!(pipe_dir.path().join("latest.ckpt").is_file());
+    assert!(pipe_dir.path().join("metrics.json").is_file());
+    let ckpt = ringtrain_train::Checkpoint::load(&pipe_dir.path().join("latest.ckpt")).unwrap();
+    assert_eq!(ckpt.params, reports[0].params);
+}
+
+const BASE: Case = Case {
+    cell: "lstm",
+    classify: false,
+    data: 1,
+    pipeline: 2,
+    microbatches: 1,
+    schedule: "gpipe",
+    dropout: 0.0,
+};
+
+#[test]
+fn lstm_two_stages_gpipe_one_microbatch() {
+    check(BASE);
+}
+
+#[test]
+fn lstm_two_stages_1f1b_four_microbatches() {
+    check(Case {
+        microbatches: 4,
+        schedule: "1f1b",
+        ..BASE
+    });
+}
+
+#[test]
+fn gru_three_stages_gpipe_four_microbatches() {
+    check(Case {
+        cell: "gru",
+        pipeline: 3,
+        microbatches: 4,
+        ..BASE
+    });
+}
+
+#[test]
+fn rnn_three_stages_1f1b_one_and_four_microbatches() {
+    for microbatches in [1, 4] {
+        check(Case {
+            cell: "rnn",
+            pipeline: 3,
+            microbatches,
+            schedule: "1f1b",
+            ..BASE
+        });
+    }
+}
+
+#[test]
+fn two_replicas_of_two_stages_both_schedules() {
+    for schedule in ["gpipe", "1f1b"] {
+        check(Case {
+            data: 2,
+            microbatches: 4,
+            schedule,
+            ..BASE
+        });
+    }
+}
+
+#[test]
+fn classification_with_the_embedding_on_stage_zero() {
+    check(Case {
+        cell: "gru",
+        classify: true,
+        pipeline: 2,
+        microbatches: 4,
+        schedule: "1f1b",
+        ..BASE
+    });
+    check(Case {
+        cell: "lstm",
+        classify: true,
+        data: 2,
+        pipeline: 3,
+        microbatches: 2,
+        schedule: "gpipe",
+        ..BASE
+    });
+}
+
+#[test]
+fn dropout_masks_match_with_one_microbatch() {
+    check(Case {
+        dropout: 0.3,
+        ..BASE
+    });
+}
+
+/// The plan's flat ranges are what the flat buffer holds: layer `i`'s parameters, visited on
+/// their own, equal the plan's slice of the model's flat buffer.
+#[test]
+fn flat_ranges_of_layers_match_the_buffer() {
+    struct Collect(Vec<f32>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.extend(
+                param
+                    .val()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap(),
+            );
+        }
+    }
+    for classify in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(
+            dir.path(),
+            Case {
+                classify,
+                pipeline: 3,
+                ..BASE
+            },
+        );
+        let data = ringtrain_data::load_with(&spec, &examples(), None).unwrap();
+        let task = TaskData::new(&spec, data).unwrap();
+        let model = ringtrain_models::Model::new(
+            &spec.model,
+            task.input_kind(),
+            task.head_kind(),
+            spec.seed,
+            &Device::flex(),
+        )
+        .unwrap();
+        let flat = ringtrain_models::flat::flatten_params(&model);
+        let plan = StagePlan::new(&model.layer_infos(), 3, None).unwrap();
+        assert_eq!(plan.num_params(), flat.len());
+        for (i, layer) in model.layers().iter().enumerate() {
+            let mut c = Collect(Vec::new());
+            layer.visit(&mut c);
+            assert_eq!(c.0, flat[plan.layer_param_range(i)], "layer {i}");
+        }
+        // Stage 0 owns the input block, the last stage the head.
+        let infos = model.layer_infos();
+        assert!(plan.layers(0).contains(&0));
+        assert_eq!(plan.layers(2).end, infos.len());
+        assert_eq!(infos[infos.len() - 1].name, "head");
+    }
+}
+
+#[test]
+fn explicit_stages_with_a_gap_are_refused_by_every_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = spec(
+        dir.path(),
+        Case {
+            pipeline: 3,
+            ..BASE
+        },
+    );
+    // Explicit stages that skip a layer (spec validation would refuse them too): every rank
+    // refuses before any transfer, naming the gap.
+    spec.parallel.stages = Some(vec![vec![0], vec![1, 3], vec![2]]);
+    for (r, _) in grid(&spec) {
+        let e = r.unwrap_err();
+        assert!(
+            e.to_string().contains("expected layer 2 next, found 3"),
+            "{e}"
+        );
+    }
+}
