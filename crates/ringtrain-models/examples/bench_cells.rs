@@ -31,6 +31,8 @@ fn bench(cell: CellKind, imp: RecurrentImpl, steps: usize) -> [f64; 4] {
         dropout: 0.0,
         embedding_dim: 64,
         projection: None,
+        conv: Vec::new(),
+        attention: None,
     };
     let mut model = Model::new(
         &spec,

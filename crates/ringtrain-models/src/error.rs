@@ -17,6 +17,17 @@ pub enum ModelError {
         /// What is allowed.
         reason: &'static str,
     },
+    /// A Conv1d or attention setting does not fit (the path names the layer, e.g.
+    /// `model.conv[1].kernel`).
+    #[error("invalid model: {field} = {value}: {reason}")]
+    InvalidLayer {
+        /// Dotted path of the offending setting.
+        field: String,
+        /// The value given.
+        value: String,
+        /// What is allowed.
+        reason: String,
+    },
     /// A layer range is empty, reversed or runs past the last layer.
     #[error("invalid layer range {start}..{end}: the model has {layers} layers")]
     Range {

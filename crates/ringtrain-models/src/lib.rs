@@ -1,6 +1,8 @@
 //! ringtrain's model zoo: recurrent networks (`rnn`, `lstm`, `gru`; uni- or bidirectional, any
-//! depth) built as a stack of layers — input block (token embedding or numeric projection),
-//! one layer per recurrent layer, head — that a pipeline can cut into contiguous stages.
+//! depth) and their hybrids, built as a stack of layers — input block (token embedding or numeric
+//! projection), optional Conv1d layers ([`conv`]), one layer per recurrent layer, optional
+//! self-attention or Transformer encoder block ([`attention`]), head — that a pipeline can cut
+//! into contiguous stages.
 //!
 //! The recurrent layers run as whole-sequence custom autodiff operations on the flex device
 //! (one input GEMM for all timesteps, fused vectorised gate math, hand-written BPTT; see
@@ -11,6 +13,8 @@
 //! ChaCha stream seeded by the job seed, and [`flat`] lays parameters and gradients out as one
 //! `f32` buffer in visit order for the all-reduce.
 
+pub mod attention;
+pub mod conv;
 pub mod error;
 pub mod flat;
 mod head;
@@ -22,6 +26,8 @@ pub mod recurrent;
 pub mod reference;
 mod seq;
 
+pub use attention::Attention;
+pub use conv::Conv;
 pub use error::ModelError;
 pub use head::Head;
 pub use model::{

@@ -1,5 +1,6 @@
-//! The model as a stack of layers — input block, recurrent layers, head — that a pipeline can
-//! cut into contiguous stages, each run with [`Model::forward_range`].
+//! The model as a stack of layers — input block, Conv1d layers, recurrent layers, attention
+//! block, head (the Conv1d layers and the attention block optional) — that a pipeline can cut
+//! into contiguous stages, each run with [`Model::forward_range`].
 
 use std::fmt;
 use std::ops::Range;
@@ -7,8 +8,10 @@ use std::ops::Range;
 use burn::module::Module;
 use burn::nn::{Embedding, Linear};
 use burn::tensor::{Device, Int, Tensor};
-use ringtrain_spec::{ModelSpec, Pooling};
+use ringtrain_spec::{AttentionKind, ModelSpec, Pooling};
 
+use crate::attention::Attention;
+use crate::conv::Conv;
 use crate::error::ModelError;
 use crate::head::{Head, embed_steps, new_embedding, new_linear, project_steps};
 use crate::init::Init;
@@ -159,7 +162,8 @@ impl fmt::Display for BoundaryShape {
 pub struct LayerInfo {
     /// Position in the stack.
     pub index: usize,
-    /// Name (`embedding`, `projection`, `lstm0`, `bigru1`, `head`).
+    /// Name (`embedding`, `projection`, `conv0`, `lstm0`, `bigru1`, `attention`, `transformer`,
+    /// `head`).
     pub name: String,
     /// Number of scalar parameters.
     pub params: usize,
@@ -191,10 +195,14 @@ pub enum Layer {
     Embedding(Embedding),
     /// Linear projection of numeric features.
     Projection(Linear),
+    /// A Conv1d layer over the time axis (may shorten the sequence, see [`Conv`]).
+    Conv(Conv),
     /// A recurrent layer (kernel or burn-ops path, see [`RecurrentImpl`]).
     Recurrent(Recurrent),
     /// A burn-nn recurrent layer (see [`RecurrentImpl::BurnNnReference`]).
     Reference(ReferenceRecurrent),
+    /// Self-attention or a Transformer encoder block over the recurrent outputs.
+    Attention(Attention),
     /// Pooling + linear output.
     Head(Head),
 }
@@ -214,6 +222,7 @@ impl Layer {
         match self {
             Layer::Embedding(_) => "embedding".into(),
             Layer::Projection(_) => "projection".into(),
+            Layer::Conv(c) => format!("conv{}", c.position),
             Layer::Recurrent(r) => format!(
                 "{}{}{}",
                 bi(r.bidirectional()),
@@ -226,6 +235,10 @@ impl Layer {
                 cell_name(r.cell),
                 r.position
             ),
+            Layer::Attention(a) => match a.kind {
+                AttentionKind::SelfAttention => "attention".into(),
+                AttentionKind::Transformer => "transformer".into(),
+            },
             Layer::Head(_) => "head".into(),
         }
     }
@@ -237,11 +250,17 @@ impl Layer {
             Layer::Projection(l) => BoundaryShape::Seq {
                 features: l.weight.dims()[0],
             },
+            Layer::Conv(c) => BoundaryShape::Seq {
+                features: c.input_size(),
+            },
             Layer::Recurrent(r) => BoundaryShape::Seq {
                 features: r.input_size,
             },
             Layer::Reference(r) => BoundaryShape::Seq {
                 features: r.input_size,
+            },
+            Layer::Attention(a) => BoundaryShape::Seq {
+                features: a.width(),
             },
             Layer::Head(h) => BoundaryShape::Seq {
                 features: h.input_size(),
@@ -258,11 +277,17 @@ impl Layer {
             Layer::Projection(l) => BoundaryShape::Seq {
                 features: l.weight.dims()[1],
             },
+            Layer::Conv(c) => BoundaryShape::Seq {
+                features: c.channels(),
+            },
             Layer::Recurrent(r) => BoundaryShape::Seq {
                 features: r.output_size(),
             },
             Layer::Reference(r) => BoundaryShape::Seq {
                 features: r.hidden * if r.bidirectional() { 2 } else { 1 },
+            },
+            Layer::Attention(a) => BoundaryShape::Seq {
+                features: a.width(),
             },
             Layer::Head(h) => BoundaryShape::Out {
                 width: h.output_size(),
@@ -298,7 +323,9 @@ impl Model {
     ///
     /// # Errors
     /// [`ModelError::InvalidSpec`] for zero sizes, a projection on token inputs, or a dropout
-    /// outside `[0, 1)`.
+    /// outside `[0, 1)`; [`ModelError::InvalidLayer`] for a Conv1d layer with a zero size or
+    /// stride, or attention whose heads do not divide the recurrent output width, whose
+    /// dropout is outside `[0, 1)` or whose Transformer feed-forward width is zero.
     pub fn new(
         spec: &ModelSpec,
         input: InputKind,
@@ -323,6 +350,7 @@ impl Model {
                 "a probability in [0, 1)",
             ));
         }
+        check_hybrids(spec)?;
         let mut init = Init::new(seed);
         let mut layers = Vec::new();
         let mut width = match input {
@@ -368,6 +396,11 @@ impl Model {
                 spec.embedding_dim
             }
         };
+        for (position, conv) in spec.conv.iter().enumerate() {
+            let c = Conv::new(conv, width, position, &mut init, device);
+            width = c.channels();
+            layers.push(Layer::Conv(c));
+        }
         for position in 0..spec.layers {
             let dropout = if position == 0 { 0.0 } else { spec.dropout };
             let r = Recurrent::new(
@@ -384,6 +417,11 @@ impl Model {
             width = r.output_size();
             layers.push(Layer::Recurrent(r));
         }
+        if let Some(a) = &spec.attention {
+            layers.push(Layer::Attention(Attention::new(
+                a, width, &mut init, device,
+            )));
+        }
         let (outputs, pooling, classifier) = match head {
             HeadKind::Regression { outputs } => (outputs, Pooling::Last, false),
             HeadKind::Classes { classes, pooling } => (classes, pooling, true),
@@ -395,7 +433,9 @@ impl Model {
             linear: new_linear(width, outputs, &mut init, device),
             pooling,
             hidden: spec.hidden,
-            bidirectional: spec.bidirectional,
+            // After attention a step's halves no longer are the two directions: pool like a
+            // unidirectional layer (every step has seen the whole sequence anyway).
+            bidirectional: spec.bidirectional && spec.attention.is_none(),
             classifier,
         }));
         Ok(Model { layers })
@@ -434,7 +474,7 @@ impl Model {
         &self.layers
     }
 
-    /// Number of layers (input block, recurrent layers, head).
+    /// Number of layers (input block, Conv1d layers, recurrent layers, attention, head).
     pub fn num_layers(&self) -> usize {
         self.layers.len()
     }
@@ -545,8 +585,10 @@ impl Model {
                     Flow::Steps(embed_steps(e, ids, mask))
                 }
                 (Layer::Projection(l), Flow::Steps(s)) => Flow::Steps(project_steps(l, s)),
+                (Layer::Conv(c), Flow::Steps(s)) => Flow::Steps(c.forward(s)),
                 (Layer::Recurrent(r), Flow::Steps(s)) => Flow::Steps(r.forward(s, dropout)),
                 (Layer::Reference(r), Flow::Steps(s)) => Flow::Steps(r.forward(s, dropout)),
+                (Layer::Attention(a), Flow::Steps(s)) => Flow::Steps(a.forward(s, dropout)),
                 (Layer::Head(h), Flow::Steps(s)) => Flow::Out(h.forward(s)),
                 // Only reachable for a hand-assembled stack; Model::new chains layers correctly.
                 (layer, _) => {
@@ -568,4 +610,52 @@ impl Model {
             Flow::Out(y) => Boundary::Out(y),
         })
     }
+}
+
+/// Model-side checks of the hybrid layers (the spec validator reports the same problems with
+/// their field paths; this guards hand-built [`ModelSpec`]s).
+fn check_hybrids(spec: &ModelSpec) -> Result<(), ModelError> {
+    let bad = |field: String, value: String, reason: &str| {
+        Err(ModelError::InvalidLayer {
+            field,
+            value,
+            reason: reason.to_string(),
+        })
+    };
+    for (i, c) in spec.conv.iter().enumerate() {
+        for (key, v) in [
+            ("channels", c.channels),
+            ("kernel", c.kernel),
+            ("stride", c.stride),
+        ] {
+            if v == 0 {
+                return bad(format!("model.conv[{i}].{key}"), "0".into(), "at least 1");
+            }
+        }
+    }
+    if let Some(a) = &spec.attention {
+        let width = spec.hidden * if spec.bidirectional { 2 } else { 1 };
+        if a.heads == 0 || !width.is_multiple_of(a.heads) {
+            return bad(
+                "model.attention.heads".into(),
+                a.heads.to_string(),
+                &format!("must divide the recurrent output width {width}"),
+            );
+        }
+        if !(0.0..1.0).contains(&a.dropout) {
+            return bad(
+                "model.attention.dropout".into(),
+                a.dropout.to_string(),
+                "a probability in [0, 1)",
+            );
+        }
+        if a.kind == AttentionKind::Transformer && a.ff_hidden == 0 {
+            return bad(
+                "model.attention.ff_hidden".into(),
+                "0".into(),
+                "at least 1 for the transformer block",
+            );
+        }
+    }
+    Ok(())
 }

@@ -50,6 +50,39 @@ pub struct RawModel {
     pub embedding_dim: Option<i64>,
     /// `model.projection`
     pub projection: Option<i64>,
+    /// `model.conv`: Conv1d layers between the input block and the recurrent layers
+    pub conv: Option<Vec<RawConv>>,
+    /// `model.attention`: self-attention or a Transformer encoder block after the recurrent
+    /// layers
+    pub attention: Option<RawAttention>,
+}
+
+/// One entry of `model.conv`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConv {
+    /// `model.conv[i].channels`
+    pub channels: Option<i64>,
+    /// `model.conv[i].kernel`
+    pub kernel: Option<i64>,
+    /// `model.conv[i].stride`
+    pub stride: Option<i64>,
+    /// `model.conv[i].activation`: relu | tanh | none
+    pub activation: Option<String>,
+}
+
+/// `model.attention`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttention {
+    /// `model.attention.kind`: self | transformer
+    pub kind: Option<String>,
+    /// `model.attention.heads`
+    pub heads: Option<i64>,
+    /// `model.attention.dropout`
+    pub dropout: Option<f64>,
+    /// `model.attention.ff_hidden` (transformer)
+    pub ff_hidden: Option<i64>,
 }
 
 /// `[task]`

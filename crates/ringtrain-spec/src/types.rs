@@ -75,7 +75,8 @@ pub enum Activation {
     Relu,
 }
 
-/// Architecture: input block → recurrent layers → head.
+/// Architecture: input block → Conv1d layers → recurrent layers → attention block → head
+/// (the Conv1d layers and the attention block are optional).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     /// Recurrent cell of every layer.
@@ -95,6 +96,71 @@ pub struct ModelSpec {
     /// Optional linear projection of numeric features before the recurrent stack
     /// (forecasting only); `None` feeds the features to the first layer directly.
     pub projection: Option<usize>,
+    /// Conv1d layers over the time axis between the input block and the recurrent layers, in
+    /// order (empty: none). Omitted from the serialized form when empty, so specs and
+    /// checkpoints written before hybrids existed read back unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conv: Vec<ConvSpec>,
+    /// Attention over the recurrent outputs, before the head (`None`: no attention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<AttentionSpec>,
+}
+
+/// Non-linearity after a Conv1d layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvActivation {
+    /// Rectified linear unit (the default).
+    Relu,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// No non-linearity (a linear filter).
+    None,
+}
+
+/// One Conv1d layer over `[B, T, F]` sequences, time being the convolved axis.
+///
+/// Padding is "same"-style and fixed: `(kernel − 1) / 2` zero steps before the sequence and
+/// `kernel / 2` after it, so output step `j` is centred on input step `j · stride` and a sequence
+/// of `T` steps gives `ceil(T / stride)` steps. Steps past a sequence's end count as zeros, which
+/// is why a padded sequence gives exactly its unpadded result, with `ceil(length / stride)`
+/// valid steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConvSpec {
+    /// Output channels (features per output step, ≥ 1).
+    pub channels: usize,
+    /// Kernel width in steps (≥ 1).
+    pub kernel: usize,
+    /// Step between output positions, `1..=kernel` (a larger stride would skip input steps).
+    pub stride: usize,
+    /// Non-linearity applied to the output.
+    pub activation: ConvActivation,
+}
+
+/// Which attention block follows the recurrent layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AttentionKind {
+    /// Multi-head self-attention with a residual connection: `y = x + MHA(x)`.
+    #[serde(rename = "self")]
+    SelfAttention,
+    /// A post-norm Transformer encoder block (PyTorch's `TransformerEncoderLayer` with
+    /// `norm_first = false`, ReLU): `u = LN(x + MHA(x))`, `y = LN(u + FF(u))`.
+    #[serde(rename = "transformer")]
+    Transformer,
+}
+
+/// Multi-head attention over the recurrent outputs. Keys at padded steps are masked out, so
+/// padding never changes the result at a valid step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AttentionSpec {
+    /// Plain self-attention or a Transformer encoder block.
+    pub kind: AttentionKind,
+    /// Attention heads (≥ 1, dividing the recurrent output width).
+    pub heads: usize,
+    /// Dropout on the attention weights and on each residual branch during training, `[0, 1)`.
+    pub dropout: f64,
+    /// Width of the feed-forward layer of the Transformer block (≥ 1; 0 for `self`).
+    pub ff_hidden: usize,
 }
 
 /// Loss used by a forecasting task.

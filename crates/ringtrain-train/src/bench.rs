@@ -85,6 +85,8 @@ pub fn bench_train(config: &BenchConfig, device: &Device) -> Result<BenchResult,
         dropout: 0.0,
         embedding_dim: 1,
         projection: None,
+        conv: Vec::new(),
+        attention: None,
     };
     let model = Model::new(
         &spec,

@@ -8,6 +8,7 @@
 
 mod flat;
 mod gradcheck;
+mod hybrid;
 mod kernel;
 mod losses;
 mod padding;
@@ -44,6 +45,8 @@ pub(crate) fn spec(
         dropout: 0.0,
         embedding_dim: 6,
         projection: None,
+        conv: Vec::new(),
+        attention: None,
     }
 }
 

@@ -211,12 +211,17 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
     }
 }
 
-/// Number of entries in a model's layer list: optional input block, recurrent layers, head.
-/// Must agree with the model crate's layer stack (its tests check this function).
+/// Number of entries in a model's layer list: optional input block, one per Conv1d layer,
+/// recurrent layers, optional attention block, head. Must agree with the model crate's layer
+/// stack (its tests check this function).
 pub fn layer_count(model: &ModelSpec, task: &TaskSpec) -> usize {
     let input_block = match task {
         TaskSpec::Classify { .. } => true,
         TaskSpec::Forecast { .. } => model.projection.is_some(),
     };
-    usize::from(input_block) + model.layers + 1
+    usize::from(input_block)
+        + model.conv.len()
+        + model.layers
+        + usize::from(model.attention.is_some())
+        + 1
 }

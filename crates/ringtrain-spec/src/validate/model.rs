@@ -11,6 +11,15 @@ const CELLS: &[(&str, CellKind)] = &[
 ];
 const ACTIVATIONS: &[(&str, Activation)] =
     &[("tanh", Activation::Tanh), ("relu", Activation::Relu)];
+const CONV_ACTIVATIONS: &[(&str, ConvActivation)] = &[
+    ("relu", ConvActivation::Relu),
+    ("tanh", ConvActivation::Tanh),
+    ("none", ConvActivation::None),
+];
+const ATTENTION_KINDS: &[(&str, AttentionKind)] = &[
+    ("self", AttentionKind::SelfAttention),
+    ("transformer", AttentionKind::Transformer),
+];
 const LOSSES: &[(&str, ForecastLoss)] = &[("mse", ForecastLoss::Mse), ("mae", ForecastLoss::Mae)];
 const POOLINGS: &[(&str, Pooling)] = &[
     ("last", Pooling::Last),
@@ -76,15 +85,125 @@ pub(super) fn model(c: &mut Checker, m: Option<&RawModel>, kind: Option<Kind>) -
         ),
         None => {}
     }
+    let bidirectional = m.bidirectional.unwrap_or(false);
+    let conv = m
+        .conv
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, raw)| conv(c, i, raw))
+        .collect();
+    let width = hidden * if bidirectional { 2 } else { 1 };
+    let attention = m.attention.as_ref().map(|a| attention(c, a, width));
     ModelSpec {
         cell,
         activation,
         layers,
         hidden,
-        bidirectional: m.bidirectional.unwrap_or(false),
+        bidirectional,
         dropout,
         embedding_dim,
         projection,
+        conv,
+        attention,
+    }
+}
+
+/// `model.conv[i]`.
+fn conv(c: &mut Checker, i: usize, raw: &RawConv) -> ConvSpec {
+    let path = |key: &str| format!("model.conv[{i}].{key}");
+    if raw.channels.is_none() {
+        c.err(
+            &path("channels"),
+            "(missing)",
+            "required: output channels >= 1",
+        );
+    }
+    if raw.kernel.is_none() {
+        c.err(
+            &path("kernel"),
+            "(missing)",
+            "required: kernel width in steps >= 1",
+        );
+    }
+    let channels = c.int(&path("channels"), raw.channels, 1, 1, 65_536);
+    let kernel = c.int(&path("kernel"), raw.kernel, 1, 1, 4096);
+    let stride = c.int(&path("stride"), raw.stride, 1, 1, 4096);
+    if stride > kernel {
+        c.err(
+            &path("stride"),
+            stride,
+            format!(
+                "must be at most the kernel width {kernel} (a larger stride skips input steps)"
+            ),
+        );
+    }
+    let activation = c.choice(
+        &path("activation"),
+        raw.activation.as_deref(),
+        ConvActivation::Relu,
+        CONV_ACTIVATIONS,
+    );
+    ConvSpec {
+        channels,
+        kernel,
+        stride: stride.min(kernel),
+        activation,
+    }
+}
+
+/// `model.attention`; `width` is the recurrent output width it attends over.
+fn attention(c: &mut Checker, raw: &RawAttention, width: usize) -> AttentionSpec {
+    if raw.kind.is_none() {
+        c.err(
+            "model.attention.kind",
+            "(missing)",
+            "required: self | transformer",
+        );
+    }
+    let kind = c.choice(
+        "model.attention.kind",
+        raw.kind.as_deref(),
+        AttentionKind::SelfAttention,
+        ATTENTION_KINDS,
+    );
+    let heads = c.int("model.attention.heads", raw.heads, 1, 1, 4096);
+    if !width.is_multiple_of(heads) {
+        c.err(
+            "model.attention.heads",
+            heads,
+            format!("must divide the recurrent output width {width} (model.hidden x directions)"),
+        );
+    }
+    let dropout = c.float(
+        "model.attention.dropout",
+        raw.dropout,
+        0.0,
+        |x| (0.0..1.0).contains(&x),
+        "a probability in [0, 1)",
+    );
+    let ff_hidden = match kind {
+        AttentionKind::Transformer => c.int(
+            "model.attention.ff_hidden",
+            raw.ff_hidden,
+            (4 * width).min(262_144) as i64,
+            1,
+            262_144,
+        ),
+        AttentionKind::SelfAttention => {
+            c.forbid(
+                "model.attention.ff_hidden",
+                &raw.ff_hidden,
+                "only the transformer block has a feed-forward layer",
+            );
+            0
+        }
+    };
+    AttentionSpec {
+        kind,
+        heads,
+        dropout,
+        ff_hidden,
     }
 }
 
@@ -129,5 +248,76 @@ pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<T
                 class_weights,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{SpecFormat, layer_count, parse_str, types::*};
+
+    fn parse(model: &str) -> JobSpec {
+        let text =
+            format!("[model]\n{model}\n[task]\nkind = \"classify\"\n[data]\npath = \"t.csv\"\n");
+        match parse_str(&text, SpecFormat::Toml, "<t>", "t") {
+            Ok(s) => s,
+            Err(e) => panic!("{model}: {e}"),
+        }
+    }
+
+    #[test]
+    fn hybrid_defaults_and_layer_count() {
+        let s = parse(
+            "cell = \"gru\"\nhidden = 8\nbidirectional = true\nlayers = 2\n\
+             conv = [{ channels = 4, kernel = 3 }, { channels = 6, kernel = 4, stride = 2, activation = \"none\" }]\n\
+             attention = { kind = \"transformer\", heads = 4 }",
+        );
+        assert_eq!(
+            s.model.conv,
+            vec![
+                ConvSpec {
+                    channels: 4,
+                    kernel: 3,
+                    stride: 1,
+                    activation: ConvActivation::Relu
+                },
+                ConvSpec {
+                    channels: 6,
+                    kernel: 4,
+                    stride: 2,
+                    activation: ConvActivation::None
+                },
+            ]
+        );
+        assert_eq!(
+            s.model.attention,
+            Some(AttentionSpec {
+                kind: AttentionKind::Transformer,
+                heads: 4,
+                dropout: 0.0,
+                ff_hidden: 64, // 4 x (8 hidden x 2 directions)
+            })
+        );
+        // embedding + 2 conv + 2 recurrent + attention + head
+        assert_eq!(layer_count(&s.model, &s.task), 7);
+        let plain = parse("cell = \"gru\"");
+        assert!(plain.model.conv.is_empty() && plain.model.attention.is_none());
+        assert_eq!(layer_count(&plain.model, &plain.task), 3);
+    }
+
+    #[test]
+    fn plain_models_serialize_without_hybrid_keys() {
+        // Checkpoints written before hybrids existed compare their stored spec field by field.
+        let plain = parse("cell = \"lstm\"");
+        let json = serde_json::to_value(&plain.model).unwrap_or_default();
+        assert!(json.get("conv").is_none() && json.get("attention").is_none());
+        let back: ModelSpec = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, plain.model);
+        let hybrid = parse(
+            "cell = \"lstm\"\nattention = { kind = \"self\", heads = 2 }\nconv = [{ channels = 3, kernel = 5 }]",
+        );
+        let json = serde_json::to_string(&hybrid.model).unwrap_or_default();
+        let back: ModelSpec = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, hybrid.model);
+        assert!(json.contains("\"kind\":\"self\""), "{json}");
     }
 }
