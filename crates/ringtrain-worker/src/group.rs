@@ -6,9 +6,16 @@
 //! (metric sums, parameter checksums) travel bit-exactly through an all-gather, each as four
 //! 16-bit pieces — integers that every wire encoding of an f32 carries exactly — and are added
 //! in rank order on every rank, so every rank computes the same f64 sums.
+//!
+//! A pipelined job (`parallel.pipeline = P > 1`) places its `D × P` ranks on a grid, rank
+//! `r = d · P + s` being stage `s` of replica `d` ([`GridPlace`]). The world communicator is split
+//! twice: the ranks of the same stage form the [`CommGroup`] of the stage's data-parallel
+//! all-reduce (its rank is the replica `d`), and the ranks of the same replica form the
+//! [`CommLink`] that carries activations and gradients between consecutive stages (its rank is
+//! the stage `s`).
 
 use ringtrain_collective::{CollectiveError, Communicator, ReduceOp};
-use ringtrain_train::{Group, GroupError};
+use ringtrain_train::{Group, GroupError, StageLink};
 use tokio::runtime::Handle;
 
 /// One rank's [`Group`] over a communicator.
@@ -121,6 +128,104 @@ impl Group for CommGroup {
             .block_on(self.comm.all_gather(&encode_f64(values)))
             .map_err(group_error)?;
         Ok(decode_f64(&gathered))
+    }
+}
+
+/// Where a rank sits on the `replicas × stages` grid of a pipelined job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridPlace {
+    /// Data-parallel replica `d` in `0..replicas`.
+    pub replica: u32,
+    /// Pipeline stage `s` in `0..stages`.
+    pub stage: u32,
+    /// Replicas (`parallel.data`).
+    pub replicas: u32,
+    /// Stages per replica (`parallel.pipeline`).
+    pub stages: u32,
+}
+
+impl GridPlace {
+    /// The place of world rank `rank = replica · stages + stage`.
+    ///
+    /// # Errors
+    /// A message when `replicas · stages` is zero or `rank` is outside the grid.
+    pub fn of(rank: u32, replicas: u32, stages: u32) -> Result<GridPlace, String> {
+        let world = replicas.checked_mul(stages).unwrap_or(0);
+        if world == 0 || rank >= world {
+            return Err(format!(
+                "rank {rank} is outside a grid of {replicas} replicas x {stages} stages"
+            ));
+        }
+        Ok(GridPlace {
+            replica: rank / stages,
+            stage: rank % stages,
+            replicas,
+            stages,
+        })
+    }
+
+    /// World ranks running this rank's stage, in replica order (the stage's all-reduce group).
+    pub fn same_stage(&self) -> Vec<u32> {
+        (0..self.replicas)
+            .map(|d| d * self.stages + self.stage)
+            .collect()
+    }
+
+    /// World ranks of this rank's replica, in stage order (the pipeline's link).
+    pub fn same_replica(&self) -> Vec<u32> {
+        (0..self.stages)
+            .map(|s| self.replica * self.stages + s)
+            .collect()
+    }
+}
+
+/// One rank's [`StageLink`] over the communicator of its replica's stages (group rank = stage).
+#[derive(Debug)]
+pub struct CommLink {
+    comm: Communicator,
+    handle: Handle,
+}
+
+impl CommLink {
+    /// Wraps `comm` (the sub-communicator of one replica's stages, in stage order); its calls run
+    /// on `handle`'s runtime, from a thread outside that runtime's async context.
+    pub fn new(comm: Communicator, handle: Handle) -> Self {
+        CommLink { comm, handle }
+    }
+
+    /// The communicator (for its counters).
+    pub fn communicator(&self) -> &Communicator {
+        &self.comm
+    }
+}
+
+impl StageLink for CommLink {
+    fn stage(&self) -> usize {
+        self.comm.rank() as usize
+    }
+
+    fn stages(&self) -> usize {
+        self.comm.world() as usize
+    }
+
+    fn send(&mut self, to: usize, data: &[f32]) -> Result<(), GroupError> {
+        let to = u32::try_from(to).map_err(|_| GroupError::new(format!("no stage {to}")))?;
+        self.handle
+            .block_on(self.comm.send(data, to))
+            .map_err(group_error)
+    }
+
+    fn recv(&mut self, from: usize) -> Result<Vec<f32>, GroupError> {
+        let from = u32::try_from(from).map_err(|_| GroupError::new(format!("no stage {from}")))?;
+        self.handle
+            .block_on(self.comm.recv(from))
+            .map_err(group_error)
+    }
+
+    fn all_gather(&mut self, data: &[f32]) -> Result<Vec<f32>, GroupError> {
+        self.handle
+            .block_on(self.comm.all_gather(data))
+            .map_err(group_error)
     }
 }
 
@@ -253,6 +358,42 @@ mod tests {
             assert_eq!(err.blamed_rank, Some(2), "{err}");
             assert!(err.message.contains("rank 2"), "{err}");
         }
+    }
+
+    #[test]
+    fn grid_places_ranks_replica_major() {
+        let p = GridPlace::of(5, 2, 3).unwrap();
+        assert_eq!((p.replica, p.stage), (1, 2));
+        assert_eq!(p.same_stage(), vec![2, 5]);
+        assert_eq!(p.same_replica(), vec![3, 4, 5]);
+        assert!(GridPlace::of(6, 2, 3).is_err());
+        assert!(GridPlace::of(0, 0, 3).is_err());
+    }
+
+    #[test]
+    fn a_link_carries_buffers_between_stages_in_order() {
+        let outs = on_ranks(4, |rank, g| {
+            // Two replicas of two stages over the world communicator of the group.
+            let place = GridPlace::of(rank as u32, 2, 2).unwrap();
+            let comm = g.communicator().split(&place.same_replica()).unwrap();
+            let mut link = CommLink::new(comm, g.handle.clone());
+            assert_eq!(link.stage(), place.stage as usize);
+            let mine = vec![rank as f32; 3];
+            if link.stage() == 0 {
+                link.send(1, &mine).unwrap();
+                link.send(1, &[7.0]).unwrap();
+            }
+            let got = if link.stage() == 1 {
+                vec![link.recv(0).unwrap(), link.recv(0).unwrap()]
+            } else {
+                Vec::new()
+            };
+            let all = link.all_gather(&mine).unwrap();
+            (got, all)
+        });
+        assert_eq!(outs[1].0, vec![vec![0.0; 3], vec![7.0]]);
+        assert_eq!(outs[3].0, vec![vec![2.0; 3], vec![7.0]]);
+        assert_eq!(outs[2].1, vec![2.0, 2.0, 2.0, 3.0, 3.0, 3.0]);
     }
 
     #[test]

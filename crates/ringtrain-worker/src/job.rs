@@ -7,10 +7,18 @@
 //! worker's own shutdown set the trainer's stop flag, which travels as a vote with the next
 //! gradients, so every rank stops after the same step. Failures name this rank; collective
 //! failures also name the peer they blame.
+//!
+//! A pipelined job (`parallel.pipeline = P > 1`) has `parallel.data × P` ranks on a grid: rank
+//! `r = d · P + s` runs stage `s` of replica `d` ([`GridPlace`]) with
+//! [`ringtrain_train::train_pipelined`], over two sub-communicators of the one world
+//! communicator: its stage's replicas (the gradient all-reduce) and its replica's stages
+//! (activations, gradients, the all-gather of the stages' gradient slices). Every rank then holds
+//! the whole parameters, so rank 0 (stage 0 of replica 0) writes the usual checkpoints and reports
+//! the metrics, which the stages evaluate on the whole model. Failures name the stage too.
 
 use crate::agent::Shared;
-use crate::group::{CommGroup, blamed_rank};
-use crate::metrics::RankSeries;
+use crate::group::{CommGroup, CommLink, GridPlace, blamed_rank};
+use crate::metrics::{RankSeries, StageSeries};
 use crate::timeline::{RankTimeline, rank_file};
 use burn::prelude::Device;
 use ringtrain_collective::{CommConfig, Communicator, GrpcConfig, GrpcTransport};
@@ -18,8 +26,9 @@ use ringtrain_proto::v1 as pb;
 use ringtrain_proto::v1::report_result_request::Outcome as PbOutcome;
 use ringtrain_spec::{JobSpec, SpecFormat, parse_str};
 use ringtrain_train::{
-    DistOptions, EpochRecord, EvalReport, Observer, PhaseSpan, RunInfo, StepEvent, StopReason,
-    TaskMetrics, TrainError, TrainOptions, TrainReport, train_distributed,
+    DistOptions, EpochRecord, EvalReport, Observer, PhaseSpan, PipelineError, PipelineStepStats,
+    RunInfo, StepEvent, StopReason, TaskMetrics, TrainError, TrainOptions, TrainReport,
+    train_distributed, train_pipelined,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -163,16 +172,11 @@ fn prepare(a: &pb::Assignment) -> Result<(JobSpec, PathBuf), String> {
     if a.world == 0 || a.rank >= a.world {
         return Err(format!("rank {} is outside a world of {}", a.rank, a.world));
     }
-    if spec.parallel.pipeline > 1 {
+    let grid = spec.parallel.data.checked_mul(spec.parallel.pipeline);
+    if grid != Some(a.world as usize) {
         return Err(format!(
-            "parallel.pipeline = {}: pipeline parallelism is not supported by this worker yet",
-            spec.parallel.pipeline
-        ));
-    }
-    if spec.parallel.data != a.world as usize {
-        return Err(format!(
-            "the assignment has {} ranks but parallel.data = {}",
-            a.world, spec.parallel.data
+            "the assignment has {} ranks but parallel.data x parallel.pipeline = {} x {}",
+            a.world, spec.parallel.data, spec.parallel.pipeline
         ));
     }
     let base = if a.base_dir.is_empty() {
@@ -211,6 +215,23 @@ async fn execute(
         Ok(p) => p,
         Err(message) => return Outcome::failure(format!("rank {rank}: {message}"), None),
     };
+    // Where this rank sits on the grid of a pipelined job (`None`: plain data parallelism).
+    let place = if spec.parallel.pipeline > 1 {
+        match GridPlace::of(
+            rank,
+            spec.parallel.data as u32,
+            spec.parallel.pipeline as u32,
+        ) {
+            Ok(p) => Some(p),
+            Err(message) => return Outcome::failure(format!("rank {rank}: {message}"), None),
+        }
+    } else {
+        None
+    };
+    let who = match place {
+        Some(p) => format!("rank {rank} (stage {} of replica {})", p.stage, p.replica),
+        None => format!("rank {rank}"),
+    };
     progress.set_epochs(spec.train.epochs);
     let deadline = control.collective_timeout;
     let rendezvous = if a.rendezvous.is_empty() {
@@ -241,7 +262,7 @@ async fn execute(
         Ok(t) => t,
         Err(e) => {
             return Outcome::failure(
-                format!("rank {rank}: forming the communicator (rendezvous {rendezvous}): {e}"),
+                format!("{who}: forming the communicator (rendezvous {rendezvous}): {e}"),
                 blamed_rank(&e),
             );
         }
@@ -275,6 +296,7 @@ async fn execute(
         world: a.world,
         progress: progress.clone(),
         series: shared.metrics.rank(&a.job_id, rank),
+        stage: place.map(|p| shared.metrics.stage(&a.job_id, rank, p.stage)),
         timeline: shared
             .config
             .timeline_dir
@@ -283,22 +305,30 @@ async fn execute(
     };
     let joined = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        let mut group = CommGroup::new(comm, handle);
         let mut observer = RankObserver::new(parts);
-        let result = train_distributed(&spec, &opts, &mut observer, &mut group, &dist);
-        (result, group.into_communicator(), observer.timeline)
+        match place {
+            None => {
+                let mut group = CommGroup::new(comm, handle);
+                let result = train_distributed(&spec, &opts, &mut observer, &mut group, &dist);
+                (result, group.into_communicator(), observer.timeline)
+            }
+            Some(place) => {
+                let result = pipelined(&spec, &opts, &mut observer, &comm, handle, place, &dist);
+                (result, comm, observer.timeline)
+            }
+        }
     })
     .await;
     let (result, comm, timeline) = match joined {
         Ok(j) => j,
         Err(e) => {
-            return Outcome::failure(format!("rank {rank}: training panicked: {e}"), None);
+            return Outcome::failure(format!("{who}: training panicked: {e}"), None);
         }
     };
     if let (Some(dir), Some(t)) = (&shared.config.timeline_dir, &timeline) {
         write_timeline(dir, &a.job_id, rank, t);
     }
-    if matches!(result, Err(TrainError::Collective { .. })) {
+    if result.as_ref().is_err_and(is_link_failure) {
         // The transport failed: dropping it closes every link at once.
         drop(comm);
     } else {
@@ -313,8 +343,9 @@ async fn execute(
     match result {
         Ok(report) if report.stop == StopReason::Interrupted => stop_outcome(control, shared),
         Ok(report) => Outcome::Success(Box::new(job_result(&report, rank == 0))),
-        Err(TrainError::Collective { .. })
-            if matches!(control.cause(), Some(StopCause::Coordinator(_))) =>
+        Err(e)
+            if is_link_failure(&e)
+                && matches!(control.cause(), Some(StopCause::Coordinator(_))) =>
         {
             // The job was already stopped (e.g. another rank failed): not this rank's failure.
             stop_outcome(control, shared)
@@ -322,11 +353,46 @@ async fn execute(
         Err(e) => {
             let blamed = match &e {
                 TrainError::Collective { source, .. } => source.blamed_rank.map(|r| r as u32),
+                TrainError::Pipeline(p) => match p.as_ref() {
+                    PipelineError::Link { source, .. } => source.blamed_rank.map(|r| r as u32),
+                    _ => None,
+                },
                 _ => None,
             };
-            Outcome::failure(format!("rank {rank}: {e}"), blamed)
+            Outcome::failure(format!("{who}: {e}"), blamed)
         }
     }
+}
+
+/// Whether `e` is a failure of the transport (a collective call or a transfer between stages):
+/// the communicator is then broken and dropped rather than shut down.
+fn is_link_failure(e: &TrainError) -> bool {
+    match e {
+        TrainError::Collective { .. } => true,
+        TrainError::Pipeline(p) => matches!(p.as_ref(), PipelineError::Link { .. }),
+        _ => false,
+    }
+}
+
+/// Runs one grid cell of a pipelined job over sub-communicators of `world`.
+fn pipelined(
+    spec: &JobSpec,
+    opts: &TrainOptions,
+    observer: &mut RankObserver,
+    world: &Communicator,
+    handle: tokio::runtime::Handle,
+    place: GridPlace,
+    dist: &DistOptions,
+) -> Result<TrainReport, TrainError> {
+    let split = |members: Vec<u32>, what: &str| {
+        world.split(&members).map_err(|e| TrainError::Collective {
+            what: format!("forming the {what} sub-group {members:?}"),
+            source: ringtrain_train::GroupError::new(e.to_string()),
+        })
+    };
+    let mut group = CommGroup::new(split(place.same_stage(), "stage")?, handle.clone());
+    let mut link = CommLink::new(split(place.same_replica(), "replica")?, handle);
+    train_pipelined(spec, opts, observer, &mut group, &mut link, dist)
 }
 
 fn write_timeline(dir: &Path, job: &str, rank: u32, timeline: &RankTimeline) {
@@ -647,7 +713,19 @@ struct ObserverParts {
     world: u32,
     progress: Arc<Progress>,
     series: RankSeries,
+    /// Pipeline series, for a rank of a pipelined job.
+    stage: Option<StageSeries>,
     timeline: Option<RankTimeline>,
+}
+
+/// Sums of a pipeline stage's measurements since the last log line.
+#[derive(Debug, Default, Clone, Copy)]
+struct StageWindow {
+    steps: u64,
+    busy: f64,
+    idle: f64,
+    bytes: u64,
+    max_in_flight: usize,
 }
 
 /// The trainer's observer on the training thread: metrics, progress, timeline, step spans.
@@ -657,6 +735,9 @@ struct RankObserver {
     world: u32,
     progress: Arc<Progress>,
     series: RankSeries,
+    stage: Option<StageSeries>,
+    stage_window: StageWindow,
+    total_steps: u64,
     timeline: Option<RankTimeline>,
     /// Bytes of one gradient all-reduce.
     step_bytes: u64,
@@ -673,6 +754,9 @@ impl RankObserver {
             world: p.world,
             progress: p.progress,
             series: p.series,
+            stage: p.stage,
+            stage_window: StageWindow::default(),
+            total_steps: 0,
             timeline: p.timeline,
             step_bytes: 0,
             recent: VecDeque::with_capacity(RATE_WINDOW + 1),
@@ -693,6 +777,7 @@ impl Observer for RankObserver {
     fn on_start(&mut self, info: &RunInfo) {
         // The gradients plus the two per-step scalars the trainer averages with them.
         self.step_bytes = (info.params as u64 + 2) * 4;
+        self.total_steps = info.total_steps;
         self.recent.push_back((Instant::now(), 0));
         {
             let mut s = self.progress.lock();
@@ -804,6 +889,47 @@ impl Observer for RankObserver {
     fn on_span(&mut self, span: &PhaseSpan) {
         if let Some(t) = &mut self.timeline {
             t.add(span);
+        }
+    }
+
+    fn on_pipeline_step(&mut self, p: &PipelineStepStats) {
+        let (busy, idle) = (p.stats.busy.as_secs_f64(), p.stats.idle.as_secs_f64());
+        if let Some(s) = &self.stage {
+            s.busy.increment(busy);
+            s.idle.increment(idle);
+            s.activation_bytes.increment(p.stats.bytes_sent);
+            s.bubble_fraction.set(p.stats.bubble_fraction());
+        }
+        let w = &mut self.stage_window;
+        w.steps += 1;
+        w.busy += busy;
+        w.idle += idle;
+        w.bytes += p.stats.bytes_sent;
+        w.max_in_flight = w.max_in_flight.max(p.stats.max_in_flight);
+        // One line per stage every 100 steps and after the last step: busy and idle time, the
+        // measured bubble next to the ideal (P-1)/(M+P-1), activation bytes sent.
+        if p.step.is_multiple_of(100) || p.step == self.total_steps {
+            let w = std::mem::take(&mut self.stage_window);
+            let total = w.busy + w.idle;
+            let bubble = if total > 0.0 { w.idle / total } else { 0.0 };
+            self.progress.log(
+                pb::LogLevel::Info,
+                format!(
+                    "pipeline stage {} of {}: {} steps to step {}, busy {:.3} s, idle {:.3} s,                      bubble {:.3} (ideal {:.3} for M = {}), activation bytes sent {},                      max micro-batches in flight {}",
+                    p.stage,
+                    p.stages,
+                    w.steps,
+                    p.step,
+                    w.busy,
+                    w.idle,
+                    bubble,
+                    ringtrain_train::pipeline::ideal_bubble(p.stages, p.microbatches),
+                    p.microbatches,
+                    w.bytes,
+                    w.max_in_flight
+                ),
+                self.rank,
+            );
         }
     }
 }

@@ -26,7 +26,7 @@ pub mod metrics;
 pub mod timeline;
 
 pub use agent::{RunningWorker, Worker};
-pub use group::CommGroup;
+pub use group::{CommGroup, CommLink, GridPlace};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

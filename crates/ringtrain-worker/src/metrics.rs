@@ -9,13 +9,16 @@
 //! `ringtrain_worker_step_communication_seconds` (gradient all-reduce) as histograms with explicit
 //! buckets (rendered as `_bucket`/`_sum`/`_count`), `ringtrain_worker_samples_per_second`,
 //! `ringtrain_worker_loss` and `ringtrain_worker_allreduce_bus_bandwidth_bytes_per_second`
-//! (gauges; bus bandwidth = bytes/s × 2(N−1)/N, the nccl-tests convention).
+//! (gauges; bus bandwidth = bytes/s × 2(N−1)/N, the nccl-tests convention). Pipelined jobs add,
+//! per `{job_id, rank, stage}`: `ringtrain_worker_pipeline_busy_seconds_total` and
+//! `ringtrain_worker_pipeline_idle_seconds_total` (the schedule's compute and waiting time),
+//! `ringtrain_worker_pipeline_activation_bytes_total` (activations and gradients sent to other
+//! stages) and `ringtrain_worker_pipeline_bubble_fraction` (idle / (busy + idle) of the latest
+//! step).
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 const BUSY: &str = "ringtrain_worker_busy";
@@ -26,8 +29,15 @@ const SAMPLES: &str = "ringtrain_worker_samples_per_second";
 const LOSS: &str = "ringtrain_worker_loss";
 const BYTES: &str = "ringtrain_worker_allreduce_bytes_total";
 const BUSBW: &str = "ringtrain_worker_allreduce_bus_bandwidth_bytes_per_second";
+const PIPE_BUSY: &str = "ringtrain_worker_pipeline_busy_seconds_total";
+const PIPE_IDLE: &str = "ringtrain_worker_pipeline_idle_seconds_total";
+const PIPE_BYTES: &str = "ringtrain_worker_pipeline_activation_bytes_total";
+const PIPE_BUBBLE: &str = "ringtrain_worker_pipeline_bubble_fraction";
 
-/// Every series name this worker exports.
+/// The series of a pipeline stage (only present for pipelined jobs).
+pub const PIPELINE_SERIES: [&str; 4] = [PIPE_BUSY, PIPE_IDLE, PIPE_BYTES, PIPE_BUBBLE];
+
+/// Every series name this worker exports for every job.
 pub const SERIES: [&str; 8] = [
     BUSY,
     STEPS,
@@ -53,6 +63,19 @@ impl std::fmt::Debug for WorkerMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerMetrics").finish_non_exhaustive()
     }
+}
+
+/// The series of one pipeline stage of one rank of one job.
+#[derive(Clone)]
+pub(crate) struct StageSeries {
+    /// Seconds the stage computed (a gauge that only grows: counters count integers).
+    pub busy: Gauge,
+    /// Seconds the stage waited for or handed over activations and gradients (only grows).
+    pub idle: Gauge,
+    /// Bytes of activations and gradients sent to other stages.
+    pub activation_bytes: Counter,
+    /// Idle share of the latest step's schedule.
+    pub bubble_fraction: Gauge,
 }
 
 /// The series of one rank of one job.
@@ -90,7 +113,27 @@ impl WorkerMetrics {
             .and_then(|b| b.set_buckets_for_metric(Matcher::Full(COMMUNICATION.into()), &buckets))
             .map_err(|e| format!("prometheus buckets: {e}"))?
             .build_recorder();
-        let descriptions: [(&'static str, Option<Unit>, &'static str); 8] = [
+        let descriptions: [(&'static str, Option<Unit>, &'static str); 12] = [
+            (
+                PIPE_BUSY,
+                Some(Unit::Seconds),
+                "Seconds a pipeline stage spent computing",
+            ),
+            (
+                PIPE_IDLE,
+                Some(Unit::Seconds),
+                "Seconds a pipeline stage waited for activations or gradients",
+            ),
+            (
+                PIPE_BYTES,
+                Some(Unit::Bytes),
+                "Activation and gradient bytes a pipeline stage sent",
+            ),
+            (
+                PIPE_BUBBLE,
+                None,
+                "Idle share of a pipeline stage in its latest step",
+            ),
             (BUSY, None, "1 while the worker runs a job's rank"),
             (STEPS, None, "Optimizer steps taken"),
             (
@@ -114,7 +157,9 @@ impl WorkerMetrics {
         ];
         for (name, unit, text) in descriptions {
             match name {
-                STEPS | BYTES => recorder.describe_counter(name.into(), unit, text.into()),
+                STEPS | BYTES | PIPE_BYTES => {
+                    recorder.describe_counter(name.into(), unit, text.into())
+                }
                 COMPUTE | COMMUNICATION => {
                     recorder.describe_histogram(name.into(), unit, text.into())
                 }
@@ -162,6 +207,31 @@ impl WorkerMetrics {
         series
     }
 
+    /// Registers (or finds) the pipeline series of `rank` (stage `stage`) of `job`.
+    pub(crate) fn stage(&self, job: &str, rank: u32, stage: u32) -> StageSeries {
+        let key = |name: &'static str| {
+            Key::from_parts(
+                name,
+                vec![
+                    Label::new("job_id", job.to_string()),
+                    Label::new("rank", rank.to_string()),
+                    Label::new("stage", stage.to_string()),
+                ],
+            )
+        };
+        let r = &self.recorder;
+        let series = StageSeries {
+            busy: r.register_gauge(&key(PIPE_BUSY), &METADATA),
+            idle: r.register_gauge(&key(PIPE_IDLE), &METADATA),
+            activation_bytes: r.register_counter(&key(PIPE_BYTES), &METADATA),
+            bubble_fraction: r.register_gauge(&key(PIPE_BUBBLE), &METADATA),
+        };
+        series.busy.increment(0.0);
+        series.idle.increment(0.0);
+        series.activation_bytes.increment(0);
+        series
+    }
+
     /// The Prometheus text exposition of every series.
     pub(crate) fn render(&self) -> String {
         self.handle.render()
@@ -173,86 +243,23 @@ impl WorkerMetrics {
     }
 }
 
-/// Longest a metrics client may take to send its request or read the answer.
-const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
-/// Largest request head accepted.
-const MAX_REQUEST: usize = 8 * 1024;
-
-/// Serves `GET /metrics` (and `GET /`) in the Prometheus text format on `listener` until
-/// `shutdown` turns true; other paths are 404, other methods 405; one request per connection.
+/// Serves the series at `GET /metrics` on `listener` until `shutdown` turns true (see
+/// [`ringtrain_telemetry::serve`]); each scrape first drains histogram samples into buckets.
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: std::sync::Arc<WorkerMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &metrics).await {
-                tracing::debug!(error = %e, "metrics endpoint: request failed");
-            }
-        });
+    let render = move || {
+        metrics.upkeep();
+        metrics.render()
+    };
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await.map(|_| ());
+    };
+    if let Err(e) = ringtrain_telemetry::serve(listener, render, stop).await {
+        tracing::warn!(error = %e, "metrics endpoint stopped");
     }
-}
-
-async fn answer(mut stream: TcpStream, metrics: &WorkerMetrics) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(512);
-    let read = async {
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    tokio::time::timeout(REQUEST_DEADLINE, read)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request too slow"))??;
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, body, kind) = match (method, path) {
-        ("GET", "/metrics" | "/") => {
-            metrics.upkeep();
-            ("200 OK", metrics.render(), "text/plain; version=0.0.4")
-        }
-        ("GET", _) => (
-            "404 Not Found",
-            "not found; try /metrics\n".to_string(),
-            "text/plain",
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "only GET\n".to_string(),
-            "text/plain",
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    tokio::time::timeout(REQUEST_DEADLINE, async {
-        stream.write_all(response.as_bytes()).await?;
-        stream.shutdown().await
-    })
-    .await
-    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client too slow"))?
 }
 
 #[cfg(test)]
@@ -271,9 +278,19 @@ mod tests {
         s.loss.set(0.5);
         s.allreduce_bytes.increment(4096);
         s.bus_bandwidth.set(1e6);
+        let p = m.stage("job-1", 3, 1);
+        p.busy.increment(2.5);
+        p.activation_bytes.increment(1024);
+        p.bubble_fraction.set(0.25);
         m.upkeep();
         let text = m.render();
-        for name in SERIES {
+        assert!(
+            text.contains(
+                r#"ringtrain_worker_pipeline_bubble_fraction{job_id="job-1",rank="3",stage="1"} 0.25"#
+            ),
+            "{text}"
+        );
+        for name in SERIES.iter().chain(&PIPELINE_SERIES) {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
         assert!(text.contains("ringtrain_worker_busy 1"), "{text}");
