@@ -912,24 +912,25 @@ impl Observer for RankObserver {
             let w = std::mem::take(&mut self.stage_window);
             let total = w.busy + w.idle;
             let bubble = if total > 0.0 { w.idle / total } else { 0.0 };
-            self.progress.log(
-                pb::LogLevel::Info,
-                format!(
-                    "pipeline stage {} of {}: {} steps to step {}, busy {:.3} s, idle {:.3} s,                      bubble {:.3} (ideal {:.3} for M = {}), activation bytes sent {},                      max micro-batches in flight {}",
-                    p.stage,
-                    p.stages,
-                    w.steps,
-                    p.step,
-                    w.busy,
-                    w.idle,
-                    bubble,
-                    ringtrain_train::pipeline::ideal_bubble(p.stages, p.microbatches),
-                    p.microbatches,
-                    w.bytes,
-                    w.max_in_flight
-                ),
-                self.rank,
+            let line = format!(
+                "pipeline stage {} of {}: {} steps to step {}, busy {:.3} s, idle {:.3} s, \
+                 bubble {:.3} (ideal {:.3} for M = {}), activation bytes sent {}, \
+                 max micro-batches in flight {}",
+                p.stage,
+                p.stages,
+                w.steps,
+                p.step,
+                w.busy,
+                w.idle,
+                bubble,
+                ringtrain_train::pipeline::ideal_bubble(p.stages, p.microbatches),
+                p.microbatches,
+                w.bytes,
+                w.max_in_flight
             );
+            // In this worker's own log too (bench/pipeline.sh reads it there).
+            tracing::info!(rank = self.rank, "{line}");
+            self.progress.log(pb::LogLevel::Info, line, self.rank);
         }
     }
 }
