@@ -217,7 +217,10 @@ impl StageEngine {
     }
 
     /// Receives `[mb, t, features]` values from stage `from`, checking the length against the
-    /// plan.
+    /// plan. With `with_mask`, the buffer also carries the `[mb, t]` mask after the values and
+    /// `t` is read from its length (a strided layer before the cut shortens the sequence); the
+    /// result is then `(values, mask, t)`, else `(values, [], dims[1])`.
+    #[allow(clippy::too_many_arguments)]
     fn recv_seq(
         &self,
         link: &mut dyn StageLink,
@@ -225,8 +228,9 @@ impl StageEngine {
         what: &'static str,
         i: usize,
         dims: [usize; 3],
+        with_mask: bool,
         stats: &mut StageStepStats,
-    ) -> Result<Vec<f32>, PipelineError> {
+    ) -> Result<(Vec<f32>, Vec<f32>, usize), PipelineError> {
         let started = Instant::now();
         let values = link.recv(from).map_err(|source| PipelineError::Link {
             stage: self.stage,
@@ -234,7 +238,14 @@ impl StageEngine {
             source,
         })?;
         stats.idle += started.elapsed();
-        let expected = dims.iter().product::<usize>();
+        let [mb, _, features] = dims;
+        let (expected, t) = if with_mask {
+            let per_step = mb * (features + 1);
+            let t = values.len().checked_div(per_step).unwrap_or(0);
+            (t.max(1) * per_step, t.max(1))
+        } else {
+            (dims.iter().product::<usize>(), dims[1])
+        };
         if values.len() != expected {
             let layer = if from < self.stage {
                 self.layers().start
@@ -246,11 +257,21 @@ impl StageEngine {
                 layer,
                 name: self.plan.layer_infos()[layer].name.clone(),
                 what,
-                expected: format!("{dims:?} = {expected} values"),
+                expected: if with_mask {
+                    format!("[{mb}, T, {features}] plus a [{mb}, T] mask for some T >= 1")
+                } else {
+                    format!("{dims:?} = {expected} values")
+                },
                 got: values.len(),
             });
         }
-        Ok(values)
+        let mut values = values;
+        let mask = if with_mask {
+            values.split_off(mb * t * features)
+        } else {
+            Vec::new()
+        };
+        Ok((values, mask, t))
     }
 
     fn send(
@@ -325,28 +346,25 @@ impl StageEngine {
                     let (input, leaf) = if s == 0 {
                         (Boundary::from(micro), None)
                     } else {
-                        let v = self.recv_seq(
+                        let (v, mask, t_in) = self.recv_seq(
                             link,
                             s - 1,
                             "activation",
                             i,
                             [mb, t, in_features],
+                            true,
                             &mut stats,
                         )?;
                         let started = Instant::now();
                         let x = Tensor::<3>::from_data(
-                            TensorData::new(v, [mb, t, in_features]),
+                            TensorData::new(v, [mb, t_in, in_features]),
                             &device,
                         )
                         .require_grad();
+                        let mask =
+                            Tensor::<2>::from_data(TensorData::new(mask, [mb, t_in]), &device);
                         stats.busy += started.elapsed();
-                        (
-                            Boundary::Seq {
-                                x: x.clone(),
-                                mask: micro.mask,
-                            },
-                            Some(x),
-                        )
+                        (Boundary::Seq { x: x.clone(), mask }, Some(x))
                     };
                     let started = Instant::now();
                     let out = model
@@ -360,8 +378,11 @@ impl StageEngine {
                             },
                             None,
                         ),
-                        (Boundary::Seq { x, .. }, false) => {
-                            let values = to_vec(x.to_data());
+                        (Boundary::Seq { x, mask }, false) => {
+                            // The mask travels with the values: a strided layer in this stage
+                            // may have shortened the sequence and its mask.
+                            let mut values = to_vec(x.to_data());
+                            values.extend(to_vec(mask.into_data()));
                             (
                                 Saved::Seq {
                                     input: leaf,
@@ -396,14 +417,22 @@ impl StageEngine {
                     let upstream = if last {
                         None
                     } else {
-                        Some(self.recv_seq(
-                            link,
-                            s + 1,
-                            "output gradient",
-                            i,
-                            [mb, t, out_features],
-                            &mut stats,
-                        )?)
+                        let t_out = match &keep {
+                            Saved::Seq { output, .. } => output.dims()[1],
+                            Saved::Out { .. } => t,
+                        };
+                        Some(
+                            self.recv_seq(
+                                link,
+                                s + 1,
+                                "output gradient",
+                                i,
+                                [mb, t_out, out_features],
+                                false,
+                                &mut stats,
+                            )?
+                            .0,
+                        )
                     };
                     let started = Instant::now();
                     let (mut autograd, input) = match (keep, upstream) {
@@ -415,10 +444,8 @@ impl StageEngine {
                             (loss.backward(), input)
                         }
                         (Saved::Seq { input, output }, Some(g)) => {
-                            let g = Tensor::<3>::from_data(
-                                TensorData::new(g, [mb, t, out_features]),
-                                &device,
-                            );
+                            let dims = output.dims();
+                            let g = Tensor::<3>::from_data(TensorData::new(g, dims), &device);
                             ((output * g).sum().backward(), input)
                         }
                         _ => {
@@ -428,13 +455,16 @@ impl StageEngine {
                             )));
                         }
                     };
+                    let in_len = input
+                        .as_ref()
+                        .map_or(0, |x| x.dims().iter().product::<usize>());
                     let input_grad = input.and_then(|x| x.grad_remove(&mut autograd));
                     let params = GradientsParams::from_grads(autograd, model);
                     accumulate(stage_layers, &params, &mut grads);
                     let input_grad = match (s, input_grad) {
                         (0, _) => None,
                         (_, Some(g)) => Some(to_vec(g.into_data())),
-                        (_, None) => Some(vec![0.0; mb * t * in_features]),
+                        (_, None) => Some(vec![0.0; in_len]),
                     };
                     stats.busy += started.elapsed();
                     in_flight -= 1;
