@@ -18,6 +18,7 @@
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::activation::{relu, softmax};
+use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -78,7 +79,12 @@ pub struct EncoderParts {
 pub struct Attention {
     /// Query, key and value projections side by side, `[width, 3 · width]` (PyTorch's
     /// `in_proj_weight`, transposed).
-    pub in_proj: Linear,
+    pub in_proj: Param<Tensor<2>>,
+    /// Query and value biases side by side, `[2 · width]`. There is no key bias: it adds the
+    /// same amount to every score of a query, which the softmax cancels, so its gradient is
+    /// zero up to rounding — and Adam turns that rounding noise into full-size steps, which
+    /// made a pipelined run with micro-batches drift from the unsplit run (1e-4 after 10 steps).
+    pub in_bias: Param<Tensor<1>>,
     /// Output projection `[width, width]`.
     pub out_proj: Linear,
     /// Norms and feed-forward layer of the Transformer block; `None` for plain self-attention.
@@ -94,7 +100,7 @@ pub struct Attention {
 
 impl Attention {
     /// A block initialized like PyTorch's `MultiheadAttention` (Xavier-uniform `in_proj`, zero
-    /// projection biases, `out_proj` weights uniform in `±1/sqrt(width)`) and, for the
+    /// projection biases (no key bias, see [`Attention::in_bias`]), `out_proj` weights uniform in `±1/sqrt(width)`) and, for the
     /// Transformer, `Linear`-default feed-forward layers and unit/zero norms. Values are drawn
     /// from `init` in that order.
     pub(crate) fn new(
@@ -104,15 +110,13 @@ impl Attention {
         device: &Device,
     ) -> Attention {
         let xavier = (6.0 / (width + 3 * width) as f32).sqrt();
-        let in_proj = Linear {
-            weight: param2(
-                init.uniform(width * 3 * width, xavier),
-                width,
-                3 * width,
-                device,
-            ),
-            bias: Some(param1(vec![0.0; 3 * width], device)),
-        };
+        let in_proj = param2(
+            init.uniform(width * 3 * width, xavier),
+            width,
+            3 * width,
+            device,
+        );
+        let in_bias = param1(vec![0.0; 2 * width], device);
         let out_bound = 1.0 / (width as f32).sqrt();
         let out_proj = Linear {
             weight: param2(init.uniform(width * width, out_bound), width, width, device),
@@ -126,6 +130,7 @@ impl Attention {
         });
         Attention {
             in_proj,
+            in_bias,
             out_proj,
             encoder,
             heads: spec.heads,
@@ -152,7 +157,17 @@ impl Attention {
         let head_dim = width / heads;
         // [T, B, W] → [B, T, W]
         let x = input.time_major_tensor().swap_dims(0, 1);
-        let qkv = self.in_proj.forward(x.clone());
+        let bias = self.in_bias.val();
+        let device = bias.device();
+        let bias = Tensor::cat(
+            vec![
+                bias.clone().narrow(0, 0, width),
+                Tensor::zeros([width], &device),
+                bias.narrow(0, width, width),
+            ],
+            0,
+        );
+        let qkv = linear(x.clone(), self.in_proj.val(), Some(bias));
         let split = |i: usize| {
             qkv.clone()
                 .slice([0..batch, 0..time, i * width..(i + 1) * width])

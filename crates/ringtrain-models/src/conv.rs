@@ -135,16 +135,31 @@ impl Conv {
         if self.stride <= 1 {
             return input.mask.clone();
         }
-        let batch = input.batch();
-        let time = input.time();
-        let device = input.mask.device();
-        let Some(p) = &input.padding else {
-            return Tensor::ones([batch, out_len], &device);
-        };
+        match &input.padding {
+            Some(p) => {
+                self.strided_mask(&p.host, input.batch(), input.time(), &input.mask.device())
+            }
+            None => Tensor::ones([input.batch(), out_len], &input.mask.device()),
+        }
+    }
+
+    /// The validity mask `[B, ceil(T / stride)]` of this layer's output for an input mask
+    /// `[B, T]` (1 valid, 0 padding at the end). Reads the mask back to the host.
+    pub fn mask_after(&self, mask: &Tensor<2>) -> Tensor<2> {
+        if self.stride <= 1 {
+            return mask.clone();
+        }
+        let [batch, time] = mask.dims();
+        let host: Vec<f32> = mask.clone().into_data().iter::<f32>().collect();
+        self.strided_mask(&host, batch, time, &mask.device())
+    }
+
+    fn strided_mask(&self, host: &[f32], batch: usize, time: usize, device: &Device) -> Tensor<2> {
+        let out_len = self.output_len(time);
         let values: Vec<f32> = (0..batch)
             .flat_map(|b| {
                 // Padding only at the end: the valid length is the number of valid steps.
-                let len = p.host[b * time..(b + 1) * time]
+                let len = host[b * time..(b + 1) * time]
                     .iter()
                     .filter(|m| **m > 0.5)
                     .count();
@@ -152,7 +167,7 @@ impl Conv {
                 (0..out_len).map(move |j| if j < valid { 1.0 } else { 0.0 })
             })
             .collect();
-        Tensor::from_data(TensorData::new(values, [batch, out_len]), &device)
+        Tensor::from_data(TensorData::new(values, [batch, out_len]), device)
     }
 }
 

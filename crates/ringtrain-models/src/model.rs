@@ -494,6 +494,29 @@ impl Model {
             .collect()
     }
 
+    /// The validity mask of the sequence entering layer `layer` (leaving layer `layer - 1`),
+    /// given the mask `[B, T]` of the model's input. Equal to `mask` unless a strided Conv1d
+    /// layer comes before `layer`: each one shortens the sequence to `ceil(T / stride)` steps
+    /// and a sample with `L` valid steps to `ceil(L / stride)`. A pipeline stage that receives
+    /// a `Boundary::Seq` uses it for the boundary's shape (`[B, mask.dims()[1], features]`) and
+    /// mask. Reads the mask back to the host once per strided layer.
+    ///
+    /// # Errors
+    /// [`ModelError::Range`] if `layer` is past the last layer.
+    pub fn mask_at(&self, layer: usize, mask: Tensor<2>) -> Result<Tensor<2>, ModelError> {
+        if layer > self.layers.len() {
+            return Err(ModelError::Range {
+                start: layer,
+                end: layer,
+                layers: self.layers.len(),
+            });
+        }
+        Ok(self.layers[..layer].iter().fold(mask, |m, l| match l {
+            Layer::Conv(c) => c.mask_after(&m),
+            _ => m,
+        }))
+    }
+
     /// Full forward pass: `[B, outputs]` predictions or `[B, classes]` logits.
     ///
     /// # Panics

@@ -219,6 +219,11 @@ fn numeric_padding_case(model: &Model, spec: &ModelSpec, case: &str, device: &De
             &EVAL,
         )
         .unwrap());
+    assert_eq!(
+        vec2(mask_all.clone()),
+        vec2(model.mask_at(n - 1, mask(&LENGTHS, TIME, device)).unwrap()),
+        "{case}: mask_at predicts the boundary mask"
+    );
     let t_out = valid_after(spec, TIME);
     assert_eq!(seq_all.dims()[1], t_out, "{case}: strided length");
     let out_lengths: Vec<usize> = LENGTHS.iter().map(|&l| valid_after(spec, l)).collect();
@@ -382,6 +387,17 @@ fn hybrid_split_forward_and_backward_equal_unsplit_with_dropout() {
         let (x, mask) = seq(model
             .forward_range(0..k, token_input(&device), &ctx)
             .unwrap());
+        let Boundary::Tokens {
+            mask: input_mask, ..
+        } = token_input(&device)
+        else {
+            panic!("token input")
+        };
+        assert_eq!(
+            vec2(model.mask_at(k, input_mask).unwrap()),
+            vec2(mask.clone()),
+            "{case}: mask_at predicts the boundary mask"
+        );
         let received = Tensor::<3>::from_data(x.to_data(), &device).require_grad();
         let y = out(model
             .forward_range(
@@ -516,10 +532,11 @@ fn hybrid_layer_infos_and_seeded_parameters() {
     // conv: channels x in x kernel + channels
     assert_eq!(infos[1].params, 6 * 5 * 3 + 6);
     assert_eq!(infos[2].params, 7 * 6 * 2 + 7);
-    // in_proj 8x24+24, out_proj 8x8+8, ff 8x7+7 and 7x8+8, two norms 2x8 each
+    // in_proj 8x24 + 16 (query and value biases), out_proj 8x8+8, ff 8x7+7 and 7x8+8, two
+    // norms 2x8
     assert_eq!(
         infos[4].params,
-        8 * 24 + 24 + 8 * 8 + 8 + 8 * 7 + 7 + 7 * 8 + 8 + 32
+        8 * 24 + 16 + 8 * 8 + 8 + 8 * 7 + 7 + 7 * 8 + 8 + 32
     );
     assert_eq!(
         infos.iter().map(|i| i.params).sum::<usize>(),
