@@ -24,6 +24,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "ringtrain-collective",
         &["ringtrain-core", "ringtrain-proto"],
     ),
+    // The Prometheus endpoint both services serve their series on (HTTP only, no ringtrain deps).
+    ("ringtrain-telemetry", &[]),
     // The coordinator schedules and records; it never trains, so no models/train/burn. It mounts
     // the collective library's rendezvous service so ranks meet at the coordinator.
     (
@@ -33,6 +35,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ringtrain-spec",
             "ringtrain-proto",
             "ringtrain-collective",
+            "ringtrain-telemetry",
         ],
     ),
     (
@@ -45,6 +48,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ringtrain-train",
             "ringtrain-proto",
             "ringtrain-collective",
+            "ringtrain-telemetry",
         ],
     ),
     (

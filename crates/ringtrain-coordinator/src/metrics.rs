@@ -14,9 +14,8 @@ use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use std::time::Instant;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 const JOBS: &str = "ringtrain_coordinator_jobs";
@@ -186,83 +185,17 @@ impl Drop for RpcTimer {
     }
 }
 
-/// Longest a metrics client may take to send its request.
-const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
-/// Largest request head accepted.
-const MAX_REQUEST: usize = 8 * 1024;
-
-/// Serves `GET /metrics` (Prometheus text format; `GET /` too) on `listener` until `shutdown`
-/// turns true. Any other path is 404; one request per connection.
+/// Serves `render()` at `GET /metrics` on `listener` until `shutdown` turns true (see
+/// [`ringtrain_telemetry::serve`]).
 pub(crate) async fn serve(
     listener: TcpListener,
     render: impl Fn() -> String + Send + Sync + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let render = std::sync::Arc::new(render);
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = crate::server::stopped(&mut shutdown) => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let render = render.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &*render).await {
-                tracing::debug!(error = %e, "metrics endpoint: request failed");
-            }
-        });
+    let stop = async move { crate::server::stopped(&mut shutdown).await };
+    if let Err(e) = ringtrain_telemetry::serve(listener, render, stop).await {
+        tracing::warn!(error = %e, "metrics endpoint stopped");
     }
-}
-
-async fn answer(
-    mut stream: TcpStream,
-    render: &(dyn Fn() -> String + Send + Sync),
-) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(512);
-    let read = async {
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    tokio::time::timeout(REQUEST_DEADLINE, read)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request too slow"))??;
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, body, kind) = match (method, path) {
-        ("GET", "/metrics" | "/") => ("200 OK", render(), "text/plain; version=0.0.4"),
-        ("GET", _) => (
-            "404 Not Found",
-            "not found; try /metrics\n".into(),
-            "text/plain",
-        ),
-        _ => ("405 Method Not Allowed", "only GET\n".into(), "text/plain"),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    tokio::time::timeout(REQUEST_DEADLINE, async {
-        stream.write_all(response.as_bytes()).await?;
-        stream.shutdown().await
-    })
-    .await
-    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client too slow"))?
 }
 
 /// Binds the metrics endpoint; returns the listener and the address it got.

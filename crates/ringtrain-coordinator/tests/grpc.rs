@@ -241,11 +241,17 @@ async fn metrics_text(c: &RunningCoordinator) -> String {
     let mut s = tokio::net::TcpStream::connect(c.metrics_addr().unwrap())
         .await
         .unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        s.read_to_string(&mut out),
+    )
+    .await
+    .expect("the metrics endpoint answers within 10 s")
+    .unwrap();
     assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
     out
 }

@@ -301,11 +301,14 @@ async fn scrape(addr: SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut out = String::new();
-    stream.read_to_string(&mut out).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut out))
+        .await
+        .expect("the metrics endpoint answers within 10 s")
+        .unwrap();
     out
 }
 
@@ -439,7 +442,7 @@ async fn two_workers_train_a_job_like_one_process() {
     }
     assert!(
         text.contains(&format!(
-            "ringtrain_worker_steps_total{{job=\"job-1\",rank=\"1\"}} {}",
+            "ringtrain_worker_steps_total{{job_id=\"job-1\",rank=\"1\"}} {}",
             single.steps
         )),
         "{text}"
