@@ -93,7 +93,12 @@ fn pipelined_matches_single_process(data: usize, pipeline: usize, schedule: &str
     );
     let single = spec(dir.path(), "single", "data = 1");
     let out = ringtrain()
-        .args(["local", pp.to_str().unwrap(), "--workers", &workers.to_string()])
+        .args([
+            "local",
+            pp.to_str().unwrap(),
+            "--workers",
+            &workers.to_string(),
+        ])
         .args(["--output", "json"])
         .output()
         .unwrap();
@@ -112,7 +117,13 @@ fn pipelined_matches_single_process(data: usize, pipeline: usize, schedule: &str
         "{result:#}"
     );
     let train = ringtrain()
-        .args(["train", single.to_str().unwrap(), "--quiet", "--output", "json"])
+        .args([
+            "train",
+            single.to_str().unwrap(),
+            "--quiet",
+            "--output",
+            "json",
+        ])
         .output()
         .unwrap();
     assert!(
