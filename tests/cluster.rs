@@ -542,6 +542,48 @@ fn a_killed_worker_fails_the_job_naming_its_rank() {
 }
 
 #[test]
+fn a_killed_stage_worker_fails_the_pipelined_job_naming_stage_and_rank() {
+    let mut cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(dir.path(), "staged", 1, 4, 500, "");
+    // Two pipeline stages of one replica: rank 0 is stage 0, rank 1 is stage 1.
+    let text = std::fs::read_to_string(&s)
+        .unwrap()
+        .replace("data = 1\n", "data = 1\npipeline = 2\nmicrobatches = 2\n");
+    std::fs::write(&s, text).unwrap();
+    let id = cluster.submit(&s);
+    let job = cluster.wait_job(&id, 60, |j| {
+        j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 2
+    });
+    assert_eq!(job["world"], 2);
+    // `status` shows where each rank sits in the grid.
+    let human = cluster.cli_ok(&["status", &id]);
+    assert!(human.contains("stage 1 of replica 0"), "{human}");
+    let victim = job["workers"][1].as_str().unwrap().to_string();
+    let workers = cluster.json(&["workers"]);
+    let name = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == victim.as_str())
+        .unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let index: usize = name.trim_start_matches("test-").parse().unwrap();
+    cluster.workers[index].kill9();
+    let failed = cluster.wait_job(&id, 40, |j| j["state"] == "failed");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("rank 1") && reason.contains("stage"),
+        "{reason}"
+    );
+    cluster.wait_idle_workers(1);
+    cluster.workers.remove(index);
+    cluster.stop();
+}
+
+#[test]
 fn jobs_survive_a_coordinator_killed_and_restarted() {
     let mut cluster = Cluster::start(1);
     let dir = tempfile::tempdir().unwrap();

@@ -4,8 +4,8 @@
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use ringtrain_proto::v1::{
-    Job, JobResult, JobState, LogLevel, LogLine, Progress, RankProgress, StateChange, WorkerInfo,
-    WorkerState,
+    Job, JobResult, JobState, LogLevel, LogLine, Progress, RankProgress, SpecFormat, StateChange,
+    WorkerInfo, WorkerState,
 };
 use serde_json::{Value, json};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -124,10 +124,38 @@ pub(crate) fn jobs_table(jobs: &[Job]) -> Table {
     t
 }
 
-/// Per-rank progress: step, loss, throughput and where the time goes.
-pub(crate) fn ranks_table(ranks: &[RankProgress]) -> Table {
-    let mut t = table(&[
-        "rank",
+/// Pipeline stages per replica of a job (1 when not pipelined or when the spec text is not at
+/// hand): ranks are placed as `rank = replica × stages + stage`.
+pub(crate) fn stages_of(job: &Job) -> usize {
+    if job.spec.is_empty() {
+        return 1;
+    }
+    let format = if job.spec_format == SpecFormat::Json as i32 {
+        ringtrain_spec::SpecFormat::Json
+    } else {
+        ringtrain_spec::SpecFormat::Toml
+    };
+    ringtrain_spec::parse_str(&job.spec, format, &job.id, &job.name)
+        .map_or(1, |spec| spec.parallel.pipeline.max(1))
+}
+
+/// "stage 1 of replica 0" for a pipelined job's rank, "-" otherwise.
+fn placement(rank: u32, stages: usize) -> String {
+    if stages <= 1 {
+        return "-".into();
+    }
+    let (rank, stages) = (rank as usize, stages);
+    format!("stage {} of replica {}", rank % stages, rank / stages)
+}
+
+/// Per-rank progress: step, loss, throughput and where the time goes; with the pipeline stage
+/// of each rank when `stages` > 1.
+pub(crate) fn ranks_table(ranks: &[RankProgress], stages: usize) -> Table {
+    let mut header = vec!["rank"];
+    if stages > 1 {
+        header.push("placement");
+    }
+    header.extend([
         "worker",
         "step",
         "loss",
@@ -135,9 +163,13 @@ pub(crate) fn ranks_table(ranks: &[RankProgress]) -> Table {
         "compute ms/step",
         "comm ms/step",
     ]);
+    let mut t = table(&header);
     for r in ranks {
-        t.add_row(vec![
-            r.rank.to_string(),
+        let mut row = vec![r.rank.to_string()];
+        if stages > 1 {
+            row.push(placement(r.rank, stages));
+        }
+        row.extend([
             r.worker_id.clone(),
             r.step.to_string(),
             fmt_loss(r.loss),
@@ -145,6 +177,7 @@ pub(crate) fn ranks_table(ranks: &[RankProgress]) -> Table {
             format!("{:.2}", r.compute_seconds * 1e3),
             format!("{:.2}", r.comm_seconds * 1e3),
         ]);
+        t.add_row(row);
     }
     t
 }
@@ -155,13 +188,25 @@ pub(crate) fn print_job(job: &Job) {
     if !job.reason.is_empty() {
         println!("  reason: {}", job.reason);
     }
-    println!("  world: {} rank(s)", job.world);
+    let stages = stages_of(job);
+    if stages > 1 {
+        println!(
+            "  world: {} rank(s) = {} replica(s) × {stages} pipeline stages",
+            job.world,
+            job.world as usize / stages
+        );
+    } else {
+        println!("  world: {} rank(s)", job.world);
+    }
     if !job.workers.is_empty() {
         let placed: Vec<String> = job
             .workers
             .iter()
             .enumerate()
-            .map(|(r, w)| format!("rank {r} on {w}"))
+            .map(|(r, w)| match placement(r as u32, stages).as_str() {
+                "-" => format!("rank {r} on {w}"),
+                at => format!("rank {r} ({at}) on {w}"),
+            })
             .collect();
         println!("  placement: {}", placed.join(", "));
     }
@@ -195,7 +240,7 @@ pub(crate) fn print_job(job: &Job) {
             p.samples_per_sec
         );
         if !p.ranks.is_empty() {
-            println!("{}", ranks_table(&p.ranks));
+            println!("{}", ranks_table(&p.ranks, stages_of(job)));
         }
     }
     if let Some(r) = &job.result {

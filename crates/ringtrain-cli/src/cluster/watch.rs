@@ -178,6 +178,8 @@ struct View {
     rank_lines: Vec<ProgressBar>,
     last_state: i32,
     last_logged_step: u64,
+    /// Pipeline stages per replica, read from the snapshot's spec (later events leave it out).
+    stages: usize,
 }
 
 impl View {
@@ -191,6 +193,7 @@ impl View {
             rank_lines: Vec::new(),
             last_state: 0,
             last_logged_step: 0,
+            stages: 1,
         }
     }
 
@@ -207,6 +210,9 @@ impl View {
 
     fn event(&mut self, event: JobEvent) -> Result<Option<WatchEnd>> {
         let job = event.job.context("a watch event without its job")?;
+        if !job.spec.is_empty() {
+            self.stages = render::stages_of(&job);
+        }
         if self.mode == WatchMode::Events {
             let kind = match Kind::try_from(event.kind) {
                 Ok(Kind::Snapshot) => "snapshot",
@@ -257,7 +263,7 @@ impl View {
                 if let Some(p) = &job.progress
                     && !p.ranks.is_empty()
                 {
-                    println!("{}", render::ranks_table(&p.ranks));
+                    println!("{}", render::ranks_table(&p.ranks, self.stages));
                 }
             }
             WatchMode::Events => {}
@@ -295,9 +301,19 @@ impl View {
                     line.set_style(ProgressStyle::with_template("  {msg}").expect("valid"));
                     self.rank_lines.push(line);
                 }
+                let stages = self.stages;
                 for (line, r) in self.rank_lines.iter().zip(&p.ranks) {
+                    let at = if stages > 1 {
+                        format!(
+                            ", stage {} of replica {}",
+                            r.rank as usize % stages,
+                            r.rank as usize / stages
+                        )
+                    } else {
+                        String::new()
+                    };
                     line.set_message(format!(
-                        "rank {} ({}): step {} loss {:.4} {:.0} samples/s, compute {:.2} ms + comm {:.2} ms per step",
+                        "rank {} ({}{at}): step {} loss {:.4} {:.0} samples/s, compute {:.2} ms + comm {:.2} ms per step",
                         r.rank,
                         r.worker_id,
                         r.step,
