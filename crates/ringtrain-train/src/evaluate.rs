@@ -7,7 +7,7 @@ use crate::group::Group;
 use crate::metrics::{
     ClassificationAccumulator, ClassificationReport, ForecastAccumulator, ForecastReport,
 };
-use crate::task::{Objective, TaskData};
+use crate::task::{Objective, Targets, TaskData};
 use burn::prelude::*;
 use ringtrain_data::{Prepared, SplitName, sequential_batches};
 use ringtrain_models::{ForwardCtx, Model};
@@ -31,7 +31,9 @@ pub struct EvalReport {
     pub split: SplitName,
     /// Samples evaluated (each exactly once).
     pub samples: usize,
-    /// Mean training loss over the samples (normalized units for forecasts).
+    /// The training loss of the whole split (normalized units for forecasts): the mean over the
+    /// samples, or for a class-weighted loss the weighted mean `Σ w·l / Σ w`, independent of
+    /// how the split was batched or sharded.
     pub loss: f64,
     /// Task metrics.
     pub metrics: TaskMetrics,
@@ -110,7 +112,11 @@ pub fn evaluate_distributed(
     }
     let shard = shard_range(n, group.rank(), world);
     let partial = accumulate(model, task, split, shard, batch_size, device)?;
-    let mut flat = vec![partial.loss_sum, partial.samples as f64];
+    let mut flat = vec![
+        partial.loss_sum,
+        partial.samples as f64,
+        partial.loss_weight,
+    ];
     flat.extend(partial.acc.to_flat());
     group
         .sum_f64(&mut flat)
@@ -121,16 +127,17 @@ pub fn evaluate_distributed(
     let acc = match &partial.acc {
         Acc::Forecast(a) => Acc::Forecast(ForecastAccumulator::from_flat(
             a.has_seasonal(),
-            &flat[2..],
+            &flat[3..],
         )?),
         Acc::Classes(a) => Acc::Classes(ClassificationAccumulator::from_flat(
             a.n_classes(),
-            &flat[2..],
+            &flat[3..],
         )?),
     };
     let total = Partial {
         loss_sum: flat[0],
         samples: flat[1] as usize,
+        loss_weight: flat[2],
         acc,
         forecasts: None,
     };
@@ -170,9 +177,11 @@ impl Acc {
 
 /// Sums over some samples of a split, before they become a report.
 struct Partial {
-    /// Σ batch mean loss × batch size.
+    /// Σ batch loss × batch weight ([`batch_weight`]).
     loss_sum: f64,
     samples: usize,
+    /// Σ batch weight: the samples, or the sum of their class weights.
+    loss_weight: f64,
     acc: Acc,
     /// Forecasts and targets in original units (forecasting only).
     forecasts: Option<(Vec<f32>, Vec<f32>)>,
@@ -188,6 +197,7 @@ fn accumulate(
 ) -> Result<Partial, TrainError> {
     let ctx = ForwardCtx::eval();
     let mut loss_sum = 0.0f64;
+    let mut loss_weight = 0.0f64;
     let samples = range.len();
     let offset = range.start;
     let batches =
@@ -201,8 +211,9 @@ fn accumulate(
                 let (batch, targets) = task.batch(split, &idx, device);
                 let out = model.forward(batch, &ctx);
                 let mut pred = to_vec(out.clone());
-                loss_sum +=
-                    f64::from(task.loss(out, targets).into_scalar::<f32>()) * idx.len() as f64;
+                let weight = batch_weight(task, &targets, idx.len());
+                loss_sum += f64::from(task.loss(out, targets).into_scalar::<f32>()) * weight;
+                loss_weight += weight;
                 // Delta-mode outputs are changes from the window's last value.
                 for (p, o) in pred.iter_mut().zip(s.offsets(split, &idx)) {
                     *p += o;
@@ -218,6 +229,7 @@ fn accumulate(
             Ok(Partial {
                 loss_sum,
                 samples,
+                loss_weight,
                 acc: Acc::Forecast(acc),
                 forecasts: Some((all_pred, all_target)),
             })
@@ -230,8 +242,9 @@ fn accumulate(
                 let (batch, targets) = task.batch(split, &idx, device);
                 let out = model.forward(batch, &ctx);
                 let logits = to_vec(out.clone());
-                loss_sum +=
-                    f64::from(task.loss(out, targets).into_scalar::<f32>()) * idx.len() as f64;
+                let weight = batch_weight(task, &targets, idx.len());
+                loss_sum += f64::from(task.loss(out, targets).into_scalar::<f32>()) * weight;
+                loss_weight += weight;
                 let predicted: Vec<usize> = logits.chunks_exact(classes).map(argmax).collect();
                 let truth: Vec<usize> = idx
                     .iter()
@@ -242,11 +255,21 @@ fn accumulate(
             Ok(Partial {
                 loss_sum,
                 samples,
+                loss_weight,
                 acc: Acc::Classes(acc),
                 forecasts: None,
             })
         }
     }
+}
+
+/// The weight of a batch's mean loss in the split's loss: its sample count when every sample
+/// weighs the same (exact in an f64, so the split loss is `Σ loss·len / samples` as it always
+/// was), else the sum of its samples' class weights, so that `Σ loss·weight / Σ weight` is the
+/// weighted mean of the whole split however it was batched or sharded over replicas.
+fn batch_weight(task: &TaskData, targets: &Targets, samples: usize) -> f64 {
+    task.sample_weights(targets)
+        .map_or(samples as f64, |w| w.iter().sum())
 }
 
 /// Turns sums over the whole split into its report (`keep_forecasts`: attach the forecasts).
@@ -257,7 +280,11 @@ fn finish(
     keep_forecasts: bool,
 ) -> Result<EvalReport, TrainError> {
     let n = partial.samples;
-    let loss = partial.loss_sum / n.max(1) as f64;
+    let loss = if partial.loss_weight > 0.0 {
+        partial.loss_sum / partial.loss_weight
+    } else {
+        partial.loss_sum / n.max(1) as f64
+    };
     match (partial.acc, task.data()) {
         (Acc::Forecast(acc), _) => Ok(EvalReport {
             split,

@@ -42,8 +42,9 @@ impl Objective for MseObjective {
 pub struct TaskData {
     data: Prepared,
     task: TaskSpec,
-    /// Per-class loss weights in class-index order (classification with `class_weights`).
-    class_weights: Option<Vec<f32>>,
+    /// Per-class loss weights in class-index order (classification with `class_weights`), as
+    /// the spec gives them; the loss tensor takes them rounded to f32.
+    class_weights: Option<Vec<f64>>,
 }
 
 impl TaskData {
@@ -58,7 +59,7 @@ impl TaskData {
                 if !class_weights.is_empty() =>
             {
                 let names = t.labels().names();
-                let mut weights = vec![1.0f32; names.len()];
+                let mut weights = vec![1.0f64; names.len()];
                 for (label, w) in class_weights {
                     let Some(id) = t.labels().id(label) else {
                         return Err(TrainError::UnknownClassWeight {
@@ -66,7 +67,7 @@ impl TaskData {
                             known: names.join(", "),
                         });
                     };
-                    weights[id as usize] = *w as f32;
+                    weights[id as usize] = *w;
                 }
                 Some(weights)
             }
@@ -118,6 +119,38 @@ impl TaskData {
         }
     }
 
+    /// The loss weight of every sample of `targets`, in batch order, when the task's loss is a
+    /// weighted mean `Σ w_i · l_i / Σ w_i` with unequal weights (cross-entropy with
+    /// `task.class_weights`: `w_i` is the weight of sample `i`'s class); `None` when the loss is
+    /// a plain mean (MSE, MAE, unweighted cross-entropy), where every sample weighs the same.
+    ///
+    /// Combining the losses of parts of a batch (micro-batches, data-parallel replicas) into the
+    /// loss of the whole needs these: part `k` weighs `Σ_{i∈k} w_i / Σ_i w_i`.
+    pub fn sample_weights(&self, targets: &Targets) -> Option<Vec<f64>> {
+        let (Some(weights), Targets::Classes(y)) = (&self.class_weights, targets) else {
+            return None;
+        };
+        // Labels are class indices the data produced, so they index `weights`; an int tensor
+        // always converts to i64.
+        let labels: Vec<i64> = y
+            .to_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .unwrap_or_default();
+        Some(
+            labels
+                .iter()
+                .map(|&l| {
+                    usize::try_from(l)
+                        .ok()
+                        .and_then(|l| weights.get(l))
+                        .copied()
+                        .unwrap_or(1.0)
+                })
+                .collect(),
+        )
+    }
+
     /// Builds the tensors of the samples `indices` of `split` on `device`.
     pub fn batch(&self, split: SplitName, indices: &[usize], device: &Device) -> (Batch, Targets) {
         match &self.data {
@@ -138,7 +171,9 @@ impl Objective for TaskData {
             (Targets::Regression(y), _) => loss::mse(output, y),
             (Targets::Classes(labels), _) => {
                 let weights = self.class_weights.as_ref().map(|w| {
-                    Tensor::<1>::from_data(TensorData::new(w.clone(), [w.len()]), &output.device())
+                    let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+                    let n = w.len();
+                    Tensor::<1>::from_data(TensorData::new(w, [n]), &output.device())
                 });
                 loss::cross_entropy(output, labels, weights)
             }

@@ -22,7 +22,7 @@ use crate::pipeline::{
     micro_weights,
 };
 use crate::schedule::lr_at;
-use crate::task::TaskData;
+use crate::task::{Targets, TaskData};
 use burn::prelude::*;
 use ringtrain_core::{Epoch, Rank};
 use ringtrain_data::{Fitted, ShardPlan, SplitName};
@@ -261,7 +261,10 @@ pub struct DistOptions {
 /// - `train.batch_size` is the global batch: every rank takes `batch_size / world` samples per
 ///   step, rank `r` the `r`-th block of the shard plan's global step. With the mean of the
 ///   gradients (what [`Group::mean_gradients`] must compute), `world` replicas therefore follow
-///   one process training the same spec with [`train`], up to float rounding.
+///   one process training the same spec with [`train`], up to float rounding. A class-weighted
+///   loss is a weighted mean whose weight differs between the replicas' blocks: there each
+///   replica's gradient and loss enter the mean weighted by its block's weight sum, so the result
+///   is again the whole batch's weighted mean (the reported training loss too).
 /// - Rank 0's initial parameters are broadcast; replicas then stay bit-identical, which
 ///   [`DistOptions::checksum_every`] checks.
 /// - Validation and test splits are sharded across the ranks and their metric sums added, so
@@ -314,6 +317,48 @@ pub fn per_rank_batch(spec: &JobSpec, world: usize) -> Result<usize, TrainError>
 fn collective(what: impl Into<String>) -> impl FnOnce(GroupError) -> TrainError {
     let what = what.into();
     move |source| TrainError::Collective { what, source }
+}
+
+/// This replica's weight in the mean over the replicas of a step, when it is not the same on
+/// every replica: the sum of its samples' loss weights ([`TaskData::sample_weights`]) for a
+/// class-weighted loss in a group of several replicas. `None` (a plain mean) for one process,
+/// whose numerics this leaves untouched, and for losses where every sample weighs the same:
+/// every replica has `batch / world` samples, so the plain mean is already the batch mean.
+fn replica_weight(task: &TaskData, targets: &Targets, world: usize) -> Option<f32> {
+    if world <= 1 {
+        return None;
+    }
+    task.sample_weights(targets)
+        .map(|w| w.iter().sum::<f64>() as f32)
+}
+
+/// Averages `grads` and `[loss, stop vote]` over the replicas of `group`.
+///
+/// A replica's loss (and so its gradient) is a weighted mean `Σ_local w·l / S_r` over its own
+/// samples, with `S_r` its weight sum. The whole batch's loss is `Σ_r S_r·L_r / Σ_r S_r`, so with
+/// `weight = Some(S_r)` the gradient and loss are multiplied by `S_r` before the mean, `S_r`
+/// travels with them as a third scalar, and the means are divided by the mean of the `S_r`.
+/// With `None` this is the plain mean (the stop vote is averaged either way: > 0 when any
+/// replica voted).
+fn mean_over_replicas(
+    group: &mut dyn Group,
+    step: u64,
+    grads: &mut [f32],
+    [loss, stop]: [f32; 2],
+    weight: Option<f32>,
+) -> Result<[f32; 2], GroupError> {
+    let Some(weight) = weight else {
+        let mut extras = [loss, stop];
+        group.mean_gradients(step, grads, &mut extras)?;
+        return Ok(extras);
+    };
+    grads.iter_mut().for_each(|g| *g *= weight);
+    let mut extras = [loss * weight, stop, weight];
+    group.mean_gradients(step, grads, &mut extras)?;
+    // Class weights are > 0 (the spec checks), so every replica's sum, and their mean, is too.
+    let total = extras[2];
+    grads.iter_mut().for_each(|g| *g /= total);
+    Ok([extras[0] / total, extras[1]])
 }
 
 /// Compares every rank's parameter checksum after `step`.
@@ -605,7 +650,8 @@ fn run(
             let (computed, mut grads, extras, communication) = match (&engine, link.as_mut()) {
                 (Some(engine), Some(link)) => {
                     let compute_started = Instant::now();
-                    let weights = micro_weights(spec, &task, &targets, engine.microbatches());
+                    let weights = micro_weights(&task, &targets, engine.microbatches());
+                    let replica_weight = replica_weight(&task, &targets, world);
                     let out = engine
                         .step(
                             learner.model(),
@@ -620,13 +666,19 @@ fn run(
                     let compute = compute_started.elapsed();
                     let exchange_started = Instant::now();
                     let mut slice = out.grads;
-                    let mut extras = [out.loss, if stop_flag { 1.0 } else { 0.0 }];
-                    group
-                        .mean_gradients(step, &mut slice, &mut extras)
-                        .map_err(collective(format!(
-                            "gradient all-reduce of pipeline stage {} at step {step}",
-                            engine.stage()
-                        )))?;
+                    // Only the last stage has the loss; every stage has the targets, so all
+                    // agree on the replica's weight.
+                    let extras = mean_over_replicas(
+                        group,
+                        step,
+                        &mut slice,
+                        [out.loss, if stop_flag { 1.0 } else { 0.0 }],
+                        replica_weight,
+                    )
+                    .map_err(collective(format!(
+                        "gradient all-reduce of pipeline stage {} at step {step}",
+                        engine.stage()
+                    )))?;
                     let (full, extras) =
                         gather_gradients(&mut **link, engine.plan(), &slice, extras).map_err(
                             collective(format!(
@@ -659,17 +711,22 @@ fn run(
                     (computed, full, extras, exchange)
                 }
                 _ => {
+                    let replica_weight = replica_weight(&task, &targets, world);
                     let mut computed =
                         learner.gradients(&task, inputs, targets, &ctx, (step, progress.epoch))?;
                     let mut grads = std::mem::take(&mut computed.grads);
                     // Averaged with the gradients: the loss over all ranks (for the epoch
                     // summary) and the stop votes (> 0 when any rank wants to stop, so all stop
                     // after this step).
-                    let mut extras = [computed.loss, if stop_flag { 1.0 } else { 0.0 }];
                     let exchange_started = Instant::now();
-                    group
-                        .mean_gradients(step, &mut grads, &mut extras)
-                        .map_err(collective(format!("gradient all-reduce at step {step}")))?;
+                    let extras = mean_over_replicas(
+                        group,
+                        step,
+                        &mut grads,
+                        [computed.loss, if stop_flag { 1.0 } else { 0.0 }],
+                        replica_weight,
+                    )
+                    .map_err(collective(format!("gradient all-reduce at step {step}")))?;
                     (computed, grads, extras, exchange_started.elapsed())
                 }
             };

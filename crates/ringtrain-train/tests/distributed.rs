@@ -59,6 +59,42 @@ dir = {:?}
     parse_str(&toml, SpecFormat::Toml, "<test>", "t").unwrap()
 }
 
+/// A small GRU sentiment classifier with a class-weighted loss; `batch` is the global batch,
+/// `world` replicas split it. Each replica's share of the batch has its own weight sum, so the
+/// replicas' losses must be combined by weight, not averaged.
+fn weighted_classify_spec(dir: &Path, batch: usize, world: usize) -> JobSpec {
+    let toml = format!(
+        r#"
+name = "dp-weighted"
+seed = 5
+[model]
+cell = "gru"
+hidden = 10
+layers = 2
+embedding_dim = 6
+[task]
+kind = "classify"
+pooling = "mean"
+class_weights = {{ pos = 2.5 }}
+[data]
+path = "data/sentiment-synth.csv"
+tokenizer = "word"
+split = [0.1, 0.1, 0.8]
+[train]
+epochs = 2
+batch_size = {batch}
+optimizer = {{ kind = "adam", lr = 0.01 }}
+clip = {{ norm = 0.5 }}
+[parallel]
+data = {world}
+[checkpoint]
+dir = {:?}
+"#,
+        dir.display().to_string()
+    );
+    parse_str(&toml, SpecFormat::Toml, "<test>", "t").unwrap()
+}
+
 fn options(stop: Option<Arc<AtomicBool>>) -> TrainOptions {
     TrainOptions {
         base_dir: examples(),
@@ -244,6 +280,80 @@ fn two_replicas_match_one_process_with_twice_the_batch() {
 #[test]
 fn three_replicas_match_one_process_with_three_times_the_batch() {
     check_contract(3, 3);
+}
+
+/// Class-weighted cross-entropy: the replicas' gradients and losses are combined by their
+/// weight sums, so they match one process on the whole batch.
+fn check_weighted_contract(world: usize, per_rank: usize) {
+    let single_dir = tempfile::tempdir().unwrap();
+    let dist_dir = tempfile::tempdir().unwrap();
+    let batch = world * per_rank;
+    let single = train(
+        &weighted_classify_spec(single_dir.path(), batch, world),
+        &options(None),
+        &mut Silent,
+    )
+    .unwrap();
+    let dist_spec = weighted_classify_spec(dist_dir.path(), batch, world);
+    let reports: Vec<TrainReport> = replicas(&dist_spec, world as u32, 4, |_| (None, 0.0))
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(single.steps > 10, "{} steps", single.steps);
+    for (rank, r) in reports.iter().enumerate() {
+        assert_eq!(r.steps, single.steps, "rank {rank}");
+        assert_eq!(r.stop, StopReason::Completed, "rank {rank}");
+        assert_eq!(r.test, reports[0].test, "rank {rank} test metrics");
+        assert_eq!(r.history, reports[0].history, "rank {rank} history");
+    }
+    let diff = max_abs_diff(&reports[0].params, &single.params);
+    // The reported training loss is the weighted mean of the whole batch too.
+    let loss_diff = reports[0]
+        .history
+        .iter()
+        .zip(&single.history)
+        .map(|(d, s)| (d.train_loss - s.train_loss).abs() / s.train_loss.abs().max(1.0))
+        .fold(0.0, f64::max);
+    assert_eq!(reports[0].history.len(), single.history.len());
+    eprintln!(
+        "class-weighted, {world} replicas x batch {per_rank}: {} steps, max abs diff to one \
+         process {diff:e}, train loss rel diff {loss_diff:e}",
+        single.steps
+    );
+    assert!(
+        loss_diff <= 1e-5,
+        "class-weighted, {world} replicas: train loss differs by {loss_diff} (relative)"
+    );
+    // So is the evaluation loss, although the replicas score shards with other batch boundaries.
+    for (d, s) in [
+        (&reports[0].val, &single.val),
+        (&reports[0].test, &single.test),
+    ] {
+        let (d, s) = (d.as_ref().unwrap(), s.as_ref().unwrap());
+        assert_eq!(d.samples, s.samples);
+        assert!(
+            (d.loss - s.loss).abs() <= 1e-5 * s.loss.abs().max(1.0),
+            "class-weighted, {world} replicas: {:?} loss {} vs {}",
+            s.split,
+            d.loss,
+            s.loss
+        );
+    }
+    assert!(
+        diff <= 1e-5,
+        "class-weighted, {world} replicas x batch {per_rank} vs one process x batch {batch}: max \
+         abs diff {diff}"
+    );
+}
+
+#[test]
+fn two_replicas_match_one_process_with_class_weights() {
+    check_weighted_contract(2, 8);
+}
+
+#[test]
+fn three_replicas_match_one_process_with_class_weights() {
+    check_weighted_contract(3, 4);
 }
 
 #[test]

@@ -3,9 +3,10 @@
 //! collective library's in-process send/recv, ends within 1e-5 (max abs) of one process
 //! training the same spec with `train` — for GPipe and 1F1B, `P` = 2 and 3, `M` = 1 and 4,
 //! `D` = 2 × `P` = 2, LSTM, GRU and RNN, forecasting (numeric projection on stage 0) and
-//! classification (token embedding on stage 0, class-weighted loss). Also: every rank ends with
-//! the same parameters and metrics, 1F1B holds at most `P` micro-batches of activations per stage
-//! (GPipe all `M`), and the flat parameter buffer maps onto the layers as the plan assumes.
+//! classification (token embedding on stage 0, class-weighted loss, also over `D` = 2). Also:
+//! every rank ends with the same parameters and metrics, 1F1B holds at most `P` micro-batches of
+//! activations per stage (GPipe all `M`), and the flat parameter buffer maps onto the layers as
+//! the plan assumes.
 
 // The measured difference is printed so a run shows the margin to the 1e-5 bound.
 #![allow(clippy::print_stderr)]
@@ -52,6 +53,8 @@ struct Case {
     model: &'static str,
     /// `train.optimizer`.
     optimizer: &'static str,
+    /// `task.class_weights = { pos = 2.5 }` (classification only).
+    class_weights: bool,
 }
 
 fn spec(dir: &Path, c: Case) -> JobSpec {
@@ -105,10 +108,7 @@ OPTIMIZER
 clip = { norm = 0.5 }
 "#
     };
-    // Class weights only with one replica: data parallelism averages each replica's weighted
-    // mean, which is not the weighted mean of the whole batch (a property of the data-parallel
-    // trainer, not of the pipeline).
-    let weights = if c.data == 1 {
+    let weights = if c.class_weights {
         "class_weights = { pos = 2.5 }"
     } else {
         ""
@@ -368,6 +368,7 @@ const BASE: Case = Case {
     dropout: 0.0,
     model: "",
     optimizer: r#"{ kind = "adam", lr = 0.01 }"#,
+    class_weights: true,
 };
 
 #[test]
@@ -436,8 +437,27 @@ fn classification_with_the_embedding_on_stage_zero() {
         pipeline: 3,
         microbatches: 2,
         schedule: "gpipe",
+        class_weights: false,
         ..BASE
     });
+}
+
+/// Two replicas with a class-weighted loss: each replica's batch has its own weight sum, so the
+/// stage groups combine their gradients and losses by weight (and the micro-batches within a
+/// replica by their share of its weight).
+#[test]
+fn class_weighted_classification_over_two_replicas() {
+    for (microbatches, schedule) in [(1, "gpipe"), (4, "1f1b")] {
+        check(Case {
+            cell: "gru",
+            classify: true,
+            data: 2,
+            pipeline: 2,
+            microbatches,
+            schedule,
+            ..BASE
+        });
+    }
 }
 
 /// Every layer its own stage, with a strided convolution (which halves the sequence and its

@@ -25,7 +25,10 @@
 //!
 //! Loss weighting: the batch loss is a mean over the batch, so micro-batch `i`'s loss is weighted
 //! by its share ([`micro_weights`]): `1/M` for MSE, MAE and unweighted cross-entropy, and
-//! `Σ_{i} w_y / Σ_{batch} w_y` for class-weighted cross-entropy.
+//! `Σ_{i} w_y / Σ_{batch} w_y` for class-weighted cross-entropy. Across the `D` replicas, a
+//! class-weighted loss is combined the same way: each replica's gradient slice and loss are
+//! weighted by its batch's weight sum in the stage-group all-reduce (as in
+//! [`crate::train_distributed`]).
 
 pub mod engine;
 pub mod plan;
@@ -37,9 +40,8 @@ pub use schedule::{Op, ideal_bubble, max_in_flight, stage_ops};
 
 use crate::group::{Group, GroupError};
 use crate::task::{Targets, TaskData};
-use ringtrain_data::Prepared;
 use ringtrain_models::ModelError;
-use ringtrain_spec::{JobSpec, TaskSpec};
+use ringtrain_spec::JobSpec;
 use std::time::Duration;
 
 /// Point-to-point transfers and one all-gather among the `P` stages of one replica. Like
@@ -140,47 +142,25 @@ pub struct PipelineStepStats {
 }
 
 /// Micro-batch `i`'s share of the batch loss for `M = microbatches` equal micro-batches of
-/// `targets` (see the module docs).
-pub fn micro_weights(
-    spec: &JobSpec,
-    task: &TaskData,
-    targets: &Targets,
-    microbatches: usize,
-) -> Vec<f32> {
+/// `targets` (see the module docs): `1/M` when every sample weighs the same, else
+/// `Σ_{i} w / Σ_{batch} w` over [`TaskData::sample_weights`].
+pub fn micro_weights(task: &TaskData, targets: &Targets, microbatches: usize) -> Vec<f32> {
     let m = microbatches.max(1);
     let equal = vec![1.0 / m as f32; m];
-    let (TaskSpec::Classify { class_weights, .. }, Prepared::Text(text), Targets::Classes(y)) =
-        (&spec.task, task.data(), targets)
-    else {
+    let Some(weights) = task.sample_weights(targets) else {
         return equal;
     };
-    if class_weights.is_empty() {
-        return equal;
-    }
-    // The weight vector TaskData builds (unknown labels were rejected there).
-    let mut weight = vec![1.0f64; text.labels().len()];
-    for (label, w) in class_weights {
-        if let Some(id) = text.labels().id(label) {
-            weight[id as usize] = *w;
-        }
-    }
-    let labels: Vec<i64> = y
-        .to_data()
-        .convert::<i64>()
-        .try_into_vec::<i64>()
-        .unwrap_or_default();
-    let mb = labels.len() / m;
+    let mb = weights.len() / m;
     if mb == 0 {
         return equal;
     }
-    let w_of = |l: &i64| weight.get(*l as usize).copied().unwrap_or(1.0);
-    let total: f64 = labels.iter().map(w_of).sum();
+    let total: f64 = weights.iter().sum();
     if total <= 0.0 {
         return equal;
     }
-    labels
+    weights
         .chunks(mb)
-        .map(|c| (c.iter().map(w_of).sum::<f64>() / total) as f32)
+        .map(|c| (c.iter().sum::<f64>() / total) as f32)
         .collect()
 }
 
