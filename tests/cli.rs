@@ -3,15 +3,11 @@
 
 use ringtrain_train::Checkpoint;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-fn ringtrain() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ringtrain"))
-}
+mod common;
 
-fn examples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
+use common::{examples, ringtrain};
 
 fn run(args: &[&str]) -> Output {
     let out = ringtrain().args(args).output().expect("ringtrain runs");

@@ -7,20 +7,14 @@
 // Tests report timings and skips on stderr.
 #![allow(clippy::print_stderr)]
 
-use ringtrain_train::Checkpoint;
+mod common;
+
+use common::{assert_same_training, examples, ringtrain, run_local, run_train};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn ringtrain() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ringtrain"))
-}
-
-fn examples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
 
 /// A child service (coordinator or worker) started with `--stop-on-stdin-eof`.
 struct Service {
@@ -314,20 +308,6 @@ dir = "{ckpt}"
     path
 }
 
-fn params(dir: &Path) -> Vec<f32> {
-    Checkpoint::load(&dir.join("latest.ckpt"))
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .params
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 /// The numerics contract through `ringtrain local`: N workers with batch b end where one process
 /// with batch N·b ends, on the same sample order.
 fn data_parallel_matches_single_process(n: u32) {
@@ -337,25 +317,8 @@ fn data_parallel_matches_single_process(n: u32) {
     let dp = spec(dir.path(), &format!("dp{n}"), n, b * n as usize, 2, "");
     let single = spec(dir.path(), &format!("single{n}"), 1, b * n as usize, 2, "");
     let timeline = dir.path().join("timeline.json");
-    let out = ringtrain()
-        .args(["local", dp.to_str().unwrap(), "--workers", &n.to_string()])
-        .args(["--output", "json", "--timeline", timeline.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "local failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
-    assert_eq!(done["job"]["world"], n);
-    let result = &done["job"]["result"];
-    assert!(
-        result["metrics"]["test.mse"].as_f64().unwrap() > 0.0,
-        "{result:#}"
-    );
+    let n = n as usize;
+    let done = run_local(&dp, n, n, &["--timeline", timeline.to_str().unwrap()]);
     // The timeline has compute and all-reduce phases of every rank, one process row per rank.
     let trace: Value = serde_json::from_slice(&std::fs::read(&timeline).unwrap()).unwrap();
     let events = trace["traceEvents"].as_array().unwrap();
@@ -369,35 +332,13 @@ fn data_parallel_matches_single_process(n: u32) {
             );
         }
     }
-    let train = ringtrain()
-        .args([
-            "train",
-            single.to_str().unwrap(),
-            "--quiet",
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        train.status.success(),
-        "{}",
-        String::from_utf8_lossy(&train.stderr)
-    );
-    let a = params(&dir.path().join(format!("runs/dp{n}")));
-    let b = params(&dir.path().join(format!("runs/single{n}")));
-    let diff = max_abs_diff(&a, &b);
-    assert!(
-        diff <= 1e-5,
-        "{n} workers vs one process: max abs diff {diff}"
-    );
-    // The same steps were taken, so the test metrics agree too.
-    let single_report: Value = serde_json::from_slice(&train.stdout).unwrap();
-    let want = single_report["test"]["loss"].as_f64().unwrap();
-    let got = result["report"]["test"]["loss"].as_f64().unwrap();
-    assert!(
-        (want - got).abs() <= 1e-4 * want.abs().max(1.0),
-        "test loss {got} vs {want}"
+    let report = run_train(&single);
+    assert_same_training(
+        &format!("{n} workers"),
+        &dir.path().join(format!("runs/dp{n}")),
+        &done,
+        &dir.path().join(format!("runs/single{n}")),
+        &report,
     );
 }
 

@@ -9,18 +9,10 @@
 // Tests report measured differences on stderr.
 #![allow(clippy::print_stderr)]
 
-use ringtrain_train::Checkpoint;
-use serde_json::Value;
+mod common;
+
+use common::{assert_same_training, examples, run_local, run_train};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn ringtrain() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ringtrain"))
-}
-
-fn examples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
 
 /// A small forecasting job (projection, 2 LSTM layers, head: 4 layers) with dropout off, so
 /// that micro-batched and single-process runs are comparable.
@@ -65,20 +57,6 @@ dir = "{ckpt}"
     path
 }
 
-fn params(dir: &Path) -> Vec<f32> {
-    Checkpoint::load(&dir.join("latest.ckpt"))
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .params
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 /// Runs `parallel` on `data × pipeline` workers and the same spec in one process; compares.
 fn pipelined_matches_single_process(data: usize, pipeline: usize, schedule: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -92,61 +70,17 @@ fn pipelined_matches_single_process(data: usize, pipeline: usize, schedule: &str
         ),
     );
     let single = spec(dir.path(), "single", "data = 1");
-    let out = ringtrain()
-        .args([
-            "local",
-            pp.to_str().unwrap(),
-            "--workers",
-            &workers.to_string(),
-        ])
-        .args(["--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "local failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let done = run_local(&pp, workers, workers, &[]);
+    let report = run_train(&single);
+    let what = format!("D = {data} x P = {pipeline}, M = 4, {schedule}");
+    let diff = assert_same_training(
+        &what,
+        &dir.path().join(format!("runs/{name}")),
+        &done,
+        &dir.path().join("runs/single"),
+        &report,
     );
-    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
-    assert_eq!(done["job"]["world"], workers as u64);
-    let result = &done["job"]["result"];
-    assert!(
-        result["metrics"]["test.mse"].as_f64().unwrap() > 0.0,
-        "{result:#}"
-    );
-    let train = ringtrain()
-        .args([
-            "train",
-            single.to_str().unwrap(),
-            "--quiet",
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        train.status.success(),
-        "{}",
-        String::from_utf8_lossy(&train.stderr)
-    );
-    let a = params(&dir.path().join(format!("runs/{name}")));
-    let b = params(&dir.path().join("runs/single"));
-    let diff = max_abs_diff(&a, &b);
-    eprintln!("D = {data} x P = {pipeline}, M = 4, {schedule}: max abs diff {diff:e}");
-    assert!(
-        diff <= 1e-5,
-        "D = {data} x P = {pipeline} {schedule} vs one process: max abs diff {diff}"
-    );
-    let single_report: Value = serde_json::from_slice(&train.stdout).unwrap();
-    let want = single_report["test"]["loss"].as_f64().unwrap();
-    let got = result["report"]["test"]["loss"].as_f64().unwrap();
-    assert!(
-        (want - got).abs() <= 1e-4 * want.abs().max(1.0),
-        "test loss {got} vs {want}"
-    );
-    assert_eq!(result["steps"], single_report["steps"], "{result:#}");
+    eprintln!("{what}: max abs diff {diff:e}");
 }
 
 #[test]

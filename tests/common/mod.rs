@@ -1,0 +1,111 @@
+//! Helpers shared by the end-to-end tests (`cli.rs`, `cluster.rs`, `pipeline.rs`): the binary
+//! under test, the bundled examples, running a job through `ringtrain local` and through
+//! `ringtrain train`, and comparing the parameters their checkpoints end with.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use ringtrain_train::Checkpoint;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The `ringtrain` binary built for these tests.
+pub fn ringtrain() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringtrain"))
+}
+
+/// The repository's `examples/` folder.
+pub fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// The flat parameters of `dir/latest.ckpt`.
+pub fn params(dir: &Path) -> Vec<f32> {
+    Checkpoint::load(&dir.join("latest.ckpt"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .params
+}
+
+/// Largest element-wise absolute difference of two equally long buffers.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// `ringtrain local SPEC --workers N --output json [extra]`: asserts the job succeeded on `world`
+/// ranks and returns the final job document (`{"job": ...}`).
+pub fn run_local(spec: &Path, workers: usize, world: usize, extra: &[&str]) -> Value {
+    let out = ringtrain()
+        .args([
+            "local",
+            spec.to_str().unwrap(),
+            "--workers",
+            &workers.to_string(),
+        ])
+        .args(["--output", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "local failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
+    assert_eq!(done["job"]["world"], world as u64);
+    let result = &done["job"]["result"];
+    assert!(
+        result["metrics"]["test.mse"].as_f64().unwrap() > 0.0,
+        "{result:#}"
+    );
+    done
+}
+
+/// `ringtrain train SPEC --quiet --output json`: asserts success, returns the report.
+pub fn run_train(spec: &Path) -> Value {
+    let out = ringtrain()
+        .args([
+            "train",
+            spec.to_str().unwrap(),
+            "--quiet",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The numerics contract: the cluster job (checkpoints in `job_dir`, final document `done`)
+/// ended within 1e-5 of the single process (checkpoints in `single_dir`, report `single`),
+/// after the same number of steps and with the same test loss. Returns the max abs difference.
+pub fn assert_same_training(
+    what: &str,
+    job_dir: &Path,
+    done: &Value,
+    single_dir: &Path,
+    single: &Value,
+) -> f32 {
+    let diff = max_abs_diff(&params(job_dir), &params(single_dir));
+    assert!(diff <= 1e-5, "{what} vs one process: max abs diff {diff}");
+    let result = &done["job"]["result"];
+    assert_eq!(result["steps"], single["steps"], "{what}: {result:#}");
+    let want = single["test"]["loss"].as_f64().unwrap();
+    let got = result["report"]["test"]["loss"].as_f64().unwrap();
+    assert!(
+        (want - got).abs() <= 1e-4 * want.abs().max(1.0),
+        "{what}: test loss {got} vs {want}"
+    );
+    diff
+}
