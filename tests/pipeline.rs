@@ -2,9 +2,9 @@
 //! `parallel.data × parallel.pipeline` real worker processes on 127.0.0.1, each rank one stage of
 //! one replica, activations and gradients crossing processes over gRPC. The numerics contract
 //! (DESIGN.md, "Pipeline"): the pipelined job's checkpoint ends within 1e-5 (max abs) of
-//! `ringtrain train` on the same spec, for GPipe and 1F1B with 4 micro-batches, with 2 stages and
-//! with 2 replicas × 2 stages; the job's result carries the test metrics that stage 0 of replica 0
-//! reports.
+//! `ringtrain train` on the same spec — 2 stages with GPipe and 1F1B (4 micro-batches), 2 replicas ×
+//! 2 stages, and 3 stages with 1 and 4 micro-batches, over LSTM, GRU and RNN models — and the job's
+//! result carries the test metrics that stage 0 of replica 0 reports.
 
 // Tests report measured differences on stderr.
 #![allow(clippy::print_stderr)]
@@ -57,22 +57,41 @@ dir = "{ckpt}"
     path
 }
 
-/// Runs `parallel` on `data × pipeline` workers and the same spec in one process; compares.
-fn pipelined_matches_single_process(data: usize, pipeline: usize, schedule: &str) {
+/// Runs a `cell` model on `data × pipeline` workers with `micro` micro-batches and the same spec in
+/// one process; compares.
+fn pipelined_matches_single_process(
+    cell: &str,
+    data: usize,
+    pipeline: usize,
+    micro: usize,
+    schedule: &str,
+) {
     let dir = tempfile::tempdir().unwrap();
     let workers = data * pipeline;
-    let name = format!("pp{data}x{pipeline}{}", schedule.replace('1', "one"));
-    let pp = spec(
+    let name = format!(
+        "pp{data}x{pipeline}m{micro}{}",
+        schedule.replace('1', "one")
+    );
+    let with_cell = |path: PathBuf| {
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("cell = \"lstm\"", &format!("cell = \"{cell}\"")),
+        )
+        .unwrap();
+        path
+    };
+    let pp = with_cell(spec(
         dir.path(),
         &name,
         &format!(
-            "data = {data}\npipeline = {pipeline}\nmicrobatches = 4\nschedule = \"{schedule}\""
+            "data = {data}\npipeline = {pipeline}\nmicrobatches = {micro}\nschedule = \"{schedule}\""
         ),
-    );
-    let single = spec(dir.path(), "single", "data = 1");
+    ));
+    let single = with_cell(spec(dir.path(), "single", "data = 1"));
     let done = run_local(&pp, workers, workers, &[]);
     let report = run_train(&single);
-    let what = format!("D = {data} x P = {pipeline}, M = 4, {schedule}");
+    let what = format!("{cell}: D = {data} x P = {pipeline}, M = {micro}, {schedule}");
     let diff = assert_same_training(
         &what,
         &dir.path().join(format!("runs/{name}")),
@@ -85,15 +104,25 @@ fn pipelined_matches_single_process(data: usize, pipeline: usize, schedule: &str
 
 #[test]
 fn two_stages_gpipe_match_one_process() {
-    pipelined_matches_single_process(1, 2, "gpipe");
+    pipelined_matches_single_process("lstm", 1, 2, 4, "gpipe");
 }
 
 #[test]
 fn two_stages_1f1b_match_one_process() {
-    pipelined_matches_single_process(1, 2, "1f1b");
+    pipelined_matches_single_process("lstm", 1, 2, 4, "1f1b");
 }
 
 #[test]
 fn two_replicas_of_two_stages_match_one_process() {
-    pipelined_matches_single_process(2, 2, "1f1b");
+    pipelined_matches_single_process("lstm", 2, 2, 4, "1f1b");
+}
+
+#[test]
+fn three_stages_with_one_micro_batch_match_one_process() {
+    pipelined_matches_single_process("gru", 1, 3, 1, "gpipe");
+}
+
+#[test]
+fn three_stages_1f1b_with_four_micro_batches_match_one_process() {
+    pipelined_matches_single_process("rnn", 1, 3, 4, "1f1b");
 }
