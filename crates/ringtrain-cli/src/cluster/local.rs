@@ -283,9 +283,8 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
 
     let keep_logs = |why: &str| {
         if args.logs_dir.is_none() {
-            let kept = scratch.path().to_path_buf();
-            // Leak the temporary directory on purpose: its logs explain the failure.
-            std::mem::forget(scratch);
+            // Keep the temporary directory: its logs explain the failure.
+            let kept = scratch.keep();
             eprintln!(
                 "{why}; coordinator and worker logs kept in {}",
                 kept.display()
