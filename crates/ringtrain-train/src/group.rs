@@ -153,6 +153,33 @@ impl Group for Solo<'_> {
     }
 }
 
+/// Encodes f64 values as four 16-bit pieces each, exact in any float wire encoding of at least f32
+/// precision: how a [`Group`] over an f32 collective moves f64 values bit for bit
+/// ([`Group::all_gather_f64`]).
+pub fn encode_f64(values: &[f64]) -> Vec<f32> {
+    values
+        .iter()
+        .flat_map(|v| {
+            let bits = v.to_bits();
+            (0..4).map(move |i| ((bits >> (16 * i)) & 0xffff) as f32)
+        })
+        .collect()
+}
+
+/// Inverse of [`encode_f64`].
+pub fn decode_f64(pieces: &[f32]) -> Vec<f64> {
+    pieces
+        .chunks_exact(4)
+        .map(|c| {
+            let bits = c
+                .iter()
+                .enumerate()
+                .fold(0u64, |acc, (i, p)| acc | ((*p as u64) << (16 * i)));
+            f64::from_bits(bits)
+        })
+        .collect()
+}
+
 /// CRC-32 of the parameters' bytes (little-endian f32): equal on two replicas exactly when their
 /// parameters are bit-identical (up to CRC collisions). Exact in an f64, which is how ranks
 /// exchange it.

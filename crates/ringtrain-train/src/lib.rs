@@ -26,7 +26,7 @@ pub mod trainer;
 pub use checkpoint::{Checkpoint, CheckpointError, EpochRecord};
 pub use error::TrainError;
 pub use evaluate::{EvalReport, TaskMetrics, evaluate, evaluate_distributed};
-pub use group::{Group, GroupError, Solo, param_checksum};
+pub use group::{Group, GroupError, Solo, decode_f64, encode_f64, param_checksum};
 pub use learner::{Applied, Computed, GradientHook, Learner, NoHook, StepStats};
 pub use pipeline::{
     PipelineError, PipelineStepStats, StageEngine, StageLink, StagePlan, StageStepStats,

@@ -13,7 +13,7 @@ use ringtrain_collective::{CommConfig, Communicator, InProcTransport, ReduceOp};
 use ringtrain_spec::{JobSpec, SpecFormat, parse_str};
 use ringtrain_train::{
     DistOptions, Group, GroupError, Silent, StopReason, TrainError, TrainOptions, TrainReport,
-    train, train_distributed,
+    decode_f64, encode_f64, train, train_distributed,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -145,28 +145,11 @@ impl Group for CommGroup {
             .map_err(group_error)
     }
     fn all_gather_f64(&mut self, values: &[f64]) -> Result<Vec<f64>, GroupError> {
-        // Each f64 travels as four 16-bit pieces, exact in f32.
-        let pieces: Vec<f32> = values
-            .iter()
-            .flat_map(|v| {
-                let b = v.to_bits();
-                (0..4).map(move |i| ((b >> (16 * i)) & 0xffff) as f32)
-            })
-            .collect();
         let all = self
             .rt
-            .block_on(self.comm.all_gather(&pieces))
+            .block_on(self.comm.all_gather(&encode_f64(values)))
             .map_err(group_error)?;
-        Ok(all
-            .chunks_exact(4)
-            .map(|c| {
-                let bits = c
-                    .iter()
-                    .enumerate()
-                    .fold(0u64, |acc, (i, p)| acc | ((*p as u64) << (16 * i)));
-                f64::from_bits(bits)
-            })
-            .collect())
+        Ok(decode_f64(&all))
     }
 }
 

@@ -18,7 +18,7 @@ use ringtrain_spec::{JobSpec, SpecFormat, parse_str};
 use ringtrain_train::pipeline::{PipelineStepStats, StageLink, StagePlan};
 use ringtrain_train::{
     DistOptions, Group, GroupError, Observer, StopReason, TaskData, TrainError, TrainOptions,
-    TrainReport, train, train_pipelined,
+    TrainReport, decode_f64, encode_f64, train, train_pipelined,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -166,27 +166,11 @@ impl Group for StageGroup {
             .map_err(group_error)
     }
     fn all_gather_f64(&mut self, values: &[f64]) -> Result<Vec<f64>, GroupError> {
-        let pieces: Vec<f32> = values
-            .iter()
-            .flat_map(|v| {
-                let b = v.to_bits();
-                (0..4).map(move |i| ((b >> (16 * i)) & 0xffff) as f32)
-            })
-            .collect();
         let all = self
             .rt
-            .block_on(self.comm.all_gather(&pieces))
+            .block_on(self.comm.all_gather(&encode_f64(values)))
             .map_err(group_error)?;
-        Ok(all
-            .chunks_exact(4)
-            .map(|c| {
-                let bits = c
-                    .iter()
-                    .enumerate()
-                    .fold(0u64, |acc, (i, p)| acc | ((*p as u64) << (16 * i)));
-                f64::from_bits(bits)
-            })
-            .collect())
+        Ok(decode_f64(&all))
     }
 }
 

@@ -15,7 +15,7 @@
 //! the stage `s`).
 
 use ringtrain_collective::{CollectiveError, Communicator, ReduceOp};
-use ringtrain_train::{Group, GroupError, StageLink};
+use ringtrain_train::{Group, GroupError, StageLink, decode_f64, encode_f64};
 use tokio::runtime::Handle;
 
 /// One rank's [`Group`] over a communicator.
@@ -66,31 +66,6 @@ fn group_error(e: CollectiveError) -> GroupError {
         blamed_rank: blamed_rank(&e).map(|r| r as usize),
         message: e.to_string(),
     }
-}
-
-/// Encodes f64 values as four 16-bit pieces each (exact in any float wire encoding ≥ f32).
-fn encode_f64(values: &[f64]) -> Vec<f32> {
-    values
-        .iter()
-        .flat_map(|v| {
-            let bits = v.to_bits();
-            (0..4).map(move |i| ((bits >> (16 * i)) & 0xffff) as f32)
-        })
-        .collect()
-}
-
-/// Inverse of [`encode_f64`].
-fn decode_f64(pieces: &[f32]) -> Vec<f64> {
-    pieces
-        .chunks_exact(4)
-        .map(|c| {
-            let bits = c
-                .iter()
-                .enumerate()
-                .fold(0u64, |acc, (i, p)| acc | ((*p as u64) << (16 * i)));
-            f64::from_bits(bits)
-        })
-        .collect()
 }
 
 impl Group for CommGroup {
