@@ -10,7 +10,7 @@
 mod common;
 
 use common::{assert_same_training, examples, ringtrain, run_local, run_train};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -478,6 +478,91 @@ fn a_killed_worker_fails_the_job_naming_its_rank() {
     );
     // The surviving worker is free again.
     cluster.wait_idle_workers(1);
+    cluster.workers.remove(index);
+    cluster.stop();
+}
+
+/// `checkpoint.max_restarts`: a worker killed mid-run fails attempt 1; the coordinator queues
+/// the job again, attempt 2 runs on the survivor and the spare worker, resumes from the job's
+/// latest checkpoint, and ends exactly where one uninterrupted process ends.
+#[test]
+fn a_job_with_restarts_survives_a_killed_worker_and_ends_like_one_process() {
+    let mut cluster = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "max_steps = 2000";
+    let resilient = spec(dir.path(), "resilient", 2, 8, 400, extra);
+    let single = spec(dir.path(), "single", 1, 8, 400, extra);
+    for path in [&resilient, &single] {
+        let text = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, format!("{text}every_steps = 10\nmax_restarts = 1\n")).unwrap();
+    }
+    let id = cluster.submit(&resilient);
+    let job = cluster.wait_job(&id, 60, |j| {
+        j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 25
+    });
+    let victim_id = job["workers"][1].as_str().unwrap().to_string();
+    let workers = cluster.json(&["workers"]);
+    let victim_name = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == victim_id.as_str())
+        .unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let index: usize = victim_name.trim_start_matches("test-").parse().unwrap();
+    cluster.workers[index].kill9();
+    let done = cluster.wait_job(&id, 120, |j| {
+        j["state"] == "succeeded" || j["state"] == "failed"
+    });
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
+    assert_eq!(done["attempt"], 2, "{done:#}");
+    let states: Vec<&str> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "queued",
+            "starting",
+            "running",
+            "queued",
+            "starting",
+            "running",
+            "succeeded"
+        ],
+        "{done:#}"
+    );
+    let restart = &done["history"][3]["reason"];
+    assert!(
+        restart.as_str().unwrap().contains("attempt 1 failed")
+            && restart.as_str().unwrap().contains("rank"),
+        "{restart}"
+    );
+    // Attempt 2 resumed from a checkpoint of attempt 1 rather than starting over.
+    let logs = cluster.logs();
+    assert!(
+        logs.contains("resuming from the job's latest checkpoint"),
+        "{logs}"
+    );
+    assert!(
+        !done["workers"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(victim_id))
+    );
+    let report = run_train(&single);
+    assert_same_training(
+        "restarted job",
+        &dir.path().join("runs/resilient"),
+        &json!({ "job": done }),
+        &dir.path().join("runs/single"),
+        &report,
+    );
     cluster.workers.remove(index);
     cluster.stop();
 }

@@ -68,6 +68,7 @@ pub(crate) fn run(args: TrainArgs, device: Device) -> anyhow::Result<()> {
         halt_after_steps: args.halt_after_steps,
         stop: Some(stop),
         device,
+        run_id: None,
     };
     let mut progress = Progress::new(args.quiet);
     let result = ringtrain_train::train(&spec, &opts, &mut progress);

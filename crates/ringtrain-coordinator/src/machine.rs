@@ -302,6 +302,9 @@ pub struct Job {
     pub last_log_seq: u64,
     /// Restored after a coordinator restart while active (changes the failure messages).
     pub recovered: bool,
+    /// Restarts allowed after failed attempts: attempt `a` failing requeues the job while
+    /// `a <= max_restarts` (`checkpoint.max_restarts`).
+    pub max_restarts: u32,
 }
 
 /// Resources a worker offers.
@@ -447,6 +450,8 @@ pub struct NewJob {
     pub base_dir: String,
     /// Number of ranks (≥ 1).
     pub world: u32,
+    /// Restarts allowed after failed attempts (`checkpoint.max_restarts`).
+    pub max_restarts: u32,
 }
 
 /// A worker to register (already validated by the caller).
@@ -793,6 +798,7 @@ impl Machine {
             result: None,
             last_log_seq: 0,
             recovered: false,
+            max_restarts: new.max_restarts,
         };
         self.job_nums.insert(id.clone(), num);
         self.jobs.insert(num, job);
@@ -1302,22 +1308,36 @@ impl Machine {
         self.finish(&id, JobState::Succeeded, String::new(), now);
     }
 
+    /// A rank failed, a worker was lost or a rank went missing: the job is Failed, or — when
+    /// it was started and restarts remain — queued again for its next attempt.
     fn fail(&mut self, id: &JobId, reason: String, now: i64) {
-        if self.job(id).is_some_and(|j| !j.state.is_final()) {
+        let Some(job) = self.job(id).filter(|j| !j.state.is_final()) else {
+            return;
+        };
+        if job.state.is_active() && job.attempt <= job.max_restarts {
+            self.restart(id, reason, now);
+        } else {
             self.finish(id, JobState::Failed, reason, now);
         }
     }
 
+    /// Ends the current attempt (its ranks are told to stop, its workers freed once they
+    /// confirm) and queues the job again; the next attempt resumes from the job's latest
+    /// checkpoint (the workers' side).
+    fn restart(&mut self, id: &JobId, reason: String, now: i64) {
+        let (attempt, max) = {
+            let job = &self.jobs[&self.job_nums[id]];
+            (job.attempt, job.max_restarts)
+        };
+        self.release(id, &format!("attempt {attempt} failed: {reason}"));
+        let why =
+            format!("attempt {attempt} failed, restarting (restart {attempt} of {max}): {reason}");
+        self.log(id, -1, LogLevel::Warn, why.clone(), now);
+        self.transition(id, JobState::Queued, why, now);
+    }
+
     /// Moves an unfinished job to a final state, freeing (or stopping) its workers.
     fn finish(&mut self, id: &JobId, state: JobState, reason: String, now: i64) {
-        let num = self.job_nums[id];
-        let (workers, ranks_done): (Vec<WorkerId>, Vec<bool>) = {
-            let job = &self.jobs[&num];
-            (
-                job.workers.clone(),
-                job.ranks.iter().map(|s| s.outcome.is_some()).collect(),
-            )
-        };
         self.transition(id, state, reason.clone(), now);
         let level = if state == JobState::Failed {
             LogLevel::Error
@@ -1334,6 +1354,20 @@ impl Machine {
             JobState::Cancelled => format!("job cancelled: {reason}"),
             JobState::Failed => format!("job failed: {reason}"),
             _ => format!("job {state}"),
+        };
+        self.release(id, &stop_why);
+    }
+
+    /// Frees the workers of `id`'s current attempt: undelivered starts are withdrawn, ranks
+    /// still running are told to stop with `stop_why`.
+    fn release(&mut self, id: &JobId, stop_why: &str) {
+        let num = self.job_nums[id];
+        let (workers, ranks_done): (Vec<WorkerId>, Vec<bool>) = {
+            let job = &self.jobs[&num];
+            (
+                job.workers.clone(),
+                job.ranks.iter().map(|s| s.outcome.is_some()).collect(),
+            )
         };
         for (rank, wid) in workers.iter().enumerate() {
             let Some(&wnum) = self.worker_nums.get(wid) else {
@@ -1353,7 +1387,7 @@ impl Machine {
             let withdrawn = w.outbox.len() != before;
             // A rank that reported its outcome is exiting on its own; the others must stop.
             if !withdrawn && !ranks_done.get(rank).copied().unwrap_or(true) {
-                self.push_stop(wnum, id, &stop_why);
+                self.push_stop(wnum, id, stop_why);
             }
         }
     }
@@ -1484,13 +1518,20 @@ impl Machine {
         for num in waiting {
             let world = self.jobs[&num].world as usize;
             {
-                let reason = format!(
+                let mut reason = format!(
                     "needs {world} worker{}, {} of {alive} alive {} idle",
                     if world == 1 { "" } else { "s" },
                     idle.len(),
                     if alive == 1 { "is" } else { "are" }
                 );
                 let job = self.jobs.get_mut(&num).expect("listed");
+                if job.attempt > 0 {
+                    // Waiting for a restart: say so, the failure is in the history.
+                    reason = format!(
+                        "restart {} of {} after attempt {} failed: {reason}",
+                        job.attempt, job.max_restarts, job.attempt
+                    );
+                }
                 if job.reason != reason {
                     job.reason = reason;
                     let id = job.id.clone();
@@ -1511,6 +1552,8 @@ impl Machine {
         let (id, assignment) = {
             let job = self.jobs.get_mut(&num).expect("queued job");
             job.attempt += 1;
+            // A new attempt's ranks are assigned now, not restored from the store.
+            job.recovered = false;
             job.session = format!("{}/{}", job.id, job.attempt);
             job.workers = worker_ids.clone();
             job.ranks = (0..job.world).map(|_| RankSlot::default()).collect();

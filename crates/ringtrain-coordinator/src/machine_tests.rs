@@ -19,6 +19,7 @@ fn new_job(world: u32) -> NewJob {
         format: SpecFormat::Toml,
         base_dir: "/tmp".into(),
         world,
+        max_restarts: 0,
     }
 }
 
@@ -687,4 +688,150 @@ fn nan_floats_survive_json() {
     let back: JobResultData = serde_json::from_str(&serde_json::to_string(&res).unwrap()).unwrap();
     assert!(back.metrics["a"].is_nan());
     assert_eq!(back.metrics["b"], 1.5);
+}
+
+#[test]
+fn a_failed_attempt_is_restarted_on_idle_workers_while_restarts_remain() {
+    let mut m = machine();
+    let ws = workers(&mut m, 3, 0);
+    let job = m.submit(
+        NewJob {
+            max_restarts: 1,
+            ..new_job(2)
+        },
+        0,
+    );
+    for (r, w) in ws.iter().take(2).enumerate() {
+        assert_eq!(m.take_commands(w, 0).unwrap().start.len(), 1);
+        m.heartbeat(w, vec![running(&job, 1, r as u32)], 10)
+            .unwrap();
+        phase(&mut m, w, &job, r as u32, RankPhase::Training, 20);
+    }
+    // Worker 1 dies: its lease expires while worker 0 and the spare keep heartbeating.
+    m.heartbeat(&ws[0], vec![running(&job, 1, 0)], LEASE)
+        .unwrap();
+    m.heartbeat(&ws[2], vec![], LEASE).unwrap();
+    m.tick(LEASE + 20);
+    let j = m.job(&job).unwrap();
+    assert_eq!(j.state, JobState::Queued, "{}", j.reason);
+    let cause = &j.history.last().unwrap().reason;
+    assert!(
+        cause.starts_with("attempt 1 failed, restarting (restart 1 of 1): rank 1 (worker w-2"),
+        "{cause}"
+    );
+    // While it waits, the reason says what for.
+    assert_eq!(
+        j.reason,
+        "restart 1 of 1 after attempt 1 failed: needs 2 workers, 1 of 2 alive are idle"
+    );
+    // The survivor is told to stop and stays busy until it did; the restart waits for it.
+    let stops = m.take_commands(&ws[0], LEASE + 20).unwrap().stop;
+    assert_eq!(stops.len(), 1);
+    assert!(stops[0].1.contains("attempt 1 failed"), "{:?}", stops[0]);
+    m.heartbeat(&ws[0], vec![running(&job, 1, 0)], LEASE + 30)
+        .unwrap();
+    assert_eq!(m.job(&job).unwrap().state, JobState::Queued);
+    m.heartbeat(&ws[0], vec![], LEASE + 40).unwrap();
+    // Attempt 2 runs on the survivor and the spare, with a new session.
+    let j = m.job(&job).unwrap();
+    assert_eq!(j.state, JobState::Starting);
+    assert_eq!(j.attempt, 2);
+    assert_eq!(j.session, format!("{job}/2"));
+    assert_eq!(j.workers, vec![ws[0].clone(), ws[2].clone()]);
+    let start = m.take_commands(&ws[2], LEASE + 40).unwrap().start;
+    assert_eq!(start[0].attempt, 2);
+    assert_eq!(
+        states(&m, &job),
+        vec![
+            JobState::Queued,
+            JobState::Starting,
+            JobState::Running,
+            JobState::Queued,
+            JobState::Starting
+        ]
+    );
+}
+
+#[test]
+fn the_attempt_after_the_last_restart_fails_the_job_for_good() {
+    let mut m = machine();
+    let ws = workers(&mut m, 1, 0);
+    let job = m.submit(
+        NewJob {
+            max_restarts: 1,
+            ..new_job(1)
+        },
+        0,
+    );
+    for attempt in 1..=2u32 {
+        assert_eq!(m.take_commands(&ws[0], 0).unwrap().start.len(), 1);
+        m.result(
+            ResultReport {
+                worker: ws[0].clone(),
+                job: job.clone(),
+                attempt,
+                rank: 0,
+                outcome: failed("out of memory"),
+            },
+            attempt as i64 * 10,
+        )
+        .unwrap();
+    }
+    let j = m.job(&job).unwrap();
+    assert_eq!(j.state, JobState::Failed);
+    assert_eq!(j.reason, "rank 0: out of memory");
+    assert_eq!(j.attempt, 2);
+    // A report of an earlier attempt arriving late is only logged.
+    assert!(
+        m.result(
+            ResultReport {
+                worker: ws[0].clone(),
+                job: job.clone(),
+                attempt: 1,
+                rank: 0,
+                outcome: failed("late"),
+            },
+            40,
+        )
+        .is_ok()
+    );
+    assert_eq!(m.job(&job).unwrap().reason, "rank 0: out of memory");
+}
+
+#[test]
+fn without_restarts_a_failure_is_final_and_cancel_of_a_restarting_job_works() {
+    let mut m = machine();
+    let (job, ws) = running_job(&mut m, 1);
+    outcome(&mut m, &ws[0], &job, 0, failed("boom"), 30);
+    assert_eq!(m.job(&job).unwrap().state, JobState::Failed);
+
+    let ws = workers(&mut m, 1, 40);
+    let again = m.submit(
+        NewJob {
+            max_restarts: 3,
+            ..new_job(2)
+        },
+        40,
+    );
+    // Needs 2 workers, only 1 idle: queued. Give it a second worker, fail attempt 1, cancel
+    // while it waits for its restart.
+    let more = workers(&mut m, 1, 41);
+    assert_eq!(m.job(&again).unwrap().state, JobState::Starting);
+    for w in ws.iter().chain(&more) {
+        m.take_commands(w, 42).unwrap();
+    }
+    m.result(
+        ResultReport {
+            worker: ws[0].clone(),
+            job: again.clone(),
+            attempt: 1,
+            rank: 0,
+            outcome: failed("boom"),
+        },
+        43,
+    )
+    .unwrap();
+    assert_eq!(m.job(&again).unwrap().state, JobState::Queued);
+    m.cancel(&again, "enough", 44).unwrap();
+    assert_eq!(m.job(&again).unwrap().state, JobState::Cancelled);
 }

@@ -132,6 +132,7 @@ fn new_job(req: pb::SubmitJobRequest) -> Result<NewJob, Status> {
         format,
         base_dir,
         world,
+        max_restarts: spec.checkpoint.max_restarts,
     })
 }
 
@@ -708,6 +709,8 @@ pub(crate) fn job_to_proto(job: &Job, with_spec: bool) -> pb::Job {
         },
         spec_format: format_to_proto(job.format) as i32,
         base_dir: job.base_dir.clone(),
+        attempt: job.attempt,
+        max_restarts: job.max_restarts,
     }
 }
 

@@ -24,8 +24,15 @@ use std::time::Duration;
 /// `PRAGMA application_id` of a ringtrain state database ("RTrn").
 pub const APPLICATION_ID: i32 = 0x5254_726e;
 
-/// Schema version this build reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+/// Schema version this build reads and writes (`PRAGMA user_version`). Version 1 files (before
+/// `jobs.max_restarts`) are migrated in place when opened.
+pub const SCHEMA_VERSION: i32 = 2;
+
+/// Upgrades a version 1 file: jobs submitted before restarts existed get none.
+const MIGRATE_1_TO_2: &str = "BEGIN;
+ALTER TABLE jobs ADD COLUMN max_restarts INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 2;
+COMMIT;";
 
 /// Why the state database cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +110,8 @@ CREATE TABLE jobs (
     started_ms INTEGER NOT NULL,
     finished_ms INTEGER NOT NULL,
     ranks TEXT NOT NULL,
-    result TEXT
+    result TEXT,
+    max_restarts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -196,6 +204,9 @@ impl Store {
                 found: version,
                 supported: SCHEMA_VERSION,
             });
+        } else if version == 1 {
+            store.conn.execute_batch(MIGRATE_1_TO_2).map_err(sql)?;
+            tracing::info!(path = %path.display(), "state database migrated from schema 1 to 2");
         } else if version != SCHEMA_VERSION {
             return Err(StoreError::Corrupt {
                 path: path.to_path_buf(),
@@ -389,7 +400,8 @@ impl Store {
                 .conn
                 .prepare(
                     "SELECT num, id, name, spec, spec_format, base_dir, state, reason, world, workers,
-                            attempt, session, submitted_ms, started_ms, finished_ms, ranks, result
+                            attempt, session, submitted_ms, started_ms, finished_ms, ranks, result,
+                            max_restarts
                      FROM jobs ORDER BY num",
                 )
                 .map_err(|e| self.err(e))?;
@@ -413,6 +425,7 @@ impl Store {
                         finished_ms: r.get(14)?,
                         ranks: r.get(15)?,
                         result: r.get(16)?,
+                        max_restarts: r.get(17)?,
                     })
                 })
                 .map_err(|e| self.err(e))?;
@@ -457,6 +470,7 @@ impl Store {
                     result,
                     last_log_seq: last_seq.get(&row.num).copied().unwrap_or(0),
                     recovered: false,
+                    max_restarts: row.max_restarts.clamp(0, u32::MAX as i64) as u32,
                 });
             }
         }
@@ -556,6 +570,7 @@ struct JobRow {
     finished_ms: i64,
     ranks: String,
     result: Option<String>,
+    max_restarts: i64,
 }
 
 fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
@@ -575,8 +590,9 @@ fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
     };
     tx.execute(
         "INSERT INTO jobs (num, id, name, spec, spec_format, base_dir, state, reason, world, workers,
-                           attempt, session, submitted_ms, started_ms, finished_ms, ranks, result)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                           attempt, session, submitted_ms, started_ms, finished_ms, ranks, result,
+                           max_restarts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
          ON CONFLICT(num) DO UPDATE SET state = excluded.state, reason = excluded.reason,
              workers = excluded.workers, attempt = excluded.attempt, session = excluded.session,
              started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,
@@ -598,7 +614,8 @@ fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
             job.started_ms,
             job.finished_ms,
             ranks,
-            result
+            result,
+            job.max_restarts
         ],
     )?;
     Ok(())
@@ -671,6 +688,7 @@ mod tests {
                 format: SpecFormat::Toml,
                 base_dir: "/data".into(),
                 world,
+                max_restarts: 0,
             },
             now,
         );
@@ -832,14 +850,14 @@ mod tests {
             matches!(
                 err,
                 StoreError::NewerSchema {
-                    found: 2,
-                    supported: 1,
+                    found: 3,
+                    supported: 2,
                     ..
                 }
             ),
             "{err}"
         );
-        assert!(err.to_string().contains("schema version 2"));
+        assert!(err.to_string().contains("schema version 3"));
     }
 
     #[test]
@@ -856,5 +874,30 @@ mod tests {
             .unwrap();
         assert_eq!(mode, "wal");
         assert_eq!(sync, 2, "FULL");
+    }
+
+    #[test]
+    fn a_version_1_file_is_migrated_and_its_jobs_get_no_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut store = Store::open(&path).unwrap();
+        let mut m = Machine::new(config());
+        let job = submit(&mut m, &mut store, 1, 1);
+        drop(store);
+        // Make the file what a schema 1 coordinator wrote: no max_restarts column.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE jobs DROP COLUMN max_restarts; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        let version: i32 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let jobs = store.load().unwrap().jobs;
+        let j = jobs.iter().find(|j| j.id == job).unwrap();
+        assert_eq!(j.max_restarts, 0);
+        assert_eq!(j.state, JobState::Queued);
     }
 }

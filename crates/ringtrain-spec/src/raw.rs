@@ -275,4 +275,6 @@ pub struct RawCheckpoint {
     pub dir: Option<String>,
     /// `checkpoint.every_steps`
     pub every_steps: Option<i64>,
+    /// `checkpoint.max_restarts`
+    pub max_restarts: Option<i64>,
 }

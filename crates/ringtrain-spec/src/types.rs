@@ -523,4 +523,19 @@ pub struct CheckpointSpec {
     pub dir: PathBuf,
     /// Save every N optimizer steps (0 = only at epoch ends and at the end).
     pub every_steps: u64,
+    /// How many times the coordinator restarts a cluster job after a failed attempt (a lost
+    /// worker, a failed rank), 0..=[`MAX_RESTARTS`]. A restarted attempt resumes from the
+    /// `latest` checkpoint this job wrote in `dir`, or starts over when there is none. Ignored
+    /// by `ringtrain train`. Omitted from the serialized form when 0, so checkpoints written
+    /// before restarts existed read back unchanged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_restarts: u32,
+}
+
+/// Largest `checkpoint.max_restarts`: a job failing more often than this has a cause that a
+/// restart does not cure.
+pub const MAX_RESTARTS: u32 = 100;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -138,6 +138,11 @@ pub struct Header {
     pub arrays: Vec<(String, usize)>,
     /// CRC-32 of all array bytes.
     pub crc32: u32,
+    /// The run that wrote it ([`crate::TrainOptions::run_id`]; a cluster job's id), so a
+    /// restarted attempt resumes only from its own job's checkpoint. Absent for runs without an
+    /// id and in checkpoints written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// A checkpoint in memory.
@@ -200,6 +205,23 @@ impl Checkpoint {
             let _ = std::fs::remove_file(&tmp);
             io(e)
         })
+    }
+
+    /// `dir`'s [`LATEST`] checkpoint when the run `run_id` wrote it; `None` when there is no
+    /// such file or another run wrote it. Reads only the header.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Io`] when the file exists but cannot be read;
+    /// [`CheckpointError::Corrupt`] when its header cannot be parsed.
+    pub fn latest_of_run(dir: &Path, run_id: &str) -> Result<Option<PathBuf>, CheckpointError> {
+        let path = dir.join(LATEST);
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CheckpointError::Io { path, source }),
+        };
+        let header = read_header(&mut file, &path)?;
+        Ok((header.run_id.as_deref() == Some(run_id)).then_some(path))
     }
 
     /// Reads and verifies a checkpoint file.
@@ -346,4 +368,36 @@ fn first_difference(
         _ if a == b => None,
         _ => Some((path.to_string(), a.to_string(), b.to_string())),
     }
+}
+
+/// The header of the checkpoint `file` (at `path`, for errors), without reading the arrays.
+fn read_header(file: &mut std::fs::File, path: &Path) -> Result<Header, CheckpointError> {
+    use std::io::Read;
+    let corrupt = |reason: String| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut prefix = [0u8; 16];
+    file.read_exact(&mut prefix)
+        .map_err(|_| corrupt("not a ringtrain checkpoint (shorter than its prefix)".into()))?;
+    if &prefix[..8] != MAGIC {
+        return Err(corrupt(
+            "not a ringtrain checkpoint (bad magic bytes)".into(),
+        ));
+    }
+    let header_len = u64::from_le_bytes(prefix[8..16].try_into().expect("8 bytes"));
+    let mut json = Vec::new();
+    file.take(header_len)
+        .read_to_end(&mut json)
+        .map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if json.len() as u64 != header_len {
+        return Err(corrupt(format!(
+            "truncated: header of {header_len} bytes but only {} present",
+            json.len()
+        )));
+    }
+    serde_json::from_slice(&json).map_err(|e| corrupt(format!("unreadable header: {e}")))
 }

@@ -48,6 +48,10 @@ pub struct TrainOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Where to train (an autodiff device is derived from it).
     pub device: Device,
+    /// Identity of the run recorded in its checkpoints (a cluster job's id; `None` for
+    /// `ringtrain train`), so a restarted attempt can tell its own checkpoint from another run's
+    /// ([`Checkpoint::latest_of_run`]).
+    pub run_id: Option<String>,
 }
 
 /// Facts about a run, sent once before the first step.
@@ -580,6 +584,7 @@ fn run(
                 optimizer_step: learner.optimizer().state().step,
                 arrays: Vec::new(),
                 crc32: 0,
+                run_id: opts.run_id.clone(),
             },
             params: learner.params().to_vec(),
             optimizer: learner.optimizer().state().clone(),

@@ -102,6 +102,7 @@ fn options(stop: Option<Arc<AtomicBool>>) -> TrainOptions {
         halt_after_steps: None,
         stop,
         device: Device::flex(),
+        run_id: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn train_spec(spec: &JobSpec, base_dir: &Path) -> TrainReport {
         halt_after_steps: None,
         stop: None,
         device: Device::flex(),
+        run_id: None,
     };
     train(spec, &opts, &mut Silent).unwrap()
 }

@@ -27,6 +27,7 @@ fn run(toml: &str) -> ringtrain_train::TrainReport {
         halt_after_steps: None,
         stop: None,
         device: Device::flex(),
+        run_id: None,
     };
     train(&spec, &opts, &mut Silent).unwrap()
 }

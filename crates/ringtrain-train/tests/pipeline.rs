@@ -36,6 +36,7 @@ fn options() -> TrainOptions {
         halt_after_steps: None,
         stop: None,
         device: Device::flex(),
+        run_id: None,
     }
 }
 

@@ -26,9 +26,9 @@ use ringtrain_proto::v1 as pb;
 use ringtrain_proto::v1::report_result_request::Outcome as PbOutcome;
 use ringtrain_spec::{JobSpec, SpecFormat, parse_str};
 use ringtrain_train::{
-    DistOptions, EpochRecord, EvalReport, Observer, PhaseSpan, PipelineError, PipelineStepStats,
-    RunInfo, StepEvent, StopReason, TaskMetrics, TrainError, TrainOptions, TrainReport,
-    train_distributed, train_pipelined,
+    Checkpoint, DistOptions, EpochRecord, EvalReport, Observer, PhaseSpan, PipelineError,
+    PipelineStepStats, RunInfo, StepEvent, StopReason, TaskMetrics, TrainError, TrainOptions,
+    TrainReport, train_distributed, train_pipelined,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -278,12 +278,39 @@ async fn execute(
     );
     tracing::info!(world = a.world, session = %a.session, "communicator formed");
 
+    // A restarted attempt continues from the last checkpoint its job wrote (every rank reads
+    // the same file: checkpoint.dir is shared); the first attempt, or a restart before any
+    // checkpoint, starts over.
+    let resume = if a.attempt > 1 {
+        match Checkpoint::latest_of_run(&spec.checkpoint.dir, &a.job_id) {
+            Ok(found) => found,
+            Err(e) => {
+                return Outcome::failure(
+                    format!("{who}: resuming attempt {}: {e}", a.attempt),
+                    None,
+                );
+            }
+        }
+    } else {
+        None
+    };
+    match &resume {
+        Some(path) => {
+            tracing::info!(attempt = a.attempt, checkpoint = %path.display(), "resuming from the job's latest checkpoint")
+        }
+        None if a.attempt > 1 => tracing::info!(
+            attempt = a.attempt,
+            "no checkpoint of this job yet: starting over"
+        ),
+        None => {}
+    }
     let opts = TrainOptions {
         base_dir,
-        resume: None,
+        resume,
         halt_after_steps: None,
         stop: Some(control.stop.clone()),
         device: Device::flex(),
+        run_id: Some(a.job_id.clone()),
     };
     let dist = DistOptions {
         checksum_every: a.checksum_every,

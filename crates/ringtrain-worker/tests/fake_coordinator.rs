@@ -376,6 +376,7 @@ async fn two_workers_train_a_job_like_one_process() {
         halt_after_steps: None,
         stop: None,
         device: Device::flex(),
+        run_id: None,
     };
     let single = tokio::task::spawn_blocking(move || train(&single_spec, &opts, &mut Silent))
         .await

@@ -210,6 +210,14 @@ pub(crate) fn print_job(job: &Job) {
             .collect();
         println!("  placement: {}", placed.join(", "));
     }
+    if job.attempt > 1 || job.max_restarts > 0 {
+        println!(
+            "  attempt: {} ({} restart{} allowed)",
+            job.attempt,
+            job.max_restarts,
+            if job.max_restarts == 1 { "" } else { "s" }
+        );
+    }
     println!("  time: {}", elapsed(job));
     if !job.history.is_empty() {
         let mut t = table(&["state", "at", "reason"]);
@@ -373,6 +381,8 @@ pub(crate) fn job_json(j: &Job, full: bool) -> Value {
         "state": state_name(j.state),
         "reason": j.reason,
         "world": j.world,
+        "attempt": j.attempt,
+        "max_restarts": j.max_restarts,
         "workers": j.workers,
         "submitted_ms": j.submitted_ms,
         "started_ms": j.started_ms,

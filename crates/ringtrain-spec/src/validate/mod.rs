@@ -175,6 +175,13 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
             0,
             i64::MAX,
         ) as u64,
+        max_restarts: c.int(
+            "checkpoint.max_restarts",
+            raw.checkpoint.max_restarts,
+            0,
+            0,
+            i64::from(MAX_RESTARTS),
+        ) as u32,
     };
     if raw.checkpoint.dir.as_deref() == Some("") {
         c.err("checkpoint.dir", "\"\"", "must be a non-empty path");
