@@ -279,12 +279,12 @@ impl SeriesData {
         for &i in indices {
             let t0 = self.target_starts[split.index()][i];
             x.extend_from_slice(&self.x[(t0 - w) * f..t0 * f]);
+            let start = y.len();
             y.extend_from_slice(&self.y[t0 * t..(t0 + h) * t]);
-            if self.mode == ForecastMode::Delta {
-                let last = &self.y[(t0 - 1) * t..t0 * t];
-                let start = y.len() - h * t;
-                for (k, v) in y[start..].iter_mut().enumerate() {
-                    *v -= last[k % t];
+            if self.mode != ForecastMode::Level {
+                let offsets = self.window_offsets(t0 - 1);
+                for (v, o) in y[start..].iter_mut().zip(offsets) {
+                    *v -= o;
                 }
             }
         }
@@ -305,21 +305,32 @@ impl SeriesData {
     }
 
     /// What to add to the model's outputs for the windows `indices` to get normalized target
-    /// levels: the window's last normalized target values repeated over the horizon in
-    /// [`ForecastMode::Delta`], zeros in [`ForecastMode::Level`]. Layout of [`SeriesBatch::y`].
+    /// levels: zeros in [`ForecastMode::Level`], the window's last normalized target values
+    /// repeated over the horizon in [`ForecastMode::Delta`], the seasonal-naive values in
+    /// [`ForecastMode::SeasonalDelta`]. Layout of [`SeriesBatch::y`].
     ///
     /// # Panics
     /// If an index is `>= len(split)`.
     pub fn offsets(&self, split: SplitName, indices: &[usize]) -> Vec<f32> {
-        let t = self.targets.len();
-        let mut out = Vec::with_capacity(indices.len() * self.horizon * t);
+        let mut out = Vec::with_capacity(indices.len() * self.horizon * self.targets.len());
         for &i in indices {
-            let last = self.target_starts[split.index()][i] - 1;
-            for _ in 0..self.horizon {
-                match self.mode {
-                    ForecastMode::Delta => out.extend_from_slice(&self.y[last * t..(last + 1) * t]),
-                    ForecastMode::Level => out.extend(std::iter::repeat_n(0.0, t)),
+            out.extend(self.window_offsets(self.target_starts[split.index()][i] - 1));
+        }
+        out
+    }
+
+    /// [`SeriesData::offsets`] of the window whose last observed row is `last`.
+    fn window_offsets(&self, last: usize) -> Vec<f32> {
+        let t = self.targets.len();
+        let mut out = Vec::with_capacity(self.horizon * t);
+        for h in 1..=self.horizon {
+            match self.mode.reference_lag(self.season, h) {
+                // Validation keeps the lag inside the window (window >= season).
+                Some(lag) => {
+                    let row = last - lag;
+                    out.extend_from_slice(&self.y[row * t..(row + 1) * t]);
                 }
+                None => out.extend(std::iter::repeat_n(0.0, t)),
             }
         }
         out
@@ -388,6 +399,9 @@ pub struct PredictInput {
     /// The last row's target values, normalized (the offset a [`ForecastMode::Delta`] model's
     /// outputs are relative to).
     pub last_targets: Vec<f32>,
+    /// The target values of the window's rows, normalized, `[window, targets]` row-major (what
+    /// [`PredictInput::offsets`] reads).
+    pub recent_targets: Vec<f32>,
     /// Rows in the window.
     pub window: usize,
     /// Feature columns per row.
@@ -396,6 +410,28 @@ pub struct PredictInput {
     pub rows: usize,
     /// Line of the last row, the one the forecast continues from.
     pub last_line: u64,
+}
+
+impl PredictInput {
+    /// What to add to a model's normalized outputs for the `horizon` steps after the window
+    /// (layout `[horizon, targets]` h-major), as [`SeriesData::offsets`] does for a split:
+    /// zeros for [`ForecastMode::Level`], the last values for [`ForecastMode::Delta`], the
+    /// seasonal-naive values for [`ForecastMode::SeasonalDelta`] with `season`.
+    pub fn offsets(&self, mode: ForecastMode, season: Option<usize>, horizon: usize) -> Vec<f32> {
+        let t = self.last_targets.len();
+        let mut out = Vec::with_capacity(horizon * t);
+        for h in 1..=horizon {
+            match mode.reference_lag(season, h) {
+                // The spec guarantees window >= season, so the row is inside the window.
+                Some(lag) if lag < self.window => {
+                    let row = self.window - 1 - lag;
+                    out.extend_from_slice(&self.recent_targets[row * t..(row + 1) * t]);
+                }
+                Some(_) | None => out.extend(std::iter::repeat_n(0.0, t)),
+            }
+        }
+        out
+    }
 }
 
 /// Reads a series with the spec's feature columns (every row is validated) and returns its last
@@ -446,9 +482,19 @@ pub fn predict_input(
         .zip(&normalizer.targets)
         .map(|(name, scale)| scale.apply(col(name)[rows - 1]) as f32)
         .collect();
+    let mut recent_targets = Vec::with_capacity(spec.window * spec.targets.len());
+    for r in rows - spec.window..rows {
+        recent_targets.extend(
+            spec.targets
+                .iter()
+                .zip(&normalizer.targets)
+                .map(|(name, scale)| scale.apply(col(name)[r]) as f32),
+        );
+    }
     Ok(PredictInput {
         x,
         last_targets,
+        recent_targets,
         window: spec.window,
         features: cols.len(),
         rows,

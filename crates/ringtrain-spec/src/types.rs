@@ -302,6 +302,27 @@ pub enum ForecastMode {
     /// The change of each target from the last value in the input window; the forecast adds the
     /// last value back. Lets a model follow a trend past the levels seen in training.
     Delta,
+    /// The change of each target from the seasonal-naive forecast (the value one season before
+    /// the predicted step, `task.season` rows, inside the window); the forecast adds that value
+    /// back. The model learns a correction to "same time last season", which keeps up with
+    /// level shifts between the training and the test period. Needs `task.season` and
+    /// `data.window >= task.season`.
+    SeasonalDelta,
+}
+
+impl ForecastMode {
+    /// For target step `h` (1-based) after the last observed row, how many rows before that row
+    /// lies the value the model's output is relative to: `None` for [`ForecastMode::Level`], 0
+    /// for [`ForecastMode::Delta`], `m·⌈h/m⌉ − h` (the seasonal-naive row) for
+    /// [`ForecastMode::SeasonalDelta`] with season `m` (0 when `season` is `None`, which
+    /// validation rules out).
+    pub fn reference_lag(self, season: Option<usize>, h: usize) -> Option<usize> {
+        match self {
+            ForecastMode::Level => None,
+            ForecastMode::Delta => Some(0),
+            ForecastMode::SeasonalDelta => Some(season.map_or(0, |m| m * h.div_ceil(m.max(1)) - h)),
+        }
+    }
 }
 
 /// Preparation of labelled text.

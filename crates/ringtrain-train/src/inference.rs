@@ -72,19 +72,23 @@ pub fn forecast(
             "this checkpoint is a classifier, not a forecaster".into(),
         ));
     };
-    let delta = matches!(
-        &ckpt.header.spec.data.kind,
-        DataKind::Series(s) if s.forecast_mode == ForecastMode::Delta
-    );
-    let last = input.last_targets;
+    let mode = match &ckpt.header.spec.data.kind {
+        DataKind::Series(s) => s.forecast_mode,
+        _ => ForecastMode::Level,
+    };
+    let (horizon, season) = match &ckpt.header.spec.task {
+        TaskSpec::Forecast {
+            horizon, season, ..
+        } => (*horizon, *season),
+        _ => (1, None),
+    };
+    // Delta-mode outputs are changes from the last observed (or last season's) value.
+    let offsets = input.offsets(mode, season, horizon);
     let batch = numeric_batch(input.x, 1, input.window, input.features, device);
     let mut y = to_vec(model.forward(batch, &ForwardCtx::eval()));
     let targets = normalizer.targets.len().max(1);
-    if delta {
-        // Delta-mode outputs are changes from the last observed value.
-        for (k, v) in y.iter_mut().enumerate() {
-            *v += last[k % targets];
-        }
+    for (v, o) in y.iter_mut().zip(offsets) {
+        *v += o;
     }
     normalizer.invert_targets(&mut y);
     Ok(y.chunks(targets).map(<[f32]>::to_vec).collect())

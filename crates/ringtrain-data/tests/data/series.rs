@@ -352,3 +352,53 @@ fn delta_mode_targets_are_changes_from_the_last_observed_value() {
         assert_eq!(offsets[0], b.x[(b.window - 1) * b.features]);
     }
 }
+
+#[test]
+fn seasonal_delta_targets_are_changes_from_the_seasonal_naive_forecast() {
+    let dir = TempDir::new().unwrap();
+    seasonal_file(dir.path(), DataFormat::Csv, "s.csv");
+    let level = series(load(&seasonal_spec("s.csv", ""), dir.path()).unwrap());
+    let spec = seasonal_spec("s.csv", "forecast_mode = \"seasonal_delta\"");
+    let sd = series(load(&spec, dir.path()).unwrap());
+    for split in SplitName::ALL {
+        let idx: Vec<usize> = (0..sd.len(split)).collect();
+        let (l, d) = (level.batch(split, &idx), sd.batch(split, &idx));
+        assert_eq!(l.x, d.x, "inputs do not depend on the mode");
+        let offsets = sd.offsets(split, &idx);
+        for ((lv, dv), o) in l.y.iter().zip(&d.y).zip(&offsets) {
+            assert!(
+                (lv - (dv + o)).abs() <= 1e-6,
+                "level {lv} != seasonal delta {dv} + offset {o}"
+            );
+        }
+        // In original units the offsets are the seasonal-naive forecast.
+        let mut back = offsets.clone();
+        sd.normalizer().invert_targets(&mut back);
+        let naive = sd.seasonal_naive_forecast(split, &idx).unwrap();
+        for (b, n) in back.iter().zip(&naive) {
+            assert!((b - n).abs() <= 1e-3 * n.abs().max(1.0), "{b} vs {n}");
+        }
+    }
+    // Past the end of the file: step h (season 12) is relative to the value 12 − h rows before
+    // the last row, i.e. row 299 − 12 + h.
+    let DataKind::Series(ss) = &spec.data.kind else {
+        unreachable!()
+    };
+    let p = predict_input(
+        &Source::File(dir.path().join("s.csv")),
+        DataFormat::Csv,
+        ss,
+        sd.normalizer(),
+    )
+    .unwrap();
+    let mut back = p.offsets(ss.forecast_mode, Some(12), 3);
+    sd.normalizer().invert_targets(&mut back);
+    let s = seasonal_series(300, 3);
+    for (h, b) in (1..=3).zip(&back) {
+        let want: f32 = format!("{:.3}", s.demand[299 - 12 + h]).parse().unwrap();
+        assert!(
+            (b - want).abs() <= 1e-3 * want.abs(),
+            "h = {h}: {b} vs {want}"
+        );
+    }
+}

@@ -19,6 +19,7 @@ const NORMS: &[(&str, Normalization)] = &[
 const FORECAST_MODES: &[(&str, ForecastMode)] = &[
     ("level", ForecastMode::Level),
     ("delta", ForecastMode::Delta),
+    ("seasonal_delta", ForecastMode::SeasonalDelta),
 ];
 const TOKENIZERS: &[(&str, TokenizerKind)] =
     &[("char", TokenizerKind::Char), ("word", TokenizerKind::Word)];

@@ -159,6 +159,32 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
     let model = model::model(&mut c, raw.model.as_ref(), kind);
     let task = model::task(&mut c, &raw_task, kind);
     let data = data::data(&mut c, raw.data.as_ref(), kind);
+    if let (
+        Some(TaskSpec::Forecast { season, .. }),
+        Some(DataSpec {
+            kind: DataKind::Series(s),
+            ..
+        }),
+    ) = (&task, &data)
+        && s.forecast_mode == ForecastMode::SeasonalDelta
+    {
+        match season {
+            None => c.err(
+                "data.forecast_mode",
+                "\"seasonal_delta\"",
+                "needs task.season (the seasonal-naive value it is relative to)",
+            ),
+            Some(m) if s.window < *m => c.err(
+                "data.window",
+                s.window,
+                format!(
+                    "must be at least task.season = {m} with forecast_mode = \"seasonal_delta\" \
+                     (the value one season back must be inside the window)"
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
     let train = train::train(&mut c, &raw.train, kind, &data);
     let parallel = parallel::parallel(&mut c, &raw.parallel, &train);
     let checkpoint = CheckpointSpec {
