@@ -651,6 +651,29 @@ fn jobs_survive_a_coordinator_killed_and_restarted() {
 }
 
 #[test]
+fn a_second_coordinator_on_the_same_state_file_is_refused() {
+    let cluster = Cluster::start(0);
+    let out = ringtrain()
+        .args([
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            cluster.state().to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("in use by another coordinator") && stderr.contains("state.db"),
+        "{stderr}"
+    );
+    cluster.stop();
+}
+
+#[test]
 fn bad_input_gets_clear_errors() {
     let cluster = Cluster::start(1);
     let dir = tempfile::tempdir().unwrap();

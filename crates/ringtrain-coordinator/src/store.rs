@@ -66,6 +66,25 @@ pub enum StoreError {
         /// Version this build supports.
         supported: i32,
     },
+    /// Another process (a second coordinator) has the database open.
+    #[error(
+        "state database {path} is in use by another coordinator ({holder}); two coordinators on one state file would overwrite each other's decisions"
+    )]
+    InUse {
+        /// The database file.
+        path: PathBuf,
+        /// What the lock file says about the holder (its pid), or that it could not be read.
+        holder: String,
+    },
+    /// The lock file beside the database cannot be created or locked.
+    #[error("state database lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A stored value cannot be read back.
     #[error("state database {path}: corrupt {what}")]
     Corrupt {
@@ -90,6 +109,47 @@ pub struct Loaded {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// `<path>.lock`, exclusively locked while the store is open (released when dropped).
+    _lock: std::fs::File,
+}
+
+/// Takes the exclusive lock of the database at `path` (`<path>.lock`, holding the owner's pid),
+/// so that a second coordinator on the same file fails at once instead of interleaving its
+/// writes with the first one's.
+fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let io = |source| StoreError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let holder = match file.read_to_string(&mut holder) {
+                Ok(_) if !holder.trim().is_empty() => holder.trim().to_string(),
+                _ => "holder unknown".to_string(),
+            };
+            return Err(StoreError::InUse {
+                path: path.to_path_buf(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    write!(file, "pid {}", std::process::id()).map_err(io)?;
+    file.flush().map_err(io)?;
+    Ok(file)
 }
 
 const SCHEMA: &str = "
@@ -160,10 +220,12 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
+        let lock = lock(path)?;
         let conn = Connection::open(path).map_err(sql)?;
         let store = Store {
             conn,
             path: path.to_path_buf(),
+            _lock: lock,
         };
         // The first read of the header tells a non-database file apart.
         let app_id: i32 = match store
@@ -899,5 +961,21 @@ mod tests {
         let j = jobs.iter().find(|j| j.id == job).unwrap();
         assert_eq!(j.max_restarts, 0);
         assert_eq!(j.state, JobState::Queued);
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_file_is_refused_until_the_first_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let first = Store::open(&path).unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())) && text.contains("state.db"),
+            "{text}"
+        );
+        drop(first);
+        Store::open(&path).unwrap();
     }
 }
