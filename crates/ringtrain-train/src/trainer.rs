@@ -254,7 +254,8 @@ pub fn train_with_hook(
 pub struct DistOptions {
     /// Every this many optimizer steps (and once at the end of training) the replicas compare a
     /// checksum of their parameters and fail with [`TrainError::ReplicasDiverged`] if they differ
-    /// (0 = never).
+    /// (0 = never). In a pipeline the replicas of each stage compare that stage's parameter
+    /// slice, the only part a rank holds.
     pub checksum_every: u64,
 }
 
@@ -510,30 +511,33 @@ fn run(
             )?)
         }
     };
-    let (optimizer, mut progress, mut early, mut history) = match &resumed {
+    let (mut progress, mut early, mut history) = match &resumed {
         Some(c) => (
-            Optimizer::from_state(&spec.train.optimizer, n_params, c.optimizer.clone())?,
             c.header.progress.clone(),
             c.header.early_stop.clone(),
             c.header.history.clone(),
         ),
-        None => (
-            Optimizer::new(&spec.train.optimizer, n_params),
-            Progress::default(),
-            EarlyStopState::default(),
-            Vec::new(),
-        ),
+        None => (Progress::default(), EarlyStopState::default(), Vec::new()),
     };
+    // A pipeline stage builds (or cuts from the checkpoint) only its slice of the optimizer.
     let mut learner = match (engine, link) {
         (Some(engine), Some(link)) => Trainee::Stage(StageLearner::new(
             engine,
             link,
             model,
-            resumed.as_ref().map(|c| c.params.as_slice()),
-            &optimizer,
+            resumed
+                .as_ref()
+                .map(|c| (c.params.as_slice(), &c.optimizer)),
+            &spec.train.optimizer,
             spec.train.clip,
         )?),
         _ => {
+            let optimizer = match &resumed {
+                Some(c) => {
+                    Optimizer::from_state(&spec.train.optimizer, n_params, c.optimizer.clone())?
+                }
+                None => Optimizer::new(&spec.train.optimizer, n_params),
+            };
             let mut learner = Learner::new(model, optimizer, spec.train.clip)?;
             if let Some(c) = &resumed {
                 learner.set_params(c.params.clone())?;
@@ -541,6 +545,10 @@ fn run(
             Trainee::Whole(learner)
         }
     };
+    // The checkpoint's whole parameters and optimizer state are in the learner (or, for a
+    // pipeline stage, its slices are): not kept for the rest of the run.
+    let fresh = resumed.is_none();
+    drop(resumed);
     if world > 1 {
         // Every rank initializes from the same seed, but rank 0's values are the contract (in a
         // pipeline: replica 0's values of each stage's slice).
@@ -574,7 +582,7 @@ fn run(
     let budget = u64::from(spec.train.epochs) * steps_per_epoch as u64;
     let total_steps = spec.train.max_steps.map_or(budget, |m| m.min(budget));
     let dir = spec.checkpoint.dir.clone();
-    if resumed.is_none() && lead {
+    if fresh && lead {
         // A fresh run owns its directory: a best.ckpt or metrics.json left by an earlier run
         // would otherwise be taken for this run's by `eval` and `predict`.
         for stale in [checkpoint::BEST, "metrics.json"] {

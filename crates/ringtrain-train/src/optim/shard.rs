@@ -13,7 +13,9 @@ impl OptimizerState {
     /// kind and step count, `n_params = range.len()`.
     ///
     /// # Errors
-    /// [`OptimError::SliceOutOfRange`] when `range` is not inside `0..n_params`.
+    /// [`OptimError::SliceOutOfRange`] when `range` is not inside `0..n_params`;
+    /// [`OptimError::BufferLength`] when a non-empty buffer is not `n_params` long (a state
+    /// read from a damaged file).
     pub fn slice(&self, range: Range<usize>) -> Result<OptimizerState, OptimError> {
         if range.start > range.end || range.end > self.n_params {
             return Err(OptimError::SliceOutOfRange {
@@ -21,6 +23,19 @@ impl OptimizerState {
                 end: range.end,
                 n_params: self.n_params,
             });
+        }
+        for (buffer, values) in [
+            ("momentum_buffer", &self.momentum_buffer),
+            ("exp_avg", &self.exp_avg),
+            ("exp_avg_sq", &self.exp_avg_sq),
+        ] {
+            if !values.is_empty() && values.len() != self.n_params {
+                return Err(OptimError::BufferLength {
+                    buffer,
+                    expected: self.n_params,
+                    got: values.len(),
+                });
+            }
         }
         // An unused buffer is empty, and stays empty in every slice.
         let cut = |buffer: &[f32]| {
@@ -184,6 +199,16 @@ mod tests {
         assert!(matches!(
             state.slice(4..11),
             Err(OptimError::SliceOutOfRange { end: 11, .. })
+        ));
+        let mut short = state.clone();
+        short.exp_avg_sq.truncate(7);
+        assert!(matches!(
+            short.slice(0..4),
+            Err(OptimError::BufferLength {
+                buffer: "exp_avg_sq",
+                got: 7,
+                ..
+            })
         ));
         let a = state.slice(0..4).unwrap();
         let mut b = state.slice(4..10).unwrap();

@@ -27,7 +27,7 @@ use crate::clip;
 use crate::error::TrainError;
 use crate::group::{GroupError, decode_f64, encode_f64};
 use crate::learner::{Applied, Learner};
-use crate::optim::{Optimizer, OptimizerState};
+use crate::optim::{OptimError, Optimizer, OptimizerState};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -142,46 +142,47 @@ fn link_error(stage: usize, what: &str) -> impl FnOnce(GroupError) -> TrainError
 
 impl<'l> StageLearner<'l> {
     /// Stage `engine.stage()`'s state over `model` (an autodiff-device model of the whole layer
-    /// stack): its parameter slice taken from `full_params` when given (a checkpoint being
-    /// resumed), else from the model's own initial values, and `optimizer` — the whole model's
-    /// (fresh or restored) — cut to the slice.
+    /// stack): with `resumed` (a checkpoint's whole parameters and optimizer state), the stage's
+    /// slices cut out of them; else the model's own initial values of the stage's parameters and
+    /// a fresh optimizer of `spec` over the slice alone (the whole state is never allocated).
     ///
     /// # Errors
-    /// [`TrainError::Optim`] when the optimizer or `full_params` does not cover the plan's
-    /// parameters.
+    /// [`TrainError::Model`] or [`TrainError::Optim`] when the checkpoint's parameters or
+    /// optimizer state do not cover the plan's parameters or do not fit `spec`.
     pub fn new(
         engine: StageEngine,
         link: &'l mut dyn StageLink,
         model: Model,
-        full_params: Option<&[f32]>,
-        optimizer: &Optimizer,
+        resumed: Option<(&[f32], &OptimizerState)>,
+        spec: &OptimizerSpec,
         clip: ClipSpec,
     ) -> Result<StageLearner<'l>, TrainError> {
         let range = engine.plan().param_range(engine.stage());
         let n = engine.plan().num_params();
-        if optimizer.n_params() != n {
-            return Err(crate::optim::OptimError::ParamCountMismatch {
-                state: optimizer.n_params(),
-                model: n,
-            }
-            .into());
-        }
-        let optimizer = optimizer.slice(range.clone())?;
-        let (model, params) = match full_params {
-            Some(full) if full.len() == n => {
-                let params = full[range.clone()].to_vec();
-                (load_range(model, &range, &params), params)
-            }
-            Some(full) => {
-                return Err(ringtrain_models::ModelError::ParamCount {
-                    expected: n,
-                    got: full.len(),
+        let (model, params, optimizer) = match resumed {
+            Some((full, state)) => {
+                if full.len() != n {
+                    return Err(ringtrain_models::ModelError::ParamCount {
+                        expected: n,
+                        got: full.len(),
+                    }
+                    .into());
                 }
-                .into());
+                if state.n_params != n {
+                    return Err(OptimError::ParamCountMismatch {
+                        state: state.n_params,
+                        model: n,
+                    }
+                    .into());
+                }
+                let optimizer =
+                    Optimizer::from_state(spec, range.len(), state.slice(range.clone())?)?;
+                let params = full[range.clone()].to_vec();
+                (load_range(model, &range, &params), params, optimizer)
             }
             None => {
                 let params = params_in(&model, &range);
-                (model, params)
+                (model, params, Optimizer::new(spec, range.len()))
             }
         };
         Ok(StageLearner {
