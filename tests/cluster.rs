@@ -1,8 +1,8 @@
 //! The cluster through its public interfaces: a real coordinator and real worker processes on
 //! 127.0.0.1 (ephemeral ports, a real SQLite file, real gRPC), driven by the `ringtrain` CLI.
 //! Covers the data-parallel numerics contract, the job life cycle (submit, watch, cancel, queueing,
-//! two jobs at once), failures (a worker or the coordinator killed with SIGKILL), bad input, and
-//! the Prometheus endpoints.
+//! two jobs at once), failures (a worker or the coordinator killed with SIGKILL), bad input,
+//! the Prometheus endpoints, and resuming a cancelled pipelined job's checkpoint.
 
 // Tests report timings and skips on stderr.
 #![allow(clippy::print_stderr)]
@@ -767,6 +767,24 @@ fn a_cancelled_pipelined_job_resumes_from_its_full_checkpoint() {
     cluster.cli_ok(&["cancel", &id]);
     // Idle workers have finished their ranks, checkpoint included.
     cluster.wait_idle_workers(2);
+    // With one replica a stage all-reduces nothing (the series count the stage's gradient slice
+    // among its replicas, not the whole gradient); activations did cross between the stages.
+    let mut activation_bytes = 0.0;
+    for w in &cluster.workers {
+        let addr = w.ready["metrics"].as_str().unwrap();
+        for (series, value) in prometheus(&http_get(addr, "/metrics")) {
+            if !series.contains(&format!("job_id=\"{id}\"")) {
+                continue;
+            }
+            if series.starts_with("ringtrain_worker_allreduce_bytes_total") {
+                assert_eq!(value, 0.0, "{series}");
+            }
+            if series.starts_with("ringtrain_worker_pipeline_activation_bytes_total") {
+                activation_bytes += value;
+            }
+        }
+    }
+    assert!(activation_bytes > 0.0, "no activation bytes counted");
     cluster.stop();
     let runs = dir.path().join("runs");
     let halted = ringtrain_train::Checkpoint::load(&runs.join("staged/latest.ckpt")).unwrap();
