@@ -16,7 +16,7 @@
 //! stages) and `ringtrain_worker_pipeline_bubble_fraction` (idle / (busy + idle) of the latest
 //! step).
 //!
-//! What the all-reduce series count ([`RankSeries::record_allreduce`]): the payload of the
+//! What the all-reduce series count (`RankSeries::record_allreduce`): the payload of the
 //! rank's gradient all-reduce — the whole gradient and the step's scalars among all ranks for
 //! data parallelism; for a pipeline stage, its gradient slice and the scalars among the stage's
 //! replicas only (nothing with one replica), while the activations and their gradients go to
