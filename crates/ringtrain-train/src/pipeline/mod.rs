@@ -19,11 +19,12 @@
 //!
 //! What this does not do: pipeline evaluation (for an evaluation the stages all-gather the whole
 //! parameters and every stage group evaluates the whole model on its shard of the split, so all
-//! ranks get the same metrics), or overlap the exchanges with compute. Dropout: micro-batch `i`
-//! of a step draws its masks from a
-//! stream derived from the step's (see [`engine::micro_ctx`]); with `M = 1` they are exactly the
-//! unpipelined masks, with `M > 1` they differ from a single process's (masks depend on the batch
-//! shape), so the numerics contract for `M > 1` holds with `model.dropout = 0`.
+//! ranks get the same metrics), or overlap the exchanges with compute; and the burn model of a
+//! stage still holds every layer (only the stage's layers are reloaded and run). Dropout:
+//! micro-batch `i` of a step draws its masks from a stream derived from the step's (see
+//! [`engine::micro_ctx`]); with `M = 1` they are exactly the unpipelined masks, with `M > 1`
+//! they differ from a single process's (masks depend on the batch shape), so the numerics
+//! contract for `M > 1` holds with `model.dropout = 0`.
 //!
 //! Loss weighting: the batch loss is a mean over the batch, so micro-batch `i`'s loss is weighted
 //! by its share ([`micro_weights`]): `1/M` for MSE, MAE and unweighted cross-entropy, and
