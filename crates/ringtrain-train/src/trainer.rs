@@ -566,7 +566,14 @@ fn run(
             duration: clock.elapsed(),
         });
     }
-    let mut eval_model = Some(build(&eval_device)?);
+    // A pipeline stage holds the whole model only while it evaluates: its evaluation model is
+    // built for each evaluation and dropped after (a whole model kept for the run would undo
+    // part of what stage-local state saves).
+    let mut eval_model = if pipelined {
+        None
+    } else {
+        Some(build(&eval_device)?)
+    };
 
     let plan_for = |epoch: u32| -> Result<ShardPlan, TrainError> {
         Ok(ShardPlan::new(
@@ -656,9 +663,15 @@ fn run(
      -> Result<EvalReport, TrainError> {
         let started = SystemTime::now();
         let clock = Instant::now();
-        let model = flat::load_params(eval_model.take().expect("eval model present"), params)?;
+        let model = match eval_model.take() {
+            Some(model) => model,
+            None => build(&eval_device)?,
+        };
+        let model = flat::load_params(model, params)?;
         let report = evaluate_distributed(&model, &task, split, eval_batch, &eval_device, group);
-        eval_model = Some(model);
+        if !pipelined {
+            eval_model = Some(model);
+        }
         observer.on_span(&PhaseSpan {
             phase: Phase::Eval,
             step,
