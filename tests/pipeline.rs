@@ -4,14 +4,17 @@
 //! (DESIGN.md, "Pipeline"): the pipelined job's checkpoint ends within 1e-5 (max abs) of
 //! `ringtrain train` on the same spec — 2 stages with GPipe and 1F1B (4 micro-batches), 2 replicas ×
 //! 2 stages, and 3 stages with 1 and 4 micro-batches, over LSTM, GRU and RNN models — and the job's
-//! result carries the test metrics that stage 0 of replica 0 reports.
+//! result carries the test metrics that stage 0 of replica 0 reports. Each stage keeps only its
+//! slice of the optimizer state, so the checkpoint's optimizer state, gathered from the stages
+//! when it is written, is compared with the single process's too.
 
 // Tests report measured differences on stderr.
 #![allow(clippy::print_stderr)]
 
 mod common;
 
-use common::{assert_same_training, examples, run_local, run_train};
+use common::{assert_same_training, examples, max_abs_diff, run_local, run_train};
+use ringtrain_train::Checkpoint;
 use std::path::{Path, PathBuf};
 
 /// A small forecasting job (projection, 2 LSTM layers, head: 4 layers) with dropout off, so
@@ -99,7 +102,21 @@ fn pipelined_matches_single_process(
         &dir.path().join("runs/single"),
         &report,
     );
-    eprintln!("{what}: max abs diff {diff:e}");
+    let state = |run: &str| {
+        Checkpoint::load(&dir.path().join(format!("runs/{run}/latest.ckpt")))
+            .unwrap()
+            .optimizer
+    };
+    let (pipe, one) = (state(&name), state("single"));
+    assert_eq!(
+        (pipe.kind, pipe.step, pipe.n_params),
+        (one.kind, one.step, one.n_params),
+        "{what}"
+    );
+    let moments = max_abs_diff(&pipe.exp_avg, &one.exp_avg)
+        .max(max_abs_diff(&pipe.exp_avg_sq, &one.exp_avg_sq));
+    assert!(moments <= 1e-5, "{what}: Adam moments differ by {moments}");
+    eprintln!("{what}: max abs diff {diff:e}, Adam moments {moments:e}");
 }
 
 #[test]

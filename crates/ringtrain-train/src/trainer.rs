@@ -17,9 +17,11 @@ use crate::group::{Group, GroupError, Solo, param_checksum};
 use crate::learner::{Computed, GradientHook, Learner, StepStats};
 use crate::metrics::improved;
 use crate::optim::Optimizer;
+use crate::optim::OptimizerState;
+use crate::pipeline::shard::Trainee;
 use crate::pipeline::{
-    PipelineError, PipelineStepStats, StageEngine, StageLink, StagePlan, gather_gradients,
-    micro_weights,
+    PipelineError, PipelineStepStats, StageEngine, StageFootprint, StageLearner, StageLink,
+    StagePlan, micro_weights,
 };
 use crate::schedule::lr_at;
 use crate::task::{Targets, TaskData};
@@ -256,7 +258,8 @@ pub fn train_with_hook(
 pub struct DistOptions {
     /// Every this many optimizer steps (and once at the end of training) the replicas compare a
     /// checksum of their parameters and fail with [`TrainError::ReplicasDiverged`] if they differ
-    /// (0 = never).
+    /// (0 = never). In a pipeline the replicas of each stage compare that stage's parameter
+    /// slice, the only part a rank holds.
     pub checksum_every: u64,
 }
 
@@ -405,14 +408,14 @@ fn run(
     observer: &mut dyn Observer,
     group: &mut dyn Group,
     dist: &DistOptions,
-    mut link: Option<&mut dyn StageLink>,
+    link: Option<&mut dyn StageLink>,
 ) -> Result<TrainReport, TrainError> {
     let world = group.world();
     let rank = group.rank();
     // Rank 0 alone writes files: the replicas are identical, and they may share a directory.
-    // In a pipeline every stage holds the whole (identical) parameters: stage 0 of replica 0
-    // writes.
+    // In a pipeline the stages of replica 0 gather their slices to stage 0, which writes.
     let lead = rank == 0 && link.as_ref().is_none_or(|l| l.stage() == 0);
+    let pipelined = link.is_some();
     let batch = per_rank_batch(spec, world)?;
     let resumed = match &opts.resume {
         Some(p) => {
@@ -481,6 +484,29 @@ fn run(
                     tracing::info!(plan = %line, "pipeline stage");
                 }
             }
+            let f = StageFootprint::of(&plan, link.stage(), world, &spec.train.optimizer);
+            tracing::info!(
+                stage = f.stage,
+                replica = rank,
+                params = f.params,
+                model_params = f.model_params,
+                state_bytes = f.state_bytes,
+                full_state_bytes = f.full_state_bytes,
+                allreduce_bytes_per_step = f.allreduce_bytes,
+                gather_bytes_per_step = f.gather_bytes,
+                full_gather_bytes_per_step = f.full_gather_bytes,
+                "pipeline stage keeps {} of {} parameters: {} bytes of parameters and optimizer \
+                 state (the whole model: {}); per step it all-reduces {} bytes among {} replicas \
+                 and all-gathers {} bytes among the stages (whole-gradient all-gather: {})",
+                f.params,
+                f.model_params,
+                f.state_bytes,
+                f.full_state_bytes,
+                f.allreduce_bytes,
+                world,
+                f.gather_bytes,
+                f.full_gather_bytes
+            );
             Some(StageEngine::new(
                 plan,
                 link.stage(),
@@ -489,26 +515,47 @@ fn run(
             )?)
         }
     };
-    let (optimizer, mut progress, mut early, mut history) = match &resumed {
+    let (mut progress, mut early, mut history) = match &resumed {
         Some(c) => (
-            Optimizer::from_state(&spec.train.optimizer, n_params, c.optimizer.clone())?,
             c.header.progress.clone(),
             c.header.early_stop.clone(),
             c.header.history.clone(),
         ),
-        None => (
-            Optimizer::new(&spec.train.optimizer, n_params),
-            Progress::default(),
-            EarlyStopState::default(),
-            Vec::new(),
-        ),
+        None => (Progress::default(), EarlyStopState::default(), Vec::new()),
     };
-    let mut learner = Learner::new(model, optimizer, spec.train.clip)?;
-    if let Some(c) = &resumed {
-        learner.set_params(c.params.clone())?;
-    }
+    // A pipeline stage builds (or cuts from the checkpoint) only its slice of the optimizer.
+    let mut learner = match (engine, link) {
+        (Some(engine), Some(link)) => Trainee::Stage(StageLearner::new(
+            engine,
+            link,
+            model,
+            resumed
+                .as_ref()
+                .map(|c| (c.params.as_slice(), &c.optimizer)),
+            &spec.train.optimizer,
+            spec.train.clip,
+        )?),
+        _ => {
+            let optimizer = match &resumed {
+                Some(c) => {
+                    Optimizer::from_state(&spec.train.optimizer, n_params, c.optimizer.clone())?
+                }
+                None => Optimizer::new(&spec.train.optimizer, n_params),
+            };
+            let mut learner = Learner::new(model, optimizer, spec.train.clip)?;
+            if let Some(c) = &resumed {
+                learner.set_params(c.params.clone())?;
+            }
+            Trainee::Whole(learner)
+        }
+    };
+    // The checkpoint's whole parameters and optimizer state are in the learner (or, for a
+    // pipeline stage, its slices are): not kept for the rest of the run.
+    let fresh = resumed.is_none();
+    drop(resumed);
     if world > 1 {
-        // Every rank initializes from the same seed, but rank 0's values are the contract.
+        // Every rank initializes from the same seed, but rank 0's values are the contract (in a
+        // pipeline: replica 0's values of each stage's slice).
         let started = SystemTime::now();
         let clock = Instant::now();
         let mut params = learner.params().to_vec();
@@ -523,7 +570,14 @@ fn run(
             duration: clock.elapsed(),
         });
     }
-    let mut eval_model = Some(build(&eval_device)?);
+    // A pipeline stage holds the whole model only while it evaluates: its evaluation model is
+    // built for each evaluation and dropped after (a whole model kept for the run would undo
+    // part of what stage-local state saves).
+    let mut eval_model = if pipelined {
+        None
+    } else {
+        Some(build(&eval_device)?)
+    };
 
     let plan_for = |epoch: u32| -> Result<ShardPlan, TrainError> {
         Ok(ShardPlan::new(
@@ -539,7 +593,7 @@ fn run(
     let budget = u64::from(spec.train.epochs) * steps_per_epoch as u64;
     let total_steps = spec.train.max_steps.map_or(budget, |m| m.min(budget));
     let dir = spec.checkpoint.dir.clone();
-    if resumed.is_none() && lead {
+    if fresh && lead {
         // A fresh run owns its directory: a best.ckpt or metrics.json left by an earlier run
         // would otherwise be taken for this run's by `eval` and `predict`.
         for stale in [checkpoint::BEST, "metrics.json"] {
@@ -564,7 +618,7 @@ fn run(
         checkpoint_dir: dir.clone(),
     });
 
-    let save = |learner: &Learner,
+    let save = |(params, optimizer): (Vec<f32>, OptimizerState),
                 file: &str,
                 progress: &Progress,
                 early: &EarlyStopState,
@@ -580,17 +634,30 @@ fn run(
                 progress: progress.clone(),
                 early_stop: early.clone(),
                 history: history.to_vec(),
-                optimizer_kind: learner.optimizer().state().kind,
-                optimizer_step: learner.optimizer().state().step,
+                optimizer_kind: optimizer.kind,
+                optimizer_step: optimizer.step,
                 arrays: Vec::new(),
                 crc32: 0,
                 run_id: opts.run_id.clone(),
             },
-            params: learner.params().to_vec(),
-            optimizer: learner.optimizer().state().clone(),
+            params,
+            optimizer,
         }
         .save(&path)?;
         Ok(path)
+    };
+    // Writes checkpoint `file` from the whole state, which a pipeline first gathers to stage 0
+    // of replica 0 (every stage of replica 0 calls this at the same points).
+    let write_checkpoint = |learner: &mut Trainee,
+                            file: &str,
+                            progress: &Progress,
+                            early: &EarlyStopState,
+                            history: &[EpochRecord]|
+     -> Result<Option<PathBuf>, TrainError> {
+        match learner.for_checkpoint(lead, rank == 0)? {
+            Some(whole) => Ok(Some(save(whole, file, progress, early, history)?)),
+            None => Ok(None),
+        }
     };
     let eval_batch = spec.train.batch_size.max(64);
     let mut eval_with = |params: &[f32],
@@ -601,9 +668,15 @@ fn run(
      -> Result<EvalReport, TrainError> {
         let started = SystemTime::now();
         let clock = Instant::now();
-        let model = flat::load_params(eval_model.take().expect("eval model present"), params)?;
+        let model = match eval_model.take() {
+            Some(model) => model,
+            None => build(&eval_device)?,
+        };
+        let model = flat::load_params(model, params)?;
         let report = evaluate_distributed(&model, &task, split, eval_batch, &eval_device, group);
-        eval_model = Some(model);
+        if !pipelined {
+            eval_model = Some(model);
+        }
         observer.on_span(&PhaseSpan {
             phase: Phase::Eval,
             step,
@@ -652,25 +725,19 @@ fn run(
             observer.on_step_start(step);
             let step_started = SystemTime::now();
             let stop_flag = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
-            let (computed, mut grads, extras, communication) = match (&engine, link.as_mut()) {
-                (Some(engine), Some(link)) => {
+            let (computed, applied, extras, communication) = match &mut learner {
+                Trainee::Stage(stage) => {
                     let compute_started = Instant::now();
+                    let (engine, model, link) = stage.step_parts();
                     let weights = micro_weights(&task, &targets, engine.microbatches());
                     let replica_weight = replica_weight(&task, &targets, world);
                     let out = engine
-                        .step(
-                            learner.model(),
-                            &mut **link,
-                            &task,
-                            &inputs,
-                            &targets,
-                            &weights,
-                            &ctx,
-                        )
+                        .step(model, link, &task, &inputs, &targets, &weights, &ctx)
                         .map_err(TrainError::from)?;
                     let compute = compute_started.elapsed();
                     let exchange_started = Instant::now();
                     let mut slice = out.grads;
+                    let s = stage.engine().stage();
                     // Only the last stage has the loss; every stage has the targets, so all
                     // agree on the replica's weight.
                     let extras = mean_over_replicas(
@@ -681,41 +748,50 @@ fn run(
                         replica_weight,
                     )
                     .map_err(collective(format!(
-                        "gradient all-reduce of pipeline stage {} at step {step}",
-                        engine.stage()
+                        "gradient all-reduce of pipeline stage {s} at step {step}"
                     )))?;
-                    let (full, extras) =
-                        gather_gradients(&mut **link, engine.plan(), &slice, extras).map_err(
-                            collective(format!(
-                                "all-gather of the stages' gradients (stage {}) at step {step}",
-                                engine.stage()
-                            )),
-                        )?;
+                    let allreduce = exchange_started.elapsed();
+                    let scalars = stage.clip_and_exchange(&mut slice, extras[0], extras[1])?;
                     let exchange = exchange_started.elapsed();
+                    let engine = stage.engine();
                     observer.on_pipeline_step(&PipelineStepStats {
                         step,
-                        stage: engine.stage(),
+                        stage: s,
                         stages: engine.plan().num_stages(),
                         microbatches: engine.microbatches(),
                         stats: out.stats,
                         exchange,
+                        allreduce,
+                        allreduce_bytes: if world > 1 {
+                            // The slice, the loss and stop vote, and a replica weight if any.
+                            4 * (slice.len() + 2 + usize::from(replica_weight.is_some())) as u64
+                        } else {
+                            0
+                        },
+                        replicas: world,
                     });
-                    if !extras[0].is_finite() {
+                    if !scalars.loss.is_finite() {
                         return Err(TrainError::Diverged {
                             step,
                             epoch: progress.epoch,
                             what: "loss",
-                            value: extras[0],
+                            value: scalars.loss,
                         });
                     }
+                    let applied = stage.apply(
+                        &mut slice,
+                        scalars.sum_of_squares,
+                        lr as f32,
+                        (step, progress.epoch),
+                    )?;
                     let computed = Computed {
-                        loss: extras[0],
+                        loss: scalars.loss,
                         grads: Vec::new(),
                         compute,
                     };
-                    (computed, full, extras, exchange)
+                    (computed, applied, [scalars.loss, scalars.stop], exchange)
                 }
-                _ => {
+                Trainee::Whole(learner) => {
                     let replica_weight = replica_weight(&task, &targets, world);
                     let mut computed =
                         learner.gradients(&task, inputs, targets, &ctx, (step, progress.epoch))?;
@@ -732,10 +808,11 @@ fn run(
                         replica_weight,
                     )
                     .map_err(collective(format!("gradient all-reduce at step {step}")))?;
-                    (computed, grads, extras, exchange_started.elapsed())
+                    let communication = exchange_started.elapsed();
+                    let applied = learner.apply(&mut grads, lr as f32, (step, progress.epoch))?;
+                    (computed, applied, extras, communication)
                 }
             };
-            let applied = learner.apply(&mut grads, lr as f32, (step, progress.epoch))?;
             let stats = StepStats {
                 loss: computed.loss,
                 grad_norm: applied.grad_norm,
@@ -760,8 +837,16 @@ fn run(
                 check_replicas(group, learner.params(), step, observer)?;
             }
             let every = spec.checkpoint.every_steps;
-            if lead && every > 0 && progress.step % every == 0 {
-                let p = save(&learner, checkpoint::LATEST, &progress, &early, &history)?;
+            if every > 0
+                && progress.step % every == 0
+                && let Some(p) = write_checkpoint(
+                    &mut learner,
+                    checkpoint::LATEST,
+                    &progress,
+                    &early,
+                    &history,
+                )?
+            {
                 observer.on_checkpoint(&p);
             }
             if opts.halt_after_steps == Some(progress.step) {
@@ -770,7 +855,7 @@ fn run(
             }
             // One process checks its flag after the step; replicas act on the exchanged votes
             // so that they all stop after the same step.
-            let stop_now = if world == 1 && link.is_none() {
+            let stop_now = if world == 1 && !pipelined {
                 opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
             } else {
                 extras[1] > 0.0
@@ -785,8 +870,9 @@ fn run(
         }
         // End of epoch: summary, validation, early stopping, checkpoints.
         let val = if has_val {
+            let held = learner.params().to_vec();
             Some(eval_with(
-                learner.params(),
+                &learner.whole(&held)?,
                 SplitName::Val,
                 progress.step,
                 group,
@@ -816,11 +902,15 @@ fn run(
                 early.best_epoch = Some(progress.epoch);
                 early.bad_epochs = 0;
                 best_params = Some(learner.params().to_vec());
-                if lead {
-                    let mut best_progress = progress.clone();
-                    best_progress.finished = true;
-                    save(&learner, checkpoint::BEST, &best_progress, &early, &history)?;
-                }
+                let mut best_progress = progress.clone();
+                best_progress.finished = true;
+                write_checkpoint(
+                    &mut learner,
+                    checkpoint::BEST,
+                    &best_progress,
+                    &early,
+                    &history,
+                )?;
             } else {
                 early.bad_epochs += 1;
             }
@@ -834,8 +924,16 @@ fn run(
         progress.batch_in_epoch = 0;
         progress.epoch_loss_sum = 0.0;
         progress.epoch_loss_batches = 0;
-        if lead && stop.is_none() && progress.epoch < spec.train.epochs {
-            let p = save(&learner, checkpoint::LATEST, &progress, &early, &history)?;
+        if stop.is_none()
+            && progress.epoch < spec.train.epochs
+            && let Some(p) = write_checkpoint(
+                &mut learner,
+                checkpoint::LATEST,
+                &progress,
+                &early,
+                &history,
+            )?
+        {
             observer.on_checkpoint(&p);
         }
         if stop.is_none() && (opts.halt_after_steps == Some(progress.step)) {
@@ -844,8 +942,13 @@ fn run(
     }
     let stop = stop.unwrap_or(StopReason::Completed);
     progress.finished = stop.is_final();
-    if lead {
-        let p = save(&learner, checkpoint::LATEST, &progress, &early, &history)?;
+    if let Some(p) = write_checkpoint(
+        &mut learner,
+        checkpoint::LATEST,
+        &progress,
+        &early,
+        &history,
+    )? {
         observer.on_checkpoint(&p);
     }
     if world > 1 && dist.checksum_every > 0 {
@@ -855,7 +958,10 @@ fn run(
     let trained = progress.step - start_step;
     let samples_per_sec =
         trained as f64 * (batch * world) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    let (params, _) = learner.into_parts();
+    // A pipeline stage holds its slice: the report carries the whole parameters.
+    let held = learner.params().to_vec();
+    let params = learner.whole(&held)?;
+    drop(held);
     if !stop.is_final() {
         return Ok(TrainReport {
             name: spec.name.clone(),
@@ -874,8 +980,8 @@ fn run(
     // memory, a resumed run's earlier best from best.ckpt.
     let best_path = dir.join(checkpoint::BEST);
     let (eval_params, evaluated_epoch) = match (best_params, early.best_epoch) {
-        (Some(best), Some(_)) => (best, early.best_epoch),
-        (None, Some(_)) if world > 1 || link.is_some() || best_path.is_file() => {
+        (Some(best), Some(_)) => (learner.whole(&best)?, early.best_epoch),
+        (None, Some(_)) if world > 1 || pipelined || best_path.is_file() => {
             (Checkpoint::load(&best_path)?.params, early.best_epoch)
         }
         _ => (params.clone(), history.last().map(|r| r.epoch)),

@@ -5,8 +5,9 @@
 //! `D` = 2 × `P` = 2, LSTM, GRU and RNN, forecasting (numeric projection on stage 0) and
 //! classification (token embedding on stage 0, class-weighted loss, also over `D` = 2). Also:
 //! every rank ends with the same parameters and metrics, 1F1B holds at most `P` micro-batches of
-//! activations per stage (GPipe all `M`), and the flat parameter buffer maps onto the layers as
-//! the plan assumes.
+//! activations per stage (GPipe all `M`), the flat parameter buffer maps onto the layers as
+//! the plan assumes, the checkpoint's optimizer state (gathered from the stages' slices) is the
+//! single process's, and a halted pipeline resumes from its full checkpoint bit-identically.
 
 // The measured difference is printed so a run shows the margin to the 1e-5 bound.
 #![allow(clippy::print_stderr)]
@@ -15,7 +16,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use ringtrain_collective::{CollectiveError, CommConfig, Communicator, InProcTransport, ReduceOp};
 use ringtrain_spec::{JobSpec, SpecFormat, parse_str};
-use ringtrain_train::pipeline::{PipelineStepStats, StageLink, StagePlan};
+use ringtrain_train::optim::OptimizerState;
+use ringtrain_train::pipeline::{PipelineStepStats, StageFootprint, StageLink, StagePlan};
 use ringtrain_train::{
     DistOptions, Group, GroupError, Observer, StopReason, TaskData, TrainError, TrainOptions,
     TrainReport, decode_f64, encode_f64, train, train_pipelined,
@@ -219,6 +221,14 @@ impl Observer for Record {
 
 /// Runs the `D × P` grid of `spec` on threads; rank `d * P + s` is stage `s` of replica `d`.
 fn grid(spec: &JobSpec) -> Vec<(Result<TrainReport, TrainError>, Vec<PipelineStepStats>)> {
+    grid_with(spec, &options())
+}
+
+/// [`grid`] with `opts` on every rank.
+fn grid_with(
+    spec: &JobSpec,
+    opts: &TrainOptions,
+) -> Vec<(Result<TrainReport, TrainError>, Vec<PipelineStepStats>)> {
     let (d, p) = (spec.parallel.data, spec.parallel.pipeline);
     let config = CommConfig {
         deadline: Duration::from_secs(120),
@@ -230,6 +240,7 @@ fn grid(spec: &JobSpec) -> Vec<(Result<TrainReport, TrainError>, Vec<PipelineSte
         .map(|(rank, transport)| {
             let spec = spec.clone();
             let config = config.clone();
+            let opts = opts.clone();
             std::thread::spawn(move || {
                 let rt = Arc::new(
                     tokio::runtime::Builder::new_current_thread()
@@ -252,7 +263,7 @@ fn grid(spec: &JobSpec) -> Vec<(Result<TrainReport, TrainError>, Vec<PipelineSte
                 let mut record = Record::default();
                 let dist = DistOptions { checksum_every: 3 };
                 let report =
-                    train_pipelined(&spec, &options(), &mut record, &mut group, &mut link, &dist);
+                    train_pipelined(&spec, &opts, &mut record, &mut group, &mut link, &dist);
                 if report.is_ok() {
                     rt.block_on(world.shutdown()).unwrap();
                 }
@@ -341,6 +352,157 @@ fn check(case: Case) {
     assert!(pipe_dir.path().join("metrics.json").is_file());
     let ckpt = ringtrain_train::Checkpoint::load(&pipe_dir.path().join("latest.ckpt")).unwrap();
     assert_eq!(ckpt.params, reports[0].params);
+    // The optimizer state gathered from the stages is the single process's.
+    let one = ringtrain_train::Checkpoint::load(&single_dir.path().join("latest.ckpt")).unwrap();
+    assert_same_optimizer(&ckpt.optimizer, &one.optimizer, &format!("{case:?}"));
+}
+
+/// `a` and `b` are the same optimizer state up to 1e-5 per element, with the same step count.
+fn assert_same_optimizer(a: &OptimizerState, b: &OptimizerState, what: &str) {
+    assert_eq!(
+        (a.kind, a.step, a.n_params),
+        (b.kind, b.step, b.n_params),
+        "{what}"
+    );
+    for (name, x, y) in [
+        ("momentum_buffer", &a.momentum_buffer, &b.momentum_buffer),
+        ("exp_avg", &a.exp_avg, &b.exp_avg),
+        ("exp_avg_sq", &a.exp_avg_sq, &b.exp_avg_sq),
+    ] {
+        let diff = max_abs_diff(x, y);
+        assert!(diff <= 1e-5, "{what}: optimizer {name} differs by {diff}");
+    }
+}
+
+/// Resuming a pipelined job: two replicas of two stages halted after 4 of 10 steps write a full
+/// checkpoint (gathered from the stages of replica 0); the same grid resumed from it, each stage
+/// cutting its slices out of that checkpoint, ends bit-identical to the uninterrupted grid and
+/// within 1e-5 of one process; one process resumed from the pipelined checkpoint ends within
+/// 1e-5 of one process too.
+#[test]
+fn a_halted_pipeline_resumes_from_its_full_checkpoint() {
+    let case = Case {
+        data: 2,
+        microbatches: 2,
+        schedule: "1f1b",
+        ..BASE
+    };
+    let single_dir = tempfile::tempdir().unwrap();
+    let single = train(
+        &spec(single_dir.path(), case),
+        &options(),
+        &mut ringtrain_train::Silent,
+    )
+    .unwrap();
+    let whole_dir = tempfile::tempdir().unwrap();
+    let whole: Vec<TrainReport> = grid(&spec(whole_dir.path(), case))
+        .into_iter()
+        .map(|(r, _)| r.unwrap())
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let pipe_spec = spec(dir.path(), case);
+    let halted = grid_with(
+        &pipe_spec,
+        &TrainOptions {
+            halt_after_steps: Some(4),
+            ..options()
+        },
+    );
+    for (rank, (r, steps)) in halted.into_iter().enumerate() {
+        let r = r.unwrap_or_else(|e| panic!("halted rank {rank}: {e}"));
+        assert_eq!((r.stop, r.steps, steps.len()), (StopReason::Halted, 4, 4));
+    }
+    let ckpt_path = dir.path().join("latest.ckpt");
+    let halted_ckpt = ringtrain_train::Checkpoint::load(&ckpt_path).unwrap();
+    assert_eq!(halted_ckpt.header.progress.step, 4);
+    assert!(!halted_ckpt.header.progress.finished);
+    assert_eq!(halted_ckpt.optimizer.step, 4);
+
+    // One process resumed from the pipeline's checkpoint (before the grid overwrites it).
+    let from_pipe_dir = tempfile::tempdir().unwrap();
+    let from_pipe = train(
+        &spec(from_pipe_dir.path(), case),
+        &TrainOptions {
+            resume: Some(ckpt_path.clone()),
+            ..options()
+        },
+        &mut ringtrain_train::Silent,
+    )
+    .unwrap();
+    assert_eq!(from_pipe.steps, single.steps);
+    let diff = max_abs_diff(&from_pipe.params, &single.params);
+    eprintln!("one process resumed from the pipeline's step-4 checkpoint: max abs diff {diff:e}");
+    assert!(diff <= 1e-5, "resumed single process: max abs diff {diff}");
+
+    let resumed = grid_with(
+        &pipe_spec,
+        &TrainOptions {
+            resume: Some(dir.path().to_path_buf()),
+            ..options()
+        },
+    );
+    for (rank, (r, steps)) in resumed.into_iter().enumerate() {
+        let r = r.unwrap_or_else(|e| panic!("resumed rank {rank}: {e}"));
+        assert_eq!((r.stop, r.steps), (StopReason::MaxSteps, single.steps));
+        assert_eq!(steps.len() as u64, single.steps - 4, "rank {rank}");
+        assert_eq!(
+            r.params.iter().map(|p| p.to_bits()).collect::<Vec<_>>(),
+            whole[rank]
+                .params
+                .iter()
+                .map(|p| p.to_bits())
+                .collect::<Vec<_>>(),
+            "rank {rank}: resumed differs from the uninterrupted grid"
+        );
+        assert_eq!(r.test, whole[rank].test, "rank {rank} test metrics");
+        let diff = max_abs_diff(&r.params, &single.params);
+        assert!(diff <= 1e-5, "rank {rank}: max abs diff {diff}");
+    }
+    let end = ringtrain_train::Checkpoint::load(&ckpt_path).unwrap();
+    let one = ringtrain_train::Checkpoint::load(&single_dir.path().join("latest.ckpt")).unwrap();
+    assert_same_optimizer(&end.optimizer, &one.optimizer, "resumed pipeline");
+}
+
+/// What a stage holds and moves: its slice of the parameters and of the optimizer state (Adam:
+/// three floats per parameter), the slices adding up to the whole model.
+#[test]
+fn stage_footprints_split_the_model_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(
+        dir.path(),
+        Case {
+            pipeline: 3,
+            ..BASE
+        },
+    );
+    let data = ringtrain_data::load_with(&spec, &examples(), None).unwrap();
+    let task = TaskData::new(&spec, data).unwrap();
+    let model = ringtrain_models::Model::new(
+        &spec.model,
+        task.input_kind(),
+        task.head_kind(),
+        spec.seed,
+        &Device::flex(),
+    )
+    .unwrap();
+    let plan = StagePlan::new(&model.layer_infos(), 3, None).unwrap();
+    let n = plan.num_params();
+    let prints: Vec<StageFootprint> = (0..3)
+        .map(|s| StageFootprint::of(&plan, s, 2, &spec.train.optimizer))
+        .collect();
+    assert_eq!(prints.iter().map(|f| f.params).sum::<usize>(), n);
+    for (s, f) in prints.iter().enumerate() {
+        assert_eq!(f.params, plan.param_range(s).len());
+        assert_eq!(f.state_bytes, 12 * f.params as u64, "adam: value, m, v");
+        assert_eq!(f.full_state_bytes, 12 * n as u64);
+        assert_eq!(f.allreduce_bytes, 4 * (f.params as u64 + 2));
+        assert_eq!(f.gather_bytes, 24);
+    }
+    assert_eq!(
+        StageFootprint::of(&plan, 0, 1, &spec.train.optimizer).allreduce_bytes,
+        0
+    );
 }
 
 const BASE: Case = Case {

@@ -11,10 +11,12 @@
 //! A pipelined job (`parallel.pipeline = P > 1`) has `parallel.data × P` ranks on a grid: rank
 //! `r = d · P + s` runs stage `s` of replica `d` ([`GridPlace`]) with
 //! [`ringtrain_train::train_pipelined`], over two sub-communicators of the one world
-//! communicator: its stage's replicas (the gradient all-reduce) and its replica's stages
-//! (activations, gradients, the all-gather of the stages' gradient slices). Every rank then holds
-//! the whole parameters, so rank 0 (stage 0 of replica 0) writes the usual checkpoints and reports
-//! the metrics, which the stages evaluate on the whole model. Failures name the stage too.
+//! communicator: its stage's replicas (the all-reduce of the stage's gradient slice) and its
+//! replica's stages (activations, gradients, the per-step norm record, the gathers of the whole
+//! parameters for checkpoints and evaluations). Each rank keeps only its stage's parameters and
+//! optimizer state; rank 0 (stage 0 of replica 0) writes the usual full checkpoints and reports
+//! the metrics, which the stages evaluate on the whole model. Failures name the stage too. The
+//! all-reduce series of a pipelined rank count its slice among its stage's replicas.
 
 use crate::agent::Shared;
 use crate::group::{CommGroup, CommLink, GridPlace, blamed_rank};
@@ -860,13 +862,10 @@ impl Observer for RankObserver {
         if let Some(r) = rate {
             s.samples_per_second.set(r);
         }
-        if self.world > 1 {
-            s.allreduce_bytes.increment(self.step_bytes);
-            if comm > 0.0 {
-                let n = f64::from(self.world);
-                s.bus_bandwidth
-                    .set(self.step_bytes as f64 / comm * 2.0 * (n - 1.0) / n);
-            }
+        // A pipeline stage's all-reduce (its slice among its replicas) is counted in
+        // on_pipeline_step, which knows its size and time.
+        if self.stage.is_none() {
+            s.record_allreduce(self.step_bytes, self.world as usize, comm);
         }
         let mut p = self.progress.lock();
         p.step = e.step;
@@ -920,6 +919,8 @@ impl Observer for RankObserver {
     }
 
     fn on_pipeline_step(&mut self, p: &PipelineStepStats) {
+        self.series
+            .record_allreduce(p.allreduce_bytes, p.replicas, p.allreduce.as_secs_f64());
         let (busy, idle) = (p.stats.busy.as_secs_f64(), p.stats.idle.as_secs_f64());
         if let Some(s) = &self.stage {
             s.busy.increment(busy);

@@ -15,6 +15,12 @@
 //! `ringtrain_worker_pipeline_activation_bytes_total` (activations and gradients sent to other
 //! stages) and `ringtrain_worker_pipeline_bubble_fraction` (idle / (busy + idle) of the latest
 //! step).
+//!
+//! What the all-reduce series count (`RankSeries::record_allreduce`): the payload of the
+//! rank's gradient all-reduce — the whole gradient and the step's scalars among all ranks for
+//! data parallelism; for a pipeline stage, its gradient slice and the scalars among the stage's
+//! replicas only (nothing with one replica), while the activations and their gradients go to
+//! the pipeline's activation series and the stages' 24-byte norm record is not counted.
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -95,6 +101,31 @@ pub(crate) struct RankSeries {
     pub allreduce_bytes: Counter,
     /// Bus bandwidth of the latest gradient all-reduce.
     pub bus_bandwidth: Gauge,
+}
+
+/// Bus bandwidth of an all-reduce of `bytes` payload among `ranks` ranks that took `seconds`:
+/// the algorithm bandwidth `bytes / seconds` times `2 (n − 1) / n`, the nccl-tests convention.
+/// `None` when there was no exchange (one rank, no bytes) or nothing was timed.
+pub(crate) fn bus_bandwidth(bytes: u64, ranks: usize, seconds: f64) -> Option<f64> {
+    if ranks < 2 || bytes == 0 || seconds <= 0.0 {
+        return None;
+    }
+    let n = ranks as f64;
+    Some(bytes as f64 / seconds * 2.0 * (n - 1.0) / n)
+}
+
+impl RankSeries {
+    /// Counts one gradient all-reduce of `bytes` payload among `ranks` ranks that took
+    /// `seconds`; an all-reduce among fewer than two ranks moves nothing and counts nothing.
+    pub(crate) fn record_allreduce(&self, bytes: u64, ranks: usize, seconds: f64) {
+        if ranks < 2 {
+            return;
+        }
+        self.allreduce_bytes.increment(bytes);
+        if let Some(bw) = bus_bandwidth(bytes, ranks, seconds) {
+            self.bus_bandwidth.set(bw);
+        }
+    }
 }
 
 impl WorkerMetrics {
@@ -310,5 +341,32 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// A pipeline stage with one replica all-reduces nothing; with two, its slice's payload is
+    /// counted and the bus bandwidth uses the stage group's size.
+    #[test]
+    fn allreduce_series_count_what_the_rank_moves() {
+        let m = WorkerMetrics::new().unwrap();
+        let s = m.rank("job-2", 1);
+        s.record_allreduce(4000, 1, 0.5);
+        s.record_allreduce(4000, 2, 0.5);
+        s.record_allreduce(1000, 2, 0.0);
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"ringtrain_worker_allreduce_bytes_total{job_id="job-2",rank="1"} 5000"#
+            ),
+            "{text}"
+        );
+        // 4000 B / 0.5 s × 2 (2 − 1) / 2 = 8000 B/s; the untimed call left it as it was.
+        assert!(
+            text.contains(
+                r#"ringtrain_worker_allreduce_bus_bandwidth_bytes_per_second{job_id="job-2",rank="1"} 8000"#
+            ),
+            "{text}"
+        );
+        assert_eq!(bus_bandwidth(1200, 4, 1.0), Some(1800.0));
+        assert_eq!(bus_bandwidth(1200, 1, 1.0), None);
     }
 }

@@ -7,6 +7,7 @@
 //! [`Optimizer::from_state`] continues bit-identically.
 
 mod kernels;
+mod shard;
 #[cfg(test)]
 mod tests;
 
@@ -56,6 +57,22 @@ pub enum OptimError {
         expected: usize,
         /// Length found.
         got: usize,
+    },
+    /// [`OptimizerState::slice`] was asked for parameters outside the state.
+    #[error("optimizer state slice {start}..{end} is outside the state's {n_params} parameters")]
+    SliceOutOfRange {
+        /// First parameter of the slice.
+        start: usize,
+        /// One past its last parameter.
+        end: usize,
+        /// Parameters of the state.
+        n_params: usize,
+    },
+    /// [`OptimizerState::concat`] was given slices that cannot belong to one state.
+    #[error("optimizer state slices do not fit together: {reason}")]
+    SlicesDisagree {
+        /// Which slice differs from the first, and in what.
+        reason: String,
     },
 }
 

@@ -7,21 +7,24 @@
 //! - [`StageEngine`] runs one stage's part of a step under GPipe or 1F1B ([`schedule`]), moving
 //!   `[micro-batch, seq, features]` activations forward and their gradients back over a
 //!   [`StageLink`] (point-to-point transfers between the stages of one replica).
-//! - [`train_pipelined`] is the training loop of one grid cell: after the schedule, the stage's
-//!   gradient slice is averaged over the stage's `D` replicas (the `stage_group`, a [`Group`]),
-//!   then the replica's `P` stages all-gather their slices, so that every rank holds the whole
-//!   mean gradient and applies the same update as a single process: clipping uses the exact
-//!   global norm over all stages, and every rank keeps the whole, identical parameter buffer and
-//!   optimizer state. Global rank 0 (stage 0 of replica 0) therefore writes the normal checkpoint
-//!   and `metrics.json`, so `eval`, `predict` and resuming work unchanged.
+//! - [`train_pipelined`] is the training loop of one grid cell. Each rank keeps only its
+//!   stage's slice of the flat parameters and of the optimizer state ([`shard`]): after the
+//!   schedule, the stage's gradient slice is averaged over the stage's `D` replicas (the
+//!   `stage_group`, a [`Group`]), the replica's `P` stages all-gather one small record each (the
+//!   slice's sum of squares, the loss, the stop vote), so that clipping uses the exact global
+//!   norm over all stages, and each stage updates its own slice as a single process would. The
+//!   whole parameters and optimizer state are gathered to stage 0 of replica 0 only when it
+//!   writes a checkpoint, which is therefore the normal full checkpoint (`eval`, `predict` and
+//!   resuming work unchanged; a resumed stage cuts its slices out of it).
 //!
-//! What this does not do: split parameter or optimizer memory (every rank holds the whole model;
-//! the pipeline splits compute and activation memory), pipeline evaluation (every stage group
-//! evaluates the whole model on its shard of the split, so all ranks get the same metrics), or
-//! overlap the all-gather with compute. Dropout: micro-batch `i` of a step draws its masks from a
-//! stream derived from the step's (see [`engine::micro_ctx`]); with `M = 1` they are exactly the
-//! unpipelined masks, with `M > 1` they differ from a single process's (masks depend on the batch
-//! shape), so the numerics contract for `M > 1` holds with `model.dropout = 0`.
+//! What this does not do: pipeline evaluation (for an evaluation the stages all-gather the whole
+//! parameters and every stage group evaluates the whole model on its shard of the split, so all
+//! ranks get the same metrics), or overlap the exchanges with compute; and the burn model of a
+//! stage still holds every layer (only the stage's layers are reloaded and run). Dropout:
+//! micro-batch `i` of a step draws its masks from a stream derived from the step's (see
+//! [`engine::micro_ctx`]); with `M = 1` they are exactly the unpipelined masks, with `M > 1`
+//! they differ from a single process's (masks depend on the batch shape), so the numerics
+//! contract for `M > 1` holds with `model.dropout = 0`.
 //!
 //! Loss weighting: the batch loss is a mean over the batch, so micro-batch `i`'s loss is weighted
 //! by its share ([`micro_weights`]): `1/M` for MSE, MAE and unweighted cross-entropy, and
@@ -33,10 +36,12 @@
 pub mod engine;
 pub mod plan;
 pub mod schedule;
+pub mod shard;
 
 pub use engine::{StageEngine, StageStep, StageStepStats};
 pub use plan::{PlanError, StagePlan};
 pub use schedule::{Op, ideal_bubble, max_in_flight, stage_ops};
+pub use shard::{StageFootprint, StageLearner, StepScalars};
 
 use crate::group::{Group, GroupError};
 use crate::task::{Targets, TaskData};
@@ -137,8 +142,15 @@ pub struct PipelineStepStats {
     pub microbatches: usize,
     /// What the schedule measured.
     pub stats: StageStepStats,
-    /// Time of the stage-group all-reduce and the all-gather of the gradient slices.
+    /// Time of the stage-group all-reduce and the all-gather of the step's scalars.
     pub exchange: Duration,
+    /// Time of the stage-group all-reduce alone.
+    pub allreduce: Duration,
+    /// Payload bytes of the stage-group all-reduce (this stage's gradient slice and the step's
+    /// scalars; 0 when the stage has one replica, which exchanges nothing).
+    pub allreduce_bytes: u64,
+    /// Ranks of the stage group (the data-parallel replicas, `parallel.data`).
+    pub replicas: usize,
 }
 
 /// Micro-batch `i`'s share of the batch loss for `M = microbatches` equal micro-batches of
@@ -164,43 +176,6 @@ pub fn micro_weights(task: &TaskData, targets: &Targets, microbatches: usize) ->
         .collect()
 }
 
-/// Assembles the whole gradient from every stage's slice (each already averaged over its
-/// replicas) and settles the step's scalars: the loss is the last stage's, the stop vote is set
-/// when any stage's is.
-///
-/// # Errors
-/// The all-gather failed, or returned a buffer of the wrong size.
-pub(crate) fn gather_gradients(
-    link: &mut dyn StageLink,
-    plan: &StagePlan,
-    slice: &[f32],
-    extras: [f32; 2],
-) -> Result<(Vec<f32>, [f32; 2]), GroupError> {
-    let p = plan.num_stages();
-    let width = (0..p).map(|s| plan.param_range(s).len()).max().unwrap_or(0) + 2;
-    let mut mine = vec![0.0f32; width];
-    mine[..slice.len()].copy_from_slice(slice);
-    mine[width - 2] = extras[0];
-    mine[width - 1] = extras[1];
-    let all = link.all_gather(&mine)?;
-    if all.len() != width * p {
-        return Err(GroupError::new(format!(
-            "stage {}: all-gather of {width} values over {p} stages returned {}",
-            link.stage(),
-            all.len()
-        )));
-    }
-    let mut full = Vec::with_capacity(plan.num_params());
-    let mut stop = 0.0f32;
-    for s in 0..p {
-        let row = &all[s * width..(s + 1) * width];
-        full.extend_from_slice(&row[..plan.param_range(s).len()]);
-        stop = stop.max(row[width - 1]);
-    }
-    let loss = all[(p - 1) * width + width - 2];
-    Ok((full, [loss, stop]))
-}
-
 /// Trains `spec` as stage `link.stage()` of data-parallel replica `stage_group.rank()` of a
 /// pipelined job (`parallel.pipeline = link.stages()` stages, `stage_group.world()` replicas).
 ///
@@ -208,8 +183,8 @@ pub(crate) fn gather_gradients(
 /// replica index, so the data sharding of [`crate::train_distributed`] applies unchanged);
 /// `link` connects the stages of this replica. Everything else is as in
 /// [`crate::train_distributed`]: the same sample order, checkpoints written by stage 0 of
-/// replica 0 only, every rank returning the full report. See the module docs for what is
-/// exchanged and what is not split.
+/// replica 0 only, every rank returning the full report (the whole final parameters included,
+/// all-gathered once at the end). See the module docs for what is exchanged and what is split.
 ///
 /// # Errors
 /// As [`crate::train_distributed`], plus [`crate::TrainError::Pipeline`] when the stages cannot
