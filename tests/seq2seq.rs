@@ -123,7 +123,10 @@ fn two_workers_match_one_process_on_seq2seq() {
     // Same BLEU on the test split: every rank decodes its shard, the statistics are summed.
     let single_bleu = report["test"]["metrics"]["bleu"].as_f64().unwrap();
     let dp_bleu = metrics["test.bleu"].as_f64().unwrap();
-    assert!((single_bleu - dp_bleu).abs() < 1e-9, "{dp_bleu} vs {single_bleu}");
+    assert!(
+        (single_bleu - dp_bleu).abs() < 1e-9,
+        "{dp_bleu} vs {single_bleu}"
+    );
 }
 
 /// Train briefly, then `eval` reports BLEU and `predict` prints one line per input line, for
@@ -167,7 +170,14 @@ fn train_eval_and_predict_translate_lines() {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "one translation per non-blank line: {text}");
         for line in lines {
-            assert!(line.len() <= 12 && line.chars().all(|c| c.is_ascii_digit() || c == '<' || c == '>' || c.is_ascii_lowercase()), "{line}");
+            assert!(
+                line.len() <= 12
+                    && line.chars().all(|c| c.is_ascii_digit()
+                        || c == '<'
+                        || c == '>'
+                        || c.is_ascii_lowercase()),
+                "{line}"
+            );
         }
     }
     let json = run(&[
@@ -180,7 +190,10 @@ fn train_eval_and_predict_translate_lines() {
         "json",
     ]);
     let first: Value = serde_json::from_str(
-        String::from_utf8_lossy(&json.stdout).lines().next().unwrap(),
+        String::from_utf8_lossy(&json.stdout)
+            .lines()
+            .next()
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(first["source"], "123");
@@ -222,7 +235,10 @@ fn bad_input_is_a_clear_error() {
     // An empty file.
     let empty = dir.path().join("empty.tsv");
     std::fs::write(&empty, "").unwrap();
-    let err = run_fail(&["train", spec(dir.path(), "empty", &empty, train).to_str().unwrap()]);
+    let err = run_fail(&[
+        "train",
+        spec(dir.path(), "empty", &empty, train).to_str().unwrap(),
+    ]);
     assert!(err.contains("empty file"), "{err}");
     // Spec errors name the field.
     let bad = spec(
@@ -238,7 +254,9 @@ fn bad_input_is_a_clear_error() {
     std::fs::write(&bad, text).unwrap();
     let err = run_fail(&["train", bad.to_str().unwrap()]);
     assert!(
-        err.contains("task.attention = \"luong_concat\": must be one of bahdanau, luong_dot, luong_general"),
+        err.contains(
+            "task.attention = \"luong_concat\": must be one of bahdanau, luong_dot, luong_general"
+        ),
         "{err}"
     );
     assert!(err.contains("task.length_penalty = -1"), "{err}");
@@ -251,4 +269,3 @@ fn bad_input_is_a_clear_error() {
     let err = run_fail(&["train", pipe.to_str().unwrap()]);
     assert!(err.contains("parallel.pipeline = 2: must be 1"), "{err}");
 }
-

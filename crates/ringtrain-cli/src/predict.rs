@@ -110,12 +110,16 @@ pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
             let texts = read_lines(file)?;
             if texts.is_empty() {
                 match file {
-                    Some(f) => bail!("{}: no text to translate (the file has no non-blank line)", f.display()),
+                    Some(f) => bail!(
+                        "{}: no text to translate (the file has no non-blank line)",
+                        f.display()
+                    ),
                     None => bail!("no text to translate: give --input FILE or lines on stdin"),
                 }
             }
             let beam = args.beam.map(|b| b as usize);
-            let out = ringtrain_train::seq2seq_task::translate(&model, &ckpt, &texts, beam, &device)?;
+            let out =
+                ringtrain_train::seq2seq_task::translate(&model, &ckpt, &texts, beam, &device)?;
             for (text, t) in texts.iter().zip(&out) {
                 match args.output {
                     Output::Json => println!(

@@ -28,12 +28,12 @@ pub use builtin::Builtin;
 pub use error::{ColumnRef, DataError, LabelOrigin};
 pub use normalize::{ColumnScale, Normalizer};
 pub use order::{below, chacha, permutation, split_sizes};
+pub use pairs::{BOS, BOS_TOKEN, EOS, EOS_TOKEN, PairBatch, PairData, detokenize};
 pub use series::{PredictInput, SeriesData, predict_input};
 pub use shard::{ShardPlan, sequential_batches};
 pub use table::Source;
 pub use text::TextData;
 pub use vocab::{LabelSet, PAD, PAD_TOKEN, Tokenizer, UNK, UNK_TOKEN, Vocab};
-pub use pairs::{BOS, BOS_TOKEN, EOS, EOS_TOKEN, PairBatch, PairData, detokenize};
 
 use ringtrain_spec::{DataKind, JobSpec, TaskSpec};
 use serde::{Deserialize, Serialize};

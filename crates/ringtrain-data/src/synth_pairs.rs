@@ -75,6 +75,9 @@ mod tests {
             assert_eq!(*t, c.into_iter().collect::<String>());
         }
         assert_eq!(DigitTask::Reverse.apply("3141"), "1413");
-        assert_eq!(digit_pairs(DigitTask::Reverse, 20, 3, 5, 9), digit_pairs(DigitTask::Reverse, 20, 3, 5, 9));
+        assert_eq!(
+            digit_pairs(DigitTask::Reverse, 20, 3, 5, 9),
+            digit_pairs(DigitTask::Reverse, 20, 3, 5, 9)
+        );
     }
 }

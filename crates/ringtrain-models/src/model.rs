@@ -55,6 +55,8 @@ pub enum HeadKind {
 }
 
 /// Model input for one batch.
+// One per batch in flight: the size difference of the pair variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Inputs {
     /// `[B, T, F]` numeric features.
@@ -681,8 +683,7 @@ impl Model {
                 layer: n.saturating_sub(1),
                 name: self.layers.last().map_or_else(String::new, Layer::name),
                 expected: BoundaryShape::Tokens,
-                got: "a seq2seq batch (source and target ids) for a model without a decoder"
-                    .into(),
+                got: "a seq2seq batch (source and target ids) for a model without a decoder".into(),
             });
         };
         let enc = match self.forward_range(0..n - 1, Boundary::Tokens { ids: source, mask }, ctx)? {

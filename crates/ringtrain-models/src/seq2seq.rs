@@ -289,9 +289,7 @@ impl Decoder {
             Tensor::cat(
                 vec![
                     at_last.slice([0..b, 0..h]),
-                    enc.clone()
-                        .slice([0..b, 0..1, h..2 * h])
-                        .reshape([b, h]),
+                    enc.clone().slice([0..b, 0..1, h..2 * h]).reshape([b, h]),
                 ],
                 1,
             )
@@ -305,8 +303,8 @@ impl Decoder {
         };
         let mask_add = padded.then(|| (mask.clone() - 1.0).mul_scalar(1.0e30));
         let c = (self.kind == CellKind::Lstm).then(|| Tensor::zeros([b, w], &device));
-        let feed = (self.attention != Seq2seqAttention::Bahdanau)
-            .then(|| Tensor::zeros([b, w], &device));
+        let feed =
+            (self.attention != Seq2seqAttention::Bahdanau).then(|| Tensor::zeros([b, w], &device));
         (
             Memory {
                 enc,
@@ -325,7 +323,11 @@ impl Decoder {
                 let e = (mem.keys.clone() + query.forward(q).unsqueeze_dim::<3>(1)).tanh();
                 score.forward(e).reshape([b, s])
             }
-            _ => mem.keys.clone().matmul(q.unsqueeze_dim::<3>(2)).reshape([b, s]),
+            _ => mem
+                .keys
+                .clone()
+                .matmul(q.unsqueeze_dim::<3>(2))
+                .reshape([b, s]),
         };
         let scores = match &mem.mask_add {
             Some(m) => scores + m.clone(),
@@ -363,8 +365,8 @@ impl Decoder {
                 let z = sigmoid(
                     gx.clone().slice([0..b, w..2 * w]) + gh.clone().slice([0..b, w..2 * w]),
                 );
-                let n = (gx.slice([0..b, 2 * w..3 * w]) + r * gh.slice([0..b, 2 * w..3 * w]))
-                    .tanh();
+                let n =
+                    (gx.slice([0..b, 2 * w..3 * w]) + r * gh.slice([0..b, 2 * w..3 * w])).tanh();
                 (n.clone() + z * (s.h.clone() - n), None)
             }
             CellKind::Rnn => {
@@ -531,7 +533,11 @@ impl Model {
             expected: crate::BoundaryShape::Tokens,
             got: "a model without a decoder".into(),
         })?;
-        match self.forward_range(0..n - 1, Boundary::Tokens { ids: source, mask }, &ForwardCtx::eval())? {
+        match self.forward_range(
+            0..n - 1,
+            Boundary::Tokens { ids: source, mask },
+            &ForwardCtx::eval(),
+        )? {
             Boundary::Seq { x, .. } => Ok(x),
             other => Err(ModelError::Boundary {
                 layer: n - 1,
@@ -628,7 +634,11 @@ fn beam_one(
     for _ in 0..=max_len {
         let ids: Vec<i64> = live
             .iter()
-            .map(|h| h.tokens.last().map_or(i64::from(decoder.bos), |&t| i64::from(t)))
+            .map(|h| {
+                h.tokens
+                    .last()
+                    .map_or(i64::from(decoder.bos), |&t| i64::from(t))
+            })
             .collect();
         let k = ids.len();
         let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [k, 1]), device);
@@ -681,7 +691,8 @@ fn beam_one(
         if done {
             break;
         }
-        let rows = Tensor::<1, Int>::from_data(TensorData::new(parents.clone(), [parents.len()]), device);
+        let rows =
+            Tensor::<1, Int>::from_data(TensorData::new(parents.clone(), [parents.len()]), device);
         state = next.select(rows);
         let zeros = Tensor::<1, Int>::from_data(
             TensorData::new(vec![0i64; parents.len()], [parents.len()]),
@@ -690,5 +701,7 @@ fn beam_one(
         mem_rows = mem.select(zeros);
         live = next_live;
     }
-    ended.into_iter().max_by(|a, b| a.score(alpha).total_cmp(&b.score(alpha)))
+    ended
+        .into_iter()
+        .max_by(|a, b| a.score(alpha).total_cmp(&b.score(alpha)))
 }

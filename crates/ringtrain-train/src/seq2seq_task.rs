@@ -49,7 +49,10 @@ pub fn source_tensors(b: &PairBatch, device: &Device) -> (Tensor<2, Int>, Tensor
     let s = &b.source;
     (
         ids_2d(&s.ids, s.batch, s.seq_len, device),
-        Tensor::from_data(TensorData::new(s.mask.clone(), [s.batch, s.seq_len]), device),
+        Tensor::from_data(
+            TensorData::new(s.mask.clone(), [s.batch, s.seq_len]),
+            device,
+        ),
     )
 }
 

@@ -11,6 +11,8 @@ use ringtrain_spec::{ForecastLoss, JobSpec, TaskSpec};
 pub use crate::seq2seq_task::{decoder_config, pair_batch};
 
 /// The targets of a batch, in the form the task's loss takes.
+// One per batch in flight: the size difference of the token variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Targets {
     /// Normalized future values `[B, horizon * targets]`.
@@ -195,7 +197,9 @@ impl Objective for TaskData {
                 ForecastLoss::Mae => loss::mae(output, y),
             },
             (Targets::Regression(y), _) => loss::mse(output, y),
-            (Targets::Tokens { ids, mask, .. }, _) => crate::seq2seq_task::token_loss(output, ids, mask),
+            (Targets::Tokens { ids, mask, .. }, _) => {
+                crate::seq2seq_task::token_loss(output, ids, mask)
+            }
             (Targets::Classes(labels), _) => {
                 let weights = self.class_weights.as_ref().map(|w| {
                     let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();

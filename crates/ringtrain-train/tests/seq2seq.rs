@@ -111,7 +111,11 @@ fn load(dir: &Path) -> (Model, Vocab, Vocab) {
 fn log_probs(model: &Model, sources: &[Vec<u32>], targets: &[Vec<u32>]) -> Vec<f64> {
     let device = Device::flex();
     let pb = PairBatch::new(sources, targets);
-    let (steps, truth, mask) = (pb.target_len, pb.decoder_target.clone(), pb.target_mask.clone());
+    let (steps, truth, mask) = (
+        pb.target_len,
+        pb.decoder_target.clone(),
+        pb.target_mask.clone(),
+    );
     let (batch, _) = pair_batch(pb, &device);
     let logits = model.forward(batch, &ForwardCtx::eval());
     let v = logits.dims()[1];
@@ -176,7 +180,10 @@ fn beam_search_never_scores_below_greedy_and_is_exact_when_wide() {
         );
         better += usize::from(beam_lp[i] > greedy_lp[i] + 1e-4);
     }
-    eprintln!("beam (width 4) beat greedy on {better} of {} sources", sources.len());
+    eprintln!(
+        "beam (width 4) beat greedy on {better} of {} sources",
+        sources.len()
+    );
 
     // Exhaustive search over every output of at most 2 tokens: a beam as wide as the number of
     // such outputs keeps every prefix, so it must find the most likely one.

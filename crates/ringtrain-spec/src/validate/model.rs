@@ -266,10 +266,26 @@ pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<T
             })
         }
         Kind::Seq2seq => {
-            c.forbid("task.horizon", &t.horizon, "only for task.kind = \"forecast\"");
-            c.forbid("task.loss", &t.loss, "seq2seq always uses token cross-entropy");
-            c.forbid("task.season", &t.season, "only for task.kind = \"forecast\"");
-            c.forbid("task.pooling", &t.pooling, "only for task.kind = \"classify\"");
+            c.forbid(
+                "task.horizon",
+                &t.horizon,
+                "only for task.kind = \"forecast\"",
+            );
+            c.forbid(
+                "task.loss",
+                &t.loss,
+                "seq2seq always uses token cross-entropy",
+            );
+            c.forbid(
+                "task.season",
+                &t.season,
+                "only for task.kind = \"forecast\"",
+            );
+            c.forbid(
+                "task.pooling",
+                &t.pooling,
+                "only for task.kind = \"classify\"",
+            );
             c.forbid(
                 "task.class_weights",
                 &t.class_weights,

@@ -98,8 +98,7 @@ pub(super) fn check_pipeline(spec: &JobSpec) -> Vec<FieldError> {
         errors.push(FieldError {
             path: "parallel.pipeline".into(),
             value: spec.parallel.pipeline.to_string(),
-            message: "must be 1 for task.kind = \"seq2seq\" (use parallel.data to scale)"
-                .into(),
+            message: "must be 1 for task.kind = \"seq2seq\" (use parallel.data to scale)".into(),
         });
         return errors;
     }

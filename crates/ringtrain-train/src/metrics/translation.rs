@@ -150,7 +150,7 @@ impl TranslationAccumulator {
         } else {
             (1.0 - self.ref_len as f64 / self.hyp_len as f64).exp()
         };
-        let bleu = if precisions.iter().any(|&p| p == 0.0) {
+        let bleu = if precisions.contains(&0.0) {
             0.0
         } else {
             brevity_penalty * (precisions.iter().map(|p| p.ln()).sum::<f64>() / 4.0).exp()
@@ -223,7 +223,8 @@ mod tests {
         assert_eq!(acc.matches[0], 1);
         assert_eq!(acc.report().bleu, 0.0);
         let s = words("one two three four five");
-        assert!((corpus_bleu(&[s.clone()], &[s.clone()]) - 1.0).abs() < 1e-12);
+        let one = std::slice::from_ref(&s);
+        assert!((corpus_bleu(one, one) - 1.0).abs() < 1e-12);
         let mut exact = TranslationAccumulator::new();
         exact.add_sentence(&s, &s);
         exact.add_tokens(3, 4);
