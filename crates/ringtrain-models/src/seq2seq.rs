@@ -644,18 +644,30 @@ fn beam_one(
         let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [k, 1]), device);
         let (y, next) = decoder.step(&mem_rows, input, state);
         let logp = host(log_softmax(y, 1));
-        // Every (hypothesis, token) extension, best first.
-        let mut cand: Vec<(f64, usize, usize)> = Vec::with_capacity(k * v);
+        // The best `width + 1` extensions of every hypothesis, best first overall: at most one
+        // of a hypothesis' extensions is <eos>, so the global top `width` that continue are
+        // among them (and every <eos> ranked above the last of those).
+        let mut cand: Vec<(f64, usize, usize)> = Vec::with_capacity(k * (width + 1));
         for (i, h) in live.iter().enumerate() {
-            let at_limit = h.tokens.len() >= max_len;
-            for tok in 0..v {
-                if at_limit && tok != eos {
-                    continue;
-                }
-                cand.push((h.log_prob + f64::from(logp[i * v + tok]), i, tok));
+            let row = &logp[i * v..(i + 1) * v];
+            if h.tokens.len() >= max_len {
+                cand.push((h.log_prob + f64::from(row[eos]), i, eos));
+                continue;
             }
+            let mut order: Vec<usize> = (0..v).collect();
+            let keep = (width + 1).min(v);
+            if keep < v {
+                order.select_nth_unstable_by(keep - 1, |&a, &b| row[b].total_cmp(&row[a]));
+                order.truncate(keep);
+            }
+            cand.extend(
+                order
+                    .into_iter()
+                    .map(|tok| (h.log_prob + f64::from(row[tok]), i, tok)),
+            );
         }
-        cand.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // Ties broken by hypothesis and token so the search is deterministic.
+        cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         let mut parents = Vec::with_capacity(width);
         let mut next_live = Vec::with_capacity(width);
         for (lp, i, tok) in cand {
