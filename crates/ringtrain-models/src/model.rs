@@ -90,6 +90,7 @@ pub struct ForwardCtx {
     pub train: bool,
     /// Dropout masks come from ChaCha8 seeded by `(dropout_seed, layer index)`: stateless, so a
     /// resumed run and a pipelined run draw the same masks. Vary it per step and micro-batch.
+    /// A seq2seq decoder draws its teacher-forcing choices from the same seed (own stream).
     pub dropout_seed: u64,
 }
 
