@@ -16,10 +16,23 @@ use ringtrain_spec::{SpecFormat, parse_str};
 use ringtrain_train::checkpoint::{Checkpoint, LATEST};
 use ringtrain_train::seq2seq_task::{pair_batch, source_tensors};
 use ringtrain_train::{Silent, TaskMetrics, TrainOptions, TrainReport, inference, train};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Trains `model_and_task` (TOML of `[model]` and `[task]`) on `n` generated pairs of `task`.
 fn run(dir: &Path, task: DigitTask, n: usize, model_and_task: &str, epochs: u32) -> TrainReport {
+    run_with(dir, task, n, model_and_task, epochs, None, None)
+}
+
+/// [`run`], stopping after `halt` steps or resuming from `resume`.
+fn run_with(
+    dir: &Path,
+    task: DigitTask,
+    n: usize,
+    model_and_task: &str,
+    epochs: u32,
+    halt: Option<u64>,
+    resume: Option<PathBuf>,
+) -> TrainReport {
     std::fs::write(
         dir.join("pairs.tsv"),
         pairs_tsv(&digit_pairs(task, n, 3, 12, 5)),
@@ -49,8 +62,8 @@ dir = {:?}
     let spec = parse_str(&toml, SpecFormat::Toml, "<test>", "t").unwrap();
     let opts = TrainOptions {
         base_dir: dir.to_path_buf(),
-        resume: None,
-        halt_after_steps: None,
+        resume,
+        halt_after_steps: halt,
         stop: None,
         device: Device::flex(),
     };
@@ -243,4 +256,28 @@ fn padding_never_changes_a_decoding_and_teacher_forcing_below_one_is_determinist
         assert_eq!(x[0].tokens, y[0].tokens);
         assert!((x[0].log_prob - y[0].log_prob).abs() < 1e-5);
     }
+}
+
+/// A run stopped mid-epoch and resumed ends with exactly the parameters of an uninterrupted
+/// run: the teacher-forcing draws are a function of (seed, step), like the dropout masks.
+#[test]
+fn interrupted_and_resumed_run_ends_with_the_same_parameters() {
+    let spec = "[model]\ncell = \"lstm\"\nhidden = 16\nembedding_dim = 8\nlayers = 2\ndropout = 0.2\n\
+                [task]\nkind = \"seq2seq\"\nattention = \"luong_general\"\nteacher_forcing = 0.6";
+    let whole = tempfile::tempdir().unwrap();
+    let full = run(whole.path(), DigitTask::Sort, 500, spec, 2);
+    let parts = tempfile::tempdir().unwrap();
+    let halted = run_with(parts.path(), DigitTask::Sort, 500, spec, 2, Some(20), None);
+    assert_eq!(halted.steps, 20);
+    let resumed = run_with(
+        parts.path(),
+        DigitTask::Sort,
+        500,
+        spec,
+        2,
+        None,
+        Some(parts.path().join("run")),
+    );
+    assert_eq!(resumed.steps, full.steps);
+    assert_eq!(resumed.params, full.params);
 }
