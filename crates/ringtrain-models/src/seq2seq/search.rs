@@ -72,10 +72,13 @@ impl Model {
 
     /// Beam search with `width` hypotheses per source, ranked by `log p / len^alpha`, at most
     /// `max_len` tokens each. A hypothesis ends when it emits `<eos>`; the search for a source
-    /// stops once `width` hypotheses ended, or (with `alpha = 0`, where extending a hypothesis
-    /// never raises its score) once the best ended one outscores every live one. The greedy
-    /// decoding of the same source competes with the beam's results, so the answer never
-    /// scores below greedy decoding under the same ranking; `width = 1` is greedy decoding.
+    /// stops when no live hypothesis can still beat the best ended one (a log-probability only
+    /// falls as a hypothesis grows, and its length is at most `max_len + 1`), or at the length
+    /// limit. Pruning to `width` prefixes can lose the greedy path: on a half-trained model in
+    /// this crate's tests, width 4 alone scored below greedy decoding on 67 of 200 sources (and
+    /// above it on 72). So the greedy decoding of the same source competes with the beam's
+    /// results and the answer never scores below it under the same ranking; `width = 1` is
+    /// greedy decoding.
     ///
     /// # Errors
     /// As [`Model::encode`].
@@ -193,13 +196,14 @@ fn beam_one(
             .iter()
             .map(|h| h.score(alpha))
             .fold(f64::NEG_INFINITY, f64::max);
+        // The best score a live hypothesis could still reach: its log-probability only falls as
+        // it grows, and (being negative) is divided by at most (max_len + 1)^alpha.
+        let reach = ((max_len + 1) as f64).powf(alpha);
         let best_live = next_live
             .iter()
-            .map(|h| h.log_prob)
+            .map(|h| h.log_prob / reach)
             .fold(f64::NEG_INFINITY, f64::max);
-        let done = next_live.is_empty()
-            || ended.len() >= width
-            || (alpha == 0.0 && best_ended >= best_live);
+        let done = next_live.is_empty() || best_ended >= best_live;
         if done {
             break;
         }
