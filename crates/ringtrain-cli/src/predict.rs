@@ -1,5 +1,6 @@
-//! `ringtrain predict --checkpoint DIR`: forecast the steps after the end of a CSV, or classify
-//! lines of text from a file or stdin.
+//! `ringtrain predict --checkpoint DIR`: forecast the steps after the end of a CSV, classify
+//! lines of text from a file or stdin, or translate them (seq2seq, one output line per input
+//! line, `--beam N`).
 
 use crate::Output;
 use anyhow::{Context, bail};
@@ -25,6 +26,9 @@ pub(crate) struct PredictArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// Seq2seq: beam width (1 = greedy decoding); defaults to the spec's `task.beam_width`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    beam: Option<u32>,
 }
 
 pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
@@ -98,6 +102,31 @@ pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
                         );
                     }
                     Output::Table => println!("{label}\t{:.3}\t{text}", p[best]),
+                }
+            }
+        }
+        (Fitted::Pairs { .. }, DataKind::Pairs(_)) => {
+            let file = args.input.as_ref();
+            let texts = read_lines(file)?;
+            if texts.is_empty() {
+                match file {
+                    Some(f) => bail!(
+                        "{}: no text to translate (the file has no non-blank line)",
+                        f.display()
+                    ),
+                    None => bail!("no text to translate: give --input FILE or lines on stdin"),
+                }
+            }
+            let beam = args.beam.map(|b| b as usize);
+            let out =
+                ringtrain_train::seq2seq_task::translate(&model, &ckpt, &texts, beam, &device)?;
+            for (text, t) in texts.iter().zip(&out) {
+                match args.output {
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::json!({"source": text, "translation": t.text, "log_prob": t.log_prob})
+                    ),
+                    Output::Table => println!("{}", t.text),
                 }
             }
         }

@@ -39,6 +39,7 @@ pub(crate) fn print_eval(e: &EvalReport) {
     match &e.metrics {
         TaskMetrics::Forecast(f) => print_forecast(f),
         TaskMetrics::Classification(c) => print_classification(c),
+        TaskMetrics::Translation(t) => print_translation(t),
     }
 }
 
@@ -118,4 +119,36 @@ fn print_classification(c: &ClassificationReport) {
         cm.add_row(cells);
     }
     println!("{cm}");
+}
+
+fn print_translation(r: &ringtrain_train::metrics::TranslationReport) {
+    let mut t = table(&["metric", "value"]);
+    t.add_row(vec![
+        "BLEU-4 (greedy)".to_string(),
+        format!("{:.2}", 100.0 * r.bleu),
+    ]);
+    t.add_row(vec![
+        "n-gram precisions".to_string(),
+        r.precisions
+            .iter()
+            .map(|p| format!("{:.1}", 100.0 * p))
+            .collect::<Vec<_>>()
+            .join(" / "),
+    ]);
+    t.add_row(vec![
+        "brevity penalty".to_string(),
+        format!(
+            "{:.4} (hyp {} / ref {} tokens)",
+            r.brevity_penalty, r.hyp_len, r.ref_len
+        ),
+    ]);
+    t.add_row(vec![
+        "exact match (greedy)".to_string(),
+        format!("{:.4}", r.exact_match),
+    ]);
+    t.add_row(vec![
+        "token accuracy (teacher-forced)".to_string(),
+        format!("{:.4}", r.token_accuracy),
+    ]);
+    println!("{t}");
 }

@@ -14,9 +14,11 @@ mod builtin;
 mod error;
 mod normalize;
 mod order;
+mod pairs;
 mod series;
 mod shard;
 pub mod synth;
+pub mod synth_pairs;
 mod table;
 mod text;
 mod vocab;
@@ -26,6 +28,7 @@ pub use builtin::Builtin;
 pub use error::{ColumnRef, DataError, LabelOrigin};
 pub use normalize::{ColumnScale, Normalizer};
 pub use order::{below, chacha, permutation, split_sizes};
+pub use pairs::{BOS, BOS_TOKEN, EOS, EOS_TOKEN, PairBatch, PairData, detokenize};
 pub use series::{PredictInput, SeriesData, predict_input};
 pub use shard::{ShardPlan, sequential_batches};
 pub use table::Source;
@@ -76,6 +79,8 @@ pub enum Prepared {
     Series(SeriesData),
     /// Encoded labelled text (classify task).
     Text(TextData),
+    /// Encoded source/target pairs (seq2seq task).
+    Pairs(PairData),
 }
 
 impl Prepared {
@@ -84,6 +89,7 @@ impl Prepared {
         match self {
             Prepared::Series(s) => s.len(split),
             Prepared::Text(t) => t.len(split),
+            Prepared::Pairs(p) => p.len(split),
         }
     }
 
@@ -100,6 +106,10 @@ impl Prepared {
             Prepared::Text(t) => Fitted::Text {
                 vocab: t.vocab().clone(),
                 labels: t.labels().clone(),
+            },
+            Prepared::Pairs(p) => Fitted::Pairs {
+                source: p.source_vocab().clone(),
+                target: p.target_vocab().clone(),
             },
         }
     }
@@ -118,6 +128,13 @@ pub enum Fitted {
         vocab: Vocab,
         /// Classes in output order.
         labels: LabelSet,
+    },
+    /// The source and target vocabularies of a seq2seq task.
+    Pairs {
+        /// Source-side vocabulary.
+        source: Vocab,
+        /// Target-side vocabulary (with `<bos>` and `<eos>`).
+        target: Vocab,
     },
 }
 
@@ -159,6 +176,7 @@ pub fn load_with(
                 None => None,
                 Some(Fitted::Series(n)) => Some(n),
                 Some(Fitted::Text { .. }) => return Err(kind_mismatch("text")),
+                Some(Fitted::Pairs { .. }) => return Err(kind_mismatch("pairs")),
             };
             SeriesData::load(
                 &source,
@@ -176,6 +194,7 @@ pub fn load_with(
                 None => None,
                 Some(Fitted::Text { vocab, labels }) => Some((vocab, labels)),
                 Some(Fitted::Series(_)) => return Err(kind_mismatch("series")),
+                Some(Fitted::Pairs { .. }) => return Err(kind_mismatch("pairs")),
             };
             TextData::load(
                 &source,
@@ -187,6 +206,27 @@ pub fn load_with(
             )
             .map(Prepared::Text)
         }
+        (DataKind::Pairs(p), TaskSpec::Seq2seq { .. }) => {
+            let state = match fitted {
+                None => None,
+                Some(Fitted::Pairs { source, target }) => Some((source, target)),
+                Some(Fitted::Series(_)) => return Err(kind_mismatch("series")),
+                Some(Fitted::Text { .. }) => return Err(kind_mismatch("text")),
+            };
+            PairData::load(
+                &source,
+                spec.data.format,
+                &spec.data.split,
+                p,
+                spec.seed,
+                state,
+            )
+            .map(Prepared::Pairs)
+        }
+        (DataKind::Pairs(_), _) => Err(DataError::TaskMismatch {
+            data: "pairs",
+            task: "forecast or classify",
+        }),
         (DataKind::Series(_), _) => Err(DataError::TaskMismatch {
             data: "series",
             task: "classify",

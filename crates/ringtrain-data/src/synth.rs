@@ -313,6 +313,16 @@ pub fn example_files() -> Vec<(&'static str, String)> {
             "sentiment-synth.csv",
             sentiment_text(&sentiment_rows(2000, EXAMPLE_SEED), DataFormat::Csv),
         ),
+        (
+            "reverse-digits.tsv",
+            crate::synth_pairs::pairs_tsv(&crate::synth_pairs::digit_pairs(
+                crate::synth_pairs::DigitTask::Reverse,
+                3000,
+                3,
+                12,
+                EXAMPLE_SEED,
+            )),
+        ),
     ]
 }
 

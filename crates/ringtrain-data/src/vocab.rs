@@ -133,7 +133,7 @@ impl Vocab {
         Vocab::from_tokens(tokenizer, max_len, tokens)
     }
 
-    fn from_tokens(tokenizer: Tokenizer, max_len: usize, tokens: Vec<String>) -> Vocab {
+    pub(crate) fn from_tokens(tokenizer: Tokenizer, max_len: usize, tokens: Vec<String>) -> Vocab {
         let index = tokens
             .iter()
             .enumerate()

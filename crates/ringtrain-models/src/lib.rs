@@ -25,6 +25,7 @@ pub mod model;
 pub mod recurrent;
 pub mod reference;
 mod seq;
+pub mod seq2seq;
 
 pub use attention::Attention;
 pub use conv::Conv;
@@ -36,3 +37,4 @@ pub use model::{
 };
 pub use recurrent::{CellParams, Recurrent};
 pub use reference::{ReferenceCell, ReferenceRecurrent};
+pub use seq2seq::{Decoder, DecoderConfig, Hypothesis};

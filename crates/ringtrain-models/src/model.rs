@@ -18,6 +18,7 @@ use crate::init::Init;
 use crate::recurrent::Recurrent;
 use crate::reference::ReferenceRecurrent;
 use crate::seq::Steps;
+use crate::seq2seq::{Decoder, DecoderConfig};
 
 /// What the model reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,15 +50,27 @@ pub enum HeadKind {
         /// Pooling over valid steps.
         pooling: Pooling,
     },
+    /// An attentional decoder over the target vocabulary (seq2seq): logits `[B·T, vocab]`.
+    Decoder(DecoderConfig),
 }
 
 /// Model input for one batch.
+// One per batch in flight: the size difference of the pair variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Inputs {
     /// `[B, T, F]` numeric features.
     Numeric(Tensor<3>),
     /// `[B, T]` token ids.
     Tokens(Tensor<2, Int>),
+    /// A seq2seq batch: source ids `[B, S]` (the batch mask is theirs) and decoder inputs
+    /// `[B, T]` (`<bos> y_1 …`, padded).
+    Pair {
+        /// Source token ids.
+        source: Tensor<2, Int>,
+        /// Decoder input ids.
+        target_in: Tensor<2, Int>,
+    },
 }
 
 /// One batch: inputs plus the validity mask `[B, T]` (1.0 valid, 0.0 padding, padding only at
@@ -77,6 +90,7 @@ pub struct ForwardCtx {
     pub train: bool,
     /// Dropout masks come from ChaCha8 seeded by `(dropout_seed, layer index)`: stateless, so a
     /// resumed run and a pipelined run draw the same masks. Vary it per step and micro-batch.
+    /// A seq2seq decoder draws its teacher-forcing choices from the same seed (own stream).
     pub dropout_seed: u64,
 }
 
@@ -116,6 +130,11 @@ impl From<Batch> for Boundary {
         match b.inputs {
             Inputs::Numeric(x) => Boundary::Seq { x, mask: b.mask },
             Inputs::Tokens(ids) => Boundary::Tokens { ids, mask: b.mask },
+            // What enters the first layer is the source; the decoder inputs join at the end.
+            Inputs::Pair { source, .. } => Boundary::Tokens {
+                ids: source,
+                mask: b.mask,
+            },
         }
     }
 }
@@ -205,6 +224,8 @@ pub enum Layer {
     Attention(Attention),
     /// Pooling + linear output.
     Head(Head),
+    /// The attentional decoder of a seq2seq model (in place of the head).
+    Decoder(Decoder),
 }
 
 fn cell_name(cell: ringtrain_spec::CellKind) -> &'static str {
@@ -240,6 +261,7 @@ impl Layer {
                 AttentionKind::Transformer => "transformer".into(),
             },
             Layer::Head(_) => "head".into(),
+            Layer::Decoder(_) => "decoder".into(),
         }
     }
 
@@ -264,6 +286,9 @@ impl Layer {
             },
             Layer::Head(h) => BoundaryShape::Seq {
                 features: h.input_size(),
+            },
+            Layer::Decoder(d) => BoundaryShape::Seq {
+                features: d.input_size(),
             },
         }
     }
@@ -292,6 +317,7 @@ impl Layer {
             Layer::Head(h) => BoundaryShape::Out {
                 width: h.output_size(),
             },
+            Layer::Decoder(d) => BoundaryShape::Out { width: d.vocab() },
         }
     }
 }
@@ -425,6 +451,11 @@ impl Model {
         let (outputs, pooling, classifier) = match head {
             HeadKind::Regression { outputs } => (outputs, Pooling::Last, false),
             HeadKind::Classes { classes, pooling } => (classes, pooling, true),
+            HeadKind::Decoder(config) => {
+                let decoder = Decoder::new(spec, &config, width, &mut init, device)?;
+                layers.push(Layer::Decoder(decoder));
+                return Ok(Model { layers });
+            }
         };
         if outputs == 0 {
             return Err(invalid("head.outputs", outputs, "at least 1 output"));
@@ -534,6 +565,9 @@ impl Model {
     /// # Errors
     /// [`ModelError::Boundary`] naming the first layer whose input does not fit.
     pub fn try_forward(&self, batch: Batch, ctx: &ForwardCtx) -> Result<Tensor<2>, ModelError> {
+        if let Inputs::Pair { source, target_in } = batch.inputs {
+            return self.forward_pair(source, target_in, batch.mask, ctx);
+        }
         match self.forward_range(0..self.layers.len(), batch.into(), ctx)? {
             Boundary::Out(y) => Ok(y),
             other => Err(ModelError::Boundary {
@@ -632,6 +666,41 @@ impl Model {
             }
             Flow::Out(y) => Boundary::Out(y),
         })
+    }
+}
+
+impl Model {
+    /// The seq2seq forward: encoder layers on the source, then the decoder on `target_in`.
+    fn forward_pair(
+        &self,
+        source: Tensor<2, Int>,
+        target_in: Tensor<2, Int>,
+        mask: Tensor<2>,
+        ctx: &ForwardCtx,
+    ) -> Result<Tensor<2>, ModelError> {
+        let n = self.layers.len();
+        let Some(Layer::Decoder(decoder)) = self.layers.last() else {
+            return Err(ModelError::Boundary {
+                layer: n.saturating_sub(1),
+                name: self.layers.last().map_or_else(String::new, Layer::name),
+                expected: BoundaryShape::Tokens,
+                got: "a seq2seq batch (source and target ids) for a model without a decoder".into(),
+            });
+        };
+        let enc = match self.forward_range(0..n - 1, Boundary::Tokens { ids: source, mask }, ctx)? {
+            Boundary::Seq { x, mask } => (x, mask),
+            other => {
+                return Err(ModelError::Boundary {
+                    layer: n - 1,
+                    name: "decoder".into(),
+                    expected: BoundaryShape::Seq {
+                        features: decoder.input_size(),
+                    },
+                    got: other.describe(),
+                });
+            }
+        };
+        Ok(decoder.forward(enc.0, &enc.1, target_in, ctx))
     }
 }
 

@@ -101,6 +101,14 @@ pub struct RawTask {
     pub pooling: Option<String>,
     /// `task.class_weights` (classify): label → weight
     pub class_weights: Option<BTreeMap<String, f64>>,
+    /// `task.attention` (seq2seq): bahdanau | luong_dot | luong_general
+    pub attention: Option<String>,
+    /// `task.teacher_forcing` (seq2seq): ratio in [0, 1]
+    pub teacher_forcing: Option<f64>,
+    /// `task.beam_width` (seq2seq)
+    pub beam_width: Option<i64>,
+    /// `task.length_penalty` (seq2seq): alpha >= 0
+    pub length_penalty: Option<f64>,
 }
 
 /// `data.split`: either `[train, val, test]` or a table.
@@ -160,6 +168,14 @@ pub struct RawData {
     pub max_len: Option<i64>,
     /// `data.labels` (classify)
     pub labels: Option<Vec<String>>,
+    /// `data.source_column` (seq2seq)
+    pub source_column: Option<String>,
+    /// `data.target_column` (seq2seq)
+    pub target_column: Option<String>,
+    /// `data.max_source_len` (seq2seq)
+    pub max_source_len: Option<i64>,
+    /// `data.max_target_len` (seq2seq)
+    pub max_target_len: Option<i64>,
 }
 
 /// `[train]`

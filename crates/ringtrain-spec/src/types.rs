@@ -207,6 +207,34 @@ pub enum TaskSpec {
         /// Per-class loss weights keyed by label; classes not listed weigh 1.
         class_weights: Vec<(String, f64)>,
     },
+    /// Source token sequence → target token sequence (translation): a recurrent encoder and an
+    /// attentional recurrent decoder.
+    Seq2seq {
+        /// How the decoder attends over the encoder outputs.
+        attention: Seq2seqAttention,
+        /// Probability, per decoder step, of feeding the reference token (rather than the
+        /// model's own greedy prediction) as the next input during training, `[0, 1]`.
+        teacher_forcing: f64,
+        /// Hypotheses kept by beam search at inference (1 = greedy decoding).
+        beam_width: usize,
+        /// Length normalization `α ≥ 0` of beam search: hypotheses are ranked by
+        /// `log p / length^α` (0 = raw log-probability).
+        length_penalty: f64,
+    },
+}
+
+/// Attention of a sequence-to-sequence decoder over the encoder outputs `h_j`, from decoder
+/// state `s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seq2seqAttention {
+    /// Additive (Bahdanau et al. 2015): `v · tanh(W s_{t-1} + U h_j)`, the context feeds the
+    /// cell.
+    Bahdanau,
+    /// Multiplicative (Luong et al. 2015), dot: `s_t · h_j`.
+    LuongDot,
+    /// Multiplicative (Luong et al. 2015), general: `s_t · W h_j`.
+    LuongGeneral,
 }
 
 /// File format of a dataset.
@@ -274,6 +302,8 @@ pub enum DataKind {
     Series(SeriesSpec),
     /// Labelled text.
     Text(TextSpec),
+    /// Pairs of source and target texts (sequence-to-sequence).
+    Pairs(PairSpec),
 }
 
 /// Preparation of a numeric time series.
@@ -345,6 +375,29 @@ pub struct TextSpec {
     /// The class labels in output order; `None` means the sorted set seen in the training split.
     /// A label outside an explicit list is a data error.
     pub labels: Option<Vec<String>>,
+}
+
+/// Preparation of source/target text pairs for sequence-to-sequence tasks. Source and target
+/// get separate vocabularies built on the train split; both use the same tokenizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairSpec {
+    /// Column (CSV/TSV header or JSON key) holding the source text.
+    pub source_column: String,
+    /// Column holding the target text.
+    pub target_column: String,
+    /// Tokenizer of both sides.
+    pub tokenizer: TokenizerKind,
+    /// Lowercase text before tokenizing.
+    pub lowercase: bool,
+    /// Tokens seen fewer times than this in the training split map to `<unk>` (≥ 1).
+    pub min_freq: usize,
+    /// Largest vocabulary per side, special tokens included (≥ 5).
+    pub max_vocab: usize,
+    /// Source sequences longer than this are truncated, keeping the start (≥ 1).
+    pub max_source_len: usize,
+    /// Target sequences longer than this are truncated, keeping the start (≥ 1); it also bounds
+    /// the length of decoded outputs (plus `<eos>`).
+    pub max_target_len: usize,
 }
 
 /// SGD-family and adaptive optimizers.
@@ -467,12 +520,17 @@ pub enum MonitorMetric {
     ValRmse,
     /// Validation MAE in original units (forecasting; lower is better).
     ValMae,
+    /// Validation corpus BLEU-4 of greedy decoding (seq2seq; higher is better).
+    ValBleu,
 }
 
 impl MonitorMetric {
     /// Whether a larger value is better.
     pub fn higher_is_better(self) -> bool {
-        matches!(self, MonitorMetric::ValAccuracy | MonitorMetric::ValF1)
+        matches!(
+            self,
+            MonitorMetric::ValAccuracy | MonitorMetric::ValF1 | MonitorMetric::ValBleu
+        )
     }
 }
 

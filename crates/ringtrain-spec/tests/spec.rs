@@ -173,3 +173,62 @@ fn validated_spec_round_trips_through_json() {
     let back: JobSpec = serde_json::from_str(&text).unwrap();
     assert_eq!(spec, back);
 }
+
+#[test]
+fn seq2seq_defaults_and_round_trip() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/minimal-seq2seq.toml");
+    let s = load(&path).unwrap();
+    assert_eq!(s.data.format, DataFormat::Tsv);
+    assert_eq!(
+        s.task,
+        TaskSpec::Seq2seq {
+            attention: Seq2seqAttention::Bahdanau,
+            teacher_forcing: 1.0,
+            beam_width: 1,
+            length_penalty: 0.0,
+        }
+    );
+    assert_eq!(
+        s.data.kind,
+        DataKind::Pairs(PairSpec {
+            source_column: "source".into(),
+            target_column: "target".into(),
+            tokenizer: TokenizerKind::Word,
+            lowercase: true,
+            min_freq: 1,
+            max_vocab: 20_000,
+            max_source_len: 100,
+            max_target_len: 100,
+        })
+    );
+    // embedding, one recurrent layer, the decoder
+    assert_eq!(layer_count(&s.model, &s.task), 3);
+    let text = serde_json::to_string(&s).unwrap();
+    let back: JobSpec = serde_json::from_str(&text).unwrap();
+    assert_eq!(s, back);
+    let luong = parse_str(
+        "[model]\ncell = \"gru\"\n[task]\nkind = \"seq2seq\"\nattention = \"luong_dot\"\n\
+         teacher_forcing = 0.25\nbeam_width = 5\nlength_penalty = 0.7\n\
+         [data]\npath = \"p.jsonl\"\nsource_column = \"en\"\ntarget_column = \"es\"\n\
+         tokenizer = \"char\"\nmax_source_len = 7\nmax_target_len = 9\n\
+         [train]\nearly_stopping = { metric = \"val_bleu\" }",
+        SpecFormat::Toml,
+        "<t>",
+        "t",
+    )
+    .unwrap();
+    assert!(matches!(
+        luong.task,
+        TaskSpec::Seq2seq {
+            attention: Seq2seqAttention::LuongDot,
+            beam_width: 5,
+            ..
+        }
+    ));
+    let DataKind::Pairs(p) = &luong.data.kind else {
+        panic!("pairs expected")
+    };
+    assert_eq!((p.max_source_len, p.max_target_len), (7, 9));
+    assert!(MonitorMetric::ValBleu.higher_is_better());
+}

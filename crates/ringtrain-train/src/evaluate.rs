@@ -6,6 +6,7 @@ use crate::error::TrainError;
 use crate::group::Group;
 use crate::metrics::{
     ClassificationAccumulator, ClassificationReport, ForecastAccumulator, ForecastReport,
+    TranslationAccumulator, TranslationReport,
 };
 use crate::task::{Objective, Targets, TaskData};
 use burn::prelude::*;
@@ -22,6 +23,8 @@ pub enum TaskMetrics {
     Classification(ClassificationReport),
     /// MSE/RMSE/MAE/MAPE of the model and the baselines.
     Forecast(ForecastReport),
+    /// Corpus BLEU-4, token accuracy and exact match (seq2seq).
+    Translation(TranslationReport),
 }
 
 /// Result of evaluating one split.
@@ -52,6 +55,7 @@ impl EvalReport {
             (MonitorMetric::ValF1, TaskMetrics::Classification(c)) => Some(c.macro_avg.f1),
             (MonitorMetric::ValRmse, TaskMetrics::Forecast(f)) => Some(f.model.rmse),
             (MonitorMetric::ValMae, TaskMetrics::Forecast(f)) => Some(f.model.mae),
+            (MonitorMetric::ValBleu, TaskMetrics::Translation(t)) => Some(t.bleu),
             _ => None,
         }
     }
@@ -66,6 +70,11 @@ impl EvalReport {
             TaskMetrics::Forecast(f) => {
                 vec![("rmse".into(), f.model.rmse), ("mae".into(), f.model.mae)]
             }
+            TaskMetrics::Translation(t) => vec![
+                ("bleu".into(), t.bleu),
+                ("exact_match".into(), t.exact_match),
+                ("token_accuracy".into(), t.token_accuracy),
+            ],
         }
     }
 }
@@ -133,6 +142,7 @@ pub fn evaluate_distributed(
             a.n_classes(),
             &flat[3..],
         )?),
+        Acc::Translation(_) => Acc::Translation(TranslationAccumulator::from_flat(&flat[3..])?),
     };
     let total = Partial {
         loss_sum: flat[0],
@@ -164,6 +174,7 @@ fn check_not_empty(n: usize, split: SplitName) -> Result<(), TrainError> {
 enum Acc {
     Forecast(ForecastAccumulator),
     Classes(ClassificationAccumulator),
+    Translation(TranslationAccumulator),
 }
 
 impl Acc {
@@ -171,6 +182,7 @@ impl Acc {
         match self {
             Acc::Forecast(a) => a.to_flat(),
             Acc::Classes(a) => a.to_flat(),
+            Acc::Translation(a) => a.to_flat(),
         }
     }
 }
@@ -260,6 +272,17 @@ fn accumulate(
                 forecasts: None,
             })
         }
+        Prepared::Pairs(p) => {
+            let sums =
+                crate::seq2seq_task::accumulate_pairs(model, task, p, split, batches, device)?;
+            Ok(Partial {
+                loss_sum: sums.loss_sum,
+                samples,
+                loss_weight: sums.loss_weight,
+                acc: Acc::Translation(sums.acc),
+                forecasts: None,
+            })
+        }
     }
 }
 
@@ -312,7 +335,14 @@ fn finish(
                 forecasts: None,
             })
         }
-        (Acc::Classes(_), Prepared::Series(_)) => Err(TrainError::Input(
+        (Acc::Translation(acc), _) => Ok(EvalReport {
+            split,
+            samples: n,
+            loss,
+            metrics: TaskMetrics::Translation(acc.report()),
+            forecasts: None,
+        }),
+        (Acc::Classes(_), _) => Err(TrainError::Input(
             "classification metrics for series data".into(),
         )),
     }

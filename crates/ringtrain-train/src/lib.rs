@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod optim;
 pub mod pipeline;
 pub mod schedule;
+pub mod seq2seq_task;
 pub mod task;
 pub mod trainer;
 

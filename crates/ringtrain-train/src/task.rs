@@ -8,13 +8,28 @@ use ringtrain_data::{Prepared, SeriesData, SplitName, TextBatch, TextData};
 use ringtrain_models::{Batch, HeadKind, InputKind, Inputs, loss};
 use ringtrain_spec::{ForecastLoss, JobSpec, TaskSpec};
 
+pub use crate::seq2seq_task::{decoder_config, pair_batch};
+
 /// The targets of a batch, in the form the task's loss takes.
+// One per batch in flight: the size difference of the token variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Targets {
     /// Normalized future values `[B, horizon * targets]`.
     Regression(Tensor<2>),
     /// Class indices `[B]`.
     Classes(Tensor<1, Int>),
+    /// Decoder targets of a seq2seq batch, flattened like the model's `[B·T, V]` logits.
+    Tokens {
+        /// Target ids `[B·T]` (`y_1 … y_n <eos>`, padded).
+        ids: Tensor<1, Int>,
+        /// `[B·T]`: 1 at real target tokens, 0 at padding.
+        mask: Tensor<1>,
+        /// The mask on the host (the loss weights of the tokens).
+        host_mask: Vec<f32>,
+        /// Decoder steps `T` per sample.
+        steps: usize,
+    },
 }
 
 /// The training loss of a task: maps the model output and the batch targets to a one-element
@@ -32,7 +47,9 @@ impl Objective for MseObjective {
     fn loss(&self, output: Tensor<2>, targets: Targets) -> Tensor<1> {
         match targets {
             Targets::Regression(y) => loss::mse(output, y),
-            Targets::Classes(_) => panic!("MseObjective needs regression targets"),
+            Targets::Classes(_) | Targets::Tokens { .. } => {
+                panic!("MseObjective needs regression targets")
+            }
         }
     }
 }
@@ -99,12 +116,16 @@ impl TaskData {
             Prepared::Text(t) => InputKind::Tokens {
                 vocab: t.vocab().len(),
             },
+            Prepared::Pairs(p) => InputKind::Tokens {
+                vocab: p.source_vocab().len(),
+            },
         }
     }
 
     /// The model's head for this task.
     pub fn head_kind(&self) -> HeadKind {
         match (&self.data, &self.task) {
+            (Prepared::Pairs(p), task) => HeadKind::Decoder(decoder_config(task, p.target_vocab())),
             (Prepared::Text(t), TaskSpec::Classify { pooling, .. }) => HeadKind::Classes {
                 classes: t.labels().len(),
                 pooling: *pooling,
@@ -126,7 +147,13 @@ impl TaskData {
     ///
     /// Combining the losses of parts of a batch (micro-batches, data-parallel replicas) into the
     /// loss of the whole needs these: part `k` weighs `Σ_{i∈k} w_i / Σ_i w_i`.
+    ///
+    /// For seq2seq the loss is the mean over the batch's valid target tokens, so the weights
+    /// are per token (1 valid, 0 padding) in the `[B·T]` order of [`Targets::Tokens`].
     pub fn sample_weights(&self, targets: &Targets) -> Option<Vec<f64>> {
+        if let Targets::Tokens { host_mask, .. } = targets {
+            return Some(host_mask.iter().map(|&m| f64::from(m)).collect());
+        }
         let (Some(weights), Targets::Classes(y)) = (&self.class_weights, targets) else {
             return None;
         };
@@ -156,6 +183,7 @@ impl TaskData {
         match &self.data {
             Prepared::Series(s) => series_batch(s, split, indices, device),
             Prepared::Text(t) => text_batch(t, split, indices, device),
+            Prepared::Pairs(p) => pair_batch(p.batch(split, indices), device),
         }
     }
 }
@@ -169,6 +197,9 @@ impl Objective for TaskData {
                 ForecastLoss::Mae => loss::mae(output, y),
             },
             (Targets::Regression(y), _) => loss::mse(output, y),
+            (Targets::Tokens { ids, mask, .. }, _) => {
+                crate::seq2seq_task::token_loss(output, ids, mask)
+            }
             (Targets::Classes(labels), _) => {
                 let weights = self.class_weights.as_ref().map(|w| {
                     let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();

@@ -44,3 +44,53 @@ fn spec_layer_count_matches_the_built_model() {
         );
     }
 }
+
+#[test]
+fn seq2seq_layer_count_matches_the_built_model() {
+    for (extra, attention) in [
+        ("bidirectional = true", "bahdanau"),
+        (
+            "layers = 2\nconv = [{ channels = 4, kernel = 3 }]",
+            "luong_dot",
+        ),
+        (
+            "attention = { kind = \"self\", heads = 2 }",
+            "luong_general",
+        ),
+    ] {
+        let text = format!(
+            "[model]\ncell = \"lstm\"\nhidden = 8\n{extra}\n[task]\nkind = \"seq2seq\"\n\
+             attention = \"{attention}\"\n[data]\npath = \"x.tsv\"\n"
+        );
+        let spec = parse_str(&text, SpecFormat::Toml, "<t>", "t").unwrap();
+        let head = HeadKind::Decoder(ringtrain_models::DecoderConfig {
+            vocab: 9,
+            attention: match attention {
+                "bahdanau" => ringtrain_spec::Seq2seqAttention::Bahdanau,
+                "luong_dot" => ringtrain_spec::Seq2seqAttention::LuongDot,
+                _ => ringtrain_spec::Seq2seqAttention::LuongGeneral,
+            },
+            teacher_forcing: 1.0,
+            bos: 2,
+            eos: 3,
+        });
+        let model = Model::new(
+            &spec.model,
+            InputKind::Tokens { vocab: 10 },
+            head,
+            0,
+            &Device::flex(),
+        )
+        .unwrap();
+        assert_eq!(
+            layer_count(&spec.model, &spec.task),
+            model.num_layers(),
+            "{extra} {attention}"
+        );
+        assert_eq!(
+            model.layer_infos().last().map(|l| l.name.as_str()),
+            Some("decoder")
+        );
+        assert!(model.decoder().is_some());
+    }
+}

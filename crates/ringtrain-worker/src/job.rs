@@ -467,6 +467,11 @@ pub(crate) fn headline_metrics(report: &TrainReport) -> BTreeMap<String, f64> {
                 put("weighted_f1", c.weighted_avg.f1);
                 put("majority_accuracy", c.majority_baseline.accuracy);
             }
+            TaskMetrics::Translation(t) => {
+                put("bleu", t.bleu);
+                put("exact_match", t.exact_match);
+                put("token_accuracy", t.token_accuracy);
+            }
         }
     };
     if let Some(v) = &report.val {

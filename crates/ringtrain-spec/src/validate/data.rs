@@ -123,6 +123,13 @@ pub(super) fn data(c: &mut Checker, d: Option<&RawData>, kind: Option<Kind>) -> 
         }
     };
     let split = split(c, d.split.as_ref());
+    if kind? != Kind::Seq2seq {
+        let why = "only for task.kind = \"seq2seq\"";
+        c.forbid("data.source_column", &d.source_column, why);
+        c.forbid("data.target_column", &d.target_column, why);
+        c.forbid("data.max_source_len", &d.max_source_len, why);
+        c.forbid("data.max_target_len", &d.max_target_len, why);
+    }
     let data_kind = match kind? {
         Kind::Forecast => {
             let why = "only for task.kind = \"classify\"";
@@ -221,6 +228,60 @@ pub(super) fn data(c: &mut Checker, d: Option<&RawData>, kind: Option<Kind>) -> 
                 max_vocab: c.int("data.max_vocab", d.max_vocab, 20_000, 3, 10_000_000),
                 max_len: c.int("data.max_len", d.max_len, 256, 1, 1_000_000),
                 labels: d.labels.clone(),
+            })
+        }
+        Kind::Seq2seq => {
+            let why = "only for task.kind = \"forecast\"";
+            c.forbid("data.features", &d.features, why);
+            c.forbid("data.targets", &d.targets, why);
+            c.forbid("data.window", &d.window, why);
+            c.forbid("data.stride", &d.stride, why);
+            c.forbid("data.normalize", &d.normalize, why);
+            c.forbid("data.forecast_mode", &d.forecast_mode, why);
+            let why = "only for task.kind = \"classify\"";
+            c.forbid("data.text_column", &d.text_column, why);
+            c.forbid("data.label_column", &d.label_column, why);
+            c.forbid("data.labels", &d.labels, why);
+            c.forbid(
+                "data.max_len",
+                &d.max_len,
+                "seq2seq uses data.max_source_len and data.max_target_len",
+            );
+            if path.starts_with("builtin:") {
+                c.err(
+                    "data.path",
+                    format!("{path:?}"),
+                    "builtin datasets are numeric series (forecast only); seq2seq reads a file of text pairs",
+                );
+            }
+            let source_column = d.source_column.clone().unwrap_or_else(|| "source".into());
+            let target_column = d.target_column.clone().unwrap_or_else(|| "target".into());
+            if source_column.is_empty() {
+                c.err("data.source_column", "\"\"", "must name a column");
+            }
+            if target_column.is_empty() {
+                c.err("data.target_column", "\"\"", "must name a column");
+            } else if target_column == source_column {
+                c.err(
+                    "data.target_column",
+                    format!("{target_column:?}"),
+                    "must differ from data.source_column",
+                );
+            }
+            DataKind::Pairs(PairSpec {
+                source_column,
+                target_column,
+                tokenizer: c.choice(
+                    "data.tokenizer",
+                    d.tokenizer.as_deref(),
+                    TokenizerKind::Word,
+                    TOKENIZERS,
+                ),
+                lowercase: d.lowercase.unwrap_or(true),
+                min_freq: c.int("data.min_freq", d.min_freq, 1, 1, i64::MAX),
+                max_vocab: c.int("data.max_vocab", d.max_vocab, 20_000, 5, 10_000_000),
+                max_source_len: c.int("data.max_source_len", d.max_source_len, 100, 1, 100_000),
+                max_target_len: c.int("data.max_target_len", d.max_target_len, 100, 1, 100_000),
             })
         }
     };

@@ -114,6 +114,7 @@ impl Checker {
 pub(crate) enum Kind {
     Forecast,
     Classify,
+    Seq2seq,
 }
 
 /// Validates a raw spec. `default_name` names the job when the spec has no `name` (usually the
@@ -141,16 +142,21 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
     let raw_task = raw.task.clone().unwrap_or_default();
     let kind = match raw_task.kind.as_deref() {
         None => {
-            c.err("task.kind", "(missing)", "required: forecast | classify");
+            c.err(
+                "task.kind",
+                "(missing)",
+                "required: forecast | classify | seq2seq",
+            );
             None
         }
         Some("forecast") => Some(Kind::Forecast),
         Some("classify") => Some(Kind::Classify),
+        Some("seq2seq") => Some(Kind::Seq2seq),
         Some(other) => {
             c.err(
                 "task.kind",
                 format!("{other:?}"),
-                "must be one of forecast, classify",
+                "must be one of forecast, classify, seq2seq",
             );
             None
         }
@@ -245,12 +251,13 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
 }
 
 /// Number of entries in a model's layer list: optional input block, one per Conv1d layer,
-/// recurrent layers, optional attention block, head. Must agree with the model crate's layer
+/// recurrent layers, optional attention block, head (for seq2seq: the decoder). Must agree with the model crate's layer
 /// stack (its tests check this function).
 pub fn layer_count(model: &ModelSpec, task: &TaskSpec) -> usize {
     let input_block = match task {
         TaskSpec::Classify { .. } => true,
         TaskSpec::Forecast { .. } => model.projection.is_some(),
+        TaskSpec::Seq2seq { .. } => true,
     };
     usize::from(input_block)
         + model.conv.len()

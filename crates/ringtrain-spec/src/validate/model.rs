@@ -21,6 +21,11 @@ const ATTENTION_KINDS: &[(&str, AttentionKind)] = &[
     ("transformer", AttentionKind::Transformer),
 ];
 const LOSSES: &[(&str, ForecastLoss)] = &[("mse", ForecastLoss::Mse), ("mae", ForecastLoss::Mae)];
+const SEQ2SEQ_ATTENTIONS: &[(&str, Seq2seqAttention)] = &[
+    ("bahdanau", Seq2seqAttention::Bahdanau),
+    ("luong_dot", Seq2seqAttention::LuongDot),
+    ("luong_general", Seq2seqAttention::LuongGeneral),
+];
 const POOLINGS: &[(&str, Pooling)] = &[
     ("last", Pooling::Last),
     ("mean", Pooling::Mean),
@@ -82,6 +87,11 @@ pub(super) fn model(c: &mut Checker, m: Option<&RawModel>, kind: Option<Kind>) -
             "model.projection",
             &m.projection,
             "classify inputs are tokens; use model.embedding_dim",
+        ),
+        Some(Kind::Seq2seq) => c.forbid(
+            "model.projection",
+            &m.projection,
+            "seq2seq inputs are tokens; use model.embedding_dim",
         ),
         None => {}
     }
@@ -208,6 +218,13 @@ fn attention(c: &mut Checker, raw: &RawAttention, width: usize) -> AttentionSpec
 }
 
 pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<TaskSpec> {
+    if kind? != Kind::Seq2seq {
+        let why = "only for task.kind = \"seq2seq\"";
+        c.forbid("task.attention", &t.attention, why);
+        c.forbid("task.teacher_forcing", &t.teacher_forcing, why);
+        c.forbid("task.beam_width", &t.beam_width, why);
+        c.forbid("task.length_penalty", &t.length_penalty, why);
+    }
     match kind? {
         Kind::Forecast => {
             let why = "only for task.kind = \"classify\"";
@@ -246,6 +263,56 @@ pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<T
                     POOLINGS,
                 ),
                 class_weights,
+            })
+        }
+        Kind::Seq2seq => {
+            c.forbid(
+                "task.horizon",
+                &t.horizon,
+                "only for task.kind = \"forecast\"",
+            );
+            c.forbid(
+                "task.loss",
+                &t.loss,
+                "seq2seq always uses token cross-entropy",
+            );
+            c.forbid(
+                "task.season",
+                &t.season,
+                "only for task.kind = \"forecast\"",
+            );
+            c.forbid(
+                "task.pooling",
+                &t.pooling,
+                "only for task.kind = \"classify\"",
+            );
+            c.forbid(
+                "task.class_weights",
+                &t.class_weights,
+                "only for task.kind = \"classify\"",
+            );
+            Some(TaskSpec::Seq2seq {
+                attention: c.choice(
+                    "task.attention",
+                    t.attention.as_deref(),
+                    Seq2seqAttention::Bahdanau,
+                    SEQ2SEQ_ATTENTIONS,
+                ),
+                teacher_forcing: c.float(
+                    "task.teacher_forcing",
+                    t.teacher_forcing,
+                    1.0,
+                    |x| (0.0..=1.0).contains(&x),
+                    "a ratio in [0, 1]",
+                ),
+                beam_width: c.int("task.beam_width", t.beam_width, 1, 1, 1024),
+                length_penalty: c.float(
+                    "task.length_penalty",
+                    t.length_penalty,
+                    0.0,
+                    |x| x >= 0.0,
+                    "a finite number >= 0",
+                ),
             })
         }
     }

@@ -10,6 +10,7 @@ const METRICS: &[(&str, MonitorMetric)] = &[
     ("val_f1", MonitorMetric::ValF1),
     ("val_rmse", MonitorMetric::ValRmse),
     ("val_mae", MonitorMetric::ValMae),
+    ("val_bleu", MonitorMetric::ValBleu),
 ];
 
 fn optimizer(c: &mut Checker, o: &RawOptimizer) -> OptimizerSpec {
@@ -234,6 +235,16 @@ pub(super) fn train(
             (Some(Kind::Classify), MonitorMetric::ValRmse | MonitorMetric::ValMae) => {
                 Some("classify")
             }
+            (Some(Kind::Forecast | Kind::Classify), MonitorMetric::ValBleu) => {
+                Some("forecast or classify")
+            }
+            (
+                Some(Kind::Seq2seq),
+                MonitorMetric::ValAccuracy
+                | MonitorMetric::ValF1
+                | MonitorMetric::ValRmse
+                | MonitorMetric::ValMae,
+            ) => Some("seq2seq"),
             _ => None,
         };
         if let Some(task) = fits {

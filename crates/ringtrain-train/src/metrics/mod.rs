@@ -14,6 +14,7 @@
 
 mod classification;
 mod forecast;
+pub mod translation;
 
 pub use classification::{
     AveragedMetrics, ClassMetrics, ClassificationAccumulator, ClassificationReport,
@@ -22,6 +23,7 @@ pub use classification::{
 pub use forecast::{
     BaselineComparison, ErrorSums, ForecastAccumulator, ForecastMetrics, ForecastReport,
 };
+pub use translation::{TranslationAccumulator, TranslationReport, corpus_bleu};
 
 use ringtrain_spec::types::MonitorMetric;
 

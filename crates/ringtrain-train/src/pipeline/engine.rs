@@ -99,6 +99,10 @@ fn micro_batch(batch: &Batch, i: usize, mb: usize) -> Batch {
     let inputs = match &batch.inputs {
         Inputs::Numeric(x) => Inputs::Numeric(x.clone().narrow(0, i * mb, mb)),
         Inputs::Tokens(ids) => Inputs::Tokens(ids.clone().narrow(0, i * mb, mb)),
+        Inputs::Pair { source, target_in } => Inputs::Pair {
+            source: source.clone().narrow(0, i * mb, mb),
+            target_in: target_in.clone().narrow(0, i * mb, mb),
+        },
     };
     Batch {
         inputs,
@@ -111,6 +115,21 @@ pub(crate) fn micro_targets(targets: &Targets, i: usize, mb: usize) -> Targets {
     match targets {
         Targets::Regression(y) => Targets::Regression(y.clone().narrow(0, i * mb, mb)),
         Targets::Classes(c) => Targets::Classes(c.clone().narrow(0, i * mb, mb)),
+        // Token targets are `[B·T]`, sample-major: a micro-batch is a run of `mb·T` rows.
+        Targets::Tokens {
+            ids,
+            mask,
+            host_mask,
+            steps,
+        } => {
+            let (start, len) = (i * mb * steps, mb * steps);
+            Targets::Tokens {
+                ids: ids.clone().narrow(0, start, len),
+                mask: mask.clone().narrow(0, start, len),
+                host_mask: host_mask[start..start + len].to_vec(),
+                steps: *steps,
+            }
+        }
     }
 }
 
