@@ -66,6 +66,7 @@ dir = {:?}
         halt_after_steps: halt,
         stop: None,
         device: Device::flex(),
+        run_id: None,
     };
     train(&spec, &opts, &mut Silent).unwrap()
 }
