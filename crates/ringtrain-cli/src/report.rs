@@ -128,6 +128,10 @@ fn print_translation(r: &ringtrain_train::metrics::TranslationReport) {
         format!("{:.2}", 100.0 * r.bleu),
     ]);
     t.add_row(vec![
+        "BLEU-4 of copying the source (baseline)".to_string(),
+        format!("{:.2}", 100.0 * r.copy_source_bleu),
+    ]);
+    t.add_row(vec![
         "n-gram precisions".to_string(),
         r.precisions
             .iter()

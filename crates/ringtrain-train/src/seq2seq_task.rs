@@ -136,7 +136,22 @@ pub(crate) fn accumulate_pairs(
         sums.acc.add_tokens(correct as u64, tokens as u64);
         let decoded = model.greedy_decode(source, mask, max_len)?;
         for (h, &i) in decoded.iter().zip(&idx) {
-            sums.acc.add_sentence(&h.tokens, data.target(split, i));
+            let reference = data.target(split, i);
+            sums.acc.add_sentence(&h.tokens, reference);
+            // The trivial baseline: the source sentence as the translation, compared as
+            // strings (the vocabularies differ); a word unknown to either side never matches.
+            let words = |vocab: &Vocab, ids: &[u32], side: u8| -> Vec<(u8, String)> {
+                ids.iter()
+                    .map(|&id| match vocab.token(id) {
+                        Some(t) if id != ringtrain_data::UNK => (0, t.to_string()),
+                        _ => (side, String::new()),
+                    })
+                    .collect()
+            };
+            sums.acc.add_copy_baseline(
+                &words(data.source_vocab(), data.source(split, i), 1),
+                &words(data.target_vocab(), reference, 2),
+            );
         }
     }
     Ok(sums)

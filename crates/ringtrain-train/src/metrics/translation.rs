@@ -33,6 +33,12 @@ pub struct TranslationAccumulator {
     pub exact: u64,
     /// Sentences scored.
     pub sentences: u64,
+    /// Clipped n-gram matches of the copy-the-source baseline, n = 1..4.
+    pub copy_matches: [u64; 4],
+    /// Candidate n-grams of the copy-the-source baseline, n = 1..4.
+    pub copy_candidates: [u64; 4],
+    /// Total length of the copied sources in tokens.
+    pub copy_hyp_len: u64,
 }
 
 /// The metrics of one split.
@@ -54,6 +60,11 @@ pub struct TranslationReport {
     pub exact_match: f64,
     /// Sentences scored.
     pub sentences: u64,
+    /// Corpus BLEU-4 of the trivial baseline that outputs each source sentence unchanged
+    /// (tokens compared as strings; words the source vocabulary does not know never match).
+    /// Missing in reports written before it existed.
+    #[serde(default)]
+    pub copy_source_bleu: f64,
 }
 
 fn ngrams<T: Eq + Hash>(seq: &[T], n: usize) -> HashMap<&[T], u64> {
@@ -74,20 +85,28 @@ impl TranslationAccumulator {
 
     /// Adds one decoded sentence and its reference (BLEU statistics and exact match).
     pub fn add_sentence<T: Eq + Hash>(&mut self, hypothesis: &[T], reference: &[T]) {
-        for n in 1..=4 {
-            let hyp = ngrams(hypothesis, n);
-            let refs = ngrams(reference, n);
-            let clipped: u64 = hyp
-                .iter()
-                .map(|(g, &c)| c.min(refs.get(g).copied().unwrap_or(0)))
-                .sum();
-            self.matches[n - 1] += clipped;
-            self.candidates[n - 1] += hypothesis.len().saturating_sub(n - 1) as u64;
-        }
+        add_ngrams(
+            &mut self.matches,
+            &mut self.candidates,
+            hypothesis,
+            reference,
+        );
         self.hyp_len += hypothesis.len() as u64;
         self.ref_len += reference.len() as u64;
         self.exact += u64::from(hypothesis == reference);
         self.sentences += 1;
+    }
+
+    /// Adds the copy-the-source baseline's output for a sentence that [`Self::add_sentence`]
+    /// also adds (the reference length is counted there): `source` compared with `reference`.
+    pub fn add_copy_baseline<T: Eq + Hash>(&mut self, source: &[T], reference: &[T]) {
+        add_ngrams(
+            &mut self.copy_matches,
+            &mut self.copy_candidates,
+            source,
+            reference,
+        );
+        self.copy_hyp_len += source.len() as u64;
     }
 
     /// Adds teacher-forced token predictions: `correct` of `total` tokens.
@@ -111,6 +130,9 @@ impl TranslationAccumulator {
             ]
             .map(|x| x as f64),
         );
+        v.extend(self.copy_matches.iter().map(|&x| x as f64));
+        v.extend(self.copy_candidates.iter().map(|&x| x as f64));
+        v.push(self.copy_hyp_len as f64);
         v
     }
 
@@ -118,11 +140,11 @@ impl TranslationAccumulator {
     ///
     /// # Errors
     /// [`MetricsError::FlatLength`] or [`MetricsError::FlatCount`] for a buffer that is not
-    /// 14 valid counts.
+    /// 23 valid counts.
     pub fn from_flat(flat: &[f64]) -> Result<Self, MetricsError> {
-        if flat.len() != 14 {
+        if flat.len() != 23 {
             return Err(MetricsError::FlatLength {
-                expected: 14,
+                expected: 23,
                 got: flat.len(),
             });
         }
@@ -136,26 +158,25 @@ impl TranslationAccumulator {
             tokens: c(11)?,
             exact: c(12)?,
             sentences: c(13)?,
+            copy_matches: [c(14)?, c(15)?, c(16)?, c(17)?],
+            copy_candidates: [c(18)?, c(19)?, c(20)?, c(21)?],
+            copy_hyp_len: c(22)?,
         })
     }
 
     /// The report; ratios over nothing are 0.
     pub fn report(&self) -> TranslationReport {
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        let precisions = [0, 1, 2, 3].map(|i| ratio(self.matches[i], self.candidates[i]));
-        let brevity_penalty = if self.hyp_len == 0 {
-            0.0
-        } else if self.hyp_len > self.ref_len {
-            1.0
-        } else {
-            (1.0 - self.ref_len as f64 / self.hyp_len as f64).exp()
-        };
-        let bleu = if precisions.contains(&0.0) {
-            0.0
-        } else {
-            brevity_penalty * (precisions.iter().map(|p| p.ln()).sum::<f64>() / 4.0).exp()
-        };
+        let (bleu, precisions, brevity_penalty) =
+            bleu_of(&self.matches, &self.candidates, self.hyp_len, self.ref_len);
+        let (copy_source_bleu, ..) = bleu_of(
+            &self.copy_matches,
+            &self.copy_candidates,
+            self.copy_hyp_len,
+            self.ref_len,
+        );
         TranslationReport {
+            copy_source_bleu,
             bleu,
             precisions,
             brevity_penalty,
@@ -166,6 +187,50 @@ impl TranslationAccumulator {
             sentences: self.sentences,
         }
     }
+}
+
+/// Adds the clipped n-gram matches and candidate n-grams (n = 1..4) of one sentence.
+fn add_ngrams<T: Eq + Hash>(
+    matches: &mut [u64; 4],
+    candidates: &mut [u64; 4],
+    hypothesis: &[T],
+    reference: &[T],
+) {
+    for n in 1..=4 {
+        let hyp = ngrams(hypothesis, n);
+        let refs = ngrams(reference, n);
+        let clipped: u64 = hyp
+            .iter()
+            .map(|(g, &c)| c.min(refs.get(g).copied().unwrap_or(0)))
+            .sum();
+        matches[n - 1] += clipped;
+        candidates[n - 1] += hypothesis.len().saturating_sub(n - 1) as u64;
+    }
+}
+
+/// BLEU-4, the precisions p_1..p_4 and the brevity penalty of summed statistics (see the
+/// module docs); ratios over nothing are 0.
+fn bleu_of(
+    matches: &[u64; 4],
+    candidates: &[u64; 4],
+    hyp_len: u64,
+    ref_len: u64,
+) -> (f64, [f64; 4], f64) {
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let precisions = [0, 1, 2, 3].map(|i| ratio(matches[i], candidates[i]));
+    let brevity_penalty = if hyp_len == 0 {
+        0.0
+    } else if hyp_len > ref_len {
+        1.0
+    } else {
+        (1.0 - ref_len as f64 / hyp_len as f64).exp()
+    };
+    let bleu = if precisions.contains(&0.0) {
+        0.0
+    } else {
+        brevity_penalty * (precisions.iter().map(|p| p.ln()).sum::<f64>() / 4.0).exp()
+    };
+    (bleu, precisions, brevity_penalty)
 }
 
 /// Corpus BLEU-4 of `hypotheses` against one reference each (see the module docs).
@@ -233,5 +298,23 @@ mod tests {
         assert_eq!(exact.report().exact_match, 1.0);
         assert_eq!(exact.report().token_accuracy, 0.75);
         assert!(TranslationAccumulator::from_flat(&flat[1..]).is_err());
+    }
+
+    #[test]
+    fn the_copy_baseline_scores_the_source_against_the_reference_and_merges() {
+        let mut acc = TranslationAccumulator::new();
+        let (src, reference) = (
+            words("the cat sat on the mat"),
+            words("the cat sat on a mat"),
+        );
+        acc.add_sentence(&words("x"), &reference);
+        acc.add_copy_baseline(&src, &reference);
+        // p1 = 5/6, p2 = 3/5, p3 = 2/4, p4 = 1/3, same length: BP = 1.
+        let want = (5.0f64 / 6.0 * 3.0 / 5.0 * 2.0 / 4.0 * 1.0 / 3.0).powf(0.25);
+        let report = acc.report();
+        assert!((report.copy_source_bleu - want).abs() < 1e-12, "{report:?}");
+        assert_eq!(report.bleu, 0.0, "the model's own BLEU is separate");
+        let back = TranslationAccumulator::from_flat(&acc.to_flat()).unwrap();
+        assert_eq!(back, acc);
     }
 }
