@@ -11,6 +11,7 @@
 
 mod batch;
 mod builtin;
+mod corpus;
 mod error;
 mod normalize;
 mod order;
@@ -23,6 +24,7 @@ mod vocab;
 
 pub use batch::{SeriesBatch, TextBatch};
 pub use builtin::Builtin;
+pub use corpus::{CorpusData, EOL_TOKEN, LmBatch, corpus_tokens, detokenize};
 pub use error::{ColumnRef, DataError, LabelOrigin};
 pub use normalize::{ColumnScale, Normalizer};
 pub use order::{below, chacha, permutation, split_sizes};
@@ -76,6 +78,8 @@ pub enum Prepared {
     Series(SeriesData),
     /// Encoded labelled text (classify task).
     Text(TextData),
+    /// A token stream cut into streams and chunks (language model task).
+    Corpus(CorpusData),
 }
 
 impl Prepared {
@@ -84,6 +88,7 @@ impl Prepared {
         match self {
             Prepared::Series(s) => s.len(split),
             Prepared::Text(t) => t.len(split),
+            Prepared::Corpus(c) => c.len(split),
         }
     }
 
@@ -100,6 +105,9 @@ impl Prepared {
             Prepared::Text(t) => Fitted::Text {
                 vocab: t.vocab().clone(),
                 labels: t.labels().clone(),
+            },
+            Prepared::Corpus(c) => Fitted::Corpus {
+                vocab: c.vocab().clone(),
             },
         }
     }
@@ -118,6 +126,11 @@ pub enum Fitted {
         vocab: Vocab,
         /// Classes in output order.
         labels: LabelSet,
+    },
+    /// The vocabulary of a language model's corpus.
+    Corpus {
+        /// Token vocabulary.
+        vocab: Vocab,
     },
 }
 
@@ -159,6 +172,7 @@ pub fn load_with(
                 None => None,
                 Some(Fitted::Series(n)) => Some(n),
                 Some(Fitted::Text { .. }) => return Err(kind_mismatch("text")),
+                Some(Fitted::Corpus { .. }) => return Err(kind_mismatch("corpus")),
             };
             SeriesData::load(
                 &source,
@@ -176,6 +190,7 @@ pub fn load_with(
                 None => None,
                 Some(Fitted::Text { vocab, labels }) => Some((vocab, labels)),
                 Some(Fitted::Series(_)) => return Err(kind_mismatch("series")),
+                Some(Fitted::Corpus { .. }) => return Err(kind_mismatch("corpus")),
             };
             TextData::load(
                 &source,
@@ -187,6 +202,31 @@ pub fn load_with(
             )
             .map(Prepared::Text)
         }
+        (DataKind::Corpus(c), TaskSpec::LanguageModel { bptt }) => {
+            let vocab = match fitted {
+                None => None,
+                Some(Fitted::Corpus { vocab }) => Some(vocab),
+                Some(Fitted::Series(_)) => return Err(kind_mismatch("series")),
+                Some(Fitted::Text { .. }) => return Err(kind_mismatch("text")),
+            };
+            CorpusData::load(
+                &source,
+                &spec.data.split,
+                c,
+                spec.train.batch_size,
+                *bptt,
+                vocab,
+            )
+            .map(Prepared::Corpus)
+        }
+        (DataKind::Corpus(_), _) => Err(DataError::TaskMismatch {
+            data: "corpus",
+            task: "forecast or classify",
+        }),
+        (_, TaskSpec::LanguageModel { .. }) => Err(DataError::TaskMismatch {
+            data: "tabular",
+            task: "language_model",
+        }),
         (DataKind::Series(_), _) => Err(DataError::TaskMismatch {
             data: "series",
             task: "classify",

@@ -25,14 +25,17 @@ pub mod model;
 pub mod recurrent;
 pub mod reference;
 mod seq;
+pub mod stateful;
 
 pub use attention::Attention;
 pub use conv::Conv;
 pub use error::ModelError;
 pub use head::Head;
+pub use kernel::CellState;
 pub use model::{
     Batch, Boundary, BoundaryShape, ForwardCtx, HeadKind, InputKind, Inputs, Layer, LayerInfo,
     Model, RecurrentImpl,
 };
 pub use recurrent::{CellParams, Recurrent};
 pub use reference::{ReferenceCell, ReferenceRecurrent};
+pub use stateful::RecurrentState;

@@ -49,6 +49,12 @@ pub enum HeadKind {
         /// Pooling over valid steps.
         pooling: Pooling,
     },
+    /// Logits over the next token at every step, `[B·T, vocab]` (row `b·T + t`): a language
+    /// model. Needs causal layers only (no bidirectional layer, Conv1d or attention).
+    NextToken {
+        /// Vocabulary size.
+        vocab: usize,
+    },
 }
 
 /// Model input for one batch.
@@ -351,6 +357,9 @@ impl Model {
             ));
         }
         check_hybrids(spec)?;
+        if matches!(head, HeadKind::NextToken { .. }) {
+            check_causal(spec)?;
+        }
         let mut init = Init::new(seed);
         let mut layers = Vec::new();
         let mut width = match input {
@@ -425,6 +434,7 @@ impl Model {
         let (outputs, pooling, classifier) = match head {
             HeadKind::Regression { outputs } => (outputs, Pooling::Last, false),
             HeadKind::Classes { classes, pooling } => (classes, pooling, true),
+            HeadKind::NextToken { vocab } => (vocab, Pooling::Last, true),
         };
         if outputs == 0 {
             return Err(invalid("head.outputs", outputs, "at least 1 output"));
@@ -437,6 +447,7 @@ impl Model {
             // unidirectional layer (every step has seen the whole sequence anyway).
             bidirectional: spec.bidirectional && spec.attention.is_none(),
             classifier,
+            per_step: matches!(head, HeadKind::NextToken { .. }),
         }));
         Ok(Model { layers })
     }
@@ -633,6 +644,33 @@ impl Model {
             Flow::Out(y) => Boundary::Out(y),
         })
     }
+}
+
+/// A next-token model may only look back: the model-side twin of the spec's language-model
+/// checks.
+fn check_causal(spec: &ModelSpec) -> Result<(), ModelError> {
+    if spec.bidirectional {
+        return Err(invalid(
+            "model.bidirectional",
+            true,
+            "a next-token model must be unidirectional",
+        ));
+    }
+    if !spec.conv.is_empty() {
+        return Err(invalid(
+            "model.conv",
+            spec.conv.len(),
+            "a next-token model has no Conv1d layers (their padding reads later steps)",
+        ));
+    }
+    if spec.attention.is_some() {
+        return Err(invalid(
+            "model.attention",
+            "set",
+            "a next-token model has no attention block (it reads later steps)",
+        ));
+    }
+    Ok(())
 }
 
 /// Model-side checks of the hybrid layers (the spec validator reports the same problems with

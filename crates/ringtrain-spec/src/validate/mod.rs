@@ -114,6 +114,7 @@ impl Checker {
 pub(crate) enum Kind {
     Forecast,
     Classify,
+    LanguageModel,
 }
 
 /// Validates a raw spec. `default_name` names the job when the spec has no `name` (usually the
@@ -141,16 +142,21 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
     let raw_task = raw.task.clone().unwrap_or_default();
     let kind = match raw_task.kind.as_deref() {
         None => {
-            c.err("task.kind", "(missing)", "required: forecast | classify");
+            c.err(
+                "task.kind",
+                "(missing)",
+                "required: forecast | classify | language_model",
+            );
             None
         }
         Some("forecast") => Some(Kind::Forecast),
         Some("classify") => Some(Kind::Classify),
+        Some("language_model") => Some(Kind::LanguageModel),
         Some(other) => {
             c.err(
                 "task.kind",
                 format!("{other:?}"),
-                "must be one of forecast, classify",
+                "must be one of forecast, classify, language_model",
             );
             None
         }
@@ -196,7 +202,8 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
                 parallel,
                 checkpoint,
             };
-            let errors = parallel::check_pipeline(&spec);
+            let mut errors = parallel::check_pipeline(&spec);
+            errors.extend(model::check_language_model(&spec));
             if errors.is_empty() {
                 Ok(spec)
             } else {
@@ -218,6 +225,7 @@ pub fn layer_count(model: &ModelSpec, task: &TaskSpec) -> usize {
     let input_block = match task {
         TaskSpec::Classify { .. } => true,
         TaskSpec::Forecast { .. } => model.projection.is_some(),
+        TaskSpec::LanguageModel { .. } => true,
     };
     usize::from(input_block)
         + model.conv.len()

@@ -234,6 +234,7 @@ pub(super) fn train(
             (Some(Kind::Classify), MonitorMetric::ValRmse | MonitorMetric::ValMae) => {
                 Some("classify")
             }
+            (Some(Kind::LanguageModel), m) if m != MonitorMetric::ValLoss => Some("language_model"),
             _ => None,
         };
         if let Some(task) = fits {
