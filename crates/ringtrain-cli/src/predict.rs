@@ -1,5 +1,5 @@
-//! `ringtrain predict --checkpoint DIR`: forecast the steps after the end of a CSV, or classify
-//! lines of text from a file or stdin.
+//! `ringtrain predict --checkpoint DIR`: forecast the steps after the end of a CSV, classify
+//! lines of text from a file or stdin, or (a language model) continue each such line.
 
 use crate::Output;
 use anyhow::{Context, bail};
@@ -25,6 +25,10 @@ pub(crate) struct PredictArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// Language model: tokens generated after each line (greedy; `ringtrain generate`
+    /// samples).
+    #[arg(long, default_value_t = 64)]
+    tokens: usize,
 }
 
 pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
@@ -98,6 +102,36 @@ pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
                         );
                     }
                     Output::Table => println!("{label}\t{:.3}\t{text}", p[best]),
+                }
+            }
+        }
+        (Fitted::Corpus { .. }, DataKind::Corpus(_)) => {
+            if args.tokens == 0 {
+                bail!("--tokens must be at least 1");
+            }
+            let texts = read_lines(args.input.as_ref())?;
+            if texts.is_empty() {
+                bail!("no text to continue: give --input FILE or lines on stdin");
+            }
+            let lm = crate::generate::LanguageModel::load(&ckpt, &device)?;
+            let greedy = ringtrain_train::lm::Sampling {
+                temperature: 0.0,
+                top_k: None,
+                seed: 0,
+            };
+            for text in &texts {
+                let (continuation, unknown) =
+                    crate::generate::continue_text(&lm, text, args.tokens, greedy, &device)?;
+                match args.output {
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::json!({
+                            "text": text,
+                            "continuation": continuation,
+                            "unknown_prompt_tokens": unknown,
+                        })
+                    ),
+                    Output::Table => println!("{text}\t{continuation:?}"),
                 }
             }
         }

@@ -6,6 +6,7 @@ use crate::error::TrainError;
 use crate::group::Group;
 use crate::metrics::{
     ClassificationAccumulator, ClassificationReport, ForecastAccumulator, ForecastReport,
+    LanguageModelReport,
 };
 use crate::task::{Objective, Targets, TaskData};
 use burn::prelude::*;
@@ -22,6 +23,8 @@ pub enum TaskMetrics {
     Classification(ClassificationReport),
     /// MSE/RMSE/MAE/MAPE of the model and the baselines.
     Forecast(ForecastReport),
+    /// Perplexity, bits per token, next-token accuracy, unigram baseline.
+    LanguageModel(LanguageModelReport),
 }
 
 /// Result of evaluating one split.
@@ -66,6 +69,17 @@ impl EvalReport {
             TaskMetrics::Forecast(f) => {
                 vec![("rmse".into(), f.model.rmse), ("mae".into(), f.model.mae)]
             }
+            TaskMetrics::LanguageModel(l) => vec![
+                ("perplexity".into(), l.perplexity),
+                (
+                    if l.unit == "character" {
+                        "bits_per_char".into()
+                    } else {
+                        "bits_per_token".into()
+                    },
+                    l.bits_per_token,
+                ),
+            ],
         }
     }
 }
@@ -83,6 +97,9 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<EvalReport, TrainError> {
+    if task.is_language_model() {
+        return crate::lm::evaluate_lm(model, task, split, device, &mut crate::group::Solo::new());
+    }
     let n = task.len(split);
     check_not_empty(n, split)?;
     let partial = accumulate(model, task, split, 0..n, batch_size, device)?;
@@ -104,6 +121,10 @@ pub fn evaluate_distributed(
     device: &Device,
     group: &mut dyn Group,
 ) -> Result<EvalReport, TrainError> {
+    if task.is_language_model() {
+        // Streams and chunks, not batches of samples: see crate::lm.
+        return crate::lm::evaluate_lm(model, task, split, device, group);
+    }
     let n = task.len(split);
     check_not_empty(n, split)?;
     let world = group.world();
@@ -260,6 +281,9 @@ fn accumulate(
                 forecasts: None,
             })
         }
+        Prepared::Corpus(_) => Err(TrainError::Input(
+            "a language model is evaluated by crate::lm::evaluate_lm".into(),
+        )),
     }
 }
 
@@ -312,8 +336,8 @@ fn finish(
                 forecasts: None,
             })
         }
-        (Acc::Classes(_), Prepared::Series(_)) => Err(TrainError::Input(
-            "classification metrics for series data".into(),
+        (Acc::Classes(_), Prepared::Series(_) | Prepared::Corpus(_)) => Err(TrainError::Input(
+            "classification metrics for series or corpus data".into(),
         )),
     }
 }

@@ -18,7 +18,7 @@ pub fn model_kinds(ckpt: &Checkpoint) -> (InputKind, HeadKind) {
         Fitted::Series(n) => {
             let horizon = match spec.task {
                 TaskSpec::Forecast { horizon, .. } => horizon,
-                TaskSpec::Classify { .. } => 1,
+                _ => 1,
             };
             (
                 InputKind::Numeric {
@@ -32,7 +32,7 @@ pub fn model_kinds(ckpt: &Checkpoint) -> (InputKind, HeadKind) {
         Fitted::Text { vocab, labels } => {
             let pooling = match spec.task {
                 TaskSpec::Classify { pooling, .. } => pooling,
-                TaskSpec::Forecast { .. } => Pooling::Last,
+                _ => Pooling::Last,
             };
             (
                 InputKind::Tokens { vocab: vocab.len() },
@@ -42,6 +42,10 @@ pub fn model_kinds(ckpt: &Checkpoint) -> (InputKind, HeadKind) {
                 },
             )
         }
+        Fitted::Corpus { vocab } => (
+            InputKind::Tokens { vocab: vocab.len() },
+            HeadKind::NextToken { vocab: vocab.len() },
+        ),
     }
 }
 

@@ -438,6 +438,12 @@ pub(crate) fn headline_metrics(report: &TrainReport) -> BTreeMap<String, f64> {
                 put("weighted_f1", c.weighted_avg.f1);
                 put("majority_accuracy", c.majority_baseline.accuracy);
             }
+            TaskMetrics::LanguageModel(l) => {
+                put("perplexity", l.perplexity);
+                put("bits_per_token", l.bits_per_token);
+                put("accuracy", l.accuracy);
+                put("unigram_perplexity", l.unigram_perplexity);
+            }
         }
     };
     if let Some(v) = &report.val {

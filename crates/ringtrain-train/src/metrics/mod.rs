@@ -14,6 +14,7 @@
 
 mod classification;
 mod forecast;
+mod language_model;
 
 pub use classification::{
     AveragedMetrics, ClassMetrics, ClassificationAccumulator, ClassificationReport,
@@ -22,6 +23,7 @@ pub use classification::{
 pub use forecast::{
     BaselineComparison, ErrorSums, ForecastAccumulator, ForecastMetrics, ForecastReport,
 };
+pub use language_model::{LanguageModelReport, LmAccumulator, unigram_logp};
 
 use ringtrain_spec::types::MonitorMetric;
 
