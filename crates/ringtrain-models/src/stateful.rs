@@ -25,36 +25,6 @@ pub struct RecurrentState {
     pub batch: usize,
 }
 
-impl RecurrentState {
-    /// The rows `rows` of every state (e.g. one stream out of a batch).
-    ///
-    /// # Panics
-    /// If a row is `>= batch`.
-    pub fn select(&self, rows: &[usize]) -> RecurrentState {
-        let pick = |v: &[f32]| -> Vec<f32> {
-            let h = v.len() / self.batch.max(1);
-            rows.iter()
-                .flat_map(|&r| v[r * h..(r + 1) * h].iter().copied())
-                .collect()
-        };
-        RecurrentState {
-            layers: self
-                .layers
-                .iter()
-                .map(|dirs| {
-                    dirs.iter()
-                        .map(|s| CellState {
-                            h: pick(&s.h),
-                            c: s.c.as_deref().map(pick),
-                        })
-                        .collect()
-                })
-                .collect(),
-            batch: rows.len(),
-        }
-    }
-}
-
 impl Model {
     /// The full forward pass of [`Model::forward`] from the recurrent state `state` (`None`:
     /// zeros, as `forward` starts), also returning the state after the batch's last step. Feeding

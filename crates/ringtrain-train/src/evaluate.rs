@@ -85,7 +85,8 @@ impl EvalReport {
 }
 
 /// Evaluates `model` (on any device, usually the plain one) over every sample of `split`, in
-/// file order, `batch_size` samples at a time.
+/// file order, `batch_size` samples at a time. A language model is scored stream by stream with
+/// its state carried ([`crate::lm::evaluate_lm`]; `batch_size` does not apply).
 ///
 /// # Errors
 /// [`TrainError::EmptySplit`] when the split has no samples; [`TrainError::Metrics`] on shape
