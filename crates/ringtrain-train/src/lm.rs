@@ -8,6 +8,10 @@
 //! stays on one rank and a `D`-way run computes what one process computes. The state is reset
 //! at every epoch start and detached between chunks (truncated BPTT).
 //!
+//! The carried state is not part of a checkpoint: a run resumed mid-epoch restarts its streams
+//! from the zero state, so resumption is exact for this task only at epoch boundaries (where the
+//! state is reset anyway).
+//!
 //! Evaluation does the same over the val/test streams: rank `r` scores a contiguous block of
 //! the streams chunk by chunk (its own state carried), and the sums are added over the ranks,
 //! so the report does not depend on the number of ranks.
