@@ -109,3 +109,28 @@ pub fn assert_same_training(
     );
     diff
 }
+
+/// [`run_local`] without the forecast-specific metric check: asserts the job succeeded on
+/// `world` ranks and returns the final job document (`{"job": ...}`).
+pub fn run_local_any_task(spec: &Path, workers: usize, world: usize) -> Value {
+    let out = ringtrain()
+        .args([
+            "local",
+            spec.to_str().unwrap(),
+            "--workers",
+            &workers.to_string(),
+        ])
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "local failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
+    assert_eq!(done["job"]["world"], world as u64);
+    done
+}

@@ -10,6 +10,7 @@ mod bench_train;
 mod check;
 mod cluster;
 mod eval;
+mod generate;
 mod logging;
 mod plot;
 mod predict;
@@ -71,6 +72,8 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Continue a prompt with a trained language model.
+    Generate(generate::GenerateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +93,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => device().and_then(|d| eval::run(args, d)),
         Command::Predict(args) => device().and_then(|d| predict::run(args, d)),
         Command::Check(args) => check::run(args),
+        Command::Generate(args) => device().and_then(|d| generate::run(args, d)),
         Command::Bench(BenchCommand::Train(args)) => {
             device().and_then(|d| bench_train::run(args, d))
         }

@@ -1,6 +1,6 @@
 //! `ringtrain predict --checkpoint DIR`: forecast the steps after the end of a CSV, classify
-//! lines of text from a file or stdin, or translate them (seq2seq, one output line per input
-//! line, `--beam N`).
+//! lines of text from a file or stdin, translate them (seq2seq, one output line per input
+//! line, `--beam N`), or (a language model) continue each such line.
 
 use crate::Output;
 use anyhow::{Context, bail};
@@ -29,6 +29,10 @@ pub(crate) struct PredictArgs {
     /// Seq2seq: beam width (1 = greedy decoding); defaults to the spec's `task.beam_width`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     beam: Option<u32>,
+    /// Language model: tokens generated after each line (greedy; `ringtrain generate`
+    /// samples).
+    #[arg(long, default_value_t = 64)]
+    tokens: usize,
 }
 
 pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
@@ -127,6 +131,36 @@ pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
                         serde_json::json!({"source": text, "translation": t.text, "log_prob": t.log_prob})
                     ),
                     Output::Table => println!("{}", t.text),
+                }
+            }
+        }
+        (Fitted::Corpus { .. }, DataKind::Corpus(_)) => {
+            if args.tokens == 0 {
+                bail!("--tokens must be at least 1");
+            }
+            let texts = read_lines(args.input.as_ref())?;
+            if texts.is_empty() {
+                bail!("no text to continue: give --input FILE or lines on stdin");
+            }
+            let lm = crate::generate::LanguageModel::load(&ckpt, &device)?;
+            let greedy = ringtrain_train::lm::Sampling {
+                temperature: 0.0,
+                top_k: None,
+                seed: 0,
+            };
+            for text in &texts {
+                let (continuation, unknown) =
+                    crate::generate::continue_text(&lm, text, args.tokens, greedy, &device)?;
+                match args.output {
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::json!({
+                            "text": text,
+                            "continuation": continuation,
+                            "unknown_prompt_tokens": unknown,
+                        })
+                    ),
+                    Output::Table => println!("{text}\t{continuation:?}"),
                 }
             }
         }

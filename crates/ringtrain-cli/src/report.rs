@@ -2,7 +2,9 @@
 //! confusion matrix for classifiers, error metrics for forecasts.
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use ringtrain_train::metrics::{ClassificationReport, ForecastMetrics, ForecastReport};
+use ringtrain_train::metrics::{
+    ClassificationReport, ForecastMetrics, ForecastReport, LanguageModelReport,
+};
 use ringtrain_train::{EvalReport, TaskMetrics, TrainReport};
 
 fn table(header: &[&str]) -> Table {
@@ -40,7 +42,33 @@ pub(crate) fn print_eval(e: &EvalReport) {
         TaskMetrics::Forecast(f) => print_forecast(f),
         TaskMetrics::Classification(c) => print_classification(c),
         TaskMetrics::Translation(t) => print_translation(t),
+        TaskMetrics::LanguageModel(l) => print_language_model(l),
     }
+}
+
+fn print_language_model(l: &LanguageModelReport) {
+    let bits = if l.unit == "character" {
+        "bits/char"
+    } else {
+        "bits/token"
+    };
+    let mut t = table(&["model", "loss (nats/token)", "perplexity", bits, "accuracy"]);
+    t.add_row(vec![
+        "language model".to_string(),
+        format!("{:.4}", l.loss),
+        format!("{:.3}", l.perplexity),
+        format!("{:.4}", l.bits_per_token),
+        format!("{:.4}", l.accuracy),
+    ]);
+    t.add_row(vec![
+        "unigram baseline".to_string(),
+        format!("{:.4}", l.unigram_loss),
+        format!("{:.3}", l.unigram_perplexity),
+        format!("{:.4}", l.unigram_bits_per_token),
+        "-".to_string(),
+    ]);
+    println!("{t}");
+    println!("{} next-{} predictions scored", l.tokens, l.unit);
 }
 
 fn print_forecast(f: &ForecastReport) {

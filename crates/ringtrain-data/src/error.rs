@@ -277,6 +277,29 @@ pub enum DataError {
         /// Samples per rank per step.
         per_rank_batch: usize,
     },
+    /// A split of a language-model corpus is too short to give every stream two tokens (one
+    /// input and its next-token target).
+    #[error(
+        "{file}: the {split} split has {tokens} tokens, too few for {streams} stream(s) of at least 2 tokens; {hint}"
+    )]
+    CorpusTooShort {
+        /// Path of the file.
+        file: String,
+        /// The split.
+        split: SplitName,
+        /// Tokens in the split.
+        tokens: usize,
+        /// Streams it is cut into (`train.batch_size` for the train split).
+        streams: usize,
+        /// How to fix it.
+        hint: &'static str,
+    },
+    /// A plain text file was asked for as a table (only a language model reads plain text).
+    #[error("{file}: plain text has no columns; only task.kind = \"language_model\" reads it")]
+    NotATable {
+        /// Path of the file.
+        file: String,
+    },
 }
 
 fn series_need(split: SplitName, window: usize, horizon: usize) -> String {

@@ -11,6 +11,7 @@
 
 mod batch;
 mod builtin;
+mod corpus;
 mod error;
 mod normalize;
 mod order;
@@ -25,6 +26,7 @@ mod vocab;
 
 pub use batch::{SeriesBatch, TextBatch};
 pub use builtin::Builtin;
+pub use corpus::{CorpusData, EOL_TOKEN, LmBatch, corpus_tokens, join_tokens};
 pub use error::{ColumnRef, DataError, LabelOrigin};
 pub use normalize::{ColumnScale, Normalizer};
 pub use order::{below, chacha, permutation, split_sizes};
@@ -81,6 +83,8 @@ pub enum Prepared {
     Text(TextData),
     /// Encoded source/target pairs (seq2seq task).
     Pairs(PairData),
+    /// A token stream cut into streams and chunks (language model task).
+    Corpus(CorpusData),
 }
 
 impl Prepared {
@@ -90,6 +94,7 @@ impl Prepared {
             Prepared::Series(s) => s.len(split),
             Prepared::Text(t) => t.len(split),
             Prepared::Pairs(p) => p.len(split),
+            Prepared::Corpus(c) => c.len(split),
         }
     }
 
@@ -110,6 +115,9 @@ impl Prepared {
             Prepared::Pairs(p) => Fitted::Pairs {
                 source: p.source_vocab().clone(),
                 target: p.target_vocab().clone(),
+            },
+            Prepared::Corpus(c) => Fitted::Corpus {
+                vocab: c.vocab().clone(),
             },
         }
     }
@@ -135,6 +143,11 @@ pub enum Fitted {
         source: Vocab,
         /// Target-side vocabulary (with `<bos>` and `<eos>`).
         target: Vocab,
+    },
+    /// The vocabulary of a language model's corpus.
+    Corpus {
+        /// Token vocabulary.
+        vocab: Vocab,
     },
 }
 
@@ -177,6 +190,7 @@ pub fn load_with(
                 Some(Fitted::Series(n)) => Some(n),
                 Some(Fitted::Text { .. }) => return Err(kind_mismatch("text")),
                 Some(Fitted::Pairs { .. }) => return Err(kind_mismatch("pairs")),
+                Some(Fitted::Corpus { .. }) => return Err(kind_mismatch("corpus")),
             };
             SeriesData::load(
                 &source,
@@ -195,6 +209,7 @@ pub fn load_with(
                 Some(Fitted::Text { vocab, labels }) => Some((vocab, labels)),
                 Some(Fitted::Series(_)) => return Err(kind_mismatch("series")),
                 Some(Fitted::Pairs { .. }) => return Err(kind_mismatch("pairs")),
+                Some(Fitted::Corpus { .. }) => return Err(kind_mismatch("corpus")),
             };
             TextData::load(
                 &source,
@@ -212,6 +227,7 @@ pub fn load_with(
                 Some(Fitted::Pairs { source, target }) => Some((source, target)),
                 Some(Fitted::Series(_)) => return Err(kind_mismatch("series")),
                 Some(Fitted::Text { .. }) => return Err(kind_mismatch("text")),
+                Some(Fitted::Corpus { .. }) => return Err(kind_mismatch("corpus")),
             };
             PairData::load(
                 &source,
@@ -226,6 +242,32 @@ pub fn load_with(
         (DataKind::Pairs(_), _) => Err(DataError::TaskMismatch {
             data: "pairs",
             task: "forecast or classify",
+        }),
+        (DataKind::Corpus(c), TaskSpec::LanguageModel { bptt }) => {
+            let vocab = match fitted {
+                None => None,
+                Some(Fitted::Corpus { vocab }) => Some(vocab),
+                Some(Fitted::Series(_)) => return Err(kind_mismatch("series")),
+                Some(Fitted::Text { .. }) => return Err(kind_mismatch("text")),
+                Some(Fitted::Pairs { .. }) => return Err(kind_mismatch("pairs")),
+            };
+            CorpusData::load(
+                &source,
+                &spec.data.split,
+                c,
+                spec.train.batch_size,
+                *bptt,
+                vocab,
+            )
+            .map(Prepared::Corpus)
+        }
+        (DataKind::Corpus(_), _) => Err(DataError::TaskMismatch {
+            data: "corpus",
+            task: "forecast or classify",
+        }),
+        (_, TaskSpec::LanguageModel { .. }) => Err(DataError::TaskMismatch {
+            data: "tabular",
+            task: "language_model",
         }),
         (DataKind::Series(_), _) => Err(DataError::TaskMismatch {
             data: "series",

@@ -280,6 +280,12 @@ pub fn sentiment_label(sentence: &str) -> Option<&'static str> {
 pub fn sentiment_text(rows: &[(String, &str)], format: DataFormat) -> String {
     let mut out = String::new();
     match format {
+        // Plain text has no label column: the sentences alone, one per line.
+        DataFormat::Text => {
+            for (text, _) in rows {
+                let _ = writeln!(out, "{text}");
+            }
+        }
         DataFormat::Jsonl => {
             for (text, label) in rows {
                 let obj = serde_json::json!({ "text": text, "label": label });
@@ -298,6 +304,32 @@ pub fn sentiment_text(rows: &[(String, &str)], format: DataFormat) -> String {
                 }
             }
         }
+    }
+    out
+}
+
+/// Filler words of [`keyed_lines`]: common letters, so that knowing the key is what is left to
+/// learn at a line's end.
+const FILLER: &[&str] = &[
+    "the", "rain", "in", "spain", "falls", "mainly", "on", "plain", "a", "quick", "brown", "fox",
+    "jumps", "over", "lazy", "dogs", "and", "then", "sleeps",
+];
+
+/// A corpus with long-range structure for language models: `lines` lines, each
+/// `KEY: w1 w2 ... wn = KEY`, where `KEY` is three letters from `a..h` drawn at random and the
+/// filler is 6–9 random words from a small list. Repeating the key at the end of a line needs a
+/// memory of about 40–70 characters — more than a short BPTT chunk, so a model only learns it
+/// when the hidden state is carried across chunks. Seeded (ChaCha8, stream 2).
+pub fn keyed_lines(lines: usize, seed: u64) -> String {
+    let mut rng = chacha(seed, 2);
+    let mut out = String::new();
+    for _ in 0..lines {
+        let key: String = (0..3)
+            .map(|_| char::from(b'a' + below(&mut rng, 8) as u8))
+            .collect();
+        let words = 6 + below(&mut rng, 4) as usize;
+        let filler: Vec<&str> = (0..words).map(|_| pick(&mut rng, FILLER)).collect();
+        let _ = writeln!(out, "{key}: {} = {key}", filler.join(" "));
     }
     out
 }
@@ -323,6 +355,7 @@ pub fn example_files() -> Vec<(&'static str, String)> {
                 EXAMPLE_SEED,
             )),
         ),
+        ("keyed-lines.txt", keyed_lines(1500, EXAMPLE_SEED)),
     ]
 }
 

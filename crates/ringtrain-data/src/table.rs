@@ -157,6 +157,7 @@ pub(crate) fn read_table(
                 DataFormat::Csv => read_delimited(file, bytes, b',', true, columns),
                 DataFormat::Tsv => read_delimited(file, bytes, b'\t', false, columns),
                 DataFormat::Jsonl => read_jsonl(file, bytes, columns),
+                DataFormat::Text => Err(DataError::NotATable { file }),
             }
         }
     }

@@ -75,6 +75,9 @@ pub struct Head {
     pub bidirectional: bool,
     /// `true` for a classifier (logits), `false` for a regressor.
     pub classifier: bool,
+    /// `true` for a next-token head: no pooling, logits at every step, flattened batch-major
+    /// to `[B·T, outputs]` (row `b·T + t`).
+    pub per_step: bool,
 }
 
 impl Head {
@@ -89,7 +92,20 @@ impl Head {
     }
 
     pub(crate) fn forward(&self, input: Steps) -> Tensor<2> {
+        if self.per_step {
+            return self.every_step(input);
+        }
         self.linear.forward(self.pool(input))
+    }
+
+    /// Logits at every step, `[B·T, outputs]` batch-major (the order of the targets).
+    fn every_step(&self, input: Steps) -> Tensor<2> {
+        let (batch, time, width) = (input.batch(), input.time(), self.input_size());
+        let x = input
+            .time_major_tensor()
+            .swap_dims(0, 1)
+            .reshape([batch * time, width]);
+        self.linear.forward(x)
     }
 
     /// Pools over valid steps only, on the time-major form `[T, B, W]`. Padded steps carry

@@ -26,11 +26,13 @@ pub mod recurrent;
 pub mod reference;
 mod seq;
 pub mod seq2seq;
+pub mod stateful;
 
 pub use attention::Attention;
 pub use conv::Conv;
 pub use error::ModelError;
 pub use head::Head;
+pub use kernel::CellState;
 pub use model::{
     Batch, Boundary, BoundaryShape, ForwardCtx, HeadKind, InputKind, Inputs, Layer, LayerInfo,
     Model, RecurrentImpl,
@@ -38,3 +40,4 @@ pub use model::{
 pub use recurrent::{CellParams, Recurrent};
 pub use reference::{ReferenceCell, ReferenceRecurrent};
 pub use seq2seq::{Decoder, DecoderConfig, Hypothesis};
+pub use stateful::RecurrentState;

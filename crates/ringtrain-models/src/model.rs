@@ -52,6 +52,12 @@ pub enum HeadKind {
     },
     /// An attentional decoder over the target vocabulary (seq2seq): logits `[B·T, vocab]`.
     Decoder(DecoderConfig),
+    /// Logits over the next token at every step, `[B·T, vocab]` (row `b·T + t`): a language
+    /// model. Needs causal layers only (no bidirectional layer, Conv1d or attention).
+    NextToken {
+        /// Vocabulary size.
+        vocab: usize,
+    },
 }
 
 /// Model input for one batch.
@@ -377,6 +383,9 @@ impl Model {
             ));
         }
         check_hybrids(spec)?;
+        if matches!(head, HeadKind::NextToken { .. }) {
+            check_causal(spec)?;
+        }
         let mut init = Init::new(seed);
         let mut layers = Vec::new();
         let mut width = match input {
@@ -456,6 +465,7 @@ impl Model {
                 layers.push(Layer::Decoder(decoder));
                 return Ok(Model { layers });
             }
+            HeadKind::NextToken { vocab } => (vocab, Pooling::Last, true),
         };
         if outputs == 0 {
             return Err(invalid("head.outputs", outputs, "at least 1 output"));
@@ -468,6 +478,7 @@ impl Model {
             // unidirectional layer (every step has seen the whole sequence anyway).
             bidirectional: spec.bidirectional && spec.attention.is_none(),
             classifier,
+            per_step: matches!(head, HeadKind::NextToken { .. }),
         }));
         Ok(Model { layers })
     }
@@ -702,6 +713,33 @@ impl Model {
         };
         Ok(decoder.forward(enc.0, &enc.1, target_in, ctx))
     }
+}
+
+/// A next-token model may only look back: the model-side twin of the spec's language-model
+/// checks.
+fn check_causal(spec: &ModelSpec) -> Result<(), ModelError> {
+    if spec.bidirectional {
+        return Err(invalid(
+            "model.bidirectional",
+            true,
+            "a next-token model must be unidirectional",
+        ));
+    }
+    if !spec.conv.is_empty() {
+        return Err(invalid(
+            "model.conv",
+            spec.conv.len(),
+            "a next-token model has no Conv1d layers (their padding reads later steps)",
+        ));
+    }
+    if spec.attention.is_some() {
+        return Err(invalid(
+            "model.attention",
+            "set",
+            "a next-token model has no attention block (it reads later steps)",
+        ));
+    }
+    Ok(())
 }
 
 /// Model-side checks of the hybrid layers (the spec validator reports the same problems with

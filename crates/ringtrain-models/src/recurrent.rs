@@ -26,7 +26,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use ringtrain_spec::{Activation, CellKind};
 
 use crate::init::{Init, param1, param2};
-use crate::kernel::{self, CellCode, SeqSpec};
+use crate::kernel::{self, CellCode, CellState, SeqSpec};
 use crate::seq::Steps;
 
 /// Weights of one direction of one recurrent layer.
@@ -115,20 +115,68 @@ impl Recurrent {
 
     /// Runs the layer over all steps; `dropout` is `Some((seed, stream))` in training mode.
     pub(crate) fn forward(&self, input: Steps, dropout: Option<(u64, u64)>) -> Steps {
+        self.run(input, dropout, None, false).0
+    }
+
+    /// [`Recurrent::forward`] from the state `initial` (one [`CellState`] per direction, `None`:
+    /// zeros), also giving the state after each direction's last step (each sample's last
+    /// valid step). The initial state is a constant (no gradient flows into it) and the final
+    /// state is plain data, detached: what truncated BPTT carries from chunk to chunk.
+    ///
+    /// # Panics
+    /// If `initial` has not one state per direction of `[B, H]` values each.
+    pub(crate) fn forward_state(
+        &self,
+        input: Steps,
+        dropout: Option<(u64, u64)>,
+        initial: Option<&[CellState]>,
+    ) -> (Steps, Vec<CellState>) {
+        if let Some(init) = initial {
+            assert_eq!(init.len(), self.directions.len(), "one state per direction");
+        }
+        self.run(input, dropout, initial, true)
+    }
+
+    fn run(
+        &self,
+        input: Steps,
+        dropout: Option<(u64, u64)>,
+        initial: Option<&[CellState]>,
+        want_state: bool,
+    ) -> (Steps, Vec<CellState>) {
         let input = match dropout {
             Some((seed, stream)) => input.dropout(self.input_dropout, seed, stream),
             None => input,
         };
         if self.sequence_kernel && self.kernel_applies() {
-            return self.forward_kernel(input);
+            return self.forward_kernel(input, initial, want_state);
         }
         let steps = input.step_list();
         let keep = input.padding.as_ref().map(|p| (&p.keep, &p.carry));
+        let batch = input.batch();
+        let mut finals = Vec::new();
         let mut outs: Vec<Vec<Tensor<2>>> = self
             .directions
             .iter()
             .enumerate()
-            .map(|(d, p)| self.run_direction(p, &steps, keep, d == 1))
+            .map(|(d, p)| {
+                let device = p.w_ih.val().device();
+                let init = initial.map(|states| {
+                    let s = &states[d];
+                    let t = |v: &[f32]| {
+                        Tensor::<2>::from_data(
+                            TensorData::new(v.to_vec(), [batch, self.hidden]),
+                            &device,
+                        )
+                    };
+                    (t(&s.h), s.c.as_deref().map(t))
+                });
+                let (outs, h, c) = self.run_direction(p, &steps, keep, d == 1, init);
+                if want_state {
+                    finals.push(self.host_state(h, c, batch, &device));
+                }
+                outs
+            })
             .collect();
         let steps = if outs.len() == 1 {
             outs.pop().unwrap_or_default()
@@ -140,7 +188,25 @@ impl Recurrent {
                 .map(|(f, b)| Tensor::cat(vec![f, b], 1))
                 .collect()
         };
-        input.with_steps(steps)
+        (input.with_steps(steps), finals)
+    }
+
+    /// A direction's final state on the host (zeros for an empty sequence, which never set it).
+    fn host_state(
+        &self,
+        h: Option<Tensor<2>>,
+        c: Option<Tensor<2>>,
+        batch: usize,
+        device: &Device,
+    ) -> CellState {
+        let host = |t: Option<Tensor<2>>| -> Vec<f32> {
+            let t = t.unwrap_or_else(|| Tensor::zeros([batch, self.hidden], device));
+            t.into_data().iter::<f32>().collect()
+        };
+        CellState {
+            h: host(h),
+            c: (self.cell == CellKind::Lstm).then(|| host(c)),
+        }
     }
 
     /// Whether this layer's parameters live where the kernel runs (flex, `f32`).
@@ -152,7 +218,12 @@ impl Recurrent {
     }
 
     /// The kernel path: one custom operation per direction on the time-major sequence.
-    fn forward_kernel(&self, input: Steps) -> Steps {
+    fn forward_kernel(
+        &self,
+        input: Steps,
+        initial: Option<&[CellState]>,
+        want_state: bool,
+    ) -> (Steps, Vec<CellState>) {
         let x = input.time_major_tensor();
         let valid = input.padding.as_ref().map(|p| p.valid.clone());
         let cell = match (self.cell, self.activation) {
@@ -161,6 +232,9 @@ impl Recurrent {
             (CellKind::Rnn, Activation::Tanh) => CellCode::RnnTanh,
             (CellKind::Rnn, Activation::Relu) => CellCode::RnnRelu,
         };
+        let sinks: Vec<kernel::StateSink> = (0..self.directions.len())
+            .map(|_| kernel::StateSink::default())
+            .collect();
         let mut outs: Vec<Tensor<3>> = self
             .directions
             .iter()
@@ -176,6 +250,8 @@ impl Recurrent {
                         cell,
                         reverse: d == 1,
                         valid: valid.clone(),
+                        initial: initial.map(|s| std::sync::Arc::new(s[d].clone())),
+                        final_state: want_state.then(|| sinks[d].clone()),
                     },
                 )
             })
@@ -185,7 +261,27 @@ impl Recurrent {
         } else {
             Tensor::cat(outs, 2)
         };
-        input.with_time_major(y)
+        let finals = if want_state {
+            let batch = input.batch();
+            sinks
+                .iter()
+                .map(|sink| {
+                    // The kernel ran eagerly above, so every sink is filled; an empty one (a
+                    // zero-length sequence) is the zero state.
+                    sink.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take()
+                        .unwrap_or_else(|| CellState {
+                            h: vec![0.0; batch * self.hidden],
+                            c: (self.cell == CellKind::Lstm)
+                                .then(|| vec![0.0; batch * self.hidden]),
+                        })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (input.with_time_major(y), finals)
     }
 
     /// Per gate block, whether its pre-activation goes through tanh (and is therefore computed
@@ -199,14 +295,17 @@ impl Recurrent {
         }
     }
 
-    /// One direction over the whole sequence; outputs in time order.
+    /// One direction over the whole sequence from `initial` (`(h, c)`, `None`: zeros); outputs
+    /// in time order, then the final `h` and `c` (`None` where never set).
+    #[allow(clippy::type_complexity)]
     fn run_direction(
         &self,
         p: &CellParams,
         steps: &[Tensor<2>],
         padding: Option<(&Vec<Tensor<2>>, &Vec<Tensor<2>>)>,
         reverse: bool,
-    ) -> Vec<Tensor<2>> {
+        initial: Option<(Tensor<2>, Option<Tensor<2>>)>,
+    ) -> (Vec<Tensor<2>>, Option<Tensor<2>>, Option<Tensor<2>>) {
         let time = steps.len();
         let h_size = self.hidden;
         // LSTM and RNN only ever use b_ih + b_hh: add them once instead of once per step.
@@ -236,8 +335,10 @@ impl Recurrent {
             }
             None => (p.w_ih.val(), p.w_hh.val(), b_x, b_h),
         };
-        let mut h: Option<Tensor<2>> = None;
-        let mut c: Option<Tensor<2>> = None;
+        let (mut h, mut c): (Option<Tensor<2>>, Option<Tensor<2>>) = match initial {
+            Some((h0, c0)) => (Some(h0), c0.filter(|_| self.cell == CellKind::Lstm)),
+            None => (None, None),
+        };
         let mut outs: Vec<Option<Tensor<2>>> = vec![None; time];
         for k in 0..time {
             let t = if reverse { time - 1 - k } else { k };
@@ -326,7 +427,7 @@ impl Recurrent {
                 }
             }
         }
-        outs.into_iter().flatten().collect()
+        (outs.into_iter().flatten().collect(), h, c)
     }
 }
 

@@ -89,7 +89,7 @@ pub struct RawAttention {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTask {
-    /// `task.kind`: forecast | classify
+    /// `task.kind`: forecast | classify | language_model
     pub kind: Option<String>,
     /// `task.horizon` (forecast)
     pub horizon: Option<i64>,
@@ -109,6 +109,8 @@ pub struct RawTask {
     pub beam_width: Option<i64>,
     /// `task.length_penalty` (seq2seq): alpha >= 0
     pub length_penalty: Option<f64>,
+    /// `task.bptt` (language_model): tokens per truncated-BPTT chunk
+    pub bptt: Option<i64>,
 }
 
 /// `data.split`: either `[train, val, test]` or a table.
@@ -136,7 +138,7 @@ pub enum RawSplit {
 pub struct RawData {
     /// `data.path`
     pub path: Option<String>,
-    /// `data.format`: csv | tsv | jsonl
+    /// `data.format`: csv | tsv | jsonl | text
     pub format: Option<String>,
     /// `data.split`
     pub split: Option<RawSplit>,

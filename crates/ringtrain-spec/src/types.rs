@@ -207,6 +207,13 @@ pub enum TaskSpec {
         /// Per-class loss weights keyed by label; classes not listed weigh 1.
         class_weights: Vec<(String, f64)>,
     },
+    /// Next-token language model over a text corpus, trained with truncated backpropagation
+    /// through time: the hidden state is carried from one chunk of `bptt` tokens to the next
+    /// (detached), so the model sees context longer than a chunk.
+    LanguageModel {
+        /// Tokens per training chunk, the truncation length of BPTT (≥ 1).
+        bptt: usize,
+    },
     /// Source token sequence → target token sequence (translation): a recurrent encoder and an
     /// attentional recurrent decoder.
     Seq2seq {
@@ -247,6 +254,8 @@ pub enum DataFormat {
     Tsv,
     /// One JSON object per line.
     Jsonl,
+    /// Plain UTF-8 text (a corpus for a language model; inferred from `.txt`).
+    Text,
 }
 
 /// Feature scaling fitted on the training split only.
@@ -304,6 +313,23 @@ pub enum DataKind {
     Text(TextSpec),
     /// Pairs of source and target texts (sequence-to-sequence).
     Pairs(PairSpec),
+    /// A plain text corpus read as one token stream (language model).
+    Corpus(CorpusSpec),
+}
+
+/// Preparation of a text corpus for a language model. The token stream is cut contiguously
+/// into train | val | test by the split fractions (no shuffling: the order is the signal).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorpusSpec {
+    /// Tokenizer (`char` keeps every character, newlines included; `word` adds an end-of-line
+    /// token at each line end).
+    pub tokenizer: TokenizerKind,
+    /// Lowercase text before tokenizing.
+    pub lowercase: bool,
+    /// Tokens seen fewer times than this in the training split map to `<unk>` (≥ 1).
+    pub min_freq: usize,
+    /// Largest vocabulary including `<pad>` and `<unk>` (≥ 3).
+    pub max_vocab: usize,
 }
 
 /// Preparation of a numeric time series.

@@ -232,3 +232,31 @@ fn seq2seq_defaults_and_round_trip() {
     assert_eq!((p.max_source_len, p.max_target_len), (7, 9));
     assert!(MonitorMetric::ValBleu.higher_is_better());
 }
+
+#[test]
+fn language_model_spec_reads_a_text_corpus_with_its_defaults() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/language_model.toml");
+    let spec = load(&path).unwrap();
+    assert_eq!(spec.task, TaskSpec::LanguageModel { bptt: 24 });
+    assert_eq!(spec.data.format, DataFormat::Text);
+    assert_eq!(
+        spec.data.kind,
+        DataKind::Corpus(CorpusSpec {
+            tokenizer: TokenizerKind::Word,
+            lowercase: false,
+            min_freq: 2,
+            max_vocab: 50_000,
+        })
+    );
+    // embedding, two recurrent layers, head
+    assert_eq!(layer_count(&spec.model, &spec.task), 4);
+    let back: JobSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+    assert_eq!(spec, back);
+    // bptt defaults to 64 and the tokenizer to char.
+    let text =
+        "[model]\ncell = \"gru\"\n[task]\nkind = \"language_model\"\n[data]\npath = \"c.txt\"\n";
+    let spec = parse_str(text, SpecFormat::Toml, "<t>", "job").unwrap();
+    assert_eq!(spec.task, TaskSpec::LanguageModel { bptt: 64 });
+    assert!(matches!(&spec.data.kind, DataKind::Corpus(c) if c.tokenizer == TokenizerKind::Char));
+}

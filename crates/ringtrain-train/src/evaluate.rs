@@ -6,7 +6,7 @@ use crate::error::TrainError;
 use crate::group::Group;
 use crate::metrics::{
     ClassificationAccumulator, ClassificationReport, ForecastAccumulator, ForecastReport,
-    TranslationAccumulator, TranslationReport,
+    LanguageModelReport, TranslationAccumulator, TranslationReport,
 };
 use crate::task::{Objective, Targets, TaskData};
 use burn::prelude::*;
@@ -25,6 +25,8 @@ pub enum TaskMetrics {
     Forecast(ForecastReport),
     /// Corpus BLEU-4, token accuracy and exact match (seq2seq).
     Translation(TranslationReport),
+    /// Perplexity, bits per token, next-token accuracy, unigram baseline.
+    LanguageModel(LanguageModelReport),
 }
 
 /// Result of evaluating one split.
@@ -75,12 +77,24 @@ impl EvalReport {
                 ("exact_match".into(), t.exact_match),
                 ("token_accuracy".into(), t.token_accuracy),
             ],
+            TaskMetrics::LanguageModel(l) => vec![
+                ("perplexity".into(), l.perplexity),
+                (
+                    if l.unit == "character" {
+                        "bits_per_char".into()
+                    } else {
+                        "bits_per_token".into()
+                    },
+                    l.bits_per_token,
+                ),
+            ],
         }
     }
 }
 
 /// Evaluates `model` (on any device, usually the plain one) over every sample of `split`, in
-/// file order, `batch_size` samples at a time.
+/// file order, `batch_size` samples at a time. A language model is scored stream by stream with
+/// its state carried ([`crate::lm::evaluate_lm`]; `batch_size` does not apply).
 ///
 /// # Errors
 /// [`TrainError::EmptySplit`] when the split has no samples; [`TrainError::Metrics`] on shape
@@ -92,6 +106,9 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<EvalReport, TrainError> {
+    if task.is_language_model() {
+        return crate::lm::evaluate_lm(model, task, split, device, &mut crate::group::Solo::new());
+    }
     let n = task.len(split);
     check_not_empty(n, split)?;
     let partial = accumulate(model, task, split, 0..n, batch_size, device)?;
@@ -113,6 +130,10 @@ pub fn evaluate_distributed(
     device: &Device,
     group: &mut dyn Group,
 ) -> Result<EvalReport, TrainError> {
+    if task.is_language_model() {
+        // Streams and chunks, not batches of samples: see crate::lm.
+        return crate::lm::evaluate_lm(model, task, split, device, group);
+    }
     let n = task.len(split);
     check_not_empty(n, split)?;
     let world = group.world();
@@ -283,6 +304,9 @@ fn accumulate(
                 forecasts: None,
             })
         }
+        Prepared::Corpus(_) => Err(TrainError::Input(
+            "a language model is evaluated by crate::lm::evaluate_lm".into(),
+        )),
     }
 }
 
@@ -343,7 +367,7 @@ fn finish(
             forecasts: None,
         }),
         (Acc::Classes(_), _) => Err(TrainError::Input(
-            "classification metrics for series data".into(),
+            "classification metrics for data that is not labelled text".into(),
         )),
     }
 }

@@ -48,6 +48,10 @@ pub fn model_kinds(ckpt: &Checkpoint) -> (InputKind, HeadKind) {
             },
             HeadKind::Decoder(crate::seq2seq_task::decoder_config(&spec.task, target)),
         ),
+        Fitted::Corpus { vocab } => (
+            InputKind::Tokens { vocab: vocab.len() },
+            HeadKind::NextToken { vocab: vocab.len() },
+        ),
     }
 }
 

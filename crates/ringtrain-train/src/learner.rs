@@ -12,7 +12,7 @@ use crate::error::TrainError;
 use crate::optim::Optimizer;
 use crate::task::{Objective, Targets};
 use burn::optim::GradientsParams;
-use ringtrain_models::{Batch, ForwardCtx, Model, flat};
+use ringtrain_models::{Batch, ForwardCtx, Model, RecurrentState, flat};
 use ringtrain_spec::ClipSpec;
 use std::time::{Duration, Instant};
 
@@ -178,8 +178,42 @@ impl Learner {
         (step, epoch): (u64, u32),
     ) -> Result<Computed, TrainError> {
         let started = Instant::now();
+        let output = self.model().forward(batch, ctx);
+        self.backward(objective, output, targets, started, (step, epoch))
+    }
+
+    /// [`Learner::gradients`] for truncated BPTT: the forward pass starts from the recurrent
+    /// state `state` (`None`: zeros) and the state after the batch's last step is returned with
+    /// the gradients (detached: no gradient crosses from one batch into the previous one).
+    ///
+    /// # Errors
+    /// [`TrainError::Model`] when `state` does not fit the model or batch;
+    /// [`TrainError::Diverged`] when the loss is not finite.
+    pub fn gradients_with_state(
+        &mut self,
+        objective: &dyn Objective,
+        batch: Batch,
+        targets: Targets,
+        state: Option<&RecurrentState>,
+        ctx: &ForwardCtx,
+        (step, epoch): (u64, u32),
+    ) -> Result<(Computed, RecurrentState), TrainError> {
+        let started = Instant::now();
+        let (output, next) = self.model().forward_with_state(batch, state, ctx)?;
+        let computed = self.backward(objective, output, targets, started, (step, epoch))?;
+        Ok((computed, next))
+    }
+
+    /// Loss, backward and flattening of the gradients of `output`.
+    fn backward(
+        &self,
+        objective: &dyn Objective,
+        output: burn::tensor::Tensor<2>,
+        targets: Targets,
+        started: Instant,
+        (step, epoch): (u64, u32),
+    ) -> Result<Computed, TrainError> {
         let model = self.model();
-        let output = model.forward(batch, ctx);
         let loss = objective.loss(output, targets);
         let loss_value = loss.clone().into_scalar::<f32>();
         if !loss_value.is_finite() {

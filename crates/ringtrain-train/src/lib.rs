@@ -16,6 +16,7 @@ pub mod evaluate;
 pub mod group;
 pub mod inference;
 pub mod learner;
+pub mod lm;
 pub mod metrics;
 pub mod optim;
 pub mod pipeline;

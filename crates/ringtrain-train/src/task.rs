@@ -4,7 +4,7 @@
 use crate::error::TrainError;
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use ringtrain_data::{Prepared, SeriesData, SplitName, TextBatch, TextData};
+use ringtrain_data::{CorpusData, LmBatch, Prepared, SeriesData, SplitName, TextBatch, TextData};
 use ringtrain_models::{Batch, HeadKind, InputKind, Inputs, loss};
 use ringtrain_spec::{ForecastLoss, JobSpec, TaskSpec};
 
@@ -119,13 +119,25 @@ impl TaskData {
             Prepared::Pairs(p) => InputKind::Tokens {
                 vocab: p.source_vocab().len(),
             },
+            Prepared::Corpus(c) => InputKind::Tokens {
+                vocab: c.vocab().len(),
+            },
         }
+    }
+
+    /// Whether this is a language model: windows are consecutive chunks of streams, taken in
+    /// order, and the recurrent state is carried from one chunk to the next.
+    pub fn is_language_model(&self) -> bool {
+        matches!(self.data, Prepared::Corpus(_))
     }
 
     /// The model's head for this task.
     pub fn head_kind(&self) -> HeadKind {
         match (&self.data, &self.task) {
             (Prepared::Pairs(p), task) => HeadKind::Decoder(decoder_config(task, p.target_vocab())),
+            (Prepared::Corpus(c), _) => HeadKind::NextToken {
+                vocab: c.vocab().len(),
+            },
             (Prepared::Text(t), TaskSpec::Classify { pooling, .. }) => HeadKind::Classes {
                 classes: t.labels().len(),
                 pooling: *pooling,
@@ -184,6 +196,7 @@ impl TaskData {
             Prepared::Series(s) => series_batch(s, split, indices, device),
             Prepared::Text(t) => text_batch(t, split, indices, device),
             Prepared::Pairs(p) => pair_batch(p.batch(split, indices), device),
+            Prepared::Corpus(c) => corpus_batch(c, split, indices, device),
         }
     }
 }
@@ -228,6 +241,34 @@ pub fn series_batch(
         numeric_batch(b.x, b.batch, b.window, b.features, device),
         Targets::Regression(y),
     )
+}
+
+/// Windows of a corpus (one chunk of some streams, see [`CorpusData::batch`]) as `[B, T]`
+/// token ids with next-token targets `[B·T]` (row `b·T + t`, the order of the model's
+/// per-step logits), so the classification cross-entropy is the mean loss per token.
+pub fn corpus_batch(
+    c: &CorpusData,
+    split: SplitName,
+    indices: &[usize],
+    device: &Device,
+) -> (Batch, Targets) {
+    lm_tensors(c.batch(split, indices), device)
+}
+
+/// The tensors of a language-model batch: inputs with an all-valid mask, and targets.
+pub fn lm_tensors(b: LmBatch, device: &Device) -> (Batch, Targets) {
+    let ids: Vec<i64> = b.ids.iter().map(|&i| i64::from(i)).collect();
+    let targets: Vec<i64> = b.targets.iter().map(|&i| i64::from(i)).collect();
+    let n = targets.len();
+    let batch = Batch {
+        inputs: Inputs::Tokens(Tensor::<2, Int>::from_data(
+            TensorData::new(ids, [b.batch, b.seq_len]),
+            device,
+        )),
+        mask: Tensor::<2>::ones([b.batch, b.seq_len], device),
+    };
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), device);
+    (batch, Targets::Classes(targets))
 }
 
 /// Token sequences padded to the longest in the batch, with their mask and class indices.

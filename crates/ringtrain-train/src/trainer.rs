@@ -579,6 +579,9 @@ fn run(
         Some(build(&eval_device)?)
     };
 
+    // A language model's windows are consecutive chunks of its streams: taken in order, never
+    // shuffled (crate::lm explains the layout).
+    let language_model = task.is_language_model();
     let plan_for = |epoch: u32| -> Result<ShardPlan, TrainError> {
         Ok(ShardPlan::new(
             n_train,
@@ -586,7 +589,7 @@ fn run(
             Epoch(epoch),
             world,
             batch,
-            true,
+            !language_model,
         )?)
     };
     let steps_per_epoch = plan_for(0)?.steps_per_epoch();
@@ -702,8 +705,13 @@ fn run(
     // Parameters of the best validation epoch of this run (a resumed run's earlier best is in
     // best.ckpt).
     let mut best_params: Option<Vec<f32>> = None;
+    // Truncated BPTT (language model only): this rank's streams' recurrent state, carried from
+    // one step's chunk to the next and reset at each epoch start (and on resume: a run resumed
+    // mid-epoch restarts its streams from the zero state).
+    let mut carried: Option<ringtrain_models::RecurrentState>;
     while stop.is_none() && progress.epoch < spec.train.epochs {
         let plan = plan_for(progress.epoch)?;
+        carried = None;
         while progress.batch_in_epoch < steps_per_epoch {
             if progress.step >= total_steps {
                 stop = Some(StopReason::MaxSteps);
@@ -793,8 +801,20 @@ fn run(
                 }
                 Trainee::Whole(learner) => {
                     let replica_weight = replica_weight(&task, &targets, world);
-                    let mut computed =
-                        learner.gradients(&task, inputs, targets, &ctx, (step, progress.epoch))?;
+                    let mut computed = if language_model {
+                        let (computed, state) = learner.gradients_with_state(
+                            &task,
+                            inputs,
+                            targets,
+                            carried.as_ref(),
+                            &ctx,
+                            (step, progress.epoch),
+                        )?;
+                        carried = Some(state);
+                        computed
+                    } else {
+                        learner.gradients(&task, inputs, targets, &ctx, (step, progress.epoch))?
+                    };
                     let mut grads = std::mem::take(&mut computed.grads);
                     // Averaged with the gradients: the loss over all ranks (for the epoch
                     // summary) and the stop votes (> 0 when any rank wants to stop, so all stop

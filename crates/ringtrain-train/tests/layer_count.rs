@@ -11,6 +11,7 @@ fn spec_layer_count_matches_the_built_model() {
         ("forecast", "", 1),
         ("forecast", "projection = 8", 3),
         ("classify", "", 2),
+        ("language_model", "", 2),
     ];
     for (kind, extra, layers) in cases {
         let data = if kind == "forecast" {
@@ -18,14 +19,24 @@ fn spec_layer_count_matches_the_built_model() {
         } else {
             ""
         };
+        let file = if kind == "language_model" {
+            "x.txt"
+        } else {
+            "x.csv"
+        };
         let text = format!(
-            "[model]\ncell = \"gru\"\nlayers = {layers}\n{extra}\n[task]\nkind = \"{kind}\"\n[data]\npath = \"x.csv\"\n{data}\n"
+            "[model]\ncell = \"gru\"\nlayers = {layers}\n{extra}\n[task]\nkind = \"{kind}\"\n[data]\npath = \"{file}\"\n{data}\n"
         );
         let spec = parse_str(&text, SpecFormat::Toml, "<t>", "t").unwrap();
         let (input, head) = if kind == "forecast" {
             (
                 InputKind::Numeric { features: 1 },
                 HeadKind::Regression { outputs: 1 },
+            )
+        } else if kind == "language_model" {
+            (
+                InputKind::Tokens { vocab: 10 },
+                HeadKind::NextToken { vocab: 10 },
             )
         } else {
             (

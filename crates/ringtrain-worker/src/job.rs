@@ -472,6 +472,12 @@ pub(crate) fn headline_metrics(report: &TrainReport) -> BTreeMap<String, f64> {
                 put("exact_match", t.exact_match);
                 put("token_accuracy", t.token_accuracy);
             }
+            TaskMetrics::LanguageModel(l) => {
+                put("perplexity", l.perplexity);
+                put("bits_per_token", l.bits_per_token);
+                put("accuracy", l.accuracy);
+                put("unigram_perplexity", l.unigram_perplexity);
+            }
         }
     };
     if let Some(v) = &report.val {

@@ -13,7 +13,7 @@ use tempfile::TempDir;
 fn series(p: Prepared) -> SeriesData {
     match p {
         Prepared::Series(s) => s,
-        _ => panic!("expected series"),
+        other => panic!("expected series, got {other:?}"),
     }
 }
 

@@ -12,7 +12,7 @@ use tempfile::TempDir;
 fn text(p: Prepared) -> TextData {
     match p {
         Prepared::Text(t) => t,
-        _ => panic!("expected text"),
+        other => panic!("expected text, got {other:?}"),
     }
 }
 

@@ -111,8 +111,30 @@ fn pair(buf: &mut [f32], read: usize, write: usize, len: usize) -> (&[f32], &mut
     }
 }
 
-/// Runs one direction forward. `valid[t·B + b]` says whether step `t` of sample `b` is real
-/// (`None`: all are). Returns the outputs `[T·B, H]` and the saved activations.
+/// The state a run starts from, `[B, H]` row-major each: `h`, and `c` for the LSTM (ignored by
+/// the other cells). It is a constant of the run: the backward pass computes no gradient for it
+/// (truncated BPTT detaches the state carried in from the previous chunk).
+#[derive(Clone, Copy)]
+pub(crate) struct Initial<'a> {
+    pub h: &'a [f32],
+    pub c: Option<&'a [f32]>,
+}
+
+impl Saved {
+    /// The state after the last step processed (`h`, and `c` for the LSTM), `[B, H]` each:
+    /// slot `T` for the forward direction, slot 0 for the reverse one (see [`slots`]).
+    pub(crate) fn final_state(&self, reverse: bool, d: Dims) -> (Vec<f32>, Option<Vec<f32>>) {
+        let bh = d.batch * d.hidden;
+        let slot = if reverse { 0 } else { d.time };
+        let h = self.states[slot * bh..][..bh].to_vec();
+        let c = (!self.cells.is_empty()).then(|| self.cells[slot * bh..][..bh].to_vec());
+        (h, c)
+    }
+}
+
+/// Runs one direction forward from `initial` (`None`: the zero state). `valid[t·B + b]` says
+/// whether step `t` of sample `b` is real (`None`: all are). Returns the outputs `[T·B, H]` and
+/// the saved activations.
 pub(crate) fn forward(
     cell: CellCode,
     reverse: bool,
@@ -120,10 +142,11 @@ pub(crate) fn forward(
     d: Dims,
     x: &[f32],
     w: Weights<'_>,
+    initial: Option<Initial<'_>>,
 ) -> (Vec<f32>, Saved) {
     simd(
         #[inline(always)]
-        || forward_impl(cell, reverse, valid, d, x, w),
+        || forward_impl(cell, reverse, valid, d, x, w, initial),
     )
 }
 
@@ -135,6 +158,7 @@ fn forward_impl(
     d: Dims,
     x: &[f32],
     w: Weights<'_>,
+    initial: Option<Initial<'_>>,
 ) -> (Vec<f32>, Saved) {
     let Dims {
         time: tn,
@@ -173,6 +197,17 @@ fn forward_impl(
         CellCode::Lstm | CellCode::Gru => vec![0.0f32; rows * h],
         _ => Vec::new(),
     };
+    // The state before the first step processed lives in the slot never written (slot 0
+    // forward, slot T in reverse); with an initial state the first step needs its recurrent
+    // GEMM like every other step.
+    if let Some(init) = initial {
+        let first = if reverse { tn } else { 0 };
+        states[first * bh..][..bh].copy_from_slice(&init.h[..bh]);
+        if let (true, Some(c)) = (lstm, init.c) {
+            cells[first * bh..][..bh].copy_from_slice(&c[..bh]);
+        }
+    }
+    let has_initial = initial.is_some();
     let mut hw = if cell == CellCode::Gru {
         vec![0.0f32; bn * gh]
     } else {
@@ -188,7 +223,7 @@ fn forward_impl(
             for b in 0..bn {
                 hw[b * gh..][..gh].copy_from_slice(w.b_hh);
             }
-            if k > 0 {
+            if k > 0 || has_initial {
                 matmul(
                     &mut hw,
                     0,
@@ -198,7 +233,7 @@ fn forward_impl(
                     true,
                 );
             }
-        } else if k > 0 {
+        } else if k > 0 || has_initial {
             matmul(
                 &mut gates,
                 t * bn * gh,
@@ -466,7 +501,8 @@ fn backward_impl(
             }
         }
         if k > 0 {
-            // The first step processed read the zero initial state: no gradient to pass on.
+            // The first step processed read the initial state, a constant (zero, or carried
+            // in detached from the previous chunk): no gradient to pass on.
             let src = if gru { &dgh } else { &dgx };
             matmul(
                 &mut carry_prev,

@@ -11,7 +11,7 @@
 mod cells;
 mod math;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -22,7 +22,20 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension, tensor
 use burn::tensor::{Bytes, DType, Device, Shape, Tensor};
 
 pub use cells::CellCode;
-use cells::{Dims, Grads, Need, Saved, Weights};
+use cells::{Dims, Grads, Initial, Need, Saved, Weights};
+
+/// The state of one direction of one layer, `[B, H]` row-major: `h`, and `c` for the LSTM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellState {
+    /// Hidden state.
+    pub h: Vec<f32>,
+    /// LSTM cell state (`None` for RNN and GRU).
+    pub c: Option<Vec<f32>>,
+}
+
+/// Where a run leaves its final state for the caller (the state is plain data: it leaves the
+/// autodiff graph, as truncated BPTT wants).
+pub type StateSink = Arc<Mutex<Option<CellState>>>;
 
 /// What one run computes besides its tensors: the cell, the direction and the padding.
 #[derive(Debug, Clone)]
@@ -34,6 +47,12 @@ pub struct SeqSpec {
     /// `valid[t·B + b]` (time-major): whether step `t` of sample `b` is real; `None` when
     /// every step is.
     pub valid: Option<Arc<[bool]>>,
+    /// The state before the first step processed; `None`: zeros. A constant: no gradient flows
+    /// into it.
+    pub initial: Option<Arc<CellState>>,
+    /// Receives the state after the last step processed (each sample's last valid step), when
+    /// the caller carries it into a next chunk; `None`: not wanted.
+    pub final_state: Option<StateSink>,
 }
 
 /// The custom operation (see the module docs).
@@ -148,6 +167,16 @@ fn run_forward(
     if let Some(v) = &spec.valid {
         assert_eq!(v.len(), d.time * d.batch, "padding mask length");
     }
+    if let Some(init) = &spec.initial {
+        let bh = d.batch * d.hidden;
+        assert!(
+            init.h.len() == bh && init.c.as_ref().is_none_or(|c| c.len() == bh),
+            "initial state of {} values for batch {} x hidden {}",
+            init.h.len(),
+            d.batch,
+            d.hidden
+        );
+    }
     let (y, saved) = cells::forward(
         spec.cell,
         spec.reverse,
@@ -160,7 +189,17 @@ fn run_forward(
             b_ih: slice(&b_ih),
             b_hh: slice(&b_hh),
         },
+        spec.initial.as_deref().map(|s| Initial {
+            h: &s.h,
+            c: s.c.as_deref(),
+        }),
     );
+    if let Some(sink) = &spec.final_state {
+        let (h, c) = saved.final_state(spec.reverse, d);
+        let c = c.filter(|_| spec.cell == CellCode::Lstm);
+        // A poisoned lock only means another thread panicked mid-write; the value is replaced.
+        *sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(CellState { h, c });
+    }
     let y = from_vec(y, &[d.time, d.batch, d.hidden]);
     let state = SeqState {
         spec: spec.clone(),

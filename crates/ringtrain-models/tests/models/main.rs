@@ -14,6 +14,7 @@ mod losses;
 mod padding;
 mod reference;
 mod split;
+mod stateful;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};

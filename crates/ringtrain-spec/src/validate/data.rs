@@ -10,6 +10,7 @@ const FORMATS: &[(&str, DataFormat)] = &[
     ("csv", DataFormat::Csv),
     ("tsv", DataFormat::Tsv),
     ("jsonl", DataFormat::Jsonl),
+    ("text", DataFormat::Text),
 ];
 const NORMS: &[(&str, Normalization)] = &[
     ("none", Normalization::None),
@@ -103,6 +104,7 @@ pub(super) fn data(c: &mut Checker, d: Option<&RawData>, kind: Option<Kind>) -> 
             Some("csv") => Some(DataFormat::Csv),
             Some("tsv") | Some("tab") => Some(DataFormat::Tsv),
             Some("jsonl") | Some("ndjson") => Some(DataFormat::Jsonl),
+            Some("txt") | Some("text") => Some(DataFormat::Text),
             _ => None,
         }
     };
@@ -115,7 +117,7 @@ pub(super) fn data(c: &mut Checker, d: Option<&RawData>, kind: Option<Kind>) -> 
                     "data.format",
                     "(missing)",
                     format!(
-                        "cannot infer the format of {path:?} from its extension: set csv, tsv or jsonl"
+                        "cannot infer the format of {path:?} from its extension: set csv, tsv, jsonl or text"
                     ),
                 );
             }
@@ -123,14 +125,30 @@ pub(super) fn data(c: &mut Checker, d: Option<&RawData>, kind: Option<Kind>) -> 
         }
     };
     let split = split(c, d.split.as_ref());
-    if kind? != Kind::Seq2seq {
+    let kind = kind?;
+    let lm = kind == Kind::LanguageModel;
+    if lm && format != DataFormat::Text && !path.starts_with("builtin:") {
+        let name = format!("{format:?}").to_lowercase();
+        c.err(
+            "data.format",
+            format!("\"{name}\""),
+            "a language model reads a plain text corpus: use format = \"text\" (or a .txt file)",
+        );
+    } else if !lm && format == DataFormat::Text {
+        c.err(
+            "data.format",
+            "\"text\"",
+            "plain text is a language model corpus (task.kind = \"language_model\"); use csv, tsv or jsonl",
+        );
+    }
+    if kind != Kind::Seq2seq {
         let why = "only for task.kind = \"seq2seq\"";
         c.forbid("data.source_column", &d.source_column, why);
         c.forbid("data.target_column", &d.target_column, why);
         c.forbid("data.max_source_len", &d.max_source_len, why);
         c.forbid("data.max_target_len", &d.max_target_len, why);
     }
-    let data_kind = match kind? {
+    let data_kind = match kind {
         Kind::Forecast => {
             let why = "only for task.kind = \"classify\"";
             c.forbid("data.text_column", &d.text_column, why);
@@ -282,6 +300,43 @@ pub(super) fn data(c: &mut Checker, d: Option<&RawData>, kind: Option<Kind>) -> 
                 max_vocab: c.int("data.max_vocab", d.max_vocab, 20_000, 5, 10_000_000),
                 max_source_len: c.int("data.max_source_len", d.max_source_len, 100, 1, 100_000),
                 max_target_len: c.int("data.max_target_len", d.max_target_len, 100, 1, 100_000),
+            })
+        }
+        Kind::LanguageModel => {
+            let why = "not used by task.kind = \"language_model\"";
+            for (key, set) in [
+                ("data.features", d.features.is_some()),
+                ("data.targets", d.targets.is_some()),
+                ("data.window", d.window.is_some()),
+                ("data.stride", d.stride.is_some()),
+                ("data.normalize", d.normalize.is_some()),
+                ("data.forecast_mode", d.forecast_mode.is_some()),
+                ("data.text_column", d.text_column.is_some()),
+                ("data.label_column", d.label_column.is_some()),
+                ("data.max_len", d.max_len.is_some()),
+                ("data.labels", d.labels.is_some()),
+            ] {
+                if set {
+                    c.err(key, "(set)", format!("not allowed: {why}"));
+                }
+            }
+            if path.starts_with("builtin:") {
+                c.err(
+                    "data.path",
+                    format!("{path:?}"),
+                    "builtin datasets are numeric series (forecast only)",
+                );
+            }
+            DataKind::Corpus(CorpusSpec {
+                tokenizer: c.choice(
+                    "data.tokenizer",
+                    d.tokenizer.as_deref(),
+                    TokenizerKind::Char,
+                    TOKENIZERS,
+                ),
+                lowercase: d.lowercase.unwrap_or(false),
+                min_freq: c.int("data.min_freq", d.min_freq, 1, 1, i64::MAX),
+                max_vocab: c.int("data.max_vocab", d.max_vocab, 50_000, 3, 10_000_000),
             })
         }
     };

@@ -115,6 +115,7 @@ pub(crate) enum Kind {
     Forecast,
     Classify,
     Seq2seq,
+    LanguageModel,
 }
 
 /// Validates a raw spec. `default_name` names the job when the spec has no `name` (usually the
@@ -145,18 +146,19 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
             c.err(
                 "task.kind",
                 "(missing)",
-                "required: forecast | classify | seq2seq",
+                "required: forecast | classify | seq2seq | language_model",
             );
             None
         }
         Some("forecast") => Some(Kind::Forecast),
         Some("classify") => Some(Kind::Classify),
         Some("seq2seq") => Some(Kind::Seq2seq),
+        Some("language_model") => Some(Kind::LanguageModel),
         Some(other) => {
             c.err(
                 "task.kind",
                 format!("{other:?}"),
-                "must be one of forecast, classify, seq2seq",
+                "must be one of forecast, classify, seq2seq, language_model",
             );
             None
         }
@@ -235,7 +237,8 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
                 parallel,
                 checkpoint,
             };
-            let errors = parallel::check_pipeline(&spec);
+            let mut errors = parallel::check_pipeline(&spec);
+            errors.extend(model::check_language_model(&spec));
             if errors.is_empty() {
                 Ok(spec)
             } else {
@@ -258,6 +261,7 @@ pub fn layer_count(model: &ModelSpec, task: &TaskSpec) -> usize {
         TaskSpec::Classify { .. } => true,
         TaskSpec::Forecast { .. } => model.projection.is_some(),
         TaskSpec::Seq2seq { .. } => true,
+        TaskSpec::LanguageModel { .. } => true,
     };
     usize::from(input_block)
         + model.conv.len()

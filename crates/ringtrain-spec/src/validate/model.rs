@@ -1,6 +1,7 @@
 //! `[model]` and `[task]`.
 
 use super::{Checker, Kind};
+use crate::error::FieldError;
 use crate::raw::*;
 use crate::types::*;
 
@@ -92,6 +93,11 @@ pub(super) fn model(c: &mut Checker, m: Option<&RawModel>, kind: Option<Kind>) -
             "model.projection",
             &m.projection,
             "seq2seq inputs are tokens; use model.embedding_dim",
+        ),
+        Some(Kind::LanguageModel) => c.forbid(
+            "model.projection",
+            &m.projection,
+            "language model inputs are tokens; use model.embedding_dim",
         ),
         None => {}
     }
@@ -230,6 +236,11 @@ pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<T
             let why = "only for task.kind = \"classify\"";
             c.forbid("task.pooling", &t.pooling, why);
             c.forbid("task.class_weights", &t.class_weights, why);
+            c.forbid(
+                "task.bptt",
+                &t.bptt,
+                "only for task.kind = \"language_model\"",
+            );
             Some(TaskSpec::Forecast {
                 horizon: c.int("task.horizon", t.horizon, 1, 1, 100_000),
                 loss: c.choice("task.loss", t.loss.as_deref(), ForecastLoss::Mse, LOSSES),
@@ -247,6 +258,11 @@ pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<T
                 "classification always uses cross-entropy",
             );
             c.forbid("task.season", &t.season, why);
+            c.forbid(
+                "task.bptt",
+                &t.bptt,
+                "only for task.kind = \"language_model\"",
+            );
             let mut class_weights = Vec::new();
             for (label, w) in t.class_weights.iter().flatten() {
                 let path = format!("task.class_weights.{label}");
@@ -315,7 +331,68 @@ pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<T
                 ),
             })
         }
+        Kind::LanguageModel => {
+            let why = "not used by task.kind = \"language_model\"";
+            c.forbid("task.horizon", &t.horizon, why);
+            c.forbid(
+                "task.loss",
+                &t.loss,
+                "a language model always uses per-token cross-entropy",
+            );
+            c.forbid("task.season", &t.season, why);
+            c.forbid("task.pooling", &t.pooling, why);
+            c.forbid("task.class_weights", &t.class_weights, why);
+            Some(TaskSpec::LanguageModel {
+                bptt: c.int("task.bptt", t.bptt, 64, 1, 100_000),
+            })
+        }
     }
+}
+
+/// The checks a language model needs beyond each field's own range: every layer must be
+/// causal (a step may not read later steps, which are the very tokens it predicts) and the
+/// carried state lives in one process per replica (no pipeline stages).
+pub(super) fn check_language_model(spec: &JobSpec) -> Vec<FieldError> {
+    if !matches!(spec.task, TaskSpec::LanguageModel { .. }) {
+        return Vec::new();
+    }
+    let mut errors = Vec::new();
+    let mut err = |path: &str, value: String, message: &str| {
+        errors.push(FieldError {
+            path: path.into(),
+            value,
+            message: message.into(),
+        })
+    };
+    if spec.model.bidirectional {
+        err(
+            "model.bidirectional",
+            "true".into(),
+            "must be false for a language model (the backward direction reads the tokens it predicts)",
+        );
+    }
+    if !spec.model.conv.is_empty() {
+        err(
+            "model.conv",
+            format!("{} layer(s)", spec.model.conv.len()),
+            "not allowed for a language model (same-padded Conv1d reads later steps)",
+        );
+    }
+    if spec.model.attention.is_some() {
+        err(
+            "model.attention",
+            "(set)".into(),
+            "not allowed for a language model (self-attention reads later steps)",
+        );
+    }
+    if spec.parallel.pipeline != 1 {
+        err(
+            "parallel.pipeline",
+            spec.parallel.pipeline.to_string(),
+            "must be 1 for a language model (the carried state is not passed between stages)",
+        );
+    }
+    errors
 }
 
 #[cfg(test)]

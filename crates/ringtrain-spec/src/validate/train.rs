@@ -245,6 +245,7 @@ pub(super) fn train(
                 | MonitorMetric::ValRmse
                 | MonitorMetric::ValMae,
             ) => Some("seq2seq"),
+            (Some(Kind::LanguageModel), m) if m != MonitorMetric::ValLoss => Some("language_model"),
             _ => None,
         };
         if let Some(task) = fits {

@@ -14,6 +14,7 @@
 
 mod classification;
 mod forecast;
+mod language_model;
 pub mod translation;
 
 pub use classification::{
@@ -23,6 +24,7 @@ pub use classification::{
 pub use forecast::{
     BaselineComparison, ErrorSums, ForecastAccumulator, ForecastMetrics, ForecastReport,
 };
+pub use language_model::{LanguageModelReport, LmAccumulator, unigram_logp};
 pub use translation::{TranslationAccumulator, TranslationReport, corpus_bleu};
 
 use ringtrain_spec::types::MonitorMetric;

@@ -1,0 +1,270 @@
+//! Language models: evaluation over a split's streams with the recurrent state carried from
+//! chunk to chunk, and text generation from a prompt.
+//!
+//! Training layout (see [`ringtrain_data::CorpusData`]): the train split is `B` contiguous
+//! streams (`B = train.batch_size`), step `k` feeds chunk `k` of every stream, and rank `r` of
+//! `D` owns streams `r·B/D .. (r+1)·B/D` — with the unshuffled shard plan the trainer uses for
+//! this task, those are exactly the windows its plan hands it, so each stream's carried state
+//! stays on one rank and a `D`-way run computes what one process computes. The state is reset
+//! at every epoch start and detached between chunks (truncated BPTT).
+//!
+//! The carried state is not part of a checkpoint: a run resumed mid-epoch restarts its streams
+//! from the zero state, so resumption is exact for this task only at epoch boundaries (where the
+//! state is reset anyway).
+//!
+//! Evaluation does the same over the val/test streams: rank `r` scores a contiguous block of
+//! the streams chunk by chunk (its own state carried), and the sums are added over the ranks,
+//! so the report does not depend on the number of ranks.
+
+use crate::error::TrainError;
+use crate::evaluate::{EvalReport, TaskMetrics, shard_range, split_name, to_vec};
+use crate::group::Group;
+use crate::metrics::{LmAccumulator, unigram_logp};
+use crate::task::{TaskData, lm_tensors};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use rand::Rng;
+use ringtrain_data::{CorpusData, Prepared, SplitName, Vocab};
+use ringtrain_models::{Batch, ForwardCtx, Inputs, Model, RecurrentState};
+use ringtrain_spec::TokenizerKind;
+
+/// `character` or `word`: what one token of a corpus is, for reports.
+pub fn token_unit(kind: TokenizerKind) -> &'static str {
+    match kind {
+        TokenizerKind::Char => "character",
+        TokenizerKind::Word => "word",
+    }
+}
+
+/// Scores `split` of a language-model task across `group` (a [`crate::Solo`] group for one
+/// process): perplexity, bits per token, accuracy, and the unigram baseline.
+///
+/// # Errors
+/// [`TrainError::EmptySplit`] when the split has no stream; [`TrainError::Input`] when the task
+/// is not a language model; [`TrainError::Model`] / [`TrainError::Metrics`] on shape
+/// disagreements; [`TrainError::Collective`] when the sum across ranks fails.
+pub fn evaluate_lm(
+    model: &Model,
+    task: &TaskData,
+    split: SplitName,
+    device: &Device,
+    group: &mut dyn Group,
+) -> Result<EvalReport, TrainError> {
+    let Prepared::Corpus(corpus) = task.data() else {
+        return Err(TrainError::Input(
+            "language-model evaluation of a task that is not a language model".into(),
+        ));
+    };
+    let streams = corpus.streams(split);
+    if corpus.is_empty(split) {
+        return Err(TrainError::EmptySplit {
+            split: split_name(split),
+            hint: "adjust data.split so this split gets at least two tokens per stream".into(),
+        });
+    }
+    let mine: Vec<usize> = shard_range(streams, group.rank(), group.world()).collect();
+    let mut acc = score(model, corpus, split, &mine, device)?;
+    if group.world() > 1 {
+        let mut flat = acc.to_flat();
+        group
+            .sum_f64(&mut flat)
+            .map_err(|source| TrainError::Collective {
+                what: format!("{} metrics all-reduce", split_name(split)),
+                source,
+            })?;
+        acc = LmAccumulator::from_flat(&flat)?;
+    }
+    let report = acc.report(token_unit(corpus.vocab().tokenizer().kind));
+    Ok(EvalReport {
+        split,
+        samples: report.tokens as usize,
+        loss: report.loss,
+        metrics: TaskMetrics::LanguageModel(report),
+        forecasts: None,
+    })
+}
+
+/// This rank's sums over `streams` of `split`, chunk after chunk with the state carried.
+fn score(
+    model: &Model,
+    corpus: &CorpusData,
+    split: SplitName,
+    streams: &[usize],
+    device: &Device,
+) -> Result<LmAccumulator, TrainError> {
+    let mut acc = LmAccumulator::default();
+    if streams.is_empty() {
+        return Ok(acc);
+    }
+    let unigram = unigram_logp(&corpus.train_counts());
+    let ctx = ForwardCtx::eval();
+    let mut state: Option<RecurrentState> = None;
+    for chunk in 0..corpus.chunks(split) {
+        let b = corpus.chunk(split, chunk, streams);
+        let targets = b.targets.clone();
+        let (batch, _) = lm_tensors(b, device);
+        let (logits, next) = model.forward_with_state(batch, state.as_ref(), &ctx)?;
+        state = Some(next);
+        acc.add(&to_vec(logits), &targets, &unigram)?;
+    }
+    Ok(acc)
+}
+
+/// How [`generate`] picks each next token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Softmax temperature; 0 picks the most likely token (greedy).
+    pub temperature: f64,
+    /// Sample only among the `k` most likely tokens (`None`: all).
+    pub top_k: Option<usize>,
+    /// Seed of the sampling stream (ChaCha8): the same seed gives the same text.
+    pub seed: u64,
+}
+
+/// Continues `prompt` (token ids, at least one) by `n` tokens: the prompt warms the recurrent
+/// state in one pass, then each sampled token is fed back. `<pad>` is never produced.
+///
+/// # Errors
+/// [`TrainError::Input`] for an empty prompt, a non-finite or negative temperature or
+/// `top_k = 0`; [`TrainError::Model`] when the model is not a next-token model.
+pub fn generate(
+    model: &Model,
+    prompt: &[u32],
+    n: usize,
+    sampling: Sampling,
+    device: &Device,
+) -> Result<Vec<u32>, TrainError> {
+    if prompt.is_empty() {
+        return Err(TrainError::Input(
+            "the prompt has no tokens to start from".into(),
+        ));
+    }
+    if !sampling.temperature.is_finite() || sampling.temperature < 0.0 {
+        return Err(TrainError::Input(format!(
+            "temperature {} must be a finite number >= 0",
+            sampling.temperature
+        )));
+    }
+    if sampling.top_k == Some(0) {
+        return Err(TrainError::Input("top-k must be at least 1".into()));
+    }
+    let mut rng = ringtrain_data::chacha(sampling.seed, 0);
+    let ctx = ForwardCtx::eval();
+    let feed = |ids: &[u32], state: Option<&RecurrentState>| {
+        let t = ids.len();
+        let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+        let batch = Batch {
+            inputs: Inputs::Tokens(Tensor::<2, Int>::from_data(
+                TensorData::new(ids, [1, t]),
+                device,
+            )),
+            mask: Tensor::<2>::ones([1, t], device),
+        };
+        model.forward_with_state(batch, state, &ctx)
+    };
+    let (logits, mut state) = feed(prompt, None)?;
+    let mut logits = to_vec(logits);
+    let vocab = logits.len() / prompt.len();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let last = &logits[logits.len() - vocab..];
+        let next = pick(last, sampling, &mut rng);
+        out.push(next);
+        if i + 1 < n {
+            let (l, s) = feed(&[next], Some(&state))?;
+            logits = to_vec(l);
+            state = s;
+        }
+    }
+    Ok(out)
+}
+
+/// One token from `logits` (never id 0, `<pad>`).
+fn pick(logits: &[f32], s: Sampling, rng: &mut impl Rng) -> u32 {
+    let mut order: Vec<usize> = (1..logits.len()).collect();
+    // Descending logit; ties keep the lower id first (stable sort), so greedy is the argmax.
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if s.temperature == 0.0 || order.len() <= 1 {
+        return order.first().copied().unwrap_or(1) as u32;
+    }
+    order.truncate(s.top_k.unwrap_or(order.len()).max(1));
+    let max = f64::from(logits[order[0]]);
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| ((f64::from(logits[i]) - max) / s.temperature).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (&i, w) in order.iter().zip(&weights) {
+        if u < *w {
+            return i as u32;
+        }
+        u -= w;
+    }
+    order[order.len() - 1] as u32
+}
+
+/// Encodes a prompt with a vocabulary's tokenizer (a `word` prompt ending in a newline ends
+/// with the end-of-line token). Tokens outside the vocabulary become `<unk>`; the count of
+/// those is returned too, so a caller can say so.
+pub fn encode_prompt(vocab: &Vocab, prompt: &str) -> (Vec<u32>, usize) {
+    let tokens = ringtrain_data::corpus_tokens(vocab.tokenizer(), prompt);
+    let mut unknown = 0;
+    let ids = tokens
+        .iter()
+        .map(|t| {
+            vocab.id(t).unwrap_or_else(|| {
+                unknown += 1;
+                ringtrain_data::UNK
+            })
+        })
+        .collect();
+    (ids, unknown)
+}
+
+/// The text of generated ids (see [`ringtrain_data::join_tokens`]); `<unk>` is spelled out.
+pub fn decode(vocab: &Vocab, ids: &[u32]) -> String {
+    let tokens: Vec<&str> = ids
+        .iter()
+        .map(|&i| vocab.token(i).unwrap_or(ringtrain_data::UNK_TOKEN))
+        .collect();
+    ringtrain_data::join_tokens(vocab.tokenizer().kind, &tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_picks_the_argmax_and_never_pad() {
+        let s = Sampling {
+            temperature: 0.0,
+            top_k: None,
+            seed: 1,
+        };
+        let mut rng = ringtrain_data::chacha(1, 0);
+        assert_eq!(pick(&[9.0, 1.0, 3.0, 3.0], s, &mut rng), 2);
+        // top-1 sampling at any temperature is greedy too.
+        let s = Sampling {
+            temperature: 2.0,
+            top_k: Some(1),
+            seed: 1,
+        };
+        for _ in 0..20 {
+            assert_eq!(pick(&[9.0, 1.0, 0.5, 3.0], s, &mut rng), 3);
+        }
+        // Sampling follows the softmax: token 2 (logit ln 3) about 3x as often as token 1.
+        let s = Sampling {
+            temperature: 1.0,
+            top_k: None,
+            seed: 1,
+        };
+        let mut counts = [0usize; 3];
+        for _ in 0..4000 {
+            counts[pick(&[100.0, 0.0, 3f32.ln()], s, &mut rng) as usize] += 1;
+        }
+        assert_eq!(counts[0], 0);
+        let ratio = counts[2] as f64 / counts[1] as f64;
+        assert!((2.6..3.4).contains(&ratio), "{counts:?}");
+    }
+}
