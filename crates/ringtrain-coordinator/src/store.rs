@@ -113,6 +113,9 @@ pub struct Store {
     _lock: std::fs::File,
 }
 
+/// How long [`Store::open`] waits for another holder of the lock to let go.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
 /// Takes the exclusive lock of the database at `path` (`<path>.lock`, holding the owner's pid),
 /// so that a second coordinator on the same file fails at once instead of interleaving its
 /// writes with the first one's.
@@ -130,7 +133,17 @@ fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
         .truncate(false)
         .open(&lock_path)
         .map_err(io)?;
-    match file.try_lock() {
+    // A coordinator that was just stopped (or an in-process one being dropped) may still be
+    // letting go: wait briefly before calling the file taken.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut attempt = file.try_lock();
+    while matches!(attempt, Err(std::fs::TryLockError::WouldBlock))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        attempt = file.try_lock();
+    }
+    match attempt {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();
@@ -209,12 +222,14 @@ CREATE TABLE workers (
 
 impl Store {
     /// Opens (creating when absent) the state database at `path`: WAL journal, `synchronous =
-    /// FULL`, schema created in a fresh file.
+    /// FULL`, schema created in a fresh file, a version 1 schema migrated; holds the exclusive
+    /// lock `<path>.lock` until dropped (waiting up to 3 s for a previous holder to let go).
     ///
     /// # Errors
-    /// [`StoreError::NotRingtrain`] for a file that is not SQLite or belongs to another
-    /// application, [`StoreError::NewerSchema`] for a newer schema, [`StoreError::Sqlite`] for IO
-    /// errors.
+    /// [`StoreError::InUse`] when another coordinator holds the lock, [`StoreError::Lock`] when
+    /// the lock file cannot be used, [`StoreError::NotRingtrain`] for a file that is not SQLite
+    /// or belongs to another application, [`StoreError::NewerSchema`] for a newer schema,
+    /// [`StoreError::Sqlite`] for IO errors.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let sql = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
