@@ -484,13 +484,23 @@ fn a_killed_worker_fails_the_job_naming_its_rank() {
 
 /// `checkpoint.max_restarts`: a worker killed mid-run fails attempt 1; the coordinator queues
 /// the job again, attempt 2 runs on the survivor and the spare worker, resumes from the job's
-/// latest checkpoint, and ends exactly where one uninterrupted process ends.
-#[test]
-fn a_job_with_restarts_survives_a_killed_worker_and_ends_like_one_process() {
+/// latest checkpoint, and ends exactly where one uninterrupted process ends. `pipelined`: the
+/// job is two pipeline stages of one replica (each stage resumes its slice of the checkpoint)
+/// instead of two data-parallel replicas.
+fn restart_after_a_killed_worker(pipelined: bool) {
     let mut cluster = Cluster::start(3);
     let dir = tempfile::tempdir().unwrap();
     let extra = "max_steps = 2000";
-    let resilient = spec(dir.path(), "resilient", 2, 8, 400, extra);
+    let resilient = if pipelined {
+        let s = spec(dir.path(), "resilient", 1, 8, 400, extra);
+        let text = std::fs::read_to_string(&s)
+            .unwrap()
+            .replace("data = 1\n", "data = 1\npipeline = 2\nmicrobatches = 2\n");
+        std::fs::write(&s, text).unwrap();
+        s
+    } else {
+        spec(dir.path(), "resilient", 2, 8, 400, extra)
+    };
     let single = spec(dir.path(), "single", 1, 8, 400, extra);
     for path in [&resilient, &single] {
         let text = std::fs::read_to_string(path).unwrap();
@@ -537,10 +547,9 @@ fn a_job_with_restarts_survives_a_killed_worker_and_ends_like_one_process() {
         ],
         "{done:#}"
     );
-    let restart = &done["history"][3]["reason"];
+    let restart = done["history"][3]["reason"].as_str().unwrap();
     assert!(
-        restart.as_str().unwrap().contains("attempt 1 failed")
-            && restart.as_str().unwrap().contains("rank"),
+        restart.contains("attempt 1 failed") && restart.contains("rank"),
         "{restart}"
     );
     // Attempt 2 resumed from a checkpoint of attempt 1 rather than starting over.
@@ -565,6 +574,16 @@ fn a_job_with_restarts_survives_a_killed_worker_and_ends_like_one_process() {
     );
     cluster.workers.remove(index);
     cluster.stop();
+}
+
+#[test]
+fn a_job_with_restarts_survives_a_killed_worker_and_ends_like_one_process() {
+    restart_after_a_killed_worker(false);
+}
+
+#[test]
+fn a_pipelined_job_with_restarts_survives_a_killed_stage_worker() {
+    restart_after_a_killed_worker(true);
 }
 
 #[test]
