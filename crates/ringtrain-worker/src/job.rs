@@ -636,10 +636,8 @@ impl Progress {
         };
         progress.log(
             pb::LogLevel::Info,
-            format!(
-                "rank {} of {} starting (attempt {})",
-                a.rank, a.world, a.attempt
-            ),
+            // Log lines are shown prefixed with their rank already.
+            format!("starting: world {}, attempt {}", a.world, a.attempt),
             a.rank,
         );
         progress.urgent.notify_one();
