@@ -7,25 +7,7 @@ use std::process::{Output, Stdio};
 
 mod common;
 
-use common::{examples, ringtrain};
-
-fn run(args: &[&str]) -> Output {
-    let out = ringtrain().args(args).output().expect("ringtrain runs");
-    if !out.status.success() {
-        panic!(
-            "ringtrain {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
-
-fn run_fail(args: &[&str]) -> String {
-    let out = ringtrain().args(args).output().expect("ringtrain runs");
-    assert!(!out.status.success(), "ringtrain {args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{examples, ringtrain, run_fail, run_ok};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -77,7 +59,7 @@ fn train_eval_predict_forecast() {
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(dir.path(), "fc", FORECAST);
     let plot = dir.path().join("fc.png");
-    let out = run(&[
+    let out = run_ok(&[
         "train",
         spec.to_str().unwrap(),
         "--plot",
@@ -97,7 +79,7 @@ fn train_eval_predict_forecast() {
     assert_eq!(&png[1..4], b"PNG", "plot is a PNG");
 
     let ckpt = dir.path().join("runs/fc");
-    let out = run(&[
+    let out = run_ok(&[
         "eval",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -110,7 +92,7 @@ fn train_eval_predict_forecast() {
 
     // Another file prepared with the checkpoint's normalizer: every window is scored once.
     let data = examples().join("data/seasonal.csv");
-    let out = run(&[
+    let out = run_ok(&[
         "eval",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -124,7 +106,7 @@ fn train_eval_predict_forecast() {
     assert_eq!(whole["samples"], 387);
 
     // Forecast past the end of a file: two steps of one target.
-    let out = run(&[
+    let out = run_ok(&[
         "predict",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -158,7 +140,7 @@ optimizer = { kind = "adam", lr = 0.01 }
 fn train_and_classify_from_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(dir.path(), "cls", CLASSIFY);
-    let text = stdout(&run(&["train", spec.to_str().unwrap()]));
+    let text = stdout(&run_ok(&["train", spec.to_str().unwrap()]));
     for want in [
         "accuracy",
         "macro F1",
@@ -208,11 +190,11 @@ fn resumed_run_ends_with_the_uninterrupted_parameters() {
     // have to survive the interruption for the parameters to match bit for bit.
     let body = format!("{FORECAST}early_stopping = {{ metric = \"val_loss\", patience = 10 }}\n");
     let full = write_spec(dir.path(), "full", &body);
-    run(&["train", full.to_str().unwrap(), "--quiet"]);
+    run_ok(&["train", full.to_str().unwrap(), "--quiet"]);
 
     let parted = write_spec(dir.path(), "parted", &body);
     // Stop mid-epoch (the epoch has 16 steps), then resume twice more from the saved state.
-    let out = run(&[
+    let out = run_ok(&[
         "train",
         parted.to_str().unwrap(),
         "--halt-after-steps",
@@ -225,7 +207,7 @@ fn resumed_run_ends_with_the_uninterrupted_parameters() {
         stdout(&out)
     );
     let ckpt_dir = dir.path().join("runs/parted");
-    run(&[
+    run_ok(&[
         "train",
         parted.to_str().unwrap(),
         "--resume",
@@ -234,7 +216,7 @@ fn resumed_run_ends_with_the_uninterrupted_parameters() {
         "20",
         "--quiet",
     ]);
-    run(&[
+    run_ok(&[
         "train",
         parted.to_str().unwrap(),
         "--resume",
@@ -259,7 +241,7 @@ fn same_seed_gives_the_same_loss_curve() {
             name,
             &FORECAST.replace("seed = 9", &format!("seed = {seed}")),
         );
-        let out = run(&[
+        let out = run_ok(&[
             "train",
             spec.to_str().unwrap(),
             "--output",
@@ -318,7 +300,7 @@ fn errors_name_what_is_wrong() {
         "ok",
         &FORECAST.replace("epochs = 3", "epochs = 1"),
     );
-    run(&["train", spec.to_str().unwrap(), "--quiet"]);
+    run_ok(&["train", spec.to_str().unwrap(), "--quiet"]);
     let latest = dir.path().join("runs/ok/latest.ckpt");
     let bytes = std::fs::read(&latest).unwrap();
     std::fs::write(&latest, &bytes[..bytes.len() - 10]).unwrap();
@@ -359,7 +341,7 @@ fn check_prints_the_validated_spec() {
     for entry in std::fs::read_dir(examples()).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let out = run(&["check", path.to_str().unwrap()]);
+            let out = run_ok(&["check", path.to_str().unwrap()]);
             let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             assert!(
                 spec["model"]["hidden"].as_u64().unwrap() > 0,
@@ -378,7 +360,7 @@ fn json_logs_are_one_object_per_line() {
         "logs",
         &FORECAST.replace("epochs = 3", "epochs = 1"),
     );
-    let out = run(&[
+    let out = run_ok(&[
         "--log-format",
         "json",
         "train",
@@ -411,7 +393,7 @@ fn a_fresh_run_does_not_inherit_an_earlier_best_checkpoint() {
         "again",
         &FORECAST.replace("epochs = 3", "epochs = 1"),
     );
-    run(&["train", spec.to_str().unwrap(), "--quiet"]);
+    run_ok(&["train", spec.to_str().unwrap(), "--quiet"]);
     let best = dir.path().join("runs/again/best.ckpt");
     assert!(
         best.is_file(),
@@ -426,6 +408,6 @@ fn a_fresh_run_does_not_inherit_an_earlier_best_checkpoint() {
             .replace("epochs = 3", "epochs = 1")
             .replace("[0.7, 0.15, 0.15]", "[0.8, 0.0, 0.2]"),
     );
-    run(&["train", spec.to_str().unwrap(), "--quiet"]);
+    run_ok(&["train", spec.to_str().unwrap(), "--quiet"]);
     assert!(!best.exists(), "stale best.ckpt survived a fresh run");
 }

@@ -215,7 +215,7 @@ fn two_workers_carry_their_own_streams_and_match_one_process() {
         &format!("{train}\n[parallel]\ndata = 2"),
     );
     let single = lm_spec(dir.path(), "single", 100, train);
-    let done = run_local_any_task(&dp, 2, 2);
+    let done = run_local_any_task(&dp, 2, 2, &[]);
     let report = run_train(&single);
     let diff = assert_same_training(
         "language model, 2 workers",

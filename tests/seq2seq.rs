@@ -8,27 +8,9 @@
 
 mod common;
 
-use common::{assert_same_training, examples, ringtrain, run_train};
+use common::{assert_same_training, examples, run_fail, run_local_any_task, run_ok, run_train};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-
-fn run(args: &[&str]) -> Output {
-    let out = ringtrain().args(args).output().expect("ringtrain runs");
-    assert!(
-        out.status.success(),
-        "ringtrain {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn run_fail(args: &[&str]) -> String {
-    let out = ringtrain().args(args).output().expect("ringtrain runs");
-    assert!(!out.status.success(), "ringtrain {args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// A seq2seq spec on the committed reverse-digits data (or `data`), checkpoints in
 /// `dir/runs/NAME`.
@@ -95,20 +77,7 @@ fn two_workers_match_one_process_on_seq2seq() {
         )
         .unwrap();
     }
-    let out = ringtrain()
-        .args(["local", dp.to_str().unwrap(), "--workers", "2"])
-        .args(["--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "local failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
-    assert_eq!(done["job"]["world"], 2);
+    let done = run_local_any_task(&dp, 2, 2, &[]);
     let metrics = &done["job"]["result"]["metrics"];
     assert!(metrics["test.bleu"].as_f64().is_some(), "{metrics:#}");
     let report = run_train(&single);
@@ -140,9 +109,9 @@ fn train_eval_and_predict_translate_lines() {
         &reverse_data(),
         "[train]\nepochs = 1\nbatch_size = 32\noptimizer = { kind = \"adam\", lr = 0.01 }",
     );
-    run(&["train", path.to_str().unwrap(), "--quiet"]);
+    run_ok(&["train", path.to_str().unwrap(), "--quiet"]);
     let ckpt = dir.path().join("runs/rev");
-    let eval = run(&[
+    let eval = run_ok(&[
         "eval",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -157,7 +126,7 @@ fn train_eval_and_predict_translate_lines() {
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "123\n\n9876543210\n55\n").unwrap();
     for beam in ["1", "4"] {
-        let out = run(&[
+        let out = run_ok(&[
             "predict",
             "--checkpoint",
             ckpt.to_str().unwrap(),
@@ -180,7 +149,7 @@ fn train_eval_and_predict_translate_lines() {
             );
         }
     }
-    let json = run(&[
+    let json = run_ok(&[
         "predict",
         "--checkpoint",
         ckpt.to_str().unwrap(),

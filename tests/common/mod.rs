@@ -1,6 +1,7 @@
-//! Helpers shared by the end-to-end tests (`cli.rs`, `cluster.rs`, `pipeline.rs`): the binary
-//! under test, the bundled examples, running a job through `ringtrain local` and through
-//! `ringtrain train`, and comparing the parameters their checkpoints end with.
+//! Helpers shared by the end-to-end tests (`cli.rs`, `cluster.rs`, `pipeline.rs`, `seq2seq.rs`,
+//! `language_model.rs`): the binary under test, the bundled examples, running a command that
+//! must succeed or fail, running a job through `ringtrain local` and through `ringtrain train`,
+//! and comparing the parameters their checkpoints end with.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -8,7 +9,7 @@
 use ringtrain_train::Checkpoint;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The `ringtrain` binary built for these tests.
 pub fn ringtrain() -> Command {
@@ -36,9 +37,28 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// `ringtrain local SPEC --workers N --output json [extra]`: asserts the job succeeded on `world`
-/// ranks and returns the final job document (`{"job": ...}`).
-pub fn run_local(spec: &Path, workers: usize, world: usize, extra: &[&str]) -> Value {
+/// Runs `ringtrain ARGS`, asserting success (stdout and stderr in the failure message).
+pub fn run_ok(args: &[&str]) -> Output {
+    let out = ringtrain().args(args).output().expect("ringtrain runs");
+    assert!(
+        out.status.success(),
+        "ringtrain {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `ringtrain ARGS`, asserting failure; returns stderr.
+pub fn run_fail(args: &[&str]) -> String {
+    let out = ringtrain().args(args).output().expect("ringtrain runs");
+    assert!(!out.status.success(), "ringtrain {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `ringtrain local SPEC --workers N --output json [extra]` for a job of any task: asserts the
+/// job succeeded on `world` ranks and returns the final job document (`{"job": ...}`).
+pub fn run_local_any_task(spec: &Path, workers: usize, world: usize, extra: &[&str]) -> Value {
     let out = ringtrain()
         .args([
             "local",
@@ -59,6 +79,12 @@ pub fn run_local(spec: &Path, workers: usize, world: usize, extra: &[&str]) -> V
     let done: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
     assert_eq!(done["job"]["world"], world as u64);
+    done
+}
+
+/// [`run_local_any_task`] for a forecasting job: also asserts the test MSE was reported.
+pub fn run_local(spec: &Path, workers: usize, world: usize, extra: &[&str]) -> Value {
+    let done = run_local_any_task(spec, workers, world, extra);
     let result = &done["job"]["result"];
     assert!(
         result["metrics"]["test.mse"].as_f64().unwrap() > 0.0,
@@ -108,29 +134,4 @@ pub fn assert_same_training(
         "{what}: test loss {got} vs {want}"
     );
     diff
-}
-
-/// [`run_local`] without the forecast-specific metric check: asserts the job succeeded on
-/// `world` ranks and returns the final job document (`{"job": ...}`).
-pub fn run_local_any_task(spec: &Path, workers: usize, world: usize) -> Value {
-    let out = ringtrain()
-        .args([
-            "local",
-            spec.to_str().unwrap(),
-            "--workers",
-            &workers.to_string(),
-        ])
-        .args(["--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "local failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
-    assert_eq!(done["job"]["world"], world as u64);
-    done
 }
