@@ -3,7 +3,7 @@
 //! the order depends only on the seed and stream, never on the platform's `usize` width or on the
 //! `rand` crate's (version-dependent) shuffle algorithm; checkpoints resume onto the same order.
 
-use crate::SplitName;
+use crate::{DataError, SplitName};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ringtrain_spec::Split;
@@ -50,6 +50,38 @@ pub fn split_sizes(n: usize, split: &Split) -> [usize; 3] {
     let a = cut(split.train);
     let b = cut(split.train + split.val).max(a);
     [a, b - a, n - b]
+}
+
+/// The train, val and test parts of a shuffled `order` of `file`'s samples, cut by
+/// [`split_sizes`].
+///
+/// # Errors
+/// [`DataError::SplitTooSmall`] when the train part, or a part with a positive fraction, would
+/// be empty.
+pub(crate) fn shuffled_parts<'a>(
+    file: &str,
+    order: &'a [usize],
+    split: &Split,
+) -> Result<[&'a [usize]; 3], DataError> {
+    let n = order.len();
+    let sizes = split_sizes(n, split);
+    for name in SplitName::ALL {
+        if sizes[name.index()] == 0 && (fraction(split, name) > 0.0 || name == SplitName::Train) {
+            return Err(DataError::SplitTooSmall {
+                file: file.to_string(),
+                split: name,
+                fraction: fraction(split, name),
+                total: n,
+            });
+        }
+    }
+    let mut parts: [&[usize]; 3] = [&[]; 3];
+    let mut at = 0;
+    for name in SplitName::ALL {
+        parts[name.index()] = &order[at..at + sizes[name.index()]];
+        at += sizes[name.index()];
+    }
+    Ok(parts)
 }
 
 /// The fraction of `name` in `split`.

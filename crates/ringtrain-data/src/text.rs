@@ -11,7 +11,7 @@
 use crate::SplitName;
 use crate::batch::TextBatch;
 use crate::error::DataError;
-use crate::order::{TEXT_SPLIT_STREAM, chacha, fraction, permutation, split_sizes};
+use crate::order::{TEXT_SPLIT_STREAM, chacha, permutation, shuffled_parts};
 use crate::table::{Source, read_table};
 use crate::vocab::{LabelSet, Tokenizer, Vocab};
 use ringtrain_spec::{DataFormat, Split, TextSpec};
@@ -73,25 +73,7 @@ impl TextData {
         }
         // Split sizes are checked after every row parsed, so a broken file is reported as such
         // rather than as a split problem.
-        let sizes = split_sizes(n, split);
-        for name in SplitName::ALL {
-            if sizes[name.index()] == 0 && (fraction(split, name) > 0.0 || name == SplitName::Train)
-            {
-                return Err(DataError::SplitTooSmall {
-                    file: table.file.clone(),
-                    split: name,
-                    fraction: fraction(split, name),
-                    total: n,
-                });
-            }
-        }
-
-        let mut parts: [&[usize]; 3] = [&[]; 3];
-        let mut at = 0;
-        for name in SplitName::ALL {
-            parts[name.index()] = &order[at..at + sizes[name.index()]];
-            at += sizes[name.index()];
-        }
+        let parts = shuffled_parts(&table.file, &order, split)?;
 
         let (vocab, labels) = match fitted {
             Some((v, l)) => {
