@@ -885,8 +885,13 @@ fn run(
                 break;
             }
         }
-        if progress.batch_in_epoch < steps_per_epoch {
-            break; // stopped mid-epoch: no epoch summary yet
+        // Stopped mid-epoch: no epoch summary yet, unless the run ends here for good at
+        // `train.max_steps` — then the partial epoch is validated like a whole one, so the final
+        // metrics can use the parameters trained last rather than only those of the last full
+        // epoch.
+        let partial = progress.batch_in_epoch < steps_per_epoch;
+        if partial && !(stop == Some(StopReason::MaxSteps) && progress.batch_in_epoch > 0) {
+            break;
         }
         // End of epoch: summary, validation, early stopping, checkpoints.
         let val = if has_val {
@@ -939,6 +944,9 @@ fn run(
             {
                 stop = Some(StopReason::EarlyStopping);
             }
+        }
+        if partial {
+            break; // the max_steps summary above; the position stays mid-epoch
         }
         progress.epoch += 1;
         progress.batch_in_epoch = 0;

@@ -124,3 +124,26 @@ fn every_cell_classifies_the_sentiment_grammar() {
         );
     }
 }
+
+/// A run that ends at `train.max_steps` in the middle of an epoch validates that partial epoch
+/// too, so the final metrics can come from the parameters trained last.
+#[test]
+fn max_steps_mid_epoch_validates_the_partial_epoch() {
+    // 16 full batches of 16 per epoch: 40 steps end 8 steps into epoch 2.
+    let spec = forecast_spec("gru").replace("epochs = 30", "epochs = 30\nmax_steps = 40");
+    let report = run(&spec);
+    assert_eq!(report.steps, 40);
+    let steps: Vec<u64> = report.history.iter().map(|r| r.step).collect();
+    assert_eq!(steps, [16, 32, 40], "{:?}", report.history);
+    let last = report.history.last().unwrap();
+    assert_eq!(last.epoch, 2);
+    assert!(last.val_loss.is_some());
+    // The partial epoch was the best here (the loss still falls at 40 steps), so the final
+    // metrics use it.
+    let best = report
+        .history
+        .iter()
+        .min_by(|a, b| a.val_loss.partial_cmp(&b.val_loss).unwrap())
+        .unwrap();
+    assert_eq!(report.evaluated_epoch, Some(best.epoch));
+}
