@@ -25,6 +25,54 @@ pub struct RecurrentState {
     pub batch: usize,
 }
 
+impl RecurrentState {
+    /// The state as one buffer: per layer, per direction, `h` then `c` (LSTM), each `[B, H]`
+    /// row-major — what a checkpoint stores so that a resumed run continues its streams.
+    pub fn to_flat(&self) -> Vec<f32> {
+        let mut out = Vec::new();
+        for cell in self.layers.iter().flatten() {
+            out.extend_from_slice(&cell.h);
+            if let Some(c) = &cell.c {
+                out.extend_from_slice(c);
+            }
+        }
+        out
+    }
+
+    /// Fills `self` (a state of the right shape, e.g. [`Model::zero_state`]) from the layout of
+    /// [`RecurrentState::to_flat`].
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidLayer`] when `flat` has another length than the state.
+    pub fn with_flat(mut self, flat: &[f32]) -> Result<RecurrentState, ModelError> {
+        let want: usize = self
+            .layers
+            .iter()
+            .flatten()
+            .map(|c| c.h.len() + c.c.as_ref().map_or(0, Vec::len))
+            .sum();
+        if flat.len() != want {
+            return Err(ModelError::InvalidLayer {
+                field: "recurrent state".into(),
+                value: format!("{} values", flat.len()),
+                reason: format!("the state of this model and batch holds {want} values"),
+            });
+        }
+        let mut at = 0;
+        for cell in self.layers.iter_mut().flatten() {
+            let n = cell.h.len();
+            cell.h.copy_from_slice(&flat[at..at + n]);
+            at += n;
+            if let Some(c) = &mut cell.c {
+                let n = c.len();
+                c.copy_from_slice(&flat[at..at + n]);
+                at += n;
+            }
+        }
+        Ok(self)
+    }
+}
+
 impl Model {
     /// The full forward pass of [`Model::forward`] from the recurrent state `state` (`None`:
     /// zeros, as `forward` starts), also returning the state after the batch's last step. Feeding

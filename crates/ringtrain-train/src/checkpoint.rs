@@ -20,6 +20,8 @@ const MAGIC: &[u8; 8] = b"RTCKPT01";
 pub const FORMAT_VERSION: u32 = 1;
 /// File name of the checkpoint written every `checkpoint.every_steps`, per epoch and at the end.
 pub const LATEST: &str = "latest.ckpt";
+/// Name of the optional array holding a language model's carried recurrent state.
+const CARRIED: &str = "carried_state";
 /// File name of the checkpoint with the best monitored validation metric.
 pub const BEST: &str = "best.ckpt";
 
@@ -154,6 +156,11 @@ pub struct Checkpoint {
     pub params: Vec<f32>,
     /// Optimizer state.
     pub optimizer: OptimizerState,
+    /// A language model's recurrent state when the checkpoint was written mid-epoch (truncated
+    /// BPTT carries it from chunk to chunk): every data-parallel rank's streams, rank-major,
+    /// each rank's part in [`ringtrain_models::RecurrentState::to_flat`] layout; empty when
+    /// there is none (other tasks, epoch boundaries, checkpoints written before it existed).
+    pub carried: Vec<f32>,
 }
 
 impl Checkpoint {
@@ -166,12 +173,15 @@ impl Checkpoint {
             path: path.to_path_buf(),
             source,
         };
-        let arrays: [(&str, &[f32]); 4] = [
+        let mut arrays: Vec<(&str, &[f32])> = vec![
             ("params", &self.params),
             ("momentum_buffer", &self.optimizer.momentum_buffer),
             ("exp_avg", &self.optimizer.exp_avg),
             ("exp_avg_sq", &self.optimizer.exp_avg_sq),
         ];
+        if !self.carried.is_empty() {
+            arrays.push((CARRIED, &self.carried));
+        }
         let mut payload = Vec::with_capacity(arrays.iter().map(|(_, a)| a.len() * 4).sum());
         for (_, a) in &arrays {
             for x in *a {
@@ -300,10 +310,12 @@ impl Checkpoint {
             exp_avg: take("exp_avg")?,
             exp_avg_sq: take("exp_avg_sq")?,
         };
+        let carried = arrays.remove(CARRIED).unwrap_or_default();
         Ok(Checkpoint {
             header,
             params,
             optimizer,
+            carried,
         })
     }
 

@@ -8,9 +8,10 @@
 //! stays on one rank and a `D`-way run computes what one process computes. The state is reset
 //! at every epoch start and detached between chunks (truncated BPTT).
 //!
-//! The carried state is not part of a checkpoint: a run resumed mid-epoch restarts its streams
-//! from the zero state, so resumption is exact for this task only at epoch boundaries (where the
-//! state is reset anyway).
+//! A checkpoint written mid-epoch holds the carried state of every rank's streams (gathered to
+//! the writer, rank-major), so a resumed run — `--resume`, or a cluster job's restarted attempt
+//! with the same number of workers — continues its streams exactly; with another number of
+//! workers the streams differ and restart from the zero state (with a warning).
 //!
 //! Evaluation does the same over the val/test streams: rank `r` scores a contiguous block of
 //! the streams chunk by chunk (its own state carried), and the sums are added over the ranks,

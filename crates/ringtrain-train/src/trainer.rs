@@ -549,6 +549,33 @@ fn run(
             Trainee::Whole(learner)
         }
     };
+    // A language model resumed mid-epoch continues its streams from the carried state the
+    // checkpoint holds: this rank's part of every rank's streams.
+    let resumed_carried = match (&resumed, &learner) {
+        (Some(c), Trainee::Whole(l)) if !c.carried.is_empty() && progress.batch_in_epoch > 0 => {
+            let part = c.carried.len() / world;
+            let state = if c.carried.len() % world == 0 {
+                l.model()
+                    .zero_state(batch)
+                    .with_flat(&c.carried[rank * part..(rank + 1) * part])
+                    .map_err(|e| e.to_string())
+            } else {
+                Err(format!(
+                    "{} values do not split over {world} ranks",
+                    c.carried.len()
+                ))
+            };
+            match state {
+                Ok(s) => Some(s),
+                Err(why) => {
+                    // E.g. resumed with another number of workers: the streams differ.
+                    tracing::warn!(%why, "the checkpoint's carried state does not fit this run: its streams restart from the zero state");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     // The checkpoint's whole parameters and optimizer state are in the learner (or, for a
     // pipeline stage, its slices are): not kept for the rest of the run.
     let fresh = resumed.is_none();
@@ -625,7 +652,8 @@ fn run(
                 file: &str,
                 progress: &Progress,
                 early: &EarlyStopState,
-                history: &[EpochRecord]|
+                history: &[EpochRecord],
+                carried: Vec<f32>|
      -> Result<PathBuf, TrainError> {
         let path = dir.join(file);
         Checkpoint {
@@ -645,6 +673,7 @@ fn run(
             },
             params,
             optimizer,
+            carried,
         }
         .save(&path)?;
         Ok(path)
@@ -655,10 +684,11 @@ fn run(
                             file: &str,
                             progress: &Progress,
                             early: &EarlyStopState,
-                            history: &[EpochRecord]|
+                            history: &[EpochRecord],
+                            carried: Vec<f32>|
      -> Result<Option<PathBuf>, TrainError> {
         match learner.for_checkpoint(lead, rank == 0)? {
-            Some(whole) => Ok(Some(save(whole, file, progress, early, history)?)),
+            Some(whole) => Ok(Some(save(whole, file, progress, early, history, carried)?)),
             None => Ok(None),
         }
     };
@@ -706,12 +736,14 @@ fn run(
     // best.ckpt).
     let mut best_params: Option<Vec<f32>> = None;
     // Truncated BPTT (language model only): this rank's streams' recurrent state, carried from
-    // one step's chunk to the next and reset at each epoch start (and on resume: a run resumed
-    // mid-epoch restarts its streams from the zero state).
-    let mut carried: Option<ringtrain_models::RecurrentState>;
+    // one step's chunk to the next, reset at each epoch start, saved with mid-epoch checkpoints
+    // and taken back from them on resume.
+    let mut carried: Option<ringtrain_models::RecurrentState> = resumed_carried;
     while stop.is_none() && progress.epoch < spec.train.epochs {
         let plan = plan_for(progress.epoch)?;
-        carried = None;
+        if progress.batch_in_epoch == 0 {
+            carried = None;
+        }
         while progress.batch_in_epoch < steps_per_epoch {
             if progress.step >= total_steps {
                 stop = Some(StopReason::MaxSteps);
@@ -857,17 +889,18 @@ fn run(
                 check_replicas(group, learner.params(), step, observer)?;
             }
             let every = spec.checkpoint.every_steps;
-            if every > 0
-                && progress.step % every == 0
-                && let Some(p) = write_checkpoint(
+            if every > 0 && progress.step % every == 0 {
+                let state = carried_for_checkpoint(group, carried.as_ref(), &progress)?;
+                if let Some(p) = write_checkpoint(
                     &mut learner,
                     checkpoint::LATEST,
                     &progress,
                     &early,
                     &history,
-                )?
-            {
-                observer.on_checkpoint(&p);
+                    state,
+                )? {
+                    observer.on_checkpoint(&p);
+                }
             }
             if opts.halt_after_steps == Some(progress.step) {
                 stop = Some(StopReason::Halted);
@@ -935,6 +968,7 @@ fn run(
                     &best_progress,
                     &early,
                     &history,
+                    Vec::new(),
                 )?;
             } else {
                 early.bad_epochs += 1;
@@ -960,6 +994,7 @@ fn run(
                 &progress,
                 &early,
                 &history,
+                Vec::new(),
             )?
         {
             observer.on_checkpoint(&p);
@@ -970,12 +1005,14 @@ fn run(
     }
     let stop = stop.unwrap_or(StopReason::Completed);
     progress.finished = stop.is_final();
+    let final_state = carried_for_checkpoint(group, carried.as_ref(), &progress)?;
     if let Some(p) = write_checkpoint(
         &mut learner,
         checkpoint::LATEST,
         &progress,
         &early,
         &history,
+        final_state,
     )? {
         observer.on_checkpoint(&p);
     }
@@ -1055,6 +1092,34 @@ fn run(
 }
 
 /// Reports the phases of one step on the wall clock, in the order they ran.
+/// A language model's carried state for a checkpoint: every rank's streams, rank-major, in
+/// [`ringtrain_models::RecurrentState::to_flat`] layout; empty at an epoch boundary (the next
+/// epoch starts from zeros) and for other tasks. With several ranks it is a collective call,
+/// made by every rank at the same step (their progress is the same).
+///
+/// # Errors
+/// [`TrainError::Collective`] when the gather fails.
+fn carried_for_checkpoint(
+    group: &mut dyn Group,
+    state: Option<&ringtrain_models::RecurrentState>,
+    progress: &Progress,
+) -> Result<Vec<f32>, TrainError> {
+    let Some(state) = state.filter(|_| progress.batch_in_epoch > 0) else {
+        return Ok(Vec::new());
+    };
+    let flat = state.to_flat();
+    if group.world() == 1 {
+        return Ok(flat);
+    }
+    let wide: Vec<f64> = flat.iter().map(|&x| f64::from(x)).collect();
+    let all = group.all_gather_f64(&wide).map_err(collective(format!(
+        "gathering the carried language-model state at step {}",
+        progress.step
+    )))?;
+    // Every value came in as an f32: the round trip is exact.
+    Ok(all.into_iter().map(|x| x as f32).collect())
+}
+
 fn emit_step_spans(observer: &mut dyn Observer, step: u64, start: SystemTime, stats: &StepStats) {
     let phases = [
         (Phase::Compute, stats.compute),

@@ -12,8 +12,8 @@ use burn::prelude::*;
 use ringtrain_collective::{CommConfig, Communicator, InProcTransport, ReduceOp};
 use ringtrain_spec::{JobSpec, SpecFormat, parse_str};
 use ringtrain_train::{
-    DistOptions, Group, GroupError, Silent, StopReason, TrainError, TrainOptions, TrainReport,
-    decode_f64, encode_f64, train, train_distributed,
+    Checkpoint, DistOptions, Group, GroupError, Silent, StopReason, TrainError, TrainOptions,
+    TrainReport, decode_f64, encode_f64, train, train_distributed,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,13 +154,13 @@ impl Group for CommGroup {
     }
 }
 
-/// Runs `world` replicas of `spec` on threads; `setup(rank)` gives each its stop flag and
+/// Runs `world` replicas of `spec` on threads; `setup(rank)` gives each its options and
 /// perturbation.
 fn replicas(
     spec: &JobSpec,
     world: u32,
     checksum_every: u64,
-    setup: impl Fn(usize) -> (Option<Arc<AtomicBool>>, f32),
+    setup: impl Fn(usize) -> (TrainOptions, f32),
 ) -> Vec<Result<TrainReport, TrainError>> {
     let config = CommConfig {
         deadline: Duration::from_secs(120),
@@ -172,7 +172,7 @@ fn replicas(
         .map(|(rank, transport)| {
             let spec = spec.clone();
             let config = config.clone();
-            let (stop, perturb) = setup(rank);
+            let (opts, perturb) = setup(rank);
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -181,8 +181,7 @@ fn replicas(
                 let comm = Communicator::new(Arc::new(transport), config);
                 let mut group = CommGroup { comm, rt, perturb };
                 let dist = DistOptions { checksum_every };
-                let report =
-                    train_distributed(&spec, &options(stop), &mut Silent, &mut group, &dist);
+                let report = train_distributed(&spec, &opts, &mut Silent, &mut group, &dist);
                 // A healthy communicator is shut down cleanly also after a training error that
                 // every rank saw (a checksum mismatch), so no rank sees another as lost.
                 if !matches!(report, Err(TrainError::Collective { .. })) {
@@ -214,7 +213,7 @@ fn check_contract(world: usize, per_rank: usize) {
     )
     .unwrap();
     let dist_spec = spec(dist_dir.path(), batch, world, 2, None);
-    let reports: Vec<TrainReport> = replicas(&dist_spec, world as u32, 3, |_| (None, 0.0))
+    let reports: Vec<TrainReport> = replicas(&dist_spec, world as u32, 3, |_| (options(None), 0.0))
         .into_iter()
         .map(Result::unwrap)
         .collect();
@@ -279,7 +278,7 @@ fn check_weighted_contract(world: usize, per_rank: usize) {
     )
     .unwrap();
     let dist_spec = weighted_classify_spec(dist_dir.path(), batch, world);
-    let reports: Vec<TrainReport> = replicas(&dist_spec, world as u32, 4, |_| (None, 0.0))
+    let reports: Vec<TrainReport> = replicas(&dist_spec, world as u32, 4, |_| (options(None), 0.0))
         .into_iter()
         .map(Result::unwrap)
         .collect();
@@ -346,7 +345,7 @@ fn a_stop_vote_stops_every_replica_after_the_same_step() {
     let spec = spec(dir.path(), 8, 2, 50, None);
     // Rank 1 asks to stop from the start: its vote travels with the first gradients.
     let reports = replicas(&spec, 2, 0, |rank| {
-        (Some(Arc::new(AtomicBool::new(rank == 1))), 0.0)
+        (options(Some(Arc::new(AtomicBool::new(rank == 1)))), 0.0)
     });
     for r in reports {
         let r = r.unwrap();
@@ -360,7 +359,7 @@ fn diverged_replica_is_named_by_the_checksum() {
     let dir = tempfile::tempdir().unwrap();
     let spec = spec(dir.path(), 9, 3, 1, Some(4));
     let results = replicas(&spec, 3, 2, |rank| {
-        (None, if rank == 2 { 1e-3 } else { 0.0 })
+        (options(None), if rank == 2 { 1e-3 } else { 0.0 })
     });
     for r in results {
         match r {
@@ -383,12 +382,64 @@ fn a_batch_the_replicas_cannot_share_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     // Validation rejects it in a spec; a group of another size than parallel.data must too.
     let spec = spec(dir.path(), 8, 1, 1, Some(1));
-    let results = replicas(&spec, 3, 0, |_| (None, 0.0));
+    let results = replicas(&spec, 3, 0, |_| (options(None), 0.0));
     for r in results {
         assert!(
             matches!(r, Err(TrainError::BatchNotDivisible { batch: 8, world: 3 })),
             "{:?}",
             r.map(|r| r.steps)
+        );
+    }
+}
+
+/// A data-parallel language model halted mid-epoch checkpoints every rank's carried stream
+/// state (gathered to the writer); resumed, each rank takes its streams' part back and the
+/// replicas end with exactly the parameters of the uninterrupted run.
+#[test]
+fn a_data_parallel_language_model_resumes_its_streams_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, ringtrain_data::synth::keyed_lines(300, 5)).unwrap();
+    let spec_for = |run: &str| {
+        let toml = format!(
+            "seed = 6\n[model]\ncell = \"gru\"\nhidden = 16\nembedding_dim = 8\n\
+             [task]\nkind = \"language_model\"\nbptt = 10\n\
+             [data]\npath = {corpus:?}\nsplit = [0.8, 0.1, 0.1]\n\
+             [train]\nepochs = 2\nbatch_size = 8\noptimizer = {{ kind = \"adam\", lr = 0.01 }}\n\
+             [parallel]\ndata = 2\n[checkpoint]\ndir = {ckpt:?}\n",
+            corpus = corpus.display().to_string(),
+            ckpt = dir.path().join(run).display().to_string()
+        );
+        parse_str(&toml, SpecFormat::Toml, "<test>", "lm").unwrap()
+    };
+    let with = |resume: Option<PathBuf>, halt: Option<u64>| TrainOptions {
+        resume,
+        halt_after_steps: halt,
+        ..options(None)
+    };
+    let whole: Vec<TrainReport> = replicas(&spec_for("whole"), 2, 0, |_| (with(None, None), 0.0))
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    for r in replicas(&spec_for("split"), 2, 0, |_| (with(None, Some(6)), 0.0)) {
+        assert_eq!(r.unwrap().steps, 6);
+    }
+    let ckpt = Checkpoint::load(&dir.path().join("split/latest.ckpt")).unwrap();
+    assert!(ckpt.header.progress.batch_in_epoch > 0, "halted mid-epoch");
+    // 2 ranks × 4 streams × 16 units (GRU: h only).
+    assert_eq!(ckpt.carried.len(), 2 * 4 * 16);
+    let resume = dir.path().join("split");
+    let resumed: Vec<TrainReport> = replicas(&spec_for("split"), 2, 0, |_| {
+        (with(Some(resume.clone()), None), 0.0)
+    })
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    for (r, w) in resumed.iter().zip(&whole) {
+        assert_eq!(r.steps, w.steps);
+        assert_eq!(
+            r.params, w.params,
+            "rank resumed off the uninterrupted path"
         );
     }
 }

@@ -159,3 +159,74 @@ dir = {ckpt:?}
     // punctuation and line ends are certain once the grammar is known.
     assert!(m.perplexity < 0.7 * m.unigram_perplexity, "{m:?}");
 }
+
+/// A run halted mid-epoch saves its streams' carried state with the checkpoint; resumed, it
+/// continues those streams and ends with exactly the parameters of the uninterrupted run.
+#[test]
+fn a_run_resumed_mid_epoch_continues_its_streams_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, ringtrain_data::synth::keyed_lines(300, 5)).unwrap();
+    let spec_for = |run: &str| {
+        let toml = format!(
+            r#"
+seed = 6
+[model]
+cell = "lstm"
+hidden = 24
+embedding_dim = 8
+[task]
+kind = "language_model"
+bptt = 10
+[data]
+path = {corpus:?}
+split = [0.8, 0.1, 0.1]
+[train]
+epochs = 2
+batch_size = 4
+optimizer = {{ kind = "adam", lr = 0.01 }}
+[checkpoint]
+dir = {ckpt:?}
+"#,
+            corpus = corpus.display().to_string(),
+            ckpt = dir.path().join(run).display().to_string()
+        );
+        parse_str(&toml, SpecFormat::Toml, "<test>", "lm").unwrap()
+    };
+    let opts = |resume: Option<std::path::PathBuf>, halt: Option<u64>| TrainOptions {
+        base_dir: dir.path().to_path_buf(),
+        resume,
+        halt_after_steps: halt,
+        stop: None,
+        device: Device::flex(),
+        run_id: None,
+    };
+    let whole = train(&spec_for("whole"), &opts(None, None), &mut Silent).unwrap();
+    let halted = train(&spec_for("split"), &opts(None, Some(7)), &mut Silent).unwrap();
+    assert_eq!(halted.steps, 7);
+    let ckpt = Checkpoint::load(&dir.path().join("split/latest.ckpt")).unwrap();
+    assert!(ckpt.header.progress.batch_in_epoch > 0, "halted mid-epoch");
+    // 4 streams × (h and c) × 24 units.
+    assert_eq!(ckpt.carried.len(), 4 * 2 * 24);
+    let resumed = train(
+        &spec_for("split"),
+        &opts(Some(dir.path().join("split")), None),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(resumed.steps, whole.steps);
+    assert_eq!(resumed.params, whole.params, "resumed run left the path");
+    // Without the state the same resume would not match: the carried state matters here.
+    let mut stateless = ckpt.clone();
+    stateless.carried.clear();
+    stateless
+        .save(&dir.path().join("stateless/latest.ckpt"))
+        .unwrap();
+    let restarted = train(
+        &spec_for("stateless"),
+        &opts(Some(dir.path().join("stateless")), None),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_ne!(restarted.params, whole.params);
+}
