@@ -243,6 +243,25 @@ impl Cluster {
         }
     }
 
+    /// Kills (`kill -9`) the worker process that runs `rank` of `job` (a job document from
+    /// `status`), returning its index in `workers` and its worker id.
+    fn kill_worker_of(&mut self, job: &Value, rank: usize) -> (usize, String) {
+        let id = job["workers"][rank].as_str().unwrap().to_string();
+        let workers = self.json(&["workers"]);
+        let name = workers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["id"] == id.as_str())
+            .unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let index: usize = name.trim_start_matches("test-").parse().unwrap();
+        self.workers[index].kill9();
+        (index, id)
+    }
+
     /// Every service's log, for failure messages.
     fn logs(&self) -> String {
         let mut out = String::new();
@@ -454,20 +473,8 @@ fn a_killed_worker_fails_the_job_naming_its_rank() {
         j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 2
     });
     // Kill the worker running rank 1.
-    let victim_id = job["workers"][1].as_str().unwrap().to_string();
-    let workers = cluster.json(&["workers"]);
-    let victim_name = workers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"] == victim_id.as_str())
-        .unwrap()["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let index: usize = victim_name.trim_start_matches("test-").parse().unwrap();
     let killed = Instant::now();
-    cluster.workers[index].kill9();
+    let (index, _) = cluster.kill_worker_of(&job, 1);
     // Within the collective deadline (10 s) plus a lease (3 s), with slack for a loaded machine.
     let failed = cluster.wait_job(&id, 40, |j| j["state"] == "failed");
     let reason = failed["reason"].as_str().unwrap();
@@ -510,19 +517,7 @@ fn restart_after_a_killed_worker(pipelined: bool) {
     let job = cluster.wait_job(&id, 60, |j| {
         j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 25
     });
-    let victim_id = job["workers"][1].as_str().unwrap().to_string();
-    let workers = cluster.json(&["workers"]);
-    let victim_name = workers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"] == victim_id.as_str())
-        .unwrap()["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let index: usize = victim_name.trim_start_matches("test-").parse().unwrap();
-    cluster.workers[index].kill9();
+    let (index, victim_id) = cluster.kill_worker_of(&job, 1);
     let done = cluster.wait_job(&id, 120, |j| {
         j["state"] == "succeeded" || j["state"] == "failed"
     });
@@ -604,19 +599,7 @@ fn a_killed_stage_worker_fails_the_pipelined_job_naming_stage_and_rank() {
     // `status` shows where each rank sits in the grid.
     let human = cluster.cli_ok(&["status", &id]);
     assert!(human.contains("stage 1 of replica 0"), "{human}");
-    let victim = job["workers"][1].as_str().unwrap().to_string();
-    let workers = cluster.json(&["workers"]);
-    let name = workers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"] == victim.as_str())
-        .unwrap()["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let index: usize = name.trim_start_matches("test-").parse().unwrap();
-    cluster.workers[index].kill9();
+    let (index, _) = cluster.kill_worker_of(&job, 1);
     let failed = cluster.wait_job(&id, 40, |j| j["state"] == "failed");
     let reason = failed["reason"].as_str().unwrap();
     assert!(
