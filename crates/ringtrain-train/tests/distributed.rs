@@ -8,12 +8,15 @@
 // The measured difference is printed so a run shows the margin to the 1e-5 bound.
 #![allow(clippy::print_stderr)]
 
+mod common;
+
 use burn::prelude::*;
-use ringtrain_collective::{CommConfig, Communicator, InProcTransport, ReduceOp};
+use common::CommGroup;
+use ringtrain_collective::{CommConfig, Communicator, InProcTransport};
 use ringtrain_spec::{JobSpec, SpecFormat, parse_str};
 use ringtrain_train::{
-    Checkpoint, DistOptions, Group, GroupError, Silent, StopReason, TrainError, TrainOptions,
-    TrainReport, decode_f64, encode_f64, train, train_distributed,
+    Checkpoint, DistOptions, Silent, StopReason, TrainError, TrainOptions, TrainReport, train,
+    train_distributed,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,54 +109,6 @@ fn options(stop: Option<Arc<AtomicBool>>) -> TrainOptions {
     }
 }
 
-/// A replica's group over an in-process communicator, driven from a synchronous thread.
-struct CommGroup {
-    comm: Communicator,
-    rt: tokio::runtime::Runtime,
-    /// Added to parameter 0 of this rank after the broadcast (to provoke divergence).
-    perturb: f32,
-}
-
-fn group_error(e: ringtrain_collective::CollectiveError) -> GroupError {
-    GroupError::new(e.to_string())
-}
-
-impl Group for CommGroup {
-    fn rank(&self) -> usize {
-        self.comm.rank() as usize
-    }
-    fn world(&self) -> usize {
-        self.comm.world() as usize
-    }
-    fn broadcast_params(&mut self, params: &mut [f32]) -> Result<(), GroupError> {
-        self.rt
-            .block_on(self.comm.broadcast(params, 0))
-            .map_err(group_error)?;
-        params[0] += self.perturb;
-        Ok(())
-    }
-    fn mean_gradients(
-        &mut self,
-        _step: u64,
-        grads: &mut [f32],
-        extras: &mut [f32],
-    ) -> Result<(), GroupError> {
-        self.rt
-            .block_on(
-                self.comm
-                    .all_reduce_fused(&mut [grads, extras], ReduceOp::Mean),
-            )
-            .map_err(group_error)
-    }
-    fn all_gather_f64(&mut self, values: &[f64]) -> Result<Vec<f64>, GroupError> {
-        let all = self
-            .rt
-            .block_on(self.comm.all_gather(&encode_f64(values)))
-            .map_err(group_error)?;
-        Ok(decode_f64(&all))
-    }
-}
-
 /// Runs `world` replicas of `spec` on threads; `setup(rank)` gives each its options and
 /// perturbation.
 fn replicas(
@@ -179,7 +134,11 @@ fn replicas(
                     .build()
                     .unwrap();
                 let comm = Communicator::new(Arc::new(transport), config);
-                let mut group = CommGroup { comm, rt, perturb };
+                let mut group = CommGroup {
+                    comm,
+                    rt: Arc::new(rt),
+                    perturb,
+                };
                 let dist = DistOptions { checksum_every };
                 let report = train_distributed(&spec, &opts, &mut Silent, &mut group, &dist);
                 // A healthy communicator is shut down cleanly also after a training error that

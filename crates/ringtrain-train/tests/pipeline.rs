@@ -12,15 +12,18 @@
 // The measured difference is printed so a run shows the margin to the 1e-5 bound.
 #![allow(clippy::print_stderr)]
 
+mod common;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use ringtrain_collective::{CollectiveError, CommConfig, Communicator, InProcTransport, ReduceOp};
+use common::{CommGroup, group_error};
+use ringtrain_collective::{CommConfig, Communicator, InProcTransport};
 use ringtrain_spec::{JobSpec, SpecFormat, parse_str};
 use ringtrain_train::optim::OptimizerState;
 use ringtrain_train::pipeline::{PipelineStepStats, StageFootprint, StageLink, StagePlan};
 use ringtrain_train::{
-    DistOptions, Group, GroupError, Observer, StopReason, TaskData, TrainError, TrainOptions,
-    TrainReport, decode_f64, encode_f64, train, train_pipelined,
+    DistOptions, GroupError, Observer, StopReason, TaskData, TrainError, TrainOptions, TrainReport,
+    train, train_pipelined,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -133,50 +136,6 @@ clip = { norm = 0.5 }
     parse_str(&toml, SpecFormat::Toml, "<test>", "t").unwrap()
 }
 
-fn group_error(e: CollectiveError) -> GroupError {
-    GroupError::new(e.to_string())
-}
-
-/// The replicas of one stage (rank = replica index).
-struct StageGroup {
-    comm: Communicator,
-    rt: Arc<Runtime>,
-}
-
-impl Group for StageGroup {
-    fn rank(&self) -> usize {
-        self.comm.rank() as usize
-    }
-    fn world(&self) -> usize {
-        self.comm.world() as usize
-    }
-    fn broadcast_params(&mut self, params: &mut [f32]) -> Result<(), GroupError> {
-        self.rt
-            .block_on(self.comm.broadcast(params, 0))
-            .map_err(group_error)
-    }
-    fn mean_gradients(
-        &mut self,
-        _step: u64,
-        grads: &mut [f32],
-        extras: &mut [f32],
-    ) -> Result<(), GroupError> {
-        self.rt
-            .block_on(
-                self.comm
-                    .all_reduce_fused(&mut [grads, extras], ReduceOp::Mean),
-            )
-            .map_err(group_error)
-    }
-    fn all_gather_f64(&mut self, values: &[f64]) -> Result<Vec<f64>, GroupError> {
-        let all = self
-            .rt
-            .block_on(self.comm.all_gather(&encode_f64(values)))
-            .map_err(group_error)?;
-        Ok(decode_f64(&all))
-    }
-}
-
 /// The stages of one replica (rank = stage).
 struct Column {
     comm: Communicator,
@@ -252,9 +211,10 @@ fn grid_with(
                 let world = Communicator::new(Arc::new(transport), config);
                 let same_stage: Vec<u32> = (0..d).map(|r| (r * p + stage) as u32).collect();
                 let same_replica: Vec<u32> = (0..p).map(|s| (replica * p + s) as u32).collect();
-                let mut group = StageGroup {
+                let mut group = CommGroup {
                     comm: world.split(&same_stage).unwrap(),
                     rt: Arc::clone(&rt),
+                    perturb: 0.0,
                 };
                 let mut link = Column {
                     comm: world.split(&same_replica).unwrap(),
