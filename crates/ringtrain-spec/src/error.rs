@@ -4,6 +4,28 @@
 use std::fmt;
 use std::path::PathBuf;
 
+/// Longest quote of user or file content in an error message, in characters.
+pub const SNIPPET_CHARS: usize = 80;
+
+/// A bounded, escaped quote of `s` for an error message: control characters (terminal escapes
+/// included) are escaped and anything past [`SNIPPET_CHARS`] characters is cut, with the total
+/// length said, so an error never echoes a whole file line or cell.
+pub fn snippet(s: &str) -> String {
+    let mut out = String::new();
+    for (chars, ch) in s.chars().enumerate() {
+        if chars == SNIPPET_CHARS {
+            out.push_str(&format!("… ({} characters in all)", s.chars().count()));
+            return out;
+        }
+        if ch.is_control() {
+            out.extend(ch.escape_default());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
 /// One invalid field: its dotted path, the offending value as written, and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {

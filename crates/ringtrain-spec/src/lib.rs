@@ -3,14 +3,18 @@
 //! [`JobSpec`] the rest of ringtrain uses. Every error names the field path (`train.optimizer.lr`),
 //! the bad value and what is allowed.
 
+pub mod budget;
 pub mod error;
 pub mod raw;
+pub mod sandbox;
 pub mod types;
 pub mod validate;
 
+pub use budget::{Budget, check_budget, estimate};
 pub use error::{FieldError, SpecError};
+pub use sandbox::{Roots, SandboxError};
 pub use types::*;
-pub use validate::{layer_count, validate};
+pub use validate::{MAX_NAME_LEN, layer_count, validate};
 
 use std::path::Path;
 
@@ -46,15 +50,25 @@ pub fn parse_str(
         }
         SpecFormat::Json => {
             let mut de = serde_json::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(&mut de).map_err(|e| SpecError::Syntax {
+            let raw = serde_path_to_error::deserialize(&mut de).map_err(|e| SpecError::Syntax {
                 origin: format!("{origin}:{}:{}", e.inner().line(), e.inner().column()),
                 path: e.path().to_string(),
                 message: strip_position(&e.inner().to_string()),
-            })?
+            })?;
+            // Without this, `{...} garbage` would be accepted: the parser stops after the value.
+            de.end().map_err(|e| SpecError::Syntax {
+                origin: format!("{origin}:{}:{}", e.line(), e.column()),
+                path: "(document)".into(),
+                message: format!("{} after the spec object", strip_position(&e.to_string())),
+            })?;
+            raw
         }
     };
     validate(raw, default_name)
 }
+
+/// Largest spec file [`load`] reads (the coordinator takes at most 1 MiB over the wire).
+pub const MAX_SPEC_FILE_BYTES: u64 = 1 << 20;
 
 /// Reads a spec file: `.json` files as JSON, anything else as TOML. The job name defaults to the
 /// file stem.
@@ -62,10 +76,22 @@ pub fn parse_str(
 /// # Errors
 /// [`SpecError::Io`] when the file cannot be read, else as [`parse_str`].
 pub fn load(path: &Path) -> Result<JobSpec, SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
+    let io = |source| SpecError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    // Checked before reading, so `/dev/zero` or a huge file is refused instead of read forever.
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::other("not a regular file")));
+    }
+    if meta.len() > MAX_SPEC_FILE_BYTES {
+        return Err(io(std::io::Error::other(format!(
+            "{} bytes; a spec file may have at most {MAX_SPEC_FILE_BYTES} bytes",
+            meta.len()
+        ))));
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
     let format = match path.extension().and_then(|e| e.to_str()) {
         Some("json") => SpecFormat::Json,
         _ => SpecFormat::Toml,

@@ -28,6 +28,9 @@ pub struct RawSpec {
     /// `[checkpoint]`
     #[serde(default)]
     pub checkpoint: RawCheckpoint,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 /// `[model]`
@@ -295,4 +298,18 @@ pub struct RawCheckpoint {
     pub every_steps: Option<i64>,
     /// `checkpoint.max_restarts`
     pub max_restarts: Option<i64>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// `limits.max_parameters`
+    pub max_parameters: Option<i64>,
+    /// `limits.max_memory_mb` (MiB)
+    pub max_memory_mb: Option<i64>,
+    /// `limits.max_vocab`
+    pub max_vocab: Option<i64>,
+    /// `limits.max_data_mb` (MiB)
+    pub max_data_mb: Option<i64>,
 }

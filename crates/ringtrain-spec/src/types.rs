@@ -24,6 +24,11 @@ pub struct JobSpec {
     pub parallel: ParallelSpec,
     /// When and where state is saved.
     pub checkpoint: CheckpointSpec,
+    /// `[limits]`: the resource budget the spec was validated against (see
+    /// [`crate::budget`]). Absent in checkpoints written before limits existed, which read as the
+    /// defaults.
+    #[serde(default)]
+    pub limits: LimitsSpec,
 }
 
 impl JobSpec {
@@ -643,4 +648,47 @@ pub const MAX_RESTARTS: u32 = 100;
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// `[limits]`: the resource budget a spec must fit (checked at validation, before anything is
+/// allocated; see [`crate::budget`]). The defaults let a 24 GiB machine survive any spec that
+/// passes; a spec may raise them explicitly for a bigger machine (a worker still enforces its
+/// own ceiling on top).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsSpec {
+    /// Most model parameters (`limits.max_parameters`; default [`LimitsSpec::DEFAULT_MAX_PARAMETERS`]).
+    pub max_parameters: u64,
+    /// Most estimated training memory in bytes: parameters with their gradients and optimizer
+    /// state plus activations for one batch (`limits.max_memory_mb`, given in MiB; default
+    /// [`LimitsSpec::DEFAULT_MAX_MEMORY_BYTES`]).
+    pub max_memory_bytes: u64,
+    /// Largest vocabulary (`limits.max_vocab`; default [`LimitsSpec::DEFAULT_MAX_VOCAB`]).
+    pub max_vocab: u64,
+    /// Largest dataset file in bytes, checked before it is read (`limits.max_data_mb`, in MiB;
+    /// default [`LimitsSpec::DEFAULT_MAX_DATA_BYTES`]).
+    pub max_data_bytes: u64,
+}
+
+impl LimitsSpec {
+    /// Default `limits.max_parameters`: 250 million (4 GB with gradients and Adam state).
+    pub const DEFAULT_MAX_PARAMETERS: u64 = 250_000_000;
+    /// Default `limits.max_memory_mb`: 12 GiB, half of a 24 GiB machine (the estimate is
+    /// rough; the rest is headroom for the data, the allocator and the OS).
+    pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 12 << 30;
+    /// Default `limits.max_vocab`: one million tokens.
+    pub const DEFAULT_MAX_VOCAB: u64 = 1_000_000;
+    /// Default `limits.max_data_mb`: 1 GiB per dataset file.
+    pub const DEFAULT_MAX_DATA_BYTES: u64 = 1 << 30;
+}
+
+impl Default for LimitsSpec {
+    fn default() -> Self {
+        LimitsSpec {
+            max_parameters: Self::DEFAULT_MAX_PARAMETERS,
+            max_memory_bytes: Self::DEFAULT_MAX_MEMORY_BYTES,
+            max_vocab: Self::DEFAULT_MAX_VOCAB,
+            max_data_bytes: Self::DEFAULT_MAX_DATA_BYTES,
+        }
+    }
 }

@@ -260,3 +260,43 @@ fn language_model_spec_reads_a_text_corpus_with_its_defaults() {
     assert_eq!(spec.task, TaskSpec::LanguageModel { bptt: 64 });
     assert!(matches!(&spec.data.kind, DataKind::Corpus(c) if c.tokenizer == TokenizerKind::Char));
 }
+
+#[test]
+fn every_example_spec_fits_the_default_budget() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let spec = load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let est = estimate(&spec);
+        assert!(
+            est.parameters > 0.0 && est.memory_bytes < spec.limits.max_memory_bytes as f64,
+            "{}: {est:?}",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 5, "examples missing: {n}");
+}
+
+#[test]
+fn a_spec_file_that_is_not_a_regular_file_or_too_large_is_refused_before_reading() {
+    let e = load(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(
+        e.contains("/dev/zero") && e.contains("not a regular file"),
+        "{e}"
+    );
+    let dir = std::env::temp_dir().join(format!("rt-spec-big-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.toml");
+    std::fs::write(&big, vec![b'#'; 2 << 20]).unwrap();
+    let e = load(&big).unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        e.contains("big.toml") && e.contains("at most 1048576 bytes"),
+        "{e}"
+    );
+}

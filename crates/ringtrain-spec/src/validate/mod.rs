@@ -23,7 +23,7 @@ impl Checker {
     pub(crate) fn err(&mut self, path: &str, value: impl Display, message: impl Into<String>) {
         self.errors.push(FieldError {
             path: path.to_string(),
-            value: value.to_string(),
+            value: crate::error::snippet(&value.to_string()),
             message: message.into(),
         });
     }
@@ -137,6 +137,18 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
             format!("{name:?}"),
             "must be non-empty and use only letters, digits, '-', '_' and '.'",
         );
+    } else if name.len() > MAX_NAME_LEN {
+        c.err(
+            "name",
+            format!("{} characters", name.len()),
+            format!("must be at most {MAX_NAME_LEN} characters"),
+        );
+    } else if name == "." || name == ".." {
+        c.err(
+            "name",
+            format!("{name:?}"),
+            "must not be `.` or `..` (it names the default checkpoint directory runs/<name>)",
+        );
     }
     let seed = raw.seed.unwrap_or(42);
 
@@ -217,9 +229,17 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
             i64::from(MAX_RESTARTS),
         ) as u32,
     };
-    if raw.checkpoint.dir.as_deref() == Some("") {
-        c.err("checkpoint.dir", "\"\"", "must be a non-empty path");
+    match raw.checkpoint.dir.as_deref() {
+        Some("") => c.err("checkpoint.dir", "\"\"", "must be a non-empty path"),
+        Some(d) if crate::sandbox::is_root_like(std::path::Path::new(d)) => c.err(
+            "checkpoint.dir",
+            format!("{d:?}"),
+            "must name a directory below the file-system root or the base directory \
+             (a run writes and replaces files there)",
+        ),
+        _ => {}
     }
+    let limits = limits(&mut c, &raw.limits);
 
     if !c.errors.is_empty() {
         return Err(SpecError::Invalid(c.errors));
@@ -236,9 +256,11 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
                 train,
                 parallel,
                 checkpoint,
+                limits,
             };
             let mut errors = parallel::check_pipeline(&spec);
             errors.extend(model::check_language_model(&spec));
+            errors.extend(crate::budget::check_budget(&spec, &spec.limits));
             if errors.is_empty() {
                 Ok(spec)
             } else {
@@ -250,6 +272,45 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
             value: "(incomplete)".into(),
             message: "task and data sections could not be validated".into(),
         }])),
+    }
+}
+
+/// Longest job name: it becomes a directory name and is printed in tables and logs.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// `[limits]`: each key optional, defaults from [`LimitsSpec`]; sizes are given in MiB.
+fn limits(c: &mut Checker, l: &RawLimits) -> LimitsSpec {
+    let d = LimitsSpec::default();
+    let mib = |x: usize| (x as u64) << 20;
+    LimitsSpec {
+        max_parameters: c.int(
+            "limits.max_parameters",
+            l.max_parameters,
+            d.max_parameters as i64,
+            1,
+            1 << 40,
+        ) as u64,
+        max_memory_bytes: mib(c.int(
+            "limits.max_memory_mb",
+            l.max_memory_mb,
+            (d.max_memory_bytes >> 20) as i64,
+            1,
+            1 << 30,
+        )),
+        max_vocab: c.int(
+            "limits.max_vocab",
+            l.max_vocab,
+            d.max_vocab as i64,
+            3,
+            1 << 32,
+        ) as u64,
+        max_data_bytes: mib(c.int(
+            "limits.max_data_mb",
+            l.max_data_mb,
+            (d.max_data_bytes >> 20) as i64,
+            1,
+            1 << 30,
+        )),
     }
 }
 
