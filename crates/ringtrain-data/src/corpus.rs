@@ -121,10 +121,7 @@ impl CorpusData {
             Source::File(p) => p,
             Source::Builtin(_) => return Err(DataError::NotATable { file }),
         };
-        let bytes = std::fs::read(path).map_err(|e| DataError::Io {
-            file: file.clone(),
-            source: e,
-        })?;
+        let bytes = crate::table::read_regular(&file, path, u64::MAX)?;
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let line = 1 + bytes[..e.valid_up_to()]

@@ -4,6 +4,7 @@
 //! user data or drops a row silently; it returns one of these instead.
 
 use crate::SplitName;
+use ringtrain_spec::error::snippet;
 use std::fmt;
 
 /// Identifies a column in error messages: the header name (or JSON key) and, for CSV/TSV, its
@@ -19,8 +20,8 @@ pub struct ColumnRef {
 impl fmt::Display for ColumnRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.index {
-            Some(i) => write!(f, "column `{}` (#{i})", self.name),
-            None => write!(f, "column `{}`", self.name),
+            Some(i) => write!(f, "column `{}` (#{i})", snippet(&self.name)),
+            None => write!(f, "column `{}`", snippet(&self.name)),
         }
     }
 }
@@ -72,7 +73,11 @@ pub enum DataError {
         line: u64,
     },
     /// A column named by the spec is not in the header (or a JSON object lacks the key).
-    #[error("{file}:{line}: no column `{column}`; available: {}", available.join(", "))]
+    #[error(
+        "{file}:{line}: no column `{}`; available: {}",
+        snippet(column),
+        names(available)
+    )]
     MissingColumn {
         /// Path of the file.
         file: String,
@@ -100,7 +105,7 @@ pub enum DataError {
         second: usize,
     },
     /// A numeric column holds something that is not a number.
-    #[error("{file}:{line}: {column}: `{cell}` is not a number")]
+    #[error("{file}:{line}: {column}: `{}` is not a number", snippet(cell))]
     NonNumeric {
         /// Path of the file.
         file: String,
@@ -113,7 +118,8 @@ pub enum DataError {
     },
     /// A numeric cell is NaN or infinite (or too large for f32).
     #[error(
-        "{file}:{line}: {column}: `{cell}` is not a finite number (NaN, infinity and values beyond f32 range are not allowed)"
+        "{file}:{line}: {column}: `{}` is not a finite number (NaN, infinity and values beyond f32 range are not allowed)",
+        snippet(cell)
     )]
     NonFinite {
         /// Path of the file.
@@ -140,7 +146,10 @@ pub enum DataError {
         found: usize,
     },
     /// A JSON value has a type the column cannot hold (e.g. a number where text is expected).
-    #[error("{file}:{line}: {column}: expected {expected}, found `{found}`")]
+    #[error(
+        "{file}:{line}: {column}: expected {expected}, found `{}`",
+        snippet(found)
+    )]
     WrongType {
         /// Path of the file.
         file: String,
@@ -154,7 +163,11 @@ pub enum DataError {
         found: String,
     },
     /// A label is not among the known classes.
-    #[error("{file}:{line}: {column}: unknown label `{label}`; known labels ({origin}): {}", known.join(", "))]
+    #[error(
+        "{file}:{line}: {column}: unknown label `{}`; known labels ({origin}): {}",
+        snippet(label),
+        names(known)
+    )]
     UnknownLabel {
         /// Path of the file.
         file: String,
@@ -180,7 +193,7 @@ pub enum DataError {
         column: Option<ColumnRef>,
     },
     /// A JSONL line is not a valid JSON object.
-    #[error("{file}:{line}: invalid JSON: {message}")]
+    #[error("{file}:{line}: invalid JSON: {}", snippet(message))]
     InvalidJson {
         /// Path of the file.
         file: String,
@@ -190,7 +203,7 @@ pub enum DataError {
         message: String,
     },
     /// A CSV/TSV record could not be parsed for another reason.
-    #[error("{file}:{line}: cannot parse record: {message}")]
+    #[error("{file}:{line}: cannot parse record: {}", snippet(message))]
     Csv {
         /// Path of the file.
         file: String,
@@ -294,12 +307,62 @@ pub enum DataError {
         /// How to fix it.
         hint: &'static str,
     },
+    /// The data path is not a regular file (a device such as `/dev/zero`, a pipe, a directory).
+    #[error("{file}: not a regular file (devices, pipes and directories are not datasets)")]
+    NotRegular {
+        /// Path of the file.
+        file: String,
+    },
+    /// The file is larger than `limits.max_data_mb` allows; checked before reading it.
+    #[error(
+        "{file}: {bytes} bytes, above the dataset limit of {limit} bytes (raise limits.max_data_mb)"
+    )]
+    TooLarge {
+        /// Path of the file.
+        file: String,
+        /// Its size.
+        bytes: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Every text of a text dataset is empty (nothing to tokenize, nothing to learn).
+    #[error("{file}: {column}: all {rows} texts are empty; nothing to train on")]
+    AllTextsEmpty {
+        /// Path of the file.
+        file: String,
+        /// The text column.
+        column: ColumnRef,
+        /// Rows in the file.
+        rows: usize,
+    },
     /// A plain text file was asked for as a table (only a language model reads plain text).
     #[error("{file}: plain text has no columns; only task.kind = \"language_model\" reads it")]
     NotATable {
         /// Path of the file.
         file: String,
     },
+}
+
+/// How many names of a list (labels, columns) an error message shows before `… (N in all)`.
+const SHOWN_NAMES: usize = 8;
+
+/// The first few names of a list, each a bounded snippet, and the count when there are more:
+/// an error never echoes a whole file's labels or a whole header line.
+fn names(list: &[String]) -> String {
+    let mut shown: Vec<String> = list.iter().take(SHOWN_NAMES).map(|n| snippet(n)).collect();
+    if list.len() > SHOWN_NAMES {
+        shown.push(format!("… ({} in all)", list.len()));
+    }
+    let mut out = shown.join(", ");
+    // A bound on the whole list as well: eight names of 80 characters are still a lot.
+    if out.chars().count() > 400 {
+        out = format!(
+            "{} … ({} in all)",
+            out.chars().take(400).collect::<String>(),
+            list.len()
+        );
+    }
+    out
 }
 
 fn series_need(split: SplitName, window: usize, horizon: usize) -> String {

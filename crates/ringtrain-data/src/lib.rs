@@ -33,7 +33,7 @@ pub use order::{below, chacha, permutation, split_sizes};
 pub use pairs::{BOS, BOS_TOKEN, EOS, EOS_TOKEN, PairBatch, PairData, detokenize};
 pub use series::{PredictInput, SeriesData, predict_input};
 pub use shard::{ShardPlan, sequential_batches};
-pub use table::Source;
+pub use table::{Source, check_file};
 pub use text::TextData;
 pub use vocab::{LabelSet, PAD, PAD_TOKEN, Tokenizer, UNK, UNK_TOKEN, Vocab};
 
@@ -175,6 +175,7 @@ pub fn load_with(
     fitted: Option<&Fitted>,
 ) -> Result<Prepared, DataError> {
     let source = Source::resolve(&spec.data.path, base_dir)?;
+    check_file(&source, spec.limits.max_data_bytes)?;
     let kind_mismatch = |data| DataError::FittedMismatch {
         reason: format!("the checkpoint holds {data} state but the spec describes other data"),
     };

@@ -161,6 +161,22 @@ impl PairData {
             tgt.truncate(spec.max_target_len);
             samples.push((src, tgt));
         }
+        for (col, side) in [(0, 0usize), (1, 1)] {
+            let empty = samples.iter().all(|(src, tgt)| {
+                if side == 0 {
+                    src.is_empty()
+                } else {
+                    tgt.is_empty()
+                }
+            });
+            if empty {
+                return Err(DataError::AllTextsEmpty {
+                    file: table.file.clone(),
+                    column: table.columns[col].clone(),
+                    rows: n,
+                });
+            }
+        }
         let parts = shuffled_parts(&table.file, &order, split)?;
         let (source_vocab, target_vocab) = match fitted {
             Some((s, t)) => {

@@ -450,6 +450,7 @@ pub fn predict_input(
 ) -> Result<PredictInput, DataError> {
     check_names("features", &normalizer.features, &spec.features)?;
     check_names("targets", &normalizer.targets, &spec.targets)?;
+    crate::table::check_file(source, ringtrain_spec::LimitsSpec::DEFAULT_MAX_DATA_BYTES)?;
     let wanted = wanted_columns(spec);
     let table = read_table(source, format, &wanted)?;
     let all = numeric_columns(&table)?;

@@ -148,10 +148,7 @@ pub(crate) fn read_table(
     match source {
         Source::Builtin(b) => b.table(columns),
         Source::File(path) => {
-            let bytes = std::fs::read(path).map_err(|e| DataError::Io {
-                file: file.clone(),
-                source: e,
-            })?;
+            let bytes = read_regular(&file, path, u64::MAX)?;
             let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
             match format {
                 DataFormat::Csv => read_delimited(file, bytes, b',', true, columns),
@@ -161,6 +158,63 @@ pub(crate) fn read_table(
             }
         }
     }
+}
+
+/// Checks that a dataset source is a regular file of at most `max_bytes` (from
+/// `limits.max_data_mb`) without reading it. `builtin:` sources always pass.
+///
+/// # Errors
+/// [`DataError::Io`] when the file cannot be inspected; [`DataError::NotRegular`] for a
+/// device, pipe or directory (`/dev/zero` would never end); [`DataError::TooLarge`] above the
+/// limit.
+pub fn check_file(source: &Source, max_bytes: u64) -> Result<(), DataError> {
+    let Source::File(path) = source else {
+        return Ok(());
+    };
+    let file = source.display_name();
+    let meta = std::fs::metadata(path).map_err(|e| DataError::Io {
+        file: file.clone(),
+        source: e,
+    })?;
+    if !meta.is_file() {
+        return Err(DataError::NotRegular { file });
+    }
+    if meta.len() > max_bytes {
+        return Err(DataError::TooLarge {
+            file,
+            bytes: meta.len(),
+            limit: max_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a regular file of at most `max_bytes`: the type and size are checked on the open
+/// handle before reading, and the read itself stops at the size seen then, so neither a device
+/// nor a file growing underneath is read without bound.
+pub(crate) fn read_regular(file: &str, path: &Path, max_bytes: u64) -> Result<Vec<u8>, DataError> {
+    use std::io::Read;
+    let io = |e| DataError::Io {
+        file: file.to_string(),
+        source: e,
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(DataError::NotRegular {
+            file: file.to_string(),
+        });
+    }
+    if meta.len() > max_bytes {
+        return Err(DataError::TooLarge {
+            file: file.to_string(),
+            bytes: meta.len(),
+            limit: max_bytes,
+        });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    f.take(meta.len()).read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
 }
 
 fn utf8<'a>(

@@ -71,6 +71,13 @@ impl TextData {
             tokens.truncate(spec.max_len);
             samples.push((tokens, label));
         }
+        if samples.iter().all(|(tokens, _)| tokens.is_empty()) {
+            return Err(DataError::AllTextsEmpty {
+                file: table.file.clone(),
+                column: table.columns[0].clone(),
+                rows: n,
+            });
+        }
         // Split sizes are checked after every row parsed, so a broken file is reported as such
         // rather than as a split problem.
         let parts = shuffled_parts(&table.file, &order, split)?;

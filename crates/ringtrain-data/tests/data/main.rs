@@ -3,6 +3,7 @@
 //! properties, determinism by seed, absence of target leakage, and train-only fitting.
 
 mod errors;
+mod malformed;
 mod pairs;
 mod series;
 mod shard;
