@@ -54,11 +54,15 @@ fn check(
     let dir = TempDir::new().map_err(|e| e.to_string())?;
     std::fs::write(dir.path().join(file), contents).map_err(|e| e.to_string())?;
     let spec = spec_for(kind, file, extra);
-    let got = std::panic::catch_unwind(|| load(&spec, dir.path()));
+    let got = std::panic::catch_unwind(|| {
+        load(&spec, dir.path())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
     let msg = match got {
         Err(_) => return Err(format!("{file}: panicked")),
         Ok(Ok(_)) => return Err(format!("{file}: loaded without error")),
-        Ok(Err(e)) => e.to_string(),
+        Ok(Err(e)) => e,
     };
     let mut problems = Vec::new();
     if !msg.contains(file) {
@@ -82,6 +86,9 @@ fn check(
         ))
     }
 }
+
+/// (reader, file name, contents, spec extras, expected substrings)
+type Case<'a> = (Kind, &'a str, Vec<u8>, &'a str, Vec<&'a str>);
 
 fn series(rows: &[&str]) -> Vec<u8> {
     let mut s = String::from("step,demand\n");
@@ -117,7 +124,7 @@ fn malformed_dataset_corpus() {
     // The one unseen label lands in val/test only if the split puts it there; with labels all
     // distinct, any val/test row has a label the train split never saw.
     let long_header = format!("{},other\n1,2\n", "c".repeat(100_000));
-    let cases: Vec<(Kind, &str, Vec<u8>, &str, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             Kind::Series,
             "empty.csv",
