@@ -14,7 +14,7 @@ pub use budget::{Budget, check_budget, estimate};
 pub use error::{FieldError, SpecError};
 pub use sandbox::{Roots, SandboxError};
 pub use types::*;
-pub use validate::{MAX_NAME_LEN, layer_count, validate};
+pub use validate::{MAX_NAME_LEN, check_validated, layer_count, validate};
 
 use std::path::Path;
 

@@ -300,3 +300,49 @@ fn a_spec_file_that_is_not_a_regular_file_or_too_large_is_refused_before_reading
         "{e}"
     );
 }
+
+#[test]
+fn check_validated_accepts_validated_specs_and_refuses_crafted_ones() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let spec = load(&dir.join("seasonal-cnn-gru-attention.toml")).unwrap();
+    check_validated(&spec, &spec.limits).unwrap();
+    // (mutation, expected substring)
+    type Mutation = fn(&mut JobSpec);
+    let cases: &[(Mutation, &str)] = &[
+        (
+            |s| s.model.hidden = 1_000_000_000,
+            "model.hidden = 1000000000",
+        ),
+        (|s| s.model.layers = 0, "model.layers = 0"),
+        (|s| s.model.conv[0].kernel = 1 << 20, "model.conv[0].kernel"),
+        (|s| s.model.conv[0].stride = 0, "model.conv[0].stride = 0"),
+        (|s| s.train.batch_size = 0, "train.batch_size = 0"),
+        (|s| s.name = "x".repeat(500), "name"),
+        (|s| s.name = "../x".into(), "name"),
+        (|s| s.checkpoint.dir = "/".into(), "checkpoint.dir"),
+        (|s| s.parallel.data = 0, "parallel.data = 0"),
+        (|s| s.limits.max_parameters = 1, "limits.max_parameters"),
+        (
+            |s| {
+                if let Some(a) = s.model.attention.as_mut() {
+                    a.heads = 7
+                }
+            },
+            "model.attention.heads",
+        ),
+        (
+            |s| {
+                if let DataKind::Series(d) = &mut s.data.kind {
+                    d.window = 0
+                }
+            },
+            "data.window = 0",
+        ),
+    ];
+    for (mutate, want) in cases {
+        let mut s = spec.clone();
+        mutate(&mut s);
+        let e = check_validated(&s, &s.limits).unwrap_err().to_string();
+        assert!(e.contains(want), "{want}: {e}");
+    }
+}

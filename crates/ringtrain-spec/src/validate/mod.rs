@@ -275,6 +275,152 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
     }
 }
 
+/// Re-checks a [`JobSpec`] that did not come through [`validate`] — one deserialized from a
+/// checkpoint header — before anything is sized by it: the name, every size field's range (the
+/// same bounds validation applies), the cross-field checks and the budget against `limits`.
+///
+/// # Errors
+/// [`SpecError::Invalid`] listing every problem, each naming its field path.
+pub fn check_validated(spec: &JobSpec, limits: &LimitsSpec) -> Result<(), SpecError> {
+    let mut c = Checker::default();
+    let name_ok = !spec.name.is_empty()
+        && spec.name.len() <= MAX_NAME_LEN
+        && spec
+            .name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
+    if !name_ok {
+        c.err(
+            "name",
+            format!("{:?}", spec.name),
+            format!("must be 1..={MAX_NAME_LEN} letters, digits, '-', '_' or '.'"),
+        );
+    }
+    fn range(c: &mut Checker, path: &str, v: usize, min: usize, max: usize) {
+        if v < min || v > max {
+            c.err(path, v, format!("must be an integer in {min}..={max}"));
+        }
+    }
+    let m = &spec.model;
+    range(&mut c, "model.layers", m.layers, 1, 64);
+    range(&mut c, "model.hidden", m.hidden, 1, 65_536);
+    range(&mut c, "model.embedding_dim", m.embedding_dim, 1, 65_536);
+    if let Some(p) = m.projection {
+        range(&mut c, "model.projection", p, 1, 65_536);
+    }
+    for (i, conv) in m.conv.iter().enumerate() {
+        range(
+            &mut c,
+            &format!("model.conv[{i}].channels"),
+            conv.channels,
+            1,
+            65_536,
+        );
+        range(
+            &mut c,
+            &format!("model.conv[{i}].kernel"),
+            conv.kernel,
+            1,
+            4096,
+        );
+        range(
+            &mut c,
+            &format!("model.conv[{i}].stride"),
+            conv.stride,
+            1,
+            conv.kernel.max(1),
+        );
+    }
+    let width = m.hidden * if m.bidirectional { 2 } else { 1 };
+    if let Some(a) = &m.attention {
+        range(
+            &mut c,
+            "model.attention.heads",
+            a.heads,
+            1,
+            4096.min(width.max(1)),
+        );
+        if a.heads == 0 || !width.is_multiple_of(a.heads) {
+            c.err(
+                "model.attention.heads",
+                a.heads,
+                "must divide the recurrent output width",
+            );
+        }
+        if a.kind == AttentionKind::Transformer {
+            range(&mut c, "model.attention.ff_hidden", a.ff_hidden, 1, 262_144);
+        }
+    }
+    match &spec.task {
+        TaskSpec::Forecast {
+            horizon, season, ..
+        } => {
+            range(&mut c, "task.horizon", *horizon, 1, 100_000);
+            if let Some(s) = season {
+                range(&mut c, "task.season", *s, 1, 1_000_000);
+            }
+        }
+        TaskSpec::LanguageModel { bptt } => range(&mut c, "task.bptt", *bptt, 1, 100_000),
+        TaskSpec::Seq2seq { beam_width, .. } => {
+            range(&mut c, "task.beam_width", *beam_width, 1, 1024)
+        }
+        TaskSpec::Classify { .. } => {}
+    }
+    match &spec.data.kind {
+        DataKind::Series(s) => {
+            range(&mut c, "data.window", s.window, 1, 1_000_000);
+            range(&mut c, "data.stride", s.stride, 1, 1_000_000);
+            range(&mut c, "data.features", s.features.len(), 1, 65_536);
+            range(&mut c, "data.targets", s.targets.len(), 1, 65_536);
+        }
+        DataKind::Text(t) => {
+            range(&mut c, "data.max_vocab", t.max_vocab, 3, 10_000_000);
+            range(&mut c, "data.max_len", t.max_len, 1, 1_000_000);
+        }
+        DataKind::Pairs(p) => {
+            range(&mut c, "data.max_vocab", p.max_vocab, 5, 10_000_000);
+            range(&mut c, "data.max_source_len", p.max_source_len, 1, 100_000);
+            range(&mut c, "data.max_target_len", p.max_target_len, 1, 100_000);
+        }
+        DataKind::Corpus(k) => range(&mut c, "data.max_vocab", k.max_vocab, 3, 10_000_000),
+    }
+    range(
+        &mut c,
+        "train.batch_size",
+        spec.train.batch_size,
+        1,
+        1_000_000,
+    );
+    range(&mut c, "train.threads", spec.train.threads, 1, 1024);
+    range(&mut c, "parallel.data", spec.parallel.data, 1, 4096);
+    range(&mut c, "parallel.pipeline", spec.parallel.pipeline, 1, 4096);
+    range(
+        &mut c,
+        "parallel.microbatches",
+        spec.parallel.microbatches,
+        1,
+        1_000_000,
+    );
+    if crate::sandbox::is_root_like(&spec.checkpoint.dir) {
+        c.err(
+            "checkpoint.dir",
+            format!("{:?}", spec.checkpoint.dir),
+            "must name a directory below the file-system root or the base directory",
+        );
+    }
+    let mut errors = c.errors;
+    if errors.is_empty() {
+        errors.extend(parallel::check_pipeline(spec));
+        errors.extend(model::check_language_model(spec));
+        errors.extend(crate::budget::check_budget(spec, limits));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(SpecError::Invalid(errors))
+    }
+}
+
 /// Longest job name: it becomes a directory name and is printed in tables and logs.
 pub const MAX_NAME_LEN: usize = 128;
 
