@@ -408,6 +408,25 @@ fn a_fresh_run_does_not_inherit_an_earlier_best_checkpoint() {
             .replace("epochs = 3", "epochs = 1")
             .replace("[0.7, 0.15, 0.15]", "[0.8, 0.0, 0.2]"),
     );
-    run_ok(&["train", spec.to_str().unwrap(), "--quiet"]);
+    // Without --resume or --overwrite the finished run is refused, and left as it was.
+    let before = std::fs::read(&best).unwrap();
+    let out = ringtrain()
+        .args(["train", spec.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("already holds a run")
+            && err.contains("--resume")
+            && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&best).unwrap(),
+        before,
+        "a refused run touched best.ckpt"
+    );
+    run_ok(&["train", spec.to_str().unwrap(), "--quiet", "--overwrite"]);
     assert!(!best.exists(), "stale best.ckpt survived a fresh run");
 }

@@ -13,6 +13,9 @@ use ringtrain_train::inference;
 use ringtrain_train::lm::{self, Sampling};
 use std::path::PathBuf;
 
+/// Most tokens one `generate` call produces (the output is held in memory).
+const MAX_TOKENS: usize = 1_000_000;
+
 /// Arguments of `ringtrain generate`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct GenerateArgs {
@@ -23,11 +26,13 @@ pub(crate) struct GenerateArgs {
     /// read as `<unk>`, with a warning).
     #[arg(long)]
     prompt: String,
-    /// Tokens to generate (characters or words, as the model was trained).
+    /// Tokens to generate (characters or words, as the model was trained), 1..=1000000.
     #[arg(long, default_value_t = 200)]
     tokens: usize,
-    /// Softmax temperature; 0 picks the most likely token every time.
-    #[arg(long, default_value_t = 1.0)]
+    /// Softmax temperature (finite, >= 0); 0 picks the most likely token every time.
+    // Negative numbers are read as values (then refused by the range check with a clear
+    // message), not as unknown flags.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     temperature: f64,
     /// Sample only among the K most likely tokens.
     #[arg(long, value_name = "K")]
@@ -81,8 +86,20 @@ pub(crate) fn continue_text(
 
 pub(crate) fn run(args: GenerateArgs, device: Device) -> anyhow::Result<()> {
     crate::set_threads(1);
-    if args.tokens == 0 {
-        bail!("--tokens must be at least 1");
+    if args.tokens == 0 || args.tokens > MAX_TOKENS {
+        bail!(
+            "--tokens {} is out of range: must be in 1..={MAX_TOKENS}",
+            args.tokens
+        );
+    }
+    if !args.temperature.is_finite() || args.temperature < 0.0 {
+        bail!(
+            "--temperature {} is out of range: must be a finite number >= 0",
+            args.temperature
+        );
+    }
+    if args.top_k == Some(0) {
+        bail!("--top-k 0 is out of range: must be at least 1");
     }
     let path = resolve_for_inference(&args.checkpoint)?;
     let ckpt = Checkpoint::load(&path)?;

@@ -85,6 +85,7 @@ enum BenchCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     logging::init(cli.log_format, cli.verbose);
     let device = || cli.device.resolve();
@@ -117,6 +118,25 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `ringtrain status | head`: once the reader has gone, `println!` panics with "failed printing
+/// to stdout: Broken pipe". Nobody is left to read the rest, which is not an error: exit quietly
+/// with status 0, as `head` expects of a producer, instead of printing a panic.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
 }
 
 /// The absolute directory of a spec file, which its relative paths resolve against. A bare file

@@ -17,6 +17,11 @@ pub(crate) struct TrainArgs {
     /// Continue from a checkpoint directory (its latest.ckpt) or file.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// Start a fresh run in a checkpoint directory that already holds one (its best.ckpt and
+    /// metrics.json are replaced). Without it, `train` refuses such a directory: continue it
+    /// with --resume, or choose another checkpoint.dir / --checkpoint-dir.
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Override checkpoint.dir of the spec.
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: Option<PathBuf>,
@@ -37,6 +42,26 @@ pub(crate) struct TrainArgs {
     quiet: bool,
 }
 
+/// A finished (or interrupted) run is never destroyed by accident: a directory holding a
+/// checkpoint or metrics.json of an earlier run needs --resume or --overwrite.
+fn refuse_existing_run(dir: &std::path::Path) -> anyhow::Result<()> {
+    use ringtrain_train::checkpoint::{BEST, LATEST, PREVIOUS};
+    let found: Vec<&str> = [LATEST, BEST, PREVIOUS, "metrics.json"]
+        .into_iter()
+        .filter(|f| dir.join(f).exists())
+        .collect();
+    if !found.is_empty() {
+        anyhow::bail!(
+            "checkpoint.dir {} already holds a run ({}): continue it with --resume {}, start over \
+             with --overwrite, or choose another checkpoint.dir / --checkpoint-dir",
+            dir.display(),
+            found.join(", "),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn run(args: TrainArgs, device: Device) -> anyhow::Result<()> {
     let mut spec = ringtrain_spec::load(&args.spec)?;
     // Relative paths in a spec resolve against the spec's directory, as on cluster workers (the
@@ -48,6 +73,9 @@ pub(crate) fn run(args: TrainArgs, device: Device) -> anyhow::Result<()> {
             .with_context(|| format!("resolving --checkpoint-dir {}", dir.display()))?;
     }
     spec.resolve_paths(&spec_dir);
+    if args.resume.is_none() && !args.overwrite {
+        refuse_existing_run(&spec.checkpoint.dir)?;
+    }
     crate::set_threads(args.threads.unwrap_or(spec.train.threads));
     let stop = Arc::new(AtomicBool::new(false));
     {

@@ -51,6 +51,10 @@ pub struct CoordinatorConfig {
     pub collective_timeout: Duration,
     /// Parameter checksum interval in steps, passed to workers (0 = never).
     pub checksum_every: u64,
+    /// The job sandbox: a submitted spec whose `data.path` or `checkpoint.dir` resolves
+    /// (lexically, against its base directory) outside these roots is refused at submit with
+    /// INVALID_ARGUMENT naming the field. Empty lists: no check here (workers still check).
+    pub roots: ringtrain_spec::Roots,
 }
 
 impl CoordinatorConfig {
@@ -65,6 +69,7 @@ impl CoordinatorConfig {
             heartbeat_wait: Duration::from_secs(1),
             collective_timeout: Duration::from_secs(60),
             checksum_every: 50,
+            roots: ringtrain_spec::Roots::default(),
         }
     }
 }

@@ -72,8 +72,9 @@ impl JobApi {
     }
 }
 
-/// Checks and parses a submitted spec into the machine's new-job form.
-fn new_job(req: pb::SubmitJobRequest) -> Result<NewJob, Status> {
+/// Checks and parses a submitted spec into the machine's new-job form; `roots` is the
+/// coordinator's sandbox (see [`CoordinatorConfig::roots`](crate::CoordinatorConfig)).
+fn new_job(req: pb::SubmitJobRequest, roots: &ringtrain_spec::Roots) -> Result<NewJob, Status> {
     if req.spec.len() > MAX_SPEC_BYTES {
         // Not in the shared status table (which has no size category); the proto documents
         // RESOURCE_EXHAUSTED for oversized requests.
@@ -114,6 +115,8 @@ fn new_job(req: pb::SubmitJobRequest) -> Result<NewJob, Status> {
     };
     let spec = ringtrain_spec::parse_str(&req.spec, format, &origin, "job")
         .map_err(|e| invalid(e.to_string()))?;
+    ringtrain_spec::sandbox::check(&spec, Path::new(&base_dir), roots)
+        .map_err(|e| invalid(format!("job sandbox: {e}")))?;
     let world = spec
         .parallel
         .data
@@ -145,7 +148,7 @@ impl JobService for JobApi {
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         rpc(&self.shared, "SubmitJob", async {
-            let new = new_job(request.into_inner())?;
+            let new = new_job(request.into_inner(), &self.shared.config.roots)?;
             let name = new.name.clone();
             let id = self.shared.apply(|m, now| Ok(m.submit(new, now)))?;
             self.shared.metrics.submitted();

@@ -2,15 +2,23 @@
 //! the spec, fitted normalization or vocabulary, flat parameters, optimizer state, schedule and
 //! data position, early-stopping state and the metric history.
 //!
-//! One file per checkpoint (`latest.ckpt`, `best.ckpt`): an 8-byte magic, a little-endian u64
-//! header length, a JSON header, then the f32 arrays the header lists, little-endian. The header
-//! carries a CRC-32 of the array bytes, so truncation and bit rot are detected, not trained on.
-//! Files are written to a temporary name, synced and renamed over the old one: a crash leaves
-//! either the old or the new checkpoint, never a torn one.
+//! One file per checkpoint (`latest.ckpt`, `best.ckpt`). Format 2 (magic `RTCKPT02`): the
+//! magic, a little-endian u64 header length, a JSON header, the f32 arrays the header lists
+//! (little-endian), then a CRC-32 of every byte before it — so an edited header (a normalizer
+//! changed by hand) is detected like truncation and bit rot. Format 1 (`RTCKPT01`, no trailer;
+//! its header's `crc32` covers the arrays only) still loads. Every length is checked against the
+//! file before it is used, and the spec inside is re-validated (ranges and budget) before
+//! anything is sized by it.
+//!
+//! Files are written to a temporary name, synced and renamed over the old one, and the directory
+//! is synced after the rename: a crash leaves either the old or the new checkpoint, never a torn
+//! one. Before `latest.ckpt` is replaced, a copy that still verifies becomes `previous.ckpt`, and
+//! [`Checkpoint::load_latest`] falls back to it (with a warning naming both files) when the
+//! latest fails its check.
 
 use crate::optim::{OptimizerKind, OptimizerState};
 use ringtrain_data::Fitted;
-use ringtrain_spec::JobSpec;
+use ringtrain_spec::{JobSpec, LimitsSpec};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,6 +67,15 @@ pub enum CheckpointError {
         in_checkpoint: String,
         /// Value in the spec.
         in_spec: String,
+    },
+    /// The spec stored in the checkpoint fails validation (a crafted or foreign file).
+    #[error("checkpoint {path} holds a spec that fails validation: {source}")]
+    InvalidSpec {
+        /// File involved.
+        path: PathBuf,
+        /// The validation errors.
+        #[source]
+        source: ringtrain_spec::SpecError,
     },
     /// No checkpoint file in the directory.
     #[error(
@@ -196,11 +213,19 @@ impl Checkpoint {
         header.crc32 = crc32fast::hash(&payload);
         header.optimizer_kind = self.optimizer.kind;
         header.optimizer_step = self.optimizer.step;
+        header.format_version = FORMAT_VERSION;
         let json = serde_json::to_vec(&header).map_err(|e| io(std::io::Error::other(e)))?;
-
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(MAGIC);
+        crc.update(&(json.len() as u64).to_le_bytes());
+        crc.update(&json);
+        crc.update(&payload);
+        let trailer = crc.finalize().to_le_bytes();
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
@@ -208,13 +233,56 @@ impl Checkpoint {
             f.write_all(&(json.len() as u64).to_le_bytes())?;
             f.write_all(&json)?;
             f.write_all(&payload)?;
+            f.write_all(&trailer)?;
             f.sync_all()?;
-            std::fs::rename(&tmp, path)
+            // Keep the last good latest: a copy that verifies becomes previous.ckpt (a corrupt
+            // one is not kept, so previous.ckpt stays the last one that was good).
+            if path.file_name() == Some(std::ffi::OsStr::new(LATEST))
+                && Checkpoint::load(path).is_ok()
+            {
+                std::fs::rename(path, dir.join(PREVIOUS))?;
+            }
+            std::fs::rename(&tmp, path)?;
+            sync_dir(dir)
         };
         write().map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             io(e)
         })
+    }
+
+    /// Loads `dir`'s [`LATEST`]; when that file fails its check (corrupt, invalid spec) and
+    /// [`PREVIOUS`] loads, uses that instead with a warning naming both files. Returns the
+    /// checkpoint and the path it came from. Specs are checked as by [`Checkpoint::load_within`].
+    ///
+    /// # Errors
+    /// The latest file's error when neither loads.
+    pub fn load_latest(
+        dir: &Path,
+        ceiling: &LimitsSpec,
+    ) -> Result<(Checkpoint, PathBuf), CheckpointError> {
+        let latest = dir.join(LATEST);
+        match Checkpoint::load_within(&latest, ceiling) {
+            Ok(c) => Ok((c, latest)),
+            Err(e @ (CheckpointError::Corrupt { .. } | CheckpointError::InvalidSpec { .. })) => {
+                let previous = dir.join(PREVIOUS);
+                match Checkpoint::load_within(&previous, ceiling) {
+                    Ok(c) => {
+                        tracing::warn!(
+                            latest = %latest.display(),
+                            previous = %previous.display(),
+                            error = %e,
+                            "{} fails its check; using {} instead",
+                            latest.display(),
+                            previous.display()
+                        );
+                        Ok((c, previous))
+                    }
+                    Err(_) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `dir`'s [`LATEST`] checkpoint when the run `run_id` wrote it; `None` when there is no
@@ -230,8 +298,33 @@ impl Checkpoint {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(CheckpointError::Io { path, source }),
         };
-        let header = read_header(&mut file, &path)?;
-        Ok((header.run_id.as_deref() == Some(run_id)).then_some(path))
+        // A latest that fails its check does not end the job: the previous good one of the
+        // same run is used (with a warning), so restarts do not retry a corrupt file forever.
+        let checked = read_header(&mut file, &path).and_then(|h| {
+            Checkpoint::load(&path)?;
+            Ok(h)
+        });
+        match checked {
+            Ok(header) => Ok((header.run_id.as_deref() == Some(run_id)).then_some(path)),
+            Err(e @ (CheckpointError::Corrupt { .. } | CheckpointError::InvalidSpec { .. })) => {
+                let previous = dir.join(PREVIOUS);
+                match Checkpoint::load(&previous) {
+                    Ok(c) if c.header.run_id.as_deref() == Some(run_id) => {
+                        tracing::warn!(
+                            latest = %path.display(),
+                            previous = %previous.display(),
+                            error = %e,
+                            "{} fails its check; resuming from {} instead",
+                            path.display(),
+                            previous.display()
+                        );
+                        Ok(Some(previous))
+                    }
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads and verifies a checkpoint file.
@@ -240,39 +333,121 @@ impl Checkpoint {
     /// [`CheckpointError::Io`] when unreadable; [`CheckpointError::Corrupt`] when the magic,
     /// lengths, header or checksum are wrong.
     pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
-        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        Checkpoint::load_unchecked_spec(path).and_then(|c| {
+            c.check_spec(path, &c.header.spec.limits)?;
+            Ok(c)
+        })
+    }
+
+    /// As [`Checkpoint::load`], with the stored spec's budget checked against the lower of its
+    /// own `[limits]` and `ceiling` (a resumed run passes its submitted spec's limits, so a
+    /// checkpoint cannot raise them).
+    ///
+    /// # Errors
+    /// As [`Checkpoint::load`].
+    pub fn load_within(path: &Path, ceiling: &LimitsSpec) -> Result<Checkpoint, CheckpointError> {
+        let c = Checkpoint::load_unchecked_spec(path)?;
+        let own = c.header.spec.limits;
+        let limits = LimitsSpec {
+            max_parameters: own.max_parameters.min(ceiling.max_parameters),
+            max_memory_bytes: own.max_memory_bytes.min(ceiling.max_memory_bytes),
+            max_vocab: own.max_vocab.min(ceiling.max_vocab),
+            max_data_bytes: own.max_data_bytes.min(ceiling.max_data_bytes),
+        };
+        c.check_spec(path, &limits)?;
+        Ok(c)
+    }
+
+    fn check_spec(&self, path: &Path, limits: &LimitsSpec) -> Result<(), CheckpointError> {
+        ringtrain_spec::check_validated(&self.header.spec, limits).map_err(|source| {
+            CheckpointError::InvalidSpec {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+    }
+
+    /// Reads the file and checks magic, lengths and checksums; the spec is not re-validated.
+    fn load_unchecked_spec(path: &Path) -> Result<Checkpoint, CheckpointError> {
         let corrupt = |reason: String| CheckpointError::Corrupt {
             path: path.to_path_buf(),
             reason,
         };
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
-            return Err(corrupt(
-                "not a ringtrain checkpoint (bad magic bytes)".into(),
-            ));
+        let io = |source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            return Err(corrupt("not a regular file".into()));
         }
-        let header_len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        let header_end = 16usize
-            .checked_add(header_len)
-            .filter(|&e| e <= bytes.len())
-            .ok_or_else(|| {
-                corrupt(format!(
-                    "truncated: header of {header_len} bytes but the file has {}",
-                    bytes.len()
-                ))
-            })?;
-        let header: Header = serde_json::from_slice(&bytes[16..header_end])
-            .map_err(|e| corrupt(format!("unreadable header: {e}")))?;
-        if header.format_version != FORMAT_VERSION {
+        let bytes = std::fs::read(path).map_err(io)?;
+        if bytes.len() < 16 {
             return Err(corrupt(format!(
-                "format version {} (this ringtrain reads version {FORMAT_VERSION})",
+                "not a ringtrain checkpoint ({} bytes, shorter than its prefix)",
+                bytes.len()
+            )));
+        }
+        let v2 = match &bytes[..8] {
+            m if m == MAGIC => true,
+            m if m == MAGIC_V1 => false,
+            _ => {
+                return Err(corrupt(
+                    "not a ringtrain checkpoint (bad magic bytes)".into(),
+                ));
+            }
+        };
+        // Format 2: the trailer covers everything, header included; checked before parsing.
+        let body = if v2 {
+            let Some(split) = bytes.len().checked_sub(4).filter(|&n| n >= 16) else {
+                return Err(corrupt(
+                    "truncated: no room for the checksum trailer".into(),
+                ));
+            };
+            let (body, trailer) = bytes.split_at(split);
+            let stored = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+            let crc = crc32fast::hash(body);
+            if crc != stored {
+                return Err(corrupt(format!(
+                    "checksum mismatch over header and arrays (stored {stored:08x}, contents \
+                     {crc:08x}): the file was truncated, damaged or edited"
+                )));
+            }
+            body
+        } else {
+            &bytes[..]
+        };
+        let mut len8 = [0u8; 8];
+        len8.copy_from_slice(&body[8..16]);
+        let header_len = u64::from_le_bytes(len8);
+        let available = body.len() as u64 - 16;
+        if header_len > available || header_len > MAX_HEADER_BYTES {
+            return Err(corrupt(format!(
+                "header length {header_len} exceeds the {available} bytes present (limit \
+                 {MAX_HEADER_BYTES})"
+            )));
+        }
+        let header_end = 16 + header_len as usize;
+        let header: Header = serde_json::from_slice(&body[16..header_end])
+            .map_err(|e| corrupt(format!("unreadable header: {e}")))?;
+        let want_version = if v2 { FORMAT_VERSION } else { 1 };
+        if header.format_version != want_version {
+            return Err(corrupt(format!(
+                "format version {} in a format {want_version} file (this ringtrain reads 1 and \
+                 {FORMAT_VERSION})",
                 header.format_version
             )));
         }
-        let payload = &bytes[header_end..];
-        let expected: usize = header.arrays.iter().map(|(_, n)| n * 4).sum();
+        let payload = &body[header_end..];
+        // Every count is checked with overflow in mind before any slice or allocation.
+        let mut expected: usize = 0;
+        for (name, n) in &header.arrays {
+            let bytes_of = n
+                .checked_mul(4)
+                .and_then(|b| expected.checked_add(b))
+                .ok_or_else(|| corrupt(format!("array {name:?} length {n} overflows")))?;
+            expected = bytes_of;
+        }
         if payload.len() != expected {
             return Err(corrupt(format!(
                 "truncated or padded: {} array bytes, header lists {expected}",
@@ -289,12 +464,15 @@ impl Checkpoint {
         let mut arrays = std::collections::BTreeMap::new();
         let mut offset = 0;
         for (name, n) in &header.arrays {
-            let v: Vec<f32> = payload[offset..offset + n * 4]
+            let end = offset + n * 4;
+            let v: Vec<f32> = payload[offset..end]
                 .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
-            offset += n * 4;
-            arrays.insert(name.clone(), v);
+            offset = end;
+            if arrays.insert(name.clone(), v).is_some() {
+                return Err(corrupt(format!("array {name:?} listed twice")));
+            }
         }
         let mut take = |name: &str| {
             arrays
@@ -310,6 +488,19 @@ impl Checkpoint {
             exp_avg: take("exp_avg")?,
             exp_avg_sq: take("exp_avg_sq")?,
         };
+        for (name, buf) in [
+            ("momentum_buffer", &optimizer.momentum_buffer),
+            ("exp_avg", &optimizer.exp_avg),
+            ("exp_avg_sq", &optimizer.exp_avg_sq),
+        ] {
+            if !buf.is_empty() && buf.len() != params.len() {
+                return Err(corrupt(format!(
+                    "array {name:?} has {} values for {} parameters",
+                    buf.len(),
+                    params.len()
+                )));
+            }
+        }
         let carried = arrays.remove(CARRIED).unwrap_or_default();
         Ok(Checkpoint {
             header,
@@ -392,12 +583,19 @@ fn read_header(file: &mut std::fs::File, path: &Path) -> Result<Header, Checkpoi
     let mut prefix = [0u8; 16];
     file.read_exact(&mut prefix)
         .map_err(|_| corrupt("not a ringtrain checkpoint (shorter than its prefix)".into()))?;
-    if &prefix[..8] != MAGIC {
+    if &prefix[..8] != MAGIC && &prefix[..8] != MAGIC_V1 {
         return Err(corrupt(
             "not a ringtrain checkpoint (bad magic bytes)".into(),
         ));
     }
-    let header_len = u64::from_le_bytes(prefix[8..16].try_into().expect("8 bytes"));
+    let mut len8 = [0u8; 8];
+    len8.copy_from_slice(&prefix[8..16]);
+    let header_len = u64::from_le_bytes(len8);
+    if header_len > MAX_HEADER_BYTES {
+        return Err(corrupt(format!(
+            "header length {header_len} exceeds the limit of {MAX_HEADER_BYTES} bytes"
+        )));
+    }
     let mut json = Vec::new();
     file.take(header_len)
         .read_to_end(&mut json)
@@ -412,4 +610,13 @@ fn read_header(file: &mut std::fs::File, path: &Path) -> Result<Header, Checkpoi
         )));
     }
     serde_json::from_slice(&json).map_err(|e| corrupt(format!("unreadable header: {e}")))
+}
+
+/// Syncs a directory so a rename inside it survives a crash (a no-op where directories cannot
+/// be opened for syncing).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::File::open(dir) {
+        Ok(d) => d.sync_all().or(Ok(())),
+        Err(_) => Ok(()),
+    }
 }

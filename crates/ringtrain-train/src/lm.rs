@@ -166,7 +166,8 @@ pub fn generate(
     let (logits, mut state) = feed(prompt, None)?;
     let mut logits = to_vec(logits);
     let vocab = logits.len() / prompt.len();
-    let mut out = Vec::with_capacity(n);
+    // Grown as tokens come: `n` is a caller's number, not a size to trust up front.
+    let mut out = Vec::with_capacity(n.min(1 << 16));
     for i in 0..n {
         let last = &logits[logits.len() - vocab..];
         let next = pick(last, sampling, &mut rng);

@@ -419,12 +419,13 @@ fn run(
     let batch = per_rank_batch(spec, world)?;
     let resumed = match &opts.resume {
         Some(p) => {
-            let path = if p.is_dir() {
-                p.join(checkpoint::LATEST)
+            // The submitted spec's limits bound the checkpoint's spec too: a checkpoint cannot
+            // raise them. A directory falls back to previous.ckpt when latest.ckpt is corrupt.
+            let (ckpt, path) = if p.is_dir() {
+                Checkpoint::load_latest(p, &spec.limits)?
             } else {
-                p.clone()
+                (Checkpoint::load_within(p, &spec.limits)?, p.clone())
             };
-            let ckpt = Checkpoint::load(&path)?;
             ckpt.check_compatible(spec, &path)?;
             Some(ckpt)
         }

@@ -166,9 +166,14 @@ fn spec_format(a: &pb::Assignment) -> SpecFormat {
     }
 }
 
-/// The parsed spec with `checkpoint.dir` resolved against the job's base directory, and that
-/// directory.
-fn prepare(a: &pb::Assignment) -> Result<(JobSpec, PathBuf), String> {
+/// The parsed spec with its paths resolved against the job's base directory and
+/// `checkpoint.dir` made unique to the job (`<checkpoint.dir>/<job id>`, so two jobs with the
+/// same name never share or overwrite a run), and that base directory. The sandbox `roots` are
+/// checked first, with symlinks resolved on this worker's disk.
+fn prepare(
+    a: &pb::Assignment,
+    roots: &ringtrain_spec::Roots,
+) -> Result<(JobSpec, PathBuf), String> {
     let mut spec = parse_str(&a.spec, spec_format(a), &a.job_id, &a.job_id)
         .map_err(|e| format!("invalid spec: {e}"))?;
     if a.world == 0 || a.rank >= a.world {
@@ -186,9 +191,48 @@ fn prepare(a: &pb::Assignment) -> Result<(JobSpec, PathBuf), String> {
     } else {
         PathBuf::from(&a.base_dir)
     };
+    ringtrain_spec::sandbox::check_with(&spec, &base, roots, &canonical_prefix)
+        .map_err(|e| format!("refused by the worker's sandbox: {e}"))?;
+    let id_ok = !a.job_id.is_empty()
+        && a.job_id.len() <= 128
+        && a.job_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !id_ok {
+        return Err(format!(
+            "job id {:?} cannot name a directory",
+            ringtrain_spec::error::snippet(&a.job_id)
+        ));
+    }
     // The same rule as `ringtrain train`: relative paths resolve against the spec's directory.
     spec.resolve_paths(&base);
+    spec.checkpoint.dir = spec.checkpoint.dir.join(&a.job_id);
     Ok((spec, base))
+}
+
+/// `path` with `.`/`..` folded, its longest existing prefix canonicalized (symlinks followed)
+/// and the rest appended: a link inside a root that points outside resolves outside, while a
+/// checkpoint directory that does not exist yet is still judged by where it will be created.
+fn canonical_prefix(path: &Path) -> PathBuf {
+    let path = ringtrain_spec::sandbox::normalize(path);
+    let mut existing = path.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path,
+        }
+    }
 }
 
 fn stop_outcome(control: &JobControl, shared: &Shared) -> Outcome {
@@ -213,7 +257,7 @@ async fn execute(
     progress: &Arc<Progress>,
 ) -> Outcome {
     let rank = a.rank;
-    let (spec, base_dir) = match prepare(a) {
+    let (spec, base_dir) = match prepare(a, &shared.config.roots) {
         Ok(p) => p,
         Err(message) => return Outcome::failure(format!("rank {rank}: {message}"), None),
     };

@@ -54,6 +54,10 @@ pub struct WorkerConfig {
     /// When set, every rank writes its Chrome-trace timeline
     /// `<dir>/<job>-rank<r>.trace.json` there.
     pub timeline_dir: Option<PathBuf>,
+    /// The job sandbox: directories a job may read data from and write checkpoints under,
+    /// checked (symlinks resolved) before a rank opens anything. Empty lists: no restriction
+    /// (the CLI warns at start).
+    pub roots: ringtrain_spec::Roots,
 }
 
 /// Why a worker could not start or stopped with an error.

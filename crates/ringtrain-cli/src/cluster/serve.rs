@@ -33,6 +33,8 @@ pub(crate) struct CoordinatorArgs {
     /// Every this many steps the ranks compare parameter checksums (0 = never).
     #[arg(long, default_value_t = 50)]
     checksum_every: u64,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     /// Stop cleanly when stdin reaches end of file (used by `ringtrain local`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -63,9 +65,54 @@ pub(crate) struct WorkerArgs {
     /// Write a Chrome-trace timeline of every rank this worker runs into this directory.
     #[arg(long, value_name = "DIR")]
     timeline_dir: Option<PathBuf>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     /// Stop cleanly when stdin reaches end of file (used by `ringtrain local`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
+}
+
+/// The job sandbox of `coordinator` and `worker`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SandboxArgs {
+    /// Jobs may read data only under this directory (repeatable). Relative paths are taken
+    /// from the current directory.
+    #[arg(long = "data-root", value_name = "DIR")]
+    data_roots: Vec<PathBuf>,
+    /// Jobs may write checkpoints only under this directory (repeatable).
+    #[arg(long = "checkpoint-root", value_name = "DIR")]
+    checkpoint_roots: Vec<PathBuf>,
+}
+
+impl SandboxArgs {
+    /// The roots as absolute paths; warns loudly when a kind is unrestricted.
+    fn roots(&self, service: &str) -> Result<ringtrain_spec::Roots> {
+        let abs = |dirs: &[PathBuf]| -> Result<Vec<PathBuf>> {
+            dirs.iter()
+                .map(|d| {
+                    std::path::absolute(d)
+                        .with_context(|| format!("resolving root {}", d.display()))
+                })
+                .collect()
+        };
+        let roots = ringtrain_spec::Roots {
+            data: abs(&self.data_roots)?,
+            checkpoint: abs(&self.checkpoint_roots)?,
+        };
+        if roots.data.is_empty() {
+            tracing::warn!(
+                "{service}: no --data-root: jobs may read ANY file this user can read; give \
+                 --data-root DIR before exposing this service"
+            );
+        }
+        if roots.checkpoint.is_empty() {
+            tracing::warn!(
+                "{service}: no --checkpoint-root: jobs may write checkpoints ANYWHERE this user \
+                 can write; give --checkpoint-root DIR before exposing this service"
+            );
+        }
+        Ok(roots)
+    }
 }
 
 /// Resolves when the process should stop: Ctrl-C, SIGTERM, or (when asked) stdin closing.
@@ -113,6 +160,7 @@ pub(crate) fn coordinator(args: CoordinatorArgs) -> Result<()> {
         heartbeat_wait: Duration::from_millis(args.heartbeat_wait_ms),
         collective_timeout: Duration::from_millis(args.collective_timeout_ms),
         checksum_every: args.checksum_every,
+        roots: args.sandbox.roots("coordinator")?,
     };
     super::runtime()?.block_on(async {
         let running = ringtrain_coordinator::Coordinator::start(config)
@@ -148,6 +196,7 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<()> {
         threads: args.threads,
         name,
         timeline_dir: args.timeline_dir.clone(),
+        roots: args.sandbox.roots("worker")?,
     };
     super::runtime()?.block_on(async {
         let running = ringtrain_worker::Worker::start(config)
