@@ -897,7 +897,8 @@ fn a_cancelled_pipelined_job_resumes_from_its_full_checkpoint() {
     assert!(activation_bytes > 0.0, "no activation bytes counted");
     cluster.stop();
     let runs = dir.path().join("runs");
-    let halted = ringtrain_train::Checkpoint::load(&runs.join("staged/latest.ckpt")).unwrap();
+    let staged = common::run_dir_of_job(&runs.join("staged"));
+    let halted = ringtrain_train::Checkpoint::load(&staged.join("latest.ckpt")).unwrap();
     let at = halted.header.progress.step;
     assert!(
         !halted.header.progress.finished && at > 0 && at < 3000,
@@ -918,7 +919,7 @@ fn a_cancelled_pipelined_job_resumes_from_its_full_checkpoint() {
         );
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
-    let resume_from = runs.join("staged/latest.ckpt");
+    let resume_from = staged.join("latest.ckpt");
     let resumed_dir = runs.join("resumed");
     let resumed = train(&[
         "--resume",
@@ -935,4 +936,125 @@ fn a_cancelled_pipelined_job_resumes_from_its_full_checkpoint() {
         "pipelined job cancelled after step {at}, resumed in one process: max abs diff {diff:e}"
     );
     assert!(diff <= 1e-5, "max abs diff {diff}");
+}
+
+/// The job sandbox through real processes: a coordinator and a worker started with
+/// `--data-root` / `--checkpoint-root`. Specs reading a system file or escaping with `..` are
+/// refused at submit (INVALID_ARGUMENT naming the field); a symlink inside the data root that
+/// points outside passes the coordinator's lexical check but is refused by the worker, which
+/// resolves it, so the job fails without the file's contents in its reason; a job inside the
+/// roots trains and writes under `<checkpoint.dir>/<job id>`.
+#[cfg(unix)]
+#[test]
+fn the_job_sandbox_refuses_paths_outside_the_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let runs = dir.path().join("runs");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&runs).unwrap();
+    std::fs::copy(examples().join("data/seasonal.csv"), data.join("seasonal.csv")).unwrap();
+    std::os::unix::fs::symlink("/etc", data.join("link")).unwrap();
+    let roots = |d: &Path, r: &Path| -> Vec<String> {
+        vec![
+            "--data-root".into(),
+            d.display().to_string(),
+            "--checkpoint-root".into(),
+            r.display().to_string(),
+        ]
+    };
+    let state = dir.path().join("state.db");
+    let mut args: Vec<String> = [
+        "coordinator",
+        "--listen",
+        "127.0.0.1:0",
+        "--state",
+        state.to_str().unwrap(),
+        "--lease-ms",
+        "3000",
+        "--heartbeat-wait-ms",
+        "300",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(roots(&data, &runs));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let coordinator = Service::start(&refs, dir.path().join("coordinator.log"));
+    let addr = coordinator.ready["grpc"].as_str().unwrap().to_string();
+    let mut args: Vec<String> = [
+        "worker",
+        "--coordinator",
+        &addr,
+        "--listen",
+        "127.0.0.1:0",
+        "--threads",
+        "1",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(roots(&data, &runs));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let worker = Service::start(&refs, dir.path().join("worker.log"));
+    let cluster = Cluster {
+        dir,
+        coordinator: Some(coordinator),
+        workers: vec![worker],
+        addr,
+    };
+    cluster.wait_idle_workers(1);
+    let write = |name: &str, data_path: &str, ckpt: &str| -> PathBuf {
+        let path = data.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"{name}\"\n[model]\ncell = \"gru\"\nhidden = 4\n[task]\nkind = \
+                 \"forecast\"\n[data]\npath = \"{data_path}\"\nformat = \"csv\"\nfeatures = \
+                 [\"demand\"]\nwindow = 4\n[train]\nepochs = 1\nmax_steps = 3\n\
+                 [checkpoint]\ndir = \"{ckpt}\"\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let inside_runs = runs.join("ok").display().to_string();
+    // (spec data.path, checkpoint.dir, the field the refusal must name)
+    let refused = [
+        ("/etc/passwd", inside_runs.as_str(), "data.path = \"/etc/passwd\""),
+        ("../../../../../../etc/passwd", inside_runs.as_str(), "data.path = \"../../../../../../etc/passwd\""),
+        ("seasonal.csv", "/tmp/elsewhere", "checkpoint.dir = \"/tmp/elsewhere\""),
+        ("seasonal.csv", "../runs-not", "checkpoint.dir = \"../runs-not\""),
+    ];
+    for (i, (data_path, ckpt, field)) in refused.iter().enumerate() {
+        let spec = write(&format!("refused{i}"), data_path, ckpt);
+        let out = cluster.cli(&["submit", spec.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{data_path} | {ckpt} accepted");
+        assert!(
+            err.contains(field) && err.contains("outside the allowed") && !err.contains("panicked"),
+            "{data_path} | {ckpt}: {err}"
+        );
+        assert!(err.contains("(InvalidArgument)"), "not INVALID_ARGUMENT: {err}");
+    }
+    assert_eq!(cluster.json(&["status"]).as_array().map_or(0, Vec::len), 0, "a refused spec was queued");
+
+    // A symlink escape: inside the root lexically, outside once resolved on the worker.
+    let escape = write("escape", "link/passwd", &inside_runs);
+    let id = cluster.submit(&escape);
+    let job = cluster.wait_job(&id, 60, |j| j["state"] == "failed");
+    let reason = job["reason"].as_str().unwrap_or_default().to_string();
+    assert!(
+        reason.contains("refused by the worker's sandbox")
+            && reason.contains("data.path = \"link/passwd\"")
+            && reason.contains("/etc/passwd"),
+        "{job:#}"
+    );
+    assert!(!reason.contains("root:"), "the reason quotes /etc/passwd: {reason}");
+
+    // Inside the roots: trains, and writes under <checkpoint.dir>/<job id>.
+    let good = write("good", "seasonal.csv", &inside_runs);
+    let id = cluster.submit(&good);
+    let job = cluster.wait_job(&id, 120, |j| {
+        j["state"] == "succeeded" || j["state"] == "failed"
+    });
+    assert_eq!(job["state"], "succeeded", "{job:#}\n{}", cluster.logs());
+    assert!(runs.join("ok").join(&id).join("latest.ckpt").is_file(), "{job:#}");
 }

@@ -157,7 +157,7 @@ fn char_model_beats_the_bigram_model_then_generates_and_predicts() {
     // Bad input: clear errors, no panic.
     let zero = generate(&ckpt, &["--prompt", "abc", "--tokens", "0"]);
     assert!(!zero.status.success());
-    assert!(String::from_utf8_lossy(&zero.stderr).contains("--tokens must be at least 1"));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--tokens 0 is out of range"));
     let missing = generate(
         &dir.path().join("nope"),
         &["--prompt", "abc", "--tokens", "3"],

@@ -102,12 +102,11 @@ fn pipelined_matches_single_process(
         &dir.path().join("runs/single"),
         &report,
     );
-    let state = |run: &str| {
-        Checkpoint::load(&dir.path().join(format!("runs/{run}/latest.ckpt")))
-            .unwrap()
-            .optimizer
-    };
-    let (pipe, one) = (state(&name), state("single"));
+    let state = |run: &Path| Checkpoint::load(&run.join("latest.ckpt")).unwrap().optimizer;
+    let (pipe, one) = (
+        state(&common::run_dir_of_job(&dir.path().join(format!("runs/{name}")))),
+        state(&dir.path().join("runs/single")),
+    );
     assert_eq!(
         (pipe.kind, pipe.step, pipe.n_params),
         (one.kind, one.step, one.n_params),

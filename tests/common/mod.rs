@@ -28,6 +28,29 @@ pub fn params(dir: &Path) -> Vec<f32> {
         .params
 }
 
+/// Where the one cluster job that used `checkpoint_dir` wrote its run: workers write each job
+/// under `<checkpoint.dir>/<job id>`, so two jobs never share a directory. Panics unless exactly
+/// one job directory is there.
+pub fn run_dir_of_job(checkpoint_dir: &Path) -> PathBuf {
+    let jobs: Vec<PathBuf> = std::fs::read_dir(checkpoint_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", checkpoint_dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("job-"))
+        })
+        .collect();
+    assert_eq!(
+        jobs.len(),
+        1,
+        "expected one job directory in {}: {jobs:?}",
+        checkpoint_dir.display()
+    );
+    jobs.into_iter().next().unwrap()
+}
+
 /// Largest element-wise absolute difference of two equally long buffers.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -123,7 +146,7 @@ pub fn assert_same_training(
     single_dir: &Path,
     single: &Value,
 ) -> f32 {
-    let diff = max_abs_diff(&params(job_dir), &params(single_dir));
+    let diff = max_abs_diff(&params(&run_dir_of_job(job_dir)), &params(single_dir));
     assert!(diff <= 1e-5, "{what} vs one process: max abs diff {diff}");
     let result = &done["job"]["result"];
     assert_eq!(result["steps"], single["steps"], "{what}: {result:#}");
