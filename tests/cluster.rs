@@ -952,7 +952,11 @@ fn the_job_sandbox_refuses_paths_outside_the_roots() {
     let runs = dir.path().join("runs");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::create_dir_all(&runs).unwrap();
-    std::fs::copy(examples().join("data/seasonal.csv"), data.join("seasonal.csv")).unwrap();
+    std::fs::copy(
+        examples().join("data/seasonal.csv"),
+        data.join("seasonal.csv"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("/etc", data.join("link")).unwrap();
     let roots = |d: &Path, r: &Path| -> Vec<String> {
         vec![
@@ -1018,10 +1022,26 @@ fn the_job_sandbox_refuses_paths_outside_the_roots() {
     let inside_runs = runs.join("ok").display().to_string();
     // (spec data.path, checkpoint.dir, the field the refusal must name)
     let refused = [
-        ("/etc/passwd", inside_runs.as_str(), "data.path = \"/etc/passwd\""),
-        ("../../../../../../etc/passwd", inside_runs.as_str(), "data.path = \"../../../../../../etc/passwd\""),
-        ("seasonal.csv", "/tmp/elsewhere", "checkpoint.dir = \"/tmp/elsewhere\""),
-        ("seasonal.csv", "../runs-not", "checkpoint.dir = \"../runs-not\""),
+        (
+            "/etc/passwd",
+            inside_runs.as_str(),
+            "data.path = \"/etc/passwd\"",
+        ),
+        (
+            "../../../../../../etc/passwd",
+            inside_runs.as_str(),
+            "data.path = \"../../../../../../etc/passwd\"",
+        ),
+        (
+            "seasonal.csv",
+            "/tmp/elsewhere",
+            "checkpoint.dir = \"/tmp/elsewhere\"",
+        ),
+        (
+            "seasonal.csv",
+            "../runs-not",
+            "checkpoint.dir = \"../runs-not\"",
+        ),
     ];
     for (i, (data_path, ckpt, field)) in refused.iter().enumerate() {
         let spec = write(&format!("refused{i}"), data_path, ckpt);
@@ -1032,9 +1052,16 @@ fn the_job_sandbox_refuses_paths_outside_the_roots() {
             err.contains(field) && err.contains("outside the allowed") && !err.contains("panicked"),
             "{data_path} | {ckpt}: {err}"
         );
-        assert!(err.contains("(InvalidArgument)"), "not INVALID_ARGUMENT: {err}");
+        assert!(
+            err.contains("(InvalidArgument)"),
+            "not INVALID_ARGUMENT: {err}"
+        );
     }
-    assert_eq!(cluster.json(&["status"]).as_array().map_or(0, Vec::len), 0, "a refused spec was queued");
+    assert_eq!(
+        cluster.json(&["status"]).as_array().map_or(0, Vec::len),
+        0,
+        "a refused spec was queued"
+    );
 
     // A symlink escape: inside the root lexically, outside once resolved on the worker.
     let escape = write("escape", "link/passwd", &inside_runs);
@@ -1047,7 +1074,10 @@ fn the_job_sandbox_refuses_paths_outside_the_roots() {
             && reason.contains("/etc/passwd"),
         "{job:#}"
     );
-    assert!(!reason.contains("root:"), "the reason quotes /etc/passwd: {reason}");
+    assert!(
+        !reason.contains("root:"),
+        "the reason quotes /etc/passwd: {reason}"
+    );
 
     // Inside the roots: trains, and writes under <checkpoint.dir>/<job id>.
     let good = write("good", "seasonal.csv", &inside_runs);
@@ -1056,5 +1086,8 @@ fn the_job_sandbox_refuses_paths_outside_the_roots() {
         j["state"] == "succeeded" || j["state"] == "failed"
     });
     assert_eq!(job["state"], "succeeded", "{job:#}\n{}", cluster.logs());
-    assert!(runs.join("ok").join(&id).join("latest.ckpt").is_file(), "{job:#}");
+    assert!(
+        runs.join("ok").join(&id).join("latest.ckpt").is_file(),
+        "{job:#}"
+    );
 }

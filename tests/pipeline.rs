@@ -102,9 +102,15 @@ fn pipelined_matches_single_process(
         &dir.path().join("runs/single"),
         &report,
     );
-    let state = |run: &Path| Checkpoint::load(&run.join("latest.ckpt")).unwrap().optimizer;
+    let state = |run: &Path| {
+        Checkpoint::load(&run.join("latest.ckpt"))
+            .unwrap()
+            .optimizer
+    };
     let (pipe, one) = (
-        state(&common::run_dir_of_job(&dir.path().join(format!("runs/{name}")))),
+        state(&common::run_dir_of_job(
+            &dir.path().join(format!("runs/{name}")),
+        )),
         state(&dir.path().join("runs/single")),
     );
     assert_eq!(

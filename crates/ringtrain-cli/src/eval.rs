@@ -38,6 +38,12 @@ enum SplitArg {
 
 pub(crate) fn run(args: EvalArgs, device: Device) -> anyhow::Result<()> {
     crate::set_threads(1);
+    if args.batch_size == 0 || args.batch_size > 1_000_000 {
+        anyhow::bail!(
+            "--batch-size {} is out of range: must be in 1..=1000000",
+            args.batch_size
+        );
+    }
     let path = resolve_for_inference(&args.checkpoint)?;
     let ckpt = Checkpoint::load(&path)?;
     let mut spec = ckpt.header.spec.clone();

@@ -23,9 +23,18 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"RTCKPT01";
-/// Version of the header layout; bumped on incompatible changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Magic of format 1: CRC over the arrays only, in the header.
+const MAGIC_V1: &[u8; 8] = b"RTCKPT01";
+/// Magic of format 2: a trailing CRC over the whole file.
+const MAGIC: &[u8; 8] = b"RTCKPT02";
+/// Version of the header layout; bumped on incompatible changes (format 2 files carry 2, format
+/// 1 files 1).
+pub const FORMAT_VERSION: u32 = 2;
+/// Largest JSON header read (it holds the spec, the fitted vocabulary and the history; the
+/// arrays are outside it).
+pub const MAX_HEADER_BYTES: u64 = 256 << 20;
+/// File name of the last checkpoint that verified before `latest.ckpt` was replaced.
+pub const PREVIOUS: &str = "previous.ckpt";
 /// File name of the checkpoint written every `checkpoint.every_steps`, per epoch and at the end.
 pub const LATEST: &str = "latest.ckpt";
 /// Name of the optional array holding a language model's carried recurrent state.
