@@ -19,10 +19,11 @@ pub mod machine;
 pub mod server;
 pub mod store;
 
+mod limits;
 mod metrics;
 mod service;
 
 pub use server::{
-    Coordinator, CoordinatorConfig, CoordinatorError, MAX_REQUEST_BYTES, MAX_SPEC_BYTES,
+    Coordinator, CoordinatorConfig, CoordinatorError, MAX_REQUEST_BYTES, MAX_SPEC_BYTES, Retention,
     RunningCoordinator,
 };

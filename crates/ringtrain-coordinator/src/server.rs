@@ -55,11 +55,36 @@ pub struct CoordinatorConfig {
     /// (lexically, against its base directory) outside these roots is refused at submit with
     /// INVALID_ARGUMENT naming the field. Empty lists: no check here (workers still check).
     pub roots: ringtrain_spec::Roots,
+    /// What the state database keeps of progress and logs.
+    pub retention: Retention,
+}
+
+/// Bounds on what the state database keeps per job (the `ringtrain coordinator --log-retention`
+/// and `--progress-interval-ms` flags), so that however much or however fast workers (or
+/// forged clients) report, the file stays bounded by the number of jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Log lines kept per job (newest); older lines are deleted when newer ones are written.
+    /// Default 10,000; at least 1.
+    pub log_lines_per_job: u64,
+    /// Shortest interval between two writes of a job's progress (its latest per-rank reports,
+    /// one row per job). The latest report is always in memory and in `GetJob`; a coordinator
+    /// crash loses at most this much progress. Default 1 s.
+    pub progress_interval: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            log_lines_per_job: 10_000,
+            progress_interval: Duration::from_secs(1),
+        }
+    }
 }
 
 impl CoordinatorConfig {
     /// The defaults of the CLI: lease 10 s, heartbeat wait 1 s, collective timeout 60 s,
-    /// checksum every 50 steps, no metrics endpoint.
+    /// checksum every 50 steps, no metrics endpoint, [`Retention::default`].
     pub fn new(listen: SocketAddr, state: PathBuf) -> Self {
         CoordinatorConfig {
             listen,
@@ -70,6 +95,7 @@ impl CoordinatorConfig {
             collective_timeout: Duration::from_secs(60),
             checksum_every: 50,
             roots: ringtrain_spec::Roots::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -125,15 +151,22 @@ impl Coordinator {
                 config.heartbeat_wait.as_millis()
             )));
         }
+        if config.retention.log_lines_per_job == 0 {
+            return Err(CoordinatorError::Config(
+                "log retention must keep at least 1 line per job".into(),
+            ));
+        }
         let machine_config = MachineConfig {
             lease_ms: ms(config.lease),
             collective_timeout_ms: ms(config.collective_timeout) as u64,
             checksum_every: config.checksum_every,
+            progress_save_ms: ms(config.retention.progress_interval),
         };
         let state = config.state.clone();
         let mut store = tokio::task::spawn_blocking(move || Store::open(&state))
             .await
             .map_err(|e| CoordinatorError::Serve(format!("store task: {e}")))??;
+        store.set_log_retention(config.retention.log_lines_per_job);
         let loaded = store.load()?;
         let (jobs, workers) = (loaded.jobs.len(), loaded.workers.len());
         let mut machine =
@@ -147,6 +180,8 @@ impl Coordinator {
             "coordinator state loaded"
         );
 
+        #[cfg(feature = "fault-injection")]
+        let failing_commits = store.failing_commits();
         let metrics = Metrics::new().map_err(CoordinatorError::Config)?;
         metrics.observe(&machine);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -156,6 +191,7 @@ impl Coordinator {
                 store,
                 wakers: HashMap::new(),
                 watchers: HashMap::new(),
+                stale: false,
             }),
             config: config.clone(),
             metrics,
@@ -222,6 +258,8 @@ impl Coordinator {
         tracing::info!(%grpc_addr, metrics = ?metrics_task.as_ref().map(|m| m.0), "coordinator listening");
         Ok(RunningCoordinator {
             grpc_addr,
+            #[cfg(feature = "fault-injection")]
+            failing_commits,
             metrics_addr: metrics_task.as_ref().map(|m| m.0),
             shutdown: shutdown_tx,
             server: Some(server),
@@ -238,6 +276,9 @@ impl Coordinator {
 #[derive(Debug)]
 pub struct RunningCoordinator {
     grpc_addr: SocketAddr,
+    /// Commits still to fail (shared with the store).
+    #[cfg(feature = "fault-injection")]
+    failing_commits: Arc<std::sync::atomic::AtomicU32>,
     metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     server: Option<JoinHandle<Result<(), CoordinatorError>>>,
@@ -248,6 +289,14 @@ impl RunningCoordinator {
     /// The address the gRPC services listen on (the bound port when 0 was asked for).
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
+    }
+
+    /// Makes the next `n` commits of the state database fail as an SQLite IO error would
+    /// (after the event's statements ran, before COMMIT); for tests of the rollback path.
+    #[cfg(feature = "fault-injection")]
+    pub fn fail_next_commits(&self, n: u32) {
+        self.failing_commits
+            .store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The address of the Prometheus endpoint, when one was configured.
@@ -347,6 +396,49 @@ pub(crate) struct Core {
     wakers: HashMap<WorkerId, Arc<Notify>>,
     /// Per watched job: the event channel.
     watchers: HashMap<JobId, broadcast::Sender<JobEvent>>,
+    /// The machine may hold effects of an event whose commit failed: it must be rebuilt from
+    /// the store before anything reads it or feeds it another event.
+    stale: bool,
+}
+
+impl Core {
+    /// Replaces a stale machine by one restored from the store, exactly as at a coordinator
+    /// start ([`Machine::restore`]): the machine then holds only committed state. Every held
+    /// heartbeat is woken, so workers re-read their (possibly withdrawn) commands at once.
+    ///
+    /// # Errors
+    /// UNAVAILABLE when the store cannot be read or the restore's own effects cannot be
+    /// committed; the core stays stale and the next call tries again.
+    fn ensure_restored(&mut self) -> Result<(), Status> {
+        if !self.stale {
+            return Ok(());
+        }
+        let unavailable = |e: StoreError| {
+            to_status(
+                ErrorKind::Unavailable,
+                format!("coordinator cannot restore its state: {e}"),
+            )
+        };
+        let loaded = self.store.load().map_err(unavailable)?;
+        let mut machine = Machine::restore(
+            self.machine.config(),
+            loaded.jobs,
+            loaded.workers,
+            0,
+            0,
+            now_ms(),
+        );
+        machine.carry_undelivered_starts(&self.machine);
+        let effects = machine.drain_effects();
+        self.store.apply(&machine, &effects).map_err(unavailable)?;
+        self.machine = machine;
+        self.stale = false;
+        for waker in self.wakers.values() {
+            waker.notify_one();
+        }
+        tracing::warn!("coordinator state restored from the state database after a failed write");
+        Ok(())
+    }
 }
 
 /// Capacity of a job's watch channel; a slower watcher lags and catches up from the job itself.
@@ -379,10 +471,20 @@ impl Shared {
     ) -> Result<T, Status> {
         let mut core = self.lock();
         let core = &mut *core;
+        core.ensure_restored()?;
         let out = event(&mut core.machine, now_ms());
         let effects = core.machine.drain_effects();
         if let Err(e) = core.store.apply(&core.machine, &effects) {
             tracing::error!(error = %e, "state database write failed; the request is not acknowledged");
+            // The event changed the machine but not the store: throw the machine away and
+            // rebuild it from what is committed (the restart path), so nothing of the refused
+            // event can be read, scheduled or written later.
+            core.stale = true;
+            if let Err(again) = core.ensure_restored() {
+                tracing::error!(error = %again.message(), "state not restored yet; every call is refused until it is");
+            } else {
+                self.metrics.observe(&core.machine);
+            }
             return Err(to_status(
                 ErrorKind::Unavailable,
                 format!("coordinator cannot write its state: {e}"),
@@ -419,6 +521,20 @@ impl Shared {
         out.map_err(|e| machine_status(&e))
     }
 
+    /// The locked core for a read, once its machine holds only committed state (see
+    /// [`Core::ensure_restored`]).
+    ///
+    /// # Errors
+    /// UNAVAILABLE while the machine cannot be restored from the state database.
+    pub(crate) fn read(&self) -> Result<MutexGuard<'_, Core>, Status> {
+        let mut core = self.lock();
+        if core.stale {
+            core.ensure_restored()?;
+            self.metrics.observe(&core.machine);
+        }
+        Ok(core)
+    }
+
     /// The notifier that wakes this worker's held heartbeat.
     pub(crate) fn waker(&self, worker: &WorkerId) -> Arc<Notify> {
         self.lock()
@@ -440,7 +556,7 @@ impl Shared {
         ),
         Status,
     > {
-        let mut core = self.lock();
+        let mut core = self.read()?;
         let snapshot = core
             .machine
             .job(job)

@@ -4,6 +4,11 @@
 //! the result to wire types. Every call runs in a `coordinator.rpc{method}` span and is timed in
 //! `ringtrain_coordinator_rpc_duration_seconds{method}`.
 
+use crate::limits::{
+    MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_LOG_LINES_PER_REPORT, MAX_METRIC_NAME_BYTES, MAX_METRICS,
+    MAX_PATH_BYTES, MAX_REASON_BYTES, MAX_REPORT_JSON_BYTES, MAX_RUNNING_RANKS, MAX_STATE_FILTERS,
+    check_count, check_len, check_name, cut, snippet,
+};
 use crate::machine::{
     Assignment, Job, JobResultData, JobState, LogEntry, LogLevel, NewJob, NewWorker,
     ProgressReport, RankOutcome, RankPhase, RankReport, Resources, ResultReport, RunningRank,
@@ -26,8 +31,15 @@ use tracing::Instrument;
 
 /// Most log lines one GetJobLogs answer carries.
 const MAX_LOG_LINES: u32 = 10_000;
-/// Longest log line kept from a worker (longer ones are cut).
-const MAX_LOG_LINE_BYTES: usize = 64 * 1024;
+/// Jobs per ListJobs page when the request says 0.
+const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Most jobs per ListJobs page (larger requests are refused).
+const MAX_PAGE_SIZE: u32 = 1000;
+/// A ListJobs page ends before the job that would take it over this many bytes (half a
+/// client's default 4 MiB decode limit, leaving room for framing).
+const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
+/// ListJobs page tokens are `"before-N"`: list jobs numbered below N.
+const PAGE_TOKEN_PREFIX: &str = "before-";
 
 /// Times and traces one RPC.
 async fn rpc<T>(
@@ -62,7 +74,8 @@ impl JobApi {
     }
 
     fn job(&self, id: &str) -> Result<pb::Job, Status> {
-        let core = self.shared.lock();
+        check_len("job_id", id, MAX_ID_BYTES)?;
+        let core = self.shared.read()?;
         core.machine
             .job(&JobId::new(id))
             .map(|j| job_to_proto(j, true))
@@ -108,6 +121,8 @@ fn new_job(req: pb::SubmitJobRequest, roots: &ringtrain_spec::Roots) -> Result<N
             req.base_dir
         )));
     };
+    check_len("base_dir", &base_dir, MAX_PATH_BYTES)?;
+    check_len("origin", &req.origin, MAX_PATH_BYTES)?;
     let origin = if req.origin.is_empty() {
         "<submitted>".to_string()
     } else {
@@ -117,6 +132,9 @@ fn new_job(req: pb::SubmitJobRequest, roots: &ringtrain_spec::Roots) -> Result<N
         .map_err(|e| invalid(e.to_string()))?;
     ringtrain_spec::sandbox::check(&spec, Path::new(&base_dir), roots)
         .map_err(|e| invalid(format!("job sandbox: {e}")))?;
+    // The spec allows only [A-Za-z0-9._-] in names, but not their length: bound it here, where
+    // it is shown to every client and becomes a directory name on workers.
+    check_name("name", &spec.name, true)?;
     let world = spec
         .parallel
         .data
@@ -176,6 +194,7 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         rpc(&self.shared, "ListJobs", async {
             let req = request.into_inner();
+            check_count("states", req.states.len(), MAX_STATE_FILTERS)?;
             let mut states = Vec::new();
             for s in &req.states {
                 match pb::JobState::try_from(*s).ok().and_then(state_from_proto) {
@@ -183,17 +202,59 @@ impl JobService for JobApi {
                     None => return Err(invalid(format!("unknown job state {s}"))),
                 }
             }
-            let limit = if req.limit == 0 { 100 } else { req.limit } as usize;
-            let core = self.shared.lock();
-            let jobs = core
+            let page_size = match req.page_size {
+                0 => DEFAULT_PAGE_SIZE,
+                n if n > MAX_PAGE_SIZE => {
+                    return Err(invalid(format!(
+                        "page_size {n} is above the maximum of {MAX_PAGE_SIZE}; follow next_page_token for more"
+                    )));
+                }
+                n => n,
+            } as usize;
+            // The token is the number of the last job of the previous page: this page starts
+            // with the next older job.
+            let before = if req.page_token.is_empty() {
+                u64::MAX
+            } else {
+                req.page_token
+                    .strip_prefix(PAGE_TOKEN_PREFIX)
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "page_token {} was not issued by this coordinator; send the next_page_token of the previous answer, or none for the first page",
+                            snippet(&req.page_token)
+                        ))
+                    })?
+            };
+            let core = self.shared.read()?;
+            let mut jobs = Vec::new();
+            let mut bytes = 0usize;
+            let mut last_num = 0;
+            let mut next_page_token = String::new();
+            for j in core
                 .machine
                 .jobs()
                 .rev()
+                .filter(|j| j.num < before)
                 .filter(|j| states.is_empty() || states.contains(&j.state))
-                .take(limit)
-                .map(|j| job_to_proto(j, true))
-                .collect();
-            Ok(Response::new(pb::ListJobsResponse { jobs }))
+            {
+                let mut job = job_to_proto(j, false);
+                if let Some(r) = job.result.as_mut() {
+                    r.report_json.clear();
+                }
+                let len = prost::Message::encoded_len(&job);
+                if jobs.len() == page_size || (!jobs.is_empty() && bytes + len > MAX_PAGE_BYTES) {
+                    next_page_token = format!("{PAGE_TOKEN_PREFIX}{last_num}");
+                    break;
+                }
+                bytes += len;
+                last_num = j.num;
+                jobs.push(job);
+            }
+            Ok(Response::new(pb::ListJobsResponse {
+                jobs,
+                next_page_token,
+            }))
         })
         .await
     }
@@ -204,6 +265,8 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::Job>, Status> {
         rpc(&self.shared, "CancelJob", async {
             let req = request.into_inner();
+            check_len("job_id", &req.job_id, MAX_ID_BYTES)?;
+            check_len("reason", &req.reason, MAX_REASON_BYTES)?;
             let id = JobId::new(req.job_id);
             self.shared
                 .apply(|m, now| m.cancel(&id, &req.reason, now))?;
@@ -219,7 +282,9 @@ impl JobService for JobApi {
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         rpc(&self.shared, "WatchJob", async {
-            let id = JobId::new(request.into_inner().job_id);
+            let id = request.into_inner().job_id;
+            check_len("job_id", &id, MAX_ID_BYTES)?;
+            let id = JobId::new(id);
             let (snapshot, rx) = self.shared.subscribe(&id)?;
             let (tx, out) = tokio::sync::mpsc::channel(64);
             let shared = self.shared.clone();
@@ -239,13 +304,14 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::GetJobLogsResponse>, Status> {
         rpc(&self.shared, "GetJobLogs", async {
             let req = request.into_inner();
+            check_len("job_id", &req.job_id, MAX_ID_BYTES)?;
             let id = JobId::new(req.job_id);
             let limit = if req.limit == 0 {
                 1000
             } else {
                 req.limit.min(MAX_LOG_LINES)
             };
-            let core = self.shared.lock();
+            let core = self.shared.read()?;
             let job = core.machine.job(&id).ok_or_else(|| {
                 machine_status(&crate::machine::MachineError::UnknownJob(id.clone()))
             })?;
@@ -305,9 +371,16 @@ async fn watch(
                 // The channel overflowed (progress events were missed) or closed (the job is
                 // final and its final event may have been among the missed): re-read the job.
                 tracing::debug!(job = %id, error = %e, "watcher catches up from the job itself");
-                let job = {
-                    let core = shared.lock();
-                    core.machine.job(&id).map(|j| job_to_proto(j, false))
+                // The guard is dropped inside the closure, before any await.
+                let read = shared
+                    .read()
+                    .map(|core| core.machine.job(&id).map(|j| job_to_proto(j, false)));
+                let job = match read {
+                    Ok(job) => job,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
                 };
                 let Some(job) = job else { return };
                 let kind = if job.state != last_state || is_final(job.state) {
@@ -343,6 +416,7 @@ impl ClusterApi {
 
 /// Checks a "host:port" address.
 fn check_address(field: &str, addr: &str, required: bool) -> Result<(), Status> {
+    check_len(field, addr, MAX_ADDRESS_BYTES)?;
     if addr.is_empty() {
         return if required {
             Err(invalid(format!("{field} is empty; expected \"host:port\"")))
@@ -353,28 +427,17 @@ fn check_address(field: &str, addr: &str, required: bool) -> Result<(), Status> 
     let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         !host.is_empty()
-            && !host.contains(char::is_whitespace)
+            && !host.contains(|c: char| c.is_whitespace() || c.is_control())
             && port.parse::<u16>().is_ok_and(|p| p != 0)
     });
     if ok {
         Ok(())
     } else {
         Err(invalid(format!(
-            "{field} {addr:?} is not \"host:port\" with a port in 1..65535"
+            "{field} {} is not \"host:port\" with a port in 1..65535",
+            snippet(addr)
         )))
     }
-}
-
-fn cut(mut text: String) -> String {
-    if text.len() > MAX_LOG_LINE_BYTES {
-        let mut end = MAX_LOG_LINE_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push_str(" [cut]");
-    }
-    text
 }
 
 #[tonic::async_trait]
@@ -385,6 +448,8 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
         rpc(&self.shared, "RegisterWorker", async {
             let req = request.into_inner();
+            check_name("name", &req.name, false)?;
+            check_name("version", &req.version, false)?;
             let ours = pb::ProtocolVersion::Current as u32;
             if req.protocol_version != ours {
                 return Err(to_status(
@@ -428,6 +493,11 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         rpc(&self.shared, "Heartbeat", async {
             let req = request.into_inner();
+            check_len("worker_id", &req.worker_id, MAX_ID_BYTES)?;
+            check_count("running", req.running.len(), MAX_RUNNING_RANKS)?;
+            for r in &req.running {
+                check_len("running.job_id", &r.job_id, MAX_ID_BYTES)?;
+            }
             let worker = WorkerId::new(req.worker_id);
             let running = req
                 .running
@@ -488,6 +558,9 @@ impl ClusterService for ClusterApi {
                 Ok(pb::RankPhase::Evaluating) => Some(RankPhase::Evaluating),
                 Err(_) => return Err(invalid(format!("unknown rank phase {}", req.phase))),
             };
+            check_len("worker_id", &req.worker_id, MAX_ID_BYTES)?;
+            check_len("job_id", &req.job_id, MAX_ID_BYTES)?;
+            check_count("logs", req.logs.len(), MAX_LOG_LINES_PER_REPORT)?;
             let report = ProgressReport {
                 worker: WorkerId::new(req.worker_id),
                 job: JobId::new(req.job_id),
@@ -529,6 +602,17 @@ impl ClusterService for ClusterApi {
         rpc(&self.shared, "ReportResult", async {
             use pb::report_result_request::Outcome;
             let req = request.into_inner();
+            check_len("worker_id", &req.worker_id, MAX_ID_BYTES)?;
+            check_len("job_id", &req.job_id, MAX_ID_BYTES)?;
+            if let Some(Outcome::Success(r)) = &req.outcome {
+                check_count("success.metrics", r.metrics.len(), MAX_METRICS)?;
+                for name in r.metrics.keys() {
+                    check_len("success.metrics key", name, MAX_METRIC_NAME_BYTES)?;
+                }
+                check_len("success.report_json", &r.report_json, MAX_REPORT_JSON_BYTES)?;
+                check_len("success.checkpoint_dir", &r.checkpoint_dir, MAX_PATH_BYTES)?;
+                check_len("success.stop_reason", &r.stop_reason, MAX_REASON_BYTES)?;
+            }
             let outcome = match req.outcome {
                 Some(Outcome::Success(r)) => RankOutcome::Succeeded(Some(JobResultData {
                     metrics: r.metrics.into_iter().collect(),
@@ -564,7 +648,7 @@ impl ClusterService for ClusterApi {
         _request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         rpc(&self.shared, "ListWorkers", async {
-            let core = self.shared.lock();
+            let core = self.shared.read()?;
             Ok(Response::new(pb::ListWorkersResponse {
                 workers: core.machine.workers().map(worker_to_proto).collect(),
             }))

@@ -111,7 +111,19 @@ pub struct Store {
     path: PathBuf,
     /// `<path>.lock`, exclusively locked while the store is open (released when dropped).
     _lock: std::fs::File,
+    /// Commits still to fail on purpose (tests of the rollback path).
+    #[cfg(any(test, feature = "fault-injection"))]
+    failing_commits: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// Log lines kept per job (see [`Store::set_log_retention`]).
+    log_retention: u64,
 }
+
+/// Log lines kept per job unless [`Store::set_log_retention`] says otherwise.
+pub const DEFAULT_LOG_RETENTION: u64 = 10_000;
+
+/// Largest size the WAL file is truncated back to after a checkpoint (`journal_size_limit`), so
+/// one large transaction does not leave a large file behind.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// How long [`Store::open`] waits for another holder of the lock to let go.
 const LOCK_WAIT: Duration = Duration::from_secs(3);
@@ -241,6 +253,9 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             _lock: lock,
+            #[cfg(any(test, feature = "fault-injection"))]
+            failing_commits: Default::default(),
+            log_retention: DEFAULT_LOG_RETENTION,
         };
         // The first read of the header tells a non-database file apart.
         let app_id: i32 = match store
@@ -308,6 +323,10 @@ impl Store {
             .conn
             .busy_timeout(Duration::from_secs(5))
             .map_err(sql)?;
+        store
+            .conn
+            .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+            .map_err(sql)?;
         Ok(store)
     }
 
@@ -316,6 +335,20 @@ impl Store {
             "BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         );
         self.conn.execute_batch(&batch).map_err(|e| self.err(e))
+    }
+
+    /// The counter of commits that [`Store::apply`] fails on purpose: while it is above zero,
+    /// each apply runs its statements, then rolls back instead of committing, decrements it and
+    /// returns the error an SQLite IO failure gives. For tests of the callers' rollback path.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn failing_commits(&self) -> std::sync::Arc<std::sync::atomic::AtomicU32> {
+        self.failing_commits.clone()
+    }
+
+    /// Keeps at most `lines` (at least 1) log lines per job from now on: writing a job's log
+    /// line deletes its lines older than the newest `lines`.
+    pub fn set_log_retention(&mut self, lines: u64) {
+        self.log_retention = lines.max(1);
     }
 
     /// The database file.
@@ -360,17 +393,27 @@ impl Store {
             source,
         };
         let tx = self.conn.transaction().map_err(err)?;
-        let mut saved_jobs = BTreeSet::new();
+        // Job rows first (transitions and log lines reference them), each once per event and
+        // as the event left it. A log line alone writes no job row: its row exists since the
+        // event that submitted the job.
+        let saved_jobs: BTreeSet<&JobId> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::SaveJob(id) | Effect::Transition { job: id, .. } => Some(id),
+                _ => None,
+            })
+            .collect();
+        for id in &saved_jobs {
+            if let Some(job) = machine.job(id) {
+                save_job(&tx, job).map_err(err)?;
+            }
+        }
         let mut saved_workers = BTreeSet::new();
+        // Per job number: the newest log line written, for retention.
+        let mut logged: BTreeMap<i64, u64> = BTreeMap::new();
         for effect in effects {
             match effect {
-                Effect::SaveJob(id) => {
-                    if saved_jobs.insert(id.clone())
-                        && let Some(job) = machine.job(id)
-                    {
-                        save_job(&tx, job).map_err(err)?;
-                    }
-                }
+                Effect::SaveJob(_) => {}
                 Effect::SaveWorker(id) => {
                     if saved_workers.insert(id.clone())
                         && let Some(w) = machine.worker(id)
@@ -379,12 +422,6 @@ impl Store {
                     }
                 }
                 Effect::Transition { job, change, .. } => {
-                    // The job row must exist first (its SaveJob may come later in this batch).
-                    if saved_jobs.insert(job.clone())
-                        && let Some(j) = machine.job(job)
-                    {
-                        save_job(&tx, j).map_err(err)?;
-                    }
                     let num = machine.job(job).map_or(0, |j| j.num as i64);
                     tx.execute(
                         "INSERT INTO transitions (job_num, state, reason, at_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -393,11 +430,6 @@ impl Store {
                     .map_err(err)?;
                 }
                 Effect::Log { job, line } => {
-                    if saved_jobs.insert(job.clone())
-                        && let Some(j) = machine.job(job)
-                    {
-                        save_job(&tx, j).map_err(err)?;
-                    }
                     let num = machine.job(job).map_or(0, |j| j.num as i64);
                     tx.execute(
                         "INSERT INTO job_logs (job_num, seq, at_ms, rank, level, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -411,15 +443,38 @@ impl Store {
                         ],
                     )
                     .map_err(err)?;
+                    let newest = logged.entry(num).or_default();
+                    *newest = (*newest).max(line.seq);
                 }
                 Effect::Wake(_) | Effect::Publish { .. } => {}
             }
         }
-        // Rows saved early in the batch are rewritten with the final state of the event.
-        for id in &saved_jobs {
-            if let Some(job) = machine.job(id) {
-                save_job(&tx, job).map_err(err)?;
+        // Retention: each job keeps its newest `log_retention` lines (the primary key makes this
+        // a range delete). Freed pages are reused, so the file stops growing.
+        for (num, newest) in logged {
+            if let Some(cut) = newest.checked_sub(self.log_retention) {
+                tx.execute(
+                    "DELETE FROM job_logs WHERE job_num = ?1 AND seq <= ?2",
+                    params![num, cut.min(i64::MAX as u64) as i64],
+                )
+                .map_err(err)?;
             }
+        }
+        #[cfg(any(test, feature = "fault-injection"))]
+        if self
+            .failing_commits
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+        {
+            tx.rollback().map_err(err)?;
+            return Err(err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                Some("injected commit failure".into()),
+            )));
         }
         tx.commit().map_err(err)
     }
@@ -548,6 +603,7 @@ impl Store {
                     last_log_seq: last_seq.get(&row.num).copied().unwrap_or(0),
                     recovered: false,
                     max_restarts: row.max_restarts.clamp(0, u32::MAX as i64) as u32,
+                    progress_saved_ms: 0,
                 });
             }
         }
@@ -754,6 +810,7 @@ mod tests {
             lease_ms: 10_000,
             collective_timeout_ms: 1_000,
             checksum_every: 0,
+            progress_save_ms: 0,
         }
     }
 
@@ -837,8 +894,8 @@ mod tests {
         .unwrap();
         let effects = m.drain_effects();
         store.apply(&m, &effects).unwrap();
-        // Confirmation state is deliberately not stored (ranks are confirmed again after a
-        // restart).
+        // Confirmation state and the progress write clock are deliberately not stored (ranks
+        // are confirmed again after a restart).
         let before: Vec<Job> = m
             .jobs()
             .cloned()
@@ -847,6 +904,7 @@ mod tests {
                     s.confirmed = false;
                     s.unaccounted_since_ms = None;
                 }
+                j.progress_saved_ms = 0;
                 j
             })
             .collect();
@@ -886,6 +944,55 @@ mod tests {
         let next = submit(&mut m, &mut store, 1, 101);
         assert_eq!(next.as_str(), "job-3");
         assert_eq!(register(&mut m, &mut store, 102).as_str(), "w-2");
+    }
+
+    #[test]
+    fn each_job_keeps_its_newest_log_lines_and_a_failed_commit_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut store = Store::open(&path).unwrap();
+        store.set_log_retention(5);
+        let mut m = Machine::new(config());
+        let w = register(&mut m, &mut store, 1);
+        let job = submit(&mut m, &mut store, 1, 2);
+        let report = |logs: Vec<(LogLevel, String)>| crate::machine::ProgressReport {
+            worker: w.clone(),
+            job: job.clone(),
+            attempt: 1,
+            rank: 0,
+            phase: Some(RankPhase::Training),
+            report: RankReport::default(),
+            logs,
+        };
+        let lines = (0..20)
+            .map(|i| (LogLevel::Info, format!("line {i}")))
+            .collect();
+        m.progress(report(lines), 3).unwrap();
+        let effects = m.drain_effects();
+        store.apply(&m, &effects).unwrap();
+        let last = m.job(&job).unwrap().last_log_seq;
+        let kept = store.logs(m.job(&job).unwrap(), 0, 100).unwrap();
+        assert_eq!(
+            kept.iter().map(|l| l.seq).collect::<Vec<_>>(),
+            (last - 4..=last).collect::<Vec<_>>()
+        );
+        assert!(kept.iter().any(|l| l.message == "line 19"), "{kept:?}");
+
+        // A commit made to fail keeps nothing of its event.
+        store
+            .failing_commits()
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        m.progress(report(vec![(LogLevel::Warn, "lost".into())]), 4)
+            .unwrap();
+        let effects = m.drain_effects();
+        let err = store.apply(&m, &effects).unwrap_err();
+        assert!(err.to_string().contains("injected commit failure"), "{err}");
+        let kept = store.logs(m.job(&job).unwrap(), 0, 100).unwrap();
+        assert_eq!(kept.last().unwrap().seq, last);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.jobs[0].last_log_seq, last);
     }
 
     #[test]

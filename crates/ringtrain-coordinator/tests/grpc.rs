@@ -529,7 +529,7 @@ async fn a_job_bigger_than_the_cluster_waits_with_its_reason_and_two_jobs_share_
         .jobs
         .list_jobs(ListJobsRequest {
             states: vec![JobState::Queued as i32],
-            limit: 0,
+            ..ListJobsRequest::default()
         })
         .await
         .unwrap()
@@ -801,5 +801,443 @@ async fn a_watcher_that_falls_behind_still_gets_the_final_state() {
         count < 2 * produced,
         "{count} events: the watcher did not lag"
     );
+    coord.shutdown().await.unwrap();
+}
+
+// ----- hardening: commit or roll back, retention, pagination, bounds -----
+
+async fn start_with(dir: &Path, edit: impl FnOnce(&mut CoordinatorConfig)) -> RunningCoordinator {
+    let mut config = CoordinatorConfig::new("127.0.0.1:0".parse().unwrap(), dir.join("state.db"));
+    config.lease = Duration::from_millis(10_000);
+    config.heartbeat_wait = Duration::from_millis(200);
+    edit(&mut config);
+    Coordinator::start(config)
+        .await
+        .expect("coordinator starts")
+}
+
+async fn list_ids(c: &mut Clients) -> Vec<String> {
+    c.jobs
+        .list_jobs(ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs
+        .into_iter()
+        .map(|j| j.id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_commit_fails_leaves_no_trace_and_the_next_one_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = start(dir.path(), 10_000).await;
+    let mut c = clients(&coord).await;
+    let w = register(&mut c, 45101).await;
+
+    // A submit whose commit fails: UNAVAILABLE, and the job exists nowhere.
+    coord.fail_next_commits(1);
+    let err = c
+        .jobs
+        .submit_job(SubmitJobRequest {
+            spec: spec(1),
+            format: SpecFormat::Toml as i32,
+            base_dir: "/data".into(),
+            origin: "tiny.toml".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("injected commit failure"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(list_ids(&mut c).await, Vec::<String>::new());
+    let err = c
+        .jobs
+        .get_job(GetJobRequest {
+            job_id: "job-1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    // The idle worker is never given it: a held heartbeat ends without a command, twice.
+    for _ in 0..2 {
+        let r = heartbeat(&mut c, &w, &[]).await;
+        assert!(r.start.is_empty() && r.stop.is_empty(), "{r:?}");
+    }
+    let metrics = metrics_text(&coord).await;
+    for state in ["queued", "starting"] {
+        assert!(
+            metrics.contains(&format!(
+                "ringtrain_coordinator_jobs{{state=\"{state}\"}} 0"
+            )),
+            "{metrics}"
+        );
+    }
+
+    // The next submit is stored, listed and scheduled as usual.
+    let job = submit(&mut c, 1).await;
+    assert_eq!(list_ids(&mut c).await, vec![job.id.clone()]);
+    let a = assignment(&mut c, &w).await;
+    assert_eq!(a.job_id, job.id);
+
+    // A result whose commit fails is not kept either: the job is still unfinished, and the
+    // worker's retried report finishes it.
+    progress(&mut c, &w, &a, RankPhase::Training, 5).await;
+    coord.fail_next_commits(1);
+    let err = c
+        .cluster
+        .report_result(ReportResultRequest {
+            worker_id: w.clone(),
+            job_id: a.job_id.clone(),
+            attempt: a.attempt,
+            rank: a.rank,
+            outcome: Some(success(0)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    let now = get(&mut c, &job.id).await;
+    assert!(
+        now.state == JobState::Running as i32 && now.result.is_none(),
+        "{now:?}"
+    );
+    result(&mut c, &w, &a, success(0)).await;
+    let done = wait_state(&mut c, &job.id, JobState::Succeeded).await;
+    assert_eq!(done.result.unwrap().metrics["test.mse"], 0.125);
+
+    // A registration whose commit fails leaves no worker behind.
+    coord.fail_next_commits(1);
+    let err = c
+        .cluster
+        .register_worker(RegisterWorkerRequest {
+            protocol_version: ProtocolVersion::Current as u32,
+            name: "ghost".into(),
+            peer_address: "127.0.0.1:45102".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    let workers = c
+        .cluster
+        .list_workers(ListWorkersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
+    assert_eq!(
+        workers.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
+        vec!["fake-45101"]
+    );
+
+    // What the clients saw is what a restarted coordinator reads back.
+    coord.shutdown().await.unwrap();
+    let coord = start(dir.path(), 10_000).await;
+    let mut c = clients(&coord).await;
+    assert_eq!(list_ids(&mut c).await, vec![job.id.clone()]);
+    coord.shutdown().await.unwrap();
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_progress_reports_leave_the_database_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = start_with(dir.path(), |config| {
+        config.retention.log_lines_per_job = 200;
+    })
+    .await;
+    let mut c = clients(&coord).await;
+    let w = register(&mut c, 45111).await;
+    let job = submit(&mut c, 1).await;
+    let a = assignment(&mut c, &w).await;
+    // 10,000 reports, each with a 2 KiB log line: 20 MB of log text without retention.
+    let line = "x".repeat(2048);
+    let mut last = ReportProgressResponse::default();
+    for step in 1..=10_000u64 {
+        last = c
+            .cluster
+            .report_progress(ReportProgressRequest {
+                worker_id: w.clone(),
+                job_id: a.job_id.clone(),
+                attempt: a.attempt,
+                rank: 0,
+                phase: RankPhase::Training as i32,
+                step,
+                total_steps: 10_000,
+                epochs: 1,
+                loss: 1.0 / step as f64,
+                val_loss: f64::NAN,
+                logs: vec![LogLine {
+                    level: LogLevel::Info as i32,
+                    message: format!("{step} {line}"),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .await
+            .expect("progress")
+            .into_inner();
+    }
+    assert!(!last.stop, "{last:?}");
+    // The latest report is served (from memory) even though most were not written.
+    let now = get(&mut c, &job.id).await;
+    assert_eq!(now.progress.unwrap().step, 10_000);
+    // The log keeps the newest 200 lines.
+    let lines = c
+        .jobs
+        .get_job_logs(GetJobLogsRequest {
+            job_id: job.id.clone(),
+            after_seq: 0,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lines;
+    assert_eq!(lines.len(), 200);
+    assert!(
+        lines.last().unwrap().message.starts_with("10000 "),
+        "{:?}",
+        &lines.last().unwrap().message[..20]
+    );
+    let db = dir.path().join("state.db");
+    let total = file_len(&db) + file_len(&dir.path().join("state.db-wal"));
+    assert!(
+        total < 10 << 20,
+        "state database {total} bytes after 20 MB of reports"
+    );
+    coord.shutdown().await.unwrap();
+}
+
+/// A spec of about `bytes` bytes (padded with a TOML comment).
+fn padded_spec(bytes: usize) -> String {
+    let base = spec(1);
+    format!("{base}\n#{}\n", "p".repeat(bytes - base.len() - 3))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_one_mebibyte_specs_list_in_pages_without_their_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = start(dir.path(), 10_000).await;
+    let url = format!("http://{}", coord.grpc_addr());
+    // A client with tonic's default 4 MiB decode limit: listings must fit it.
+    let mut jobs = JobServiceClient::connect(url).await.unwrap();
+    let text = padded_spec(ringtrain_coordinator::MAX_SPEC_BYTES - 16);
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        let job = jobs
+            .submit_job(SubmitJobRequest {
+                spec: text.clone(),
+                format: SpecFormat::Toml as i32,
+                base_dir: "/data".into(),
+                origin: "big.toml".into(),
+            })
+            .await
+            .expect("submitted")
+            .into_inner()
+            .job
+            .unwrap();
+        ids.push(job.id);
+    }
+    ids.reverse(); // Listings are newest first.
+
+    // One default page holds every job, without spec text.
+    let page = jobs
+        .list_jobs(ListJobsRequest::default())
+        .await
+        .expect("listing fits the default message limit")
+        .into_inner();
+    assert_eq!(page.jobs.len(), 60);
+    assert!(page.next_page_token.is_empty());
+    assert!(page.jobs.iter().all(|j| j.spec.is_empty()));
+    // GetJob still has the spec.
+    let one = jobs
+        .get_job(GetJobRequest {
+            job_id: ids[0].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.spec, text);
+
+    // Pages of 7, followed by their tokens, list every job once, newest first.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = jobs
+            .list_jobs(ListJobsRequest {
+                page_size: 7,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.jobs.len() <= 7);
+        pages += 1;
+        seen.extend(page.jobs.into_iter().map(|j| j.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages, 9);
+    assert_eq!(seen, ids);
+
+    // Above the maximum page size, and a forged token: INVALID_ARGUMENT naming the field.
+    let err = jobs
+        .list_jobs(ListJobsRequest {
+            page_size: 5000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("page_size 5000"),
+        "{}",
+        err.message()
+    );
+    let err = jobs
+        .list_jobs(ListJobsRequest {
+            page_token: "\u{1b}[2J".repeat(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("page_token") && err.message().len() < 600,
+        "{}",
+        err.message()
+    );
+    assert!(!err.message().contains('\u{1b}'));
+    coord.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_wire_sized_fields_are_bounded_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = start(dir.path(), 10_000).await;
+    let mut c = clients(&coord).await;
+    let reg = |name: String| RegisterWorkerRequest {
+        protocol_version: ProtocolVersion::Current as u32,
+        name,
+        peer_address: "127.0.0.1:45121".into(),
+        ..Default::default()
+    };
+    // Worker names: control characters and length.
+    for name in ["evil\u{1b}]0;owned\u{7}".to_string(), "n".repeat(129)] {
+        let err = c.cluster.register_worker(reg(name)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().starts_with("name "), "{}", err.message());
+        assert!(!err.message().contains('\u{1b}'));
+    }
+    // Job names: length (the spec already allows only [A-Za-z0-9._-]).
+    let err = c
+        .jobs
+        .submit_job(SubmitJobRequest {
+            spec: spec(1).replace(
+                "name = \"tiny\"",
+                &format!("name = \"{}\"", "j".repeat(300)),
+            ),
+            format: SpecFormat::Toml as i32,
+            base_dir: "/data".into(),
+            origin: "long.toml".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("name is 300 bytes"),
+        "{}",
+        err.message()
+    );
+    assert!(list_ids(&mut c).await.is_empty());
+
+    let w = register(&mut c, 45122).await;
+    let job = submit(&mut c, 1).await;
+    let a = assignment(&mut c, &w).await;
+    // Too many running ranks in a heartbeat.
+    let err = c
+        .cluster
+        .heartbeat(HeartbeatRequest {
+            worker_id: w.clone(),
+            running: (0..10_000)
+                .map(|i| RunningRank {
+                    job_id: format!("job-{i}"),
+                    attempt: 1,
+                    rank: 0,
+                })
+                .collect(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(
+        err.message().starts_with("running has 10000 entries"),
+        "{}",
+        err.message()
+    );
+    // Too many log lines in one progress report.
+    let err = c
+        .cluster
+        .report_progress(ReportProgressRequest {
+            worker_id: w.clone(),
+            job_id: a.job_id.clone(),
+            attempt: a.attempt,
+            phase: RankPhase::Training as i32,
+            logs: vec![LogLine::default(); 5000],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(
+        err.message().starts_with("logs has 5000 entries"),
+        "{}",
+        err.message()
+    );
+    // Too many metrics in a result.
+    let err = c
+        .cluster
+        .report_result(ReportResultRequest {
+            worker_id: w.clone(),
+            job_id: a.job_id.clone(),
+            attempt: a.attempt,
+            rank: 0,
+            outcome: Some(Outcome::Success(JobResult {
+                metrics: (0..5000).map(|i| (format!("m{i}"), 1.0)).collect(),
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(
+        err.message().starts_with("success.metrics has 5000"),
+        "{}",
+        err.message()
+    );
+    // A huge job id is refused without being echoed whole.
+    let err = c
+        .jobs
+        .get_job(GetJobRequest {
+            job_id: "j".repeat(1 << 20),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().len() < 300, "{} bytes", err.message().len());
+    // None of it reached the job, which still finishes normally.
+    result(&mut c, &w, &a, success(0)).await;
+    wait_state(&mut c, &job.id, JobState::Succeeded).await;
     coord.shutdown().await.unwrap();
 }

@@ -126,13 +126,13 @@ pub(crate) fn submit(args: SubmitArgs) -> Result<bool> {
             Output::Json => println!("{}", render::job_json(&job, false)),
             Output::Table => println!(
                 "submitted {} ({}): {}{}",
-                job.id,
-                job.name,
+                render::safe(&job.id),
+                render::safe(&job.name),
                 state_name(job.state),
                 if job.reason.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", job.reason)
+                    format!(" ({})", render::safe(&job.reason))
                 }
             ),
         }
@@ -156,12 +156,7 @@ pub(crate) fn status(args: StatusArgs) -> Result<()> {
                 }
             }
             None => {
-                let jobs = client
-                    .list_jobs(request(ListJobsRequest::default()))
-                    .await
-                    .map_err(|s| status_error("listing jobs", s))?
-                    .into_inner()
-                    .jobs;
+                let jobs = list_all_jobs(&mut client).await?;
                 match args.output {
                     Output::Json => println!(
                         "{}",
@@ -176,6 +171,33 @@ pub(crate) fn status(args: StatusArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Every job, newest first, following ListJobs pages (each page is bounded in jobs and bytes by
+/// the coordinator, so any number of jobs lists within the message limits).
+pub(crate) async fn list_all_jobs(
+    client: &mut ringtrain_proto::v1::job_service_client::JobServiceClient<
+        tonic::transport::Channel,
+    >,
+) -> Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_jobs(request(ListJobsRequest {
+                page_token: page_token.clone(),
+                ..ListJobsRequest::default()
+            }))
+            .await
+            .map_err(|s| status_error("listing jobs", s))?
+            .into_inner();
+        jobs.extend(page.jobs);
+        // A token that does not change would loop forever: stop on it.
+        if page.next_page_token.is_empty() || page.next_page_token == page_token {
+            return Ok(jobs);
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 pub(crate) fn logs(args: LogsArgs) -> Result<()> {
@@ -196,6 +218,15 @@ pub(crate) fn logs(args: LogsArgs) -> Result<()> {
                 .map_err(|s| status_error(&format!("logs of job {}", args.job), s))?
                 .into_inner()
                 .lines;
+            if let Some(first) = lines.first()
+                && first.seq > after + 1
+                && args.output == Output::Table
+            {
+                eprintln!(
+                    "({} earlier line(s) of this job are no longer kept by the coordinator)",
+                    first.seq - after - 1
+                );
+            }
             for l in &lines {
                 match args.output {
                     Output::Json => println!("{}", render::log_json(l)),
@@ -234,7 +265,12 @@ pub(crate) fn cancel(args: CancelArgs) -> Result<()> {
             .await
             .map_err(|s| status_error(&format!("cancelling job {}", args.job), s))?
             .into_inner();
-        println!("{} ({}): {}", job.id, job.name, state_name(job.state));
+        println!(
+            "{} ({}): {}",
+            render::safe(&job.id),
+            render::safe(&job.name),
+            state_name(job.state)
+        );
         Ok(())
     })
 }

@@ -49,6 +49,42 @@ fn level_name(level: i32) -> &'static str {
     }
 }
 
+/// Whether `ch` must not reach a terminal raw: control characters (ESC starts the escape
+/// sequences that move the cursor, retitle the window or rewrite the screen) and the Unicode
+/// direction overrides and isolates (which reorder what is shown).
+fn is_unsafe(ch: char) -> bool {
+    ch.is_control()
+        || matches!(ch, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` for a table cell or a one-line message: every unsafe character (newlines included)
+/// written as its Rust escape (`\u{1b}`, `\n`). Everything the coordinator sends that a
+/// worker or client chose (names, reasons, addresses, ids) goes through this or
+/// [`safe_lines`] before reaching the terminal.
+pub(crate) fn safe(text: &str) -> String {
+    if !text.chars().any(is_unsafe) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if is_unsafe(c) {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Like [`safe`] but keeps newlines and tabs: for log lines and multi-line messages, which
+/// may span lines but never carry escape sequences.
+pub(crate) fn safe_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|line| line.split('\t').map(safe).collect::<Vec<_>>().join("\t"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -111,14 +147,14 @@ pub(crate) fn jobs_table(jobs: &[Job]) -> Table {
             (format!("{}/{}", p.step, p.total_steps), fmt_loss(p.loss))
         });
         t.add_row(vec![
-            j.id.clone(),
-            j.name.clone(),
+            safe(&j.id),
+            safe(&j.name),
             state_name(j.state).to_string(),
             j.world.to_string(),
             step,
             loss,
             elapsed(j),
-            j.reason.clone(),
+            safe(&j.reason),
         ]);
     }
     t
@@ -170,7 +206,7 @@ pub(crate) fn ranks_table(ranks: &[RankProgress], stages: usize) -> Table {
             row.push(placement(r.rank, stages));
         }
         row.extend([
-            r.worker_id.clone(),
+            safe(&r.worker_id),
             r.step.to_string(),
             fmt_loss(r.loss),
             format!("{:.0}", r.samples_per_sec),
@@ -184,9 +220,14 @@ pub(crate) fn ranks_table(ranks: &[RankProgress], stages: usize) -> Table {
 
 /// Everything about one job, for `status JOB`.
 pub(crate) fn print_job(job: &Job) {
-    println!("job {} ({}): {}", job.id, job.name, state_name(job.state));
+    println!(
+        "job {} ({}): {}",
+        safe(&job.id),
+        safe(&job.name),
+        state_name(job.state)
+    );
     if !job.reason.is_empty() {
-        println!("  reason: {}", job.reason);
+        println!("  reason: {}", safe_lines(&job.reason));
     }
     let stages = stages_of(job);
     if stages > 1 {
@@ -204,8 +245,8 @@ pub(crate) fn print_job(job: &Job) {
             .iter()
             .enumerate()
             .map(|(r, w)| match placement(r as u32, stages).as_str() {
-                "-" => format!("rank {r} on {w}"),
-                at => format!("rank {r} ({at}) on {w}"),
+                "-" => format!("rank {r} on {}", safe(w)),
+                at => format!("rank {r} ({at}) on {}", safe(w)),
             })
             .collect();
         println!("  placement: {}", placed.join(", "));
@@ -231,7 +272,7 @@ pub(crate) fn print_job(job: &Job) {
             t.add_row(vec![
                 state_name(*state).to_string(),
                 format!("+{}", span(at_ms - first)),
-                reason.clone(),
+                safe_lines(reason),
             ]);
         }
         println!("{t}");
@@ -271,11 +312,14 @@ pub(crate) fn print_result(r: &JobResult) {
             let mut keys: Vec<_> = r.metrics.iter().collect();
             keys.sort_by(|a, b| a.0.cmp(b.0));
             for (k, v) in keys {
-                t.add_row(vec![k.clone(), format!("{v:.6}")]);
+                t.add_row(vec![safe(k), format!("{v:.6}")]);
             }
             println!(
                 "finished after {} steps ({}), {:.0} samples/s; checkpoints in {}",
-                r.steps, r.stop_reason, r.samples_per_sec, r.checkpoint_dir
+                r.steps,
+                safe(&r.stop_reason),
+                r.samples_per_sec,
+                safe(&r.checkpoint_dir)
             );
             println!("{t}");
         }
@@ -299,18 +343,18 @@ pub(crate) fn workers_table(workers: &[WorkerInfo]) -> Table {
         let job = if w.job_id.is_empty() {
             "-".to_string()
         } else {
-            format!("{} rank {}", w.job_id, w.rank)
+            format!("{} rank {}", safe(&w.job_id), w.rank)
         };
         t.add_row(vec![
-            w.id.clone(),
-            w.name.clone(),
+            safe(&w.id),
+            safe(&w.name),
             worker_state_name(w.state).to_string(),
             job,
-            w.peer_address.clone(),
+            safe(&w.peer_address),
             if w.metrics_address.is_empty() {
                 "-".into()
             } else {
-                w.metrics_address.clone()
+                safe(&w.metrics_address)
             },
             w.resources
                 .as_ref()
@@ -329,8 +373,8 @@ pub(crate) fn log_text(l: &LogLine) -> String {
         format!("rank {}", l.rank)
     };
     match level_name(l.level) {
-        "info" => format!("{who}: {}", l.message),
-        level => format!("{who} {level}: {}", l.message),
+        "info" => format!("{who}: {}", safe_lines(&l.message)),
+        level => format!("{who} {level}: {}", safe_lines(&l.message)),
     }
 }
 
@@ -429,4 +473,55 @@ pub(crate) fn log_json(l: &LogLine) -> Value {
         "level": level_name(l.level),
         "message": l.message,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &str = "n\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{202e}\r";
+
+    #[test]
+    fn unsafe_characters_are_escaped_and_plain_text_is_kept() {
+        assert_eq!(safe("gpu-3:7071 ünïcode"), "gpu-3:7071 ünïcode");
+        let s = safe(HOSTILE);
+        assert!(!s.chars().any(is_unsafe), "{s:?}");
+        assert_eq!(s, "n\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\u{9b}31m\\u{202e}\\r");
+        assert_eq!(safe("a\nb"), "a\\nb");
+        assert_eq!(safe_lines("a\n\tb\u{1b}"), "a\n\tb\\u{1b}");
+    }
+
+    #[test]
+    fn tables_and_log_lines_never_carry_escape_sequences() {
+        let worker = WorkerInfo {
+            id: "w-1".into(),
+            name: HOSTILE.into(),
+            peer_address: HOSTILE.into(),
+            metrics_address: HOSTILE.into(),
+            job_id: HOSTILE.into(),
+            ..WorkerInfo::default()
+        };
+        let job = Job {
+            id: "job-1".into(),
+            name: HOSTILE.into(),
+            reason: HOSTILE.into(),
+            ..Job::default()
+        };
+        let line = LogLine {
+            rank: 0,
+            message: format!("multi\nline {HOSTILE}"),
+            ..LogLine::default()
+        };
+        for text in [
+            workers_table(&[worker]).to_string(),
+            jobs_table(&[job]).to_string(),
+            log_text(&line),
+        ] {
+            // comfy-table draws with box characters only; no control character but newlines
+            // (rows) may remain.
+            assert!(!text.chars().any(|c| c != '\n' && is_unsafe(c)), "{text:?}");
+            assert!(text.contains("owned"), "{text}");
+        }
+        assert!(log_text(&line).starts_with("rank 0: multi\nline n\\u{1b}]0;owned"));
+    }
 }

@@ -35,6 +35,13 @@ pub(crate) struct CoordinatorArgs {
     checksum_every: u64,
     #[command(flatten)]
     sandbox: SandboxArgs,
+    /// Log lines the state database keeps per job (newest; older ones are deleted).
+    #[arg(long, default_value_t = 10_000, value_name = "LINES", value_parser = clap::value_parser!(u64).range(1..))]
+    log_retention: u64,
+    /// Shortest interval between two writes of a job's progress to the state database (the
+    /// latest progress is always served from memory).
+    #[arg(long, default_value_t = 1_000, value_name = "MS")]
+    progress_interval_ms: u64,
     /// Stop cleanly when stdin reaches end of file (used by `ringtrain local`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -161,6 +168,10 @@ pub(crate) fn coordinator(args: CoordinatorArgs) -> Result<()> {
         collective_timeout: Duration::from_millis(args.collective_timeout_ms),
         checksum_every: args.checksum_every,
         roots: args.sandbox.roots("coordinator")?,
+        retention: ringtrain_coordinator::Retention {
+            log_lines_per_job: args.log_retention,
+            progress_interval: Duration::from_millis(args.progress_interval_ms),
+        },
     };
     super::runtime()?.block_on(async {
         let running = ringtrain_coordinator::Coordinator::start(config)

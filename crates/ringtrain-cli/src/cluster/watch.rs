@@ -238,9 +238,14 @@ impl View {
                 let reason = if job.reason.is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", job.reason)
+                    format!(": {}", render::safe_lines(&job.reason))
                 };
-                self.note(&format!("{} {}{}", job.id, state_name(job.state), reason));
+                self.note(&format!(
+                    "{} {}{}",
+                    render::safe(&job.id),
+                    state_name(job.state),
+                    reason
+                ));
             }
             self.progress(&job);
         }

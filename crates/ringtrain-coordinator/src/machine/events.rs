@@ -32,6 +32,7 @@ impl Machine {
             last_log_seq: 0,
             recovered: false,
             max_restarts: new.max_restarts,
+            progress_saved_ms: 0,
         };
         self.job_nums.insert(id.clone(), num);
         self.jobs.insert(num, job);
@@ -261,17 +262,28 @@ impl Machine {
         let slot = &mut job.ranks[report.rank as usize];
         slot.confirmed = true;
         slot.unaccounted_since_ms = None;
+        let phase_changed = report.phase.is_some_and(|p| slot.phase != Some(p));
         if let Some(p) = report.phase {
             slot.phase = Some(p);
         }
         let mut r = report.report;
         r.reported_ms = now;
         slot.report = Some(r);
+        // Progress is kept in memory at every report but written at a bounded rate: a rank
+        // (or a forged client) reporting thousands of times a second must not turn into
+        // thousands of row writes. A phase change is written at once.
+        let save = phase_changed
+            || now.saturating_sub(job.progress_saved_ms) >= self.config.progress_save_ms;
+        if save {
+            job.progress_saved_ms = now;
+        }
         let id = job.id.clone();
         for (level, text) in report.logs {
             self.log(&id, report.rank as i32, level, text, now);
         }
-        self.effects.push(Effect::SaveJob(id.clone()));
+        if save {
+            self.effects.push(Effect::SaveJob(id.clone()));
+        }
         self.effects.push(Effect::Publish {
             job: id.clone(),
             change: JobChange::Progress,

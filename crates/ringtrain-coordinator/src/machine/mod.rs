@@ -305,6 +305,9 @@ pub struct Job {
     /// Restarts allowed after failed attempts: attempt `a` failing requeues the job while
     /// `a <= max_restarts` (`checkpoint.max_restarts`).
     pub max_restarts: u32,
+    /// When a progress report last asked for the job's row to be written (ms; 0 = never).
+    /// Not stored: after a restart the next report is written.
+    pub progress_saved_ms: i64,
 }
 
 /// Resources a worker offers.
@@ -596,6 +599,12 @@ pub struct MachineConfig {
     pub collective_timeout_ms: u64,
     /// Checksum interval, copied into assignments.
     pub checksum_every: u64,
+    /// Shortest interval between two stored copies of a job's progress, ms: a progress report
+    /// always updates the machine, but asks for the job's row to be written only when this long
+    /// has passed since the last progress write of the job (or its phase changed), so however
+    /// fast ranks report, the store writes each job's row at most about once per interval for
+    /// progress. 0 writes every report.
+    pub progress_save_ms: i64,
 }
 
 /// Answer to a progress report.
@@ -719,6 +728,43 @@ impl Machine {
         // must not wait for a heartbeat that cannot come.
         m.tick(now);
         m
+    }
+
+    /// After a rollback — this machine restored from the store while the coordinator kept
+    /// running, `previous` being the machine the failed event left — re-queues the start
+    /// commands `previous` had not yet delivered for attempts the store holds too (the job is
+    /// Starting in that attempt, with that worker on that rank): they follow from committed
+    /// state, and without them the restore would fail those jobs as if their ranks had vanished
+    /// in a restart. Those jobs are not marked recovered (their workers were never out of
+    /// touch); a start that only the failed event made is not in the store and is not carried.
+    pub fn carry_undelivered_starts(&mut self, previous: &Machine) {
+        for old in previous.workers.values() {
+            for cmd in &old.outbox {
+                let Command::Start(a) = cmd else { continue };
+                let Some(job) = self.job_nums.get(&a.job).and_then(|n| self.jobs.get_mut(n)) else {
+                    continue;
+                };
+                if job.state != JobState::Starting
+                    || job.attempt != a.attempt
+                    || job.workers.get(a.rank as usize) != Some(&old.id)
+                {
+                    continue;
+                }
+                let Some(w) = self
+                    .worker_nums
+                    .get(&old.id)
+                    .and_then(|n| self.workers.get_mut(n))
+                    .filter(|w| w.lost.is_none())
+                else {
+                    continue;
+                };
+                job.recovered = false;
+                if !w.outbox.contains(cmd) {
+                    w.outbox.push(cmd.clone());
+                    self.effects.push(Effect::Wake(w.id.clone()));
+                }
+            }
+        }
     }
 
     /// The machine's settings.

@@ -9,6 +9,7 @@ fn machine() -> Machine {
         lease_ms: LEASE,
         collective_timeout_ms: 60_000,
         checksum_every: 50,
+        progress_save_ms: 0,
     })
 }
 
@@ -834,4 +835,87 @@ fn without_restarts_a_failure_is_final_and_cancel_of_a_restarting_job_works() {
     assert_eq!(m.job(&again).unwrap().state, JobState::Queued);
     m.cancel(&again, "enough", 44).unwrap();
     assert_eq!(m.job(&again).unwrap().state, JobState::Cancelled);
+}
+
+#[test]
+fn progress_is_kept_at_every_report_but_saved_at_a_bounded_rate() {
+    let mut m = Machine::new(MachineConfig {
+        lease_ms: LEASE,
+        collective_timeout_ms: 60_000,
+        checksum_every: 50,
+        progress_save_ms: 1_000,
+    });
+    let (job, ws) = running_job(&mut m, 2);
+    m.drain_effects();
+    let saves = |effects: &[Effect]| {
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::SaveJob(j) if *j == job))
+            .count()
+    };
+    // 10,000 reports from each rank within 2.5 s: the job's row is asked for once per second
+    // (last written at 20 ms by the TRAINING reports: again at 1020 and 2020 ms), while every
+    // report is in memory at once.
+    let mut saved = 0;
+    for i in 0..10_000i64 {
+        for (rank, w) in ws.iter().enumerate() {
+            let now = 100 + i / 4;
+            m.progress(
+                ProgressReport {
+                    worker: w.clone(),
+                    job: job.clone(),
+                    attempt: 1,
+                    rank: rank as u32,
+                    phase: Some(RankPhase::Training),
+                    report: RankReport {
+                        step: i as u64,
+                        ..RankReport::default()
+                    },
+                    logs: Vec::new(),
+                },
+                now,
+            )
+            .unwrap();
+            saved += saves(&m.drain_effects());
+            let slot = &m.job(&job).unwrap().ranks[rank];
+            assert_eq!(slot.report.as_ref().unwrap().step, i as u64);
+        }
+    }
+    assert_eq!(saved, 2);
+    // A phase change is saved at once.
+    phase(&mut m, &ws[0], &job, 0, RankPhase::Evaluating, 2_600);
+    assert_eq!(saves(&m.drain_effects()), 1);
+}
+
+#[test]
+fn a_rollback_delivers_committed_starts_again_but_not_the_failed_events() {
+    let mut m = machine();
+    let ws = workers(&mut m, 2, 0);
+    // Committed: job-1 assigned to w-1, its start not yet taken by a heartbeat.
+    let committed = m.submit(new_job(1), 10);
+    let before: Vec<Job> = m.jobs().cloned().collect();
+    let before_workers: Vec<Worker> = m.workers().cloned().collect();
+    // The failed event: job-2 submitted and assigned to w-2 (its commit failed).
+    m.submit(new_job(1), 20);
+    assert_eq!(m.worker(&ws[1]).unwrap().outbox.len(), 1);
+    // The rollback: restore what the store holds, carry the stale machine's pending starts.
+    let (stored_jobs, stored_workers) = (before.clone(), before_workers.clone());
+    let mut r = Machine::restore(m.config(), before, before_workers, 0, 0, 30);
+    r.carry_undelivered_starts(&m);
+    assert!(r.job(&JobId::new("job-2")).is_none());
+    assert!(r.worker(&ws[1]).unwrap().outbox.is_empty());
+    // w-1 takes its start and runs the job as if nothing had happened.
+    r.heartbeat(&ws[0], vec![], 40).unwrap();
+    let cmds = r.take_commands(&ws[0], 40).unwrap();
+    assert_eq!(cmds.start.len(), 1);
+    assert_eq!(cmds.start[0].job, committed);
+    assert_eq!(r.job(&committed).unwrap().state, JobState::Starting);
+    r.heartbeat(&ws[0], vec![running(&committed, 1, 0)], 50)
+        .unwrap();
+    phase(&mut r, &ws[0], &committed, 0, RankPhase::Training, 60);
+    assert_eq!(r.job(&committed).unwrap().state, JobState::Running);
+    // Without carrying the start, the restore fails the job at the worker's next heartbeat.
+    let mut plain = Machine::restore(m.config(), stored_jobs, stored_workers, 0, 0, 30);
+    plain.heartbeat(&ws[0], vec![], 40).unwrap();
+    assert_eq!(plain.job(&committed).unwrap().state, JobState::Failed);
 }
