@@ -195,6 +195,7 @@ fn config(url: &str, timeline: Option<PathBuf>) -> WorkerConfig {
         threads: 1,
         name: "test".into(),
         timeline_dir: timeline,
+        tls: None,
     }
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct CoordinatorArgs {
     /// Every this many steps the ranks compare parameter checksums (0 = never).
     #[arg(long, default_value_t = 50)]
     checksum_every: u64,
+    #[command(flatten)]
+    tls: super::tls::ServerTlsArgs,
     /// Stop cleanly when stdin reaches end of file (used by `ringtrain local`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -41,7 +43,7 @@ pub(crate) struct CoordinatorArgs {
 /// Arguments of `ringtrain worker`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct WorkerArgs {
-    /// Coordinator gRPC address.
+    /// Coordinator gRPC address: host:port, http://host:port, or https://host:port (TLS).
     #[arg(long, env = "RINGTRAIN_COORDINATOR", default_value = super::DEFAULT_COORDINATOR)]
     coordinator: String,
     /// Address of this worker's collective peer endpoint (port 0: any free port).
@@ -63,6 +65,10 @@ pub(crate) struct WorkerArgs {
     /// Write a Chrome-trace timeline of every rank this worker runs into this directory.
     #[arg(long, value_name = "DIR")]
     timeline_dir: Option<PathBuf>,
+    /// TLS: the peer port and /metrics serve with --tls-cert/--tls-key (which must name the
+    /// advertised host), the coordinator and other workers are verified against --tls-ca.
+    #[command(flatten)]
+    tls: super::tls::ServerTlsArgs,
     /// Stop cleanly when stdin reaches end of file (used by `ringtrain local`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -113,6 +119,7 @@ pub(crate) fn coordinator(args: CoordinatorArgs) -> Result<()> {
         heartbeat_wait: Duration::from_millis(args.heartbeat_wait_ms),
         collective_timeout: Duration::from_millis(args.collective_timeout_ms),
         checksum_every: args.checksum_every,
+        tls: args.tls.load()?,
     };
     super::runtime()?.block_on(async {
         let running = ringtrain_coordinator::Coordinator::start(config)
@@ -140,14 +147,16 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<()> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
         format!("{host}:{}", args.listen.port())
     });
+    let tls = args.tls.load()?;
     let config = ringtrain_worker::WorkerConfig {
-        coordinator: super::url(&args.coordinator),
+        coordinator: super::url(&args.coordinator, tls.is_some()),
         listen: args.listen,
         advertise_host: args.advertise.clone(),
         metrics_listen: args.metrics_listen,
         threads: args.threads,
         name,
         timeline_dir: args.timeline_dir.clone(),
+        tls,
     };
     super::runtime()?.block_on(async {
         let running = ringtrain_worker::Worker::start(config)
