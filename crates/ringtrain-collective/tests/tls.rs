@@ -28,18 +28,22 @@ async fn two_ranks_all_reduce_over_mutual_tls() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rdv = rendezvous::spawn_with(listener, Some(&tls)).unwrap();
     let addr = rdv.addr().to_string();
-    let ranks = (0..2u32).map(|rank| {
-        let cfg = config(rank, addr.clone(), "tls", tls.clone());
-        tokio::spawn(async move {
-            let transport = GrpcTransport::connect(cfg).await.unwrap();
-            let mut comm = Communicator::new(Arc::new(transport), CommConfig::default());
-            // Larger than one piece, so several TLS records carry each message.
-            let mut buf: Vec<f32> = (0..600_000).map(|i| (i % 1000) as f32 + rank as f32).collect();
-            comm.all_reduce(&mut buf, ReduceOp::Sum).await.unwrap();
-            comm.shutdown().await.unwrap();
-            buf
+    let ranks: Vec<_> = (0..2u32)
+        .map(|rank| {
+            let cfg = config(rank, addr.clone(), "tls", tls.clone());
+            tokio::spawn(async move {
+                let transport = GrpcTransport::connect(cfg).await.unwrap();
+                let mut comm = Communicator::new(Arc::new(transport), CommConfig::default());
+                // Larger than one piece, so several TLS records carry each message.
+                let mut buf: Vec<f32> = (0..600_000)
+                    .map(|i| (i % 1000) as f32 + rank as f32)
+                    .collect();
+                comm.all_reduce(&mut buf, ReduceOp::Sum).await.unwrap();
+                comm.shutdown().await.unwrap();
+                buf
+            })
         })
-    });
+        .collect();
     for r in ranks {
         let buf = r.await.unwrap();
         for (i, x) in buf.iter().enumerate() {
