@@ -4,7 +4,7 @@
 
 use super::services::Flags;
 use ringtrain_proto::tls::ThrowawayPki;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
@@ -40,7 +40,7 @@ impl Pki {
         }
     }
 
-    fn path(p: &PathBuf) -> String {
+    fn path(p: &Path) -> String {
         p.to_str().unwrap().to_string()
     }
 
