@@ -1,7 +1,9 @@
 //! Helpers shared by the end-to-end tests (`cli.rs`, `cluster.rs`, `pipeline.rs`, `seq2seq.rs`,
 //! `language_model.rs`): the binary under test, the bundled examples, running a command that
 //! must succeed or fail, running a job through `ringtrain local` and through `ringtrain train`,
-//! and comparing the parameters their checkpoints end with.
+//! and comparing the parameters their checkpoints end with. `services` starts real coordinator and
+//! worker processes with extra flags per process kind; `tls` makes throwaway certificates and the
+//! flags of a TLS or mutual-TLS cluster.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -158,3 +160,6 @@ pub fn assert_same_training(
     );
     diff
 }
+
+pub mod services;
+pub mod tls;

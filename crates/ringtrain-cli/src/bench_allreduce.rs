@@ -3,12 +3,15 @@
 //! and bus bandwidth (busbw = algbw × 2(N−1)/N, the nccl-tests convention; the time of an
 //! iteration is the slowest rank's, each iteration starting after a barrier). The parent serves the
 //! rendezvous and re-runs this executable with hidden `--rank/--rendezvous/--session` flags.
+//! `--tls` makes a throwaway CA and certificate for 127.0.0.1 and runs the rendezvous and every
+//! link over mutual TLS, as a secured cluster would, to measure what TLS costs the all-reduce.
 
 use anyhow::{Context, bail};
 use ringtrain_collective::bench::{BenchResult, measure};
 use ringtrain_collective::{
     CommConfig, Communicator, GrpcConfig, GrpcTransport, InProcTransport, WireDType, rendezvous,
 };
+use ringtrain_proto::tls::{ThrowawayPki, TlsFiles};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -67,6 +70,13 @@ pub struct BenchAllreduceArgs {
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: BenchOutput,
+    /// Run the rendezvous and every peer link over mutual TLS with throwaway certificates
+    /// (gRPC transport only).
+    #[arg(long)]
+    pub tls: bool,
+    /// Internal: directory of the throwaway certificates given to child processes.
+    #[arg(long, hide = true)]
+    pub tls_dir: Option<std::path::PathBuf>,
     /// Internal: rank of a spawned child process.
     #[arg(long, hide = true)]
     pub rank: Option<u32>,
@@ -131,6 +141,9 @@ pub fn run(args: BenchAllreduceArgs) -> anyhow::Result<()> {
     if args.world == 0 {
         bail!("--world must be at least 1");
     }
+    if args.tls && args.transport == BenchTransport::Inproc {
+        bail!("--tls secures network links: use it with --transport grpc");
+    }
     let sizes = args
         .bytes
         .iter()
@@ -150,8 +163,12 @@ pub fn run(args: BenchAllreduceArgs) -> anyhow::Result<()> {
         BenchOutput::Text => {
             writeln!(
                 out,
-                "all-reduce {:?} world {} dtype {:?} iters {}",
-                args.transport, args.world, args.dtype, args.iters
+                "all-reduce {:?}{} world {} dtype {:?} iters {}",
+                args.transport,
+                if args.tls { " (mutual TLS)" } else { "" },
+                args.world,
+                args.dtype,
+                args.iters
             )?;
             writeln!(
                 out,
@@ -207,9 +224,19 @@ fn run_parent(args: &BenchAllreduceArgs) -> anyhow::Result<Vec<BenchResult>> {
         .enable_all()
         .build()?;
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let certs = tempfile::tempdir().context("a directory for throwaway certificates")?;
+    let tls = if args.tls {
+        let pki = ThrowawayPki::generate(&["127.0.0.1"])?;
+        let files = pki
+            .write(certs.path(), true)
+            .context("writing throwaway certificates")?;
+        files.load()?
+    } else {
+        None
+    };
     let rdv = {
         let _guard = rt.enter();
-        rendezvous::spawn(listener)?
+        rendezvous::spawn_with(listener, tls.as_ref())?
     };
     let session = format!("bench-{}", std::process::id());
     let exe = std::env::current_exe().context("locating this executable")?;
@@ -224,6 +251,12 @@ fn run_parent(args: &BenchAllreduceArgs) -> anyhow::Result<Vec<BenchResult>> {
                 &rdv.addr().to_string(),
             ])
             .args(["--session", &session])
+            .args(
+                tls.as_ref()
+                    .map(|_| ["--tls-dir".as_ref(), certs.path().as_os_str()])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("spawning rank {rank}"))?;
@@ -259,6 +292,16 @@ fn run_child(args: &BenchAllreduceArgs, rank: u32, sizes: &[u64]) -> anyhow::Res
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let tls = match &args.tls_dir {
+        Some(dir) => TlsFiles {
+            cert: Some(dir.join("cert.pem")),
+            key: Some(dir.join("key.pem")),
+            ca: Some(dir.join("ca.pem")),
+            require_client_cert: true,
+        }
+        .load()?,
+        None => None,
+    };
     let results = rt.block_on(async {
         let transport = GrpcTransport::connect(GrpcConfig {
             rank,
@@ -271,6 +314,7 @@ fn run_child(args: &BenchAllreduceArgs, rank: u32, sizes: &[u64]) -> anyhow::Res
                 .context("--rendezvous is required with --rank")?,
             session: args.session.clone().unwrap_or_default(),
             setup_timeout: Duration::from_secs(60),
+            tls,
         })
         .await?;
         let mut comm = Communicator::new(Arc::new(transport), config(args));

@@ -282,19 +282,36 @@ pub(crate) async fn recv(ctx: &Ctx<'_>, from: usize, expected: Fingerprint) -> R
         ..expected
     };
     ctx.check(from, &first, expected)?;
-    let len = usize::try_from(expected.elements)
-        .map_err(|_| CollectiveError::InvalidArgument("message too long".into()))?;
-    let mut out = vec![0.0f32; len];
     let sub = Ctx {
         fp: expected,
         ..*ctx
     };
-    for (i, r) in pieces(0..len, sub.piece_elems()).into_iter().enumerate() {
+    // The length is the sender's claim, read from the wire: nothing is allocated from it up
+    // front. The buffer grows piece by piece as pieces arrive (each checked against the
+    // fingerprint and its size), so a peer that claims a huge length makes this rank wait for
+    // data it never sends (and fail at the deadline), never allocate it.
+    let too_long = || {
+        CollectiveError::Transport(format!(
+            "rank {} announced a message of {} elements, more than this rank can receive",
+            ctx.members[from], expected.elements
+        ))
+    };
+    let len = usize::try_from(expected.elements).map_err(|_| too_long())?;
+    let piece = sub.piece_elems();
+    let count = len.div_ceil(piece).max(1);
+    if u32::try_from(count).is_err() {
+        return Err(too_long());
+    }
+    let mut out: Vec<f32> = Vec::new();
+    for i in 0..count {
+        let r = (i * piece).min(len)..((i + 1) * piece).min(len);
         let msg = if i == 0 {
             first.clone()
         } else {
             sub.recv(from, 0, i as u32).await?
         };
+        out.try_reserve_exact(r.len()).map_err(|_| too_long())?;
+        out.resize(r.end, 0.0);
         decode_into(&mut out[r], &msg.payload, sub.dtype())?;
     }
     Ok(out)

@@ -5,6 +5,7 @@
 
 use crate::error::{CollectiveError, Result};
 use ringtrain_proto::status::{ErrorKind, to_status};
+use ringtrain_proto::tls::{self, TlsConfig};
 use ringtrain_proto::v1::rendezvous_service_client::RendezvousServiceClient;
 use ringtrain_proto::v1::rendezvous_service_server::{RendezvousService, RendezvousServiceServer};
 use ringtrain_proto::v1::{JoinRequest, JoinResponse};
@@ -137,13 +138,28 @@ impl Drop for RendezvousHandle {
 /// Serves a fresh [`RendezvousServer`] on `listener` in a background task (needs a tokio runtime).
 /// Errors when the listener's address cannot be read.
 pub fn spawn(listener: TcpListener) -> Result<RendezvousHandle> {
+    spawn_with(listener, None)
+}
+
+/// [`spawn`], over TLS when `tls` is given (ranks then [`join_with`] the same settings).
+/// Errors when the listener's address cannot be read or `tls` has no certificate to serve with.
+pub fn spawn_with(listener: TcpListener, tls: Option<&TlsConfig>) -> Result<RendezvousHandle> {
     let addr = listener
         .local_addr()
         .map_err(|e| CollectiveError::Transport(format!("rendezvous listener: {e}")))?;
     let service = RendezvousServer::new().into_service();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        let settings = tls
+            .server()
+            .map_err(|e| CollectiveError::Transport(format!("rendezvous: {e}")))?;
+        builder = builder
+            .tls_config(settings)
+            .map_err(|e| CollectiveError::Transport(format!("rendezvous TLS: {e}")))?;
+    }
     let task = tokio::spawn(async move {
         let incoming = TcpListenerStream::new(listener);
-        if let Err(e) = tonic::transport::Server::builder()
+        if let Err(e) = builder
             .add_service(service)
             .serve_with_incoming(incoming)
             .await
@@ -166,16 +182,32 @@ pub async fn join(
     peer_address: &str,
     wait: Duration,
 ) -> Result<Vec<String>> {
+    join_with(address, None, session, rank, world, peer_address, wait).await
+}
+
+/// [`join`] over TLS when `tls` is given (the server's certificate is verified against its CA,
+/// and this rank's certificate is presented for mutual TLS). Errors as [`join`]; a TLS failure
+/// (unknown CA, wrong name, refused client certificate) is reported with its cause.
+pub async fn join_with(
+    address: &str,
+    tls: Option<&TlsConfig>,
+    session: &str,
+    rank: u32,
+    world: u32,
+    peer_address: &str,
+    wait: Duration,
+) -> Result<Vec<String>> {
     let started = tokio::time::Instant::now();
     let failed = |detail: String| CollectiveError::Rendezvous {
         address: address.to_string(),
         rank,
         detail,
     };
+    let endpoint = tls::endpoint(address, tls).map_err(|e| failed(e.to_string()))?;
     let mut client = loop {
-        match RendezvousServiceClient::connect(format!("http://{address}")).await {
-            Ok(c) => break c,
-            Err(e) if started.elapsed() >= wait => return Err(failed(e.to_string())),
+        match endpoint.connect().await {
+            Ok(c) => break RendezvousServiceClient::new(c),
+            Err(e) if started.elapsed() >= wait => return Err(failed(error_chain(&e))),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
@@ -206,4 +238,20 @@ pub async fn join(
         )));
     }
     Ok(reply.peers)
+}
+
+/// An error and its causes, "outer: inner: innermost" (tonic's transport errors say only
+/// "transport error" at the top; the reason, e.g. a refused certificate, is further down).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }

@@ -185,15 +185,16 @@ impl Drop for RpcTimer {
     }
 }
 
-/// Serves `render()` at `GET /metrics` on `listener` until `shutdown` turns true (see
-/// [`ringtrain_telemetry::serve`]).
+/// Serves `render()` at `GET /metrics` on `listener` (over TLS when `tls` is given) until
+/// `shutdown` turns true (see [`ringtrain_telemetry::serve_with`]).
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<std::sync::Arc<ringtrain_telemetry::TlsServerConfig>>,
     render: impl Fn() -> String + Send + Sync + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let stop = async move { crate::server::stopped(&mut shutdown).await };
-    if let Err(e) = ringtrain_telemetry::serve(listener, render, stop).await {
+    if let Err(e) = ringtrain_telemetry::serve_with(listener, tls, render, stop).await {
         tracing::warn!(error = %e, "metrics endpoint stopped");
     }
 }

@@ -10,6 +10,7 @@ use crate::service::{self, ClusterApi, JobApi};
 use crate::store::{Store, StoreError};
 use ringtrain_core::{JobId, WorkerId};
 use ringtrain_proto::status::{ErrorKind, to_status};
+use ringtrain_proto::tls::TlsConfig;
 use ringtrain_proto::v1::JobEvent;
 use ringtrain_proto::v1::cluster_service_server::ClusterServiceServer;
 use ringtrain_proto::v1::job_service_server::JobServiceServer;
@@ -57,6 +58,9 @@ pub struct CoordinatorConfig {
     pub roots: ringtrain_spec::Roots,
     /// What the state database keeps of progress and logs.
     pub retention: Retention,
+    /// TLS for the gRPC port and the metrics endpoint (`None`: plain TCP). Client
+    /// certificates are required when its `require_client_cert` is set.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Bounds on what the state database keeps per job (the `ringtrain coordinator --log-retention`
@@ -84,7 +88,7 @@ impl Default for Retention {
 
 impl CoordinatorConfig {
     /// The defaults of the CLI: lease 10 s, heartbeat wait 1 s, collective timeout 60 s,
-    /// checksum every 50 steps, no metrics endpoint, [`Retention::default`].
+    /// checksum every 50 steps, no metrics endpoint, [`Retention::default`], no TLS.
     pub fn new(listen: SocketAddr, state: PathBuf) -> Self {
         CoordinatorConfig {
             listen,
@@ -96,6 +100,7 @@ impl CoordinatorConfig {
             checksum_every: 50,
             roots: ringtrain_spec::Roots::default(),
             retention: Retention::default(),
+            tls: None,
         }
     }
 }
@@ -123,6 +128,9 @@ pub enum CoordinatorError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Serve(String),
+    /// The TLS settings cannot be used.
+    #[error(transparent)]
+    Tls(#[from] ringtrain_proto::tls::TlsError),
 }
 
 /// The coordinator's entry point.
@@ -156,6 +164,14 @@ impl Coordinator {
                 "log retention must keep at least 1 line per job".into(),
             ));
         }
+        // TLS settings are checked before anything is opened, so a bad certificate fails fast.
+        let server_tls = config.tls.as_ref().map(TlsConfig::server).transpose()?;
+        let metrics_tls = match &config.tls {
+            Some(tls) if config.metrics_listen.is_some() => {
+                Some(tls.rustls_server_config(vec![b"http/1.1".to_vec()])?)
+            }
+            _ => None,
+        };
         let machine_config = MachineConfig {
             lease_ms: ms(config.lease),
             collective_timeout_ms: ms(config.collective_timeout) as u64,
@@ -226,6 +242,7 @@ impl Coordinator {
                 let s = shared.clone();
                 let task = tokio::spawn(metrics::serve(
                     l,
+                    metrics_tls,
                     move || s.metrics.render(),
                     shutdown_rx.clone(),
                 ));
@@ -242,8 +259,22 @@ impl Coordinator {
             .into_service()
             .max_decoding_message_size(MAX_REQUEST_BYTES);
         let mut stop = shutdown_rx.clone();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = server_tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| CoordinatorError::Serve(format!("TLS settings: {e}")))?;
+        }
+        warn_if_exposed(
+            grpc_addr,
+            "gRPC (job, cluster and rendezvous services)",
+            config.tls.is_some(),
+        );
+        if let Some((addr, _)) = &metrics_task {
+            warn_if_exposed(*addr, "metrics", config.tls.is_some());
+        }
         let server = tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_service(job_api)
                 .add_service(cluster_api)
                 .add_service(rendezvous)
@@ -255,7 +286,7 @@ impl Coordinator {
         });
 
         let ticker = tokio::spawn(ticker(shared.clone(), shutdown_rx));
-        tracing::info!(%grpc_addr, metrics = ?metrics_task.as_ref().map(|m| m.0), "coordinator listening");
+        tracing::info!(%grpc_addr, metrics = ?metrics_task.as_ref().map(|m| m.0), tls = config.tls.is_some(), "coordinator listening");
         Ok(RunningCoordinator {
             grpc_addr,
             #[cfg(feature = "fault-injection")]
@@ -268,6 +299,19 @@ impl Coordinator {
                 .flatten()
                 .collect(),
         })
+    }
+}
+
+/// Logs a loud warning when `addr` is reachable from other machines while its traffic is plain
+/// text: anyone on the network can read and forge it.
+fn warn_if_exposed(addr: SocketAddr, what: &str, tls: bool) {
+    if !tls && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "SECURITY: the coordinator's {what} port listens on a non-loopback address WITHOUT TLS; \
+             anyone who can reach it can read and forge its traffic (give --tls-cert, --tls-key \
+             and --tls-ca, or listen on 127.0.0.1)"
+        );
     }
 }
 

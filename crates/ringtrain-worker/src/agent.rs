@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::Instrument;
 
 /// Deadline of a registration call.
@@ -194,6 +194,41 @@ async fn advertise_host(config: &WorkerConfig, coordinator: &str) -> Result<Stri
     Ok(local.ip().to_string())
 }
 
+/// Checks that TLS settings can serve and dial (a worker does both: its peer port serves, and it
+/// dials the coordinator and other workers); returns the rustls settings of `/metrics`.
+fn check_tls(
+    config: &WorkerConfig,
+) -> Result<Option<Arc<ringtrain_telemetry::TlsServerConfig>>, WorkerError> {
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    if !tls.can_serve() || !tls.can_dial() {
+        return Err(WorkerError::Config(
+            "a worker with TLS needs a certificate and key (--tls-cert, --tls-key: its peer port \
+             serves with them) and the cluster's CA (--tls-ca: to verify the coordinator and the \
+             other workers)"
+                .into(),
+        ));
+    }
+    let metrics = tls
+        .rustls_server_config(vec![b"http/1.1".to_vec()])
+        .map_err(|e| WorkerError::Config(e.to_string()))?;
+    Ok(config.metrics_listen.is_some().then_some(metrics))
+}
+
+/// Logs a loud warning when `addr` is reachable from other machines while its traffic is plain
+/// text: anyone on the network can read and forge it.
+fn warn_if_exposed(addr: SocketAddr, what: &str, tls: bool) {
+    if !tls && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "SECURITY: the worker's {what} port listens on a non-loopback address WITHOUT TLS; \
+             anyone who can reach it can read and forge its traffic (give --tls-cert, --tls-key \
+             and --tls-ca, or listen on 127.0.0.1)"
+        );
+    }
+}
+
 /// Capped exponential backoff.
 #[derive(Debug)]
 struct Backoff {
@@ -338,7 +373,8 @@ impl Worker {
     /// different protocol version; the message names both), [`WorkerError::Metrics`].
     pub async fn start(config: WorkerConfig) -> Result<RunningWorker, WorkerError> {
         let coordinator_host_port = host_port(&config.coordinator)?;
-        let endpoint = Endpoint::from_shared(config.coordinator.clone())
+        let metrics_tls = check_tls(&config)?;
+        let endpoint = ringtrain_proto::tls::endpoint(&config.coordinator, config.tls.as_ref())
             .map_err(|e| {
                 WorkerError::Config(format!("coordinator URL {:?}: {e}", config.coordinator))
             })?
@@ -380,6 +416,7 @@ impl Worker {
                 })?;
                 tasks.push(tokio::spawn(crate::metrics::serve(
                     listener,
+                    metrics_tls.clone(),
                     metrics.clone(),
                     shutdown_rx.clone(),
                 )));
@@ -387,6 +424,10 @@ impl Worker {
             }
             None => None,
         };
+        warn_if_exposed(peer_addr, "peer", config.tls.is_some());
+        if let Some(addr) = metrics_addr {
+            warn_if_exposed(addr, "metrics", config.tls.is_some());
+        }
         let advertise_host = advertise_host(&config, &coordinator_host_port).await?;
         let parts = RegisterParts {
             client: client.clone(),

@@ -298,6 +298,7 @@ async fn execute(
         rendezvous: rendezvous.clone(),
         session: a.session.clone(),
         setup_timeout: deadline,
+        tls: shared.config.tls.clone(),
     };
     let incoming = ReceiverStream::new(shared.open_route());
     let connected = tokio::select! {

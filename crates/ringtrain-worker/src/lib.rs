@@ -58,12 +58,18 @@ pub struct WorkerConfig {
     /// checked (symlinks resolved) before a rank opens anything. Empty lists: no restriction
     /// (the CLI warns at start).
     pub roots: ringtrain_spec::Roots,
+    /// TLS for everything the worker serves and dials (`None`: plain TCP): the peer endpoint
+    /// and `/metrics` serve with its certificate (which must name the advertised host), the
+    /// coordinator and other workers are verified against its CA, and its certificate is the
+    /// client certificate under mutual TLS. Needs both a certificate and a CA.
+    pub tls: Option<ringtrain_proto::tls::TlsConfig>,
 }
 
 /// Why a worker could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// The configuration cannot work (e.g. a malformed coordinator URL).
+    /// The configuration cannot work (e.g. a malformed coordinator URL, TLS settings without a
+    /// certificate or a CA).
     #[error("worker configuration: {0}")]
     Config(String),
     /// A listener could not be bound.

@@ -274,10 +274,11 @@ impl WorkerMetrics {
     }
 }
 
-/// Serves the series at `GET /metrics` on `listener` until `shutdown` turns true (see
-/// [`ringtrain_telemetry::serve`]); each scrape first drains histogram samples into buckets.
+/// Serves the series at `GET /metrics` on `listener` (over TLS when `tls` is given) until
+/// `shutdown` turns true (see [`ringtrain_telemetry::serve_with`]); each scrape first drains histogram samples into buckets.
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<std::sync::Arc<ringtrain_telemetry::TlsServerConfig>>,
     metrics: std::sync::Arc<WorkerMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -288,7 +289,7 @@ pub(crate) async fn serve(
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await.map(|_| ());
     };
-    if let Err(e) = ringtrain_telemetry::serve(listener, render, stop).await {
+    if let Err(e) = ringtrain_telemetry::serve_with(listener, tls, render, stop).await {
         tracing::warn!(error = %e, "metrics endpoint stopped");
     }
 }

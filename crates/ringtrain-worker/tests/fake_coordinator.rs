@@ -196,6 +196,7 @@ fn config(url: &str, timeline: Option<PathBuf>) -> WorkerConfig {
         name: "test".into(),
         timeline_dir: timeline,
         roots: ringtrain_spec::Roots::default(),
+        tls: None,
     }
 }
 

@@ -96,10 +96,10 @@ pub(crate) fn submit_request(spec: &Path) -> Result<SubmitJobRequest> {
     })
 }
 
-/// Submits the spec file to the coordinator at `addr` and returns the stored (queued) job.
-pub(crate) async fn submit_file(addr: &str, spec: &Path) -> Result<Job> {
+/// Submits the spec file to the coordinator and returns the stored (queued) job.
+pub(crate) async fn submit_file(coordinator: &CoordinatorArg, spec: &Path) -> Result<Job> {
     let req = submit_request(spec)?;
-    super::jobs(addr)
+    super::jobs(coordinator)
         .await?
         .submit_job(request(req))
         .await
@@ -111,10 +111,10 @@ pub(crate) async fn submit_file(addr: &str, spec: &Path) -> Result<Job> {
 
 pub(crate) fn submit(args: SubmitArgs) -> Result<bool> {
     super::runtime()?.block_on(async {
-        let job = submit_file(&args.coordinator.coordinator, &args.spec).await?;
+        let job = submit_file(&args.coordinator, &args.spec).await?;
         if args.watch {
             let end = super::watch::follow(
-                &args.coordinator.coordinator,
+                &args.coordinator,
                 &job.id,
                 super::watch::WatchMode::from_output(args.output),
                 None,
@@ -142,7 +142,7 @@ pub(crate) fn submit(args: SubmitArgs) -> Result<bool> {
 
 pub(crate) fn status(args: StatusArgs) -> Result<()> {
     super::runtime()?.block_on(async {
-        let mut client = super::jobs(&args.coordinator.coordinator).await?;
+        let mut client = super::jobs(&args.coordinator).await?;
         match &args.job {
             Some(id) => {
                 let job = client
@@ -202,7 +202,7 @@ pub(crate) async fn list_all_jobs(
 
 pub(crate) fn logs(args: LogsArgs) -> Result<()> {
     super::runtime()?.block_on(async {
-        let mut client = super::jobs(&args.coordinator.coordinator).await?;
+        let mut client = super::jobs(&args.coordinator).await?;
         let mut after = 0;
         // When following: after the job is seen finished, one last read catches the lines
         // recorded between the two calls.
@@ -256,7 +256,7 @@ pub(crate) fn logs(args: LogsArgs) -> Result<()> {
 
 pub(crate) fn cancel(args: CancelArgs) -> Result<()> {
     super::runtime()?.block_on(async {
-        let mut client = super::jobs(&args.coordinator.coordinator).await?;
+        let mut client = super::jobs(&args.coordinator).await?;
         let job = client
             .cancel_job(request(CancelJobRequest {
                 job_id: args.job.clone(),
@@ -277,7 +277,7 @@ pub(crate) fn cancel(args: CancelArgs) -> Result<()> {
 
 pub(crate) fn workers(args: WorkersArgs) -> Result<()> {
     super::runtime()?.block_on(async {
-        let mut client = super::cluster(&args.coordinator.coordinator).await?;
+        let mut client = super::cluster(&args.coordinator).await?;
         let workers = client
             .list_workers(request(ListWorkersRequest {}))
             .await

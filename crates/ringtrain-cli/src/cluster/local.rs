@@ -244,12 +244,14 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
     })
     .context("installing the Ctrl-C handler")?;
 
+    // The local cluster listens on loopback only, so it stays plain TCP.
+    let coordinator_arg = super::CoordinatorArg::plain(&addr);
     let outcome = super::runtime()?.block_on(async {
-        wait_for_workers(&addr, workers).await?;
-        let job = client::submit_file(&addr, &args.spec).await?;
+        wait_for_workers(&coordinator_arg, workers).await?;
+        let job = client::submit_file(&coordinator_arg, &args.spec).await?;
         tracing::info!(job = %job.id, "submitted");
         watch::follow(
-            &addr,
+            &coordinator_arg,
             &job.id,
             WatchMode::from_output(args.output),
             Some(stop_rx),
@@ -310,8 +312,8 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
 }
 
 /// Waits until `n` workers are registered and idle, or fails naming how many came.
-async fn wait_for_workers(addr: &str, n: usize) -> Result<()> {
-    let mut client = super::cluster(addr).await?;
+async fn wait_for_workers(coordinator: &super::CoordinatorArg, n: usize) -> Result<()> {
+    let mut client = super::cluster(coordinator).await?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let workers = client

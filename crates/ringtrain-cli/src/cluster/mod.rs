@@ -7,44 +7,61 @@ pub(crate) mod client;
 pub(crate) mod local;
 pub(crate) mod render;
 pub(crate) mod serve;
+pub(crate) mod tls;
 pub(crate) mod watch;
 
 use anyhow::{Context, Result};
 use ringtrain_proto::v1::cluster_service_client::ClusterServiceClient;
 use ringtrain_proto::v1::job_service_client::JobServiceClient;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-/// Default coordinator address of the client commands.
-pub(crate) const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7070";
+/// Default coordinator address of the client commands (the scheme follows the TLS flags).
+pub(crate) const DEFAULT_COORDINATOR: &str = "127.0.0.1:7070";
 
 /// How long a client waits for the coordinator to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline of a unary client call (streams have none: they end with the job).
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `--coordinator` of every client command.
+/// `--coordinator` (and the TLS flags) of every client command.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct CoordinatorArg {
-    /// Coordinator gRPC address.
+    /// Coordinator gRPC address: host:port, http://host:port, or https://host:port (TLS).
     #[arg(long, env = "RINGTRAIN_COORDINATOR", default_value = DEFAULT_COORDINATOR, global = true)]
     pub(crate) coordinator: String,
+    #[command(flatten)]
+    pub(crate) tls: tls::TlsArgs,
 }
 
-/// Normalizes "host:port" to "http://host:port".
-pub(crate) fn url(addr: &str) -> String {
+impl CoordinatorArg {
+    /// A plain-TCP coordinator at `addr` (what `ringtrain local` talks to on loopback).
+    pub(crate) fn plain(addr: &str) -> CoordinatorArg {
+        CoordinatorArg {
+            coordinator: addr.to_string(),
+            tls: tls::TlsArgs::default(),
+        }
+    }
+}
+
+/// Normalizes "host:port" to "http://host:port", or "https://host:port" with `tls`.
+pub(crate) fn url(addr: &str, tls: bool) -> String {
     if addr.contains("://") {
         addr.to_string()
+    } else if tls {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     }
 }
 
 /// Opens a channel to the coordinator, failing within [`CONNECT_TIMEOUT`] with the address named.
-pub(crate) async fn channel(addr: &str) -> Result<Channel> {
-    let url = url(addr);
-    Endpoint::from_shared(url.clone())
-        .with_context(|| format!("{url:?} is not a coordinator URL (expected http://host:port)"))?
+/// A plain connection the server answers with garbage is reported as a probable TLS mismatch.
+pub(crate) async fn channel(coordinator: &CoordinatorArg) -> Result<Channel> {
+    let tls = coordinator.tls.load(false)?;
+    let url = url(&coordinator.coordinator, tls.is_some());
+    let connected = ringtrain_proto::tls::endpoint(&url, tls.as_ref())
+        .with_context(|| format!("{url:?} is not a usable coordinator address"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         // A watch stream has no deadline (jobs run for hours); keep-alives notice a dead
@@ -53,18 +70,18 @@ pub(crate) async fn channel(addr: &str) -> Result<Channel> {
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true)
         .connect()
-        .await
-        .with_context(|| format!("connecting to the coordinator at {url}"))
+        .await;
+    connected.with_context(|| format!("connecting to the coordinator at {url}"))
 }
 
-/// A job-service client for `addr`.
-pub(crate) async fn jobs(addr: &str) -> Result<JobServiceClient<Channel>> {
-    Ok(JobServiceClient::new(channel(addr).await?).max_decoding_message_size(64 << 20))
+/// A job-service client for the coordinator.
+pub(crate) async fn jobs(coordinator: &CoordinatorArg) -> Result<JobServiceClient<Channel>> {
+    Ok(JobServiceClient::new(channel(coordinator).await?).max_decoding_message_size(64 << 20))
 }
 
-/// A cluster-service client for `addr`.
-pub(crate) async fn cluster(addr: &str) -> Result<ClusterServiceClient<Channel>> {
-    Ok(ClusterServiceClient::new(channel(addr).await?))
+/// A cluster-service client for the coordinator.
+pub(crate) async fn cluster(coordinator: &CoordinatorArg) -> Result<ClusterServiceClient<Channel>> {
+    Ok(ClusterServiceClient::new(channel(coordinator).await?))
 }
 
 /// A unary request with the client deadline set.
@@ -77,7 +94,30 @@ pub(crate) fn request<T>(msg: T) -> tonic::Request<T> {
 /// Turns a gRPC status into an error that says what was refused and why, without the noise of
 /// tonic's Debug form.
 pub(crate) fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {} ({:?})", status.message(), status.code())
+    let mut detail = status.message().to_string();
+    // A broken connection arrives as a status whose message is only "transport error"; the
+    // reason (e.g. a TLS alert) is in its sources.
+    let mut source = std::error::Error::source(&status);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !detail.contains(&text) {
+            detail = format!("{detail}: {text}");
+        }
+        source = s.source();
+    }
+    let hint = match status.code() {
+        tonic::Code::Cancelled
+        | tonic::Code::Unknown
+        | tonic::Code::Unavailable
+        | tonic::Code::Internal
+            if status.metadata().is_empty() =>
+        {
+            " (the connection failed before the coordinator answered: if it uses TLS, give \
+             --tls-ca, and --tls-cert/--tls-key when it requires client certificates)"
+        }
+        _ => "",
+    };
+    anyhow::anyhow!("{what}: {detail} ({:?}){hint}", status.code())
 }
 
 /// A multi-threaded runtime for one command.

@@ -42,6 +42,8 @@ pub(crate) struct CoordinatorArgs {
     /// latest progress is always served from memory).
     #[arg(long, default_value_t = 1_000, value_name = "MS")]
     progress_interval_ms: u64,
+    #[command(flatten)]
+    tls: super::tls::ServerTlsArgs,
     /// Stop cleanly when stdin reaches end of file (used by `ringtrain local`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -50,7 +52,7 @@ pub(crate) struct CoordinatorArgs {
 /// Arguments of `ringtrain worker`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct WorkerArgs {
-    /// Coordinator gRPC address.
+    /// Coordinator gRPC address: host:port, http://host:port, or https://host:port (TLS).
     #[arg(long, env = "RINGTRAIN_COORDINATOR", default_value = super::DEFAULT_COORDINATOR)]
     coordinator: String,
     /// Address of this worker's collective peer endpoint (port 0: any free port).
@@ -74,6 +76,10 @@ pub(crate) struct WorkerArgs {
     timeline_dir: Option<PathBuf>,
     #[command(flatten)]
     sandbox: SandboxArgs,
+    /// TLS: the peer port and /metrics serve with --tls-cert/--tls-key (which must name the
+    /// advertised host), the coordinator and other workers are verified against --tls-ca.
+    #[command(flatten)]
+    tls: super::tls::ServerTlsArgs,
     /// Stop cleanly when stdin reaches end of file (used by `ringtrain local`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -172,6 +178,7 @@ pub(crate) fn coordinator(args: CoordinatorArgs) -> Result<()> {
             log_lines_per_job: args.log_retention,
             progress_interval: Duration::from_millis(args.progress_interval_ms),
         },
+        tls: args.tls.load()?,
     };
     super::runtime()?.block_on(async {
         let running = ringtrain_coordinator::Coordinator::start(config)
@@ -199,8 +206,9 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<()> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
         format!("{host}:{}", args.listen.port())
     });
+    let tls = args.tls.load()?;
     let config = ringtrain_worker::WorkerConfig {
-        coordinator: super::url(&args.coordinator),
+        coordinator: super::url(&args.coordinator, tls.is_some()),
         listen: args.listen,
         advertise_host: args.advertise.clone(),
         metrics_listen: args.metrics_listen,
@@ -208,6 +216,7 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<()> {
         name,
         timeline_dir: args.timeline_dir.clone(),
         roots: args.sandbox.roots("worker")?,
+        tls,
     };
     super::runtime()?.block_on(async {
         let running = ringtrain_worker::Worker::start(config)

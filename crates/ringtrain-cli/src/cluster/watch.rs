@@ -69,7 +69,7 @@ pub(crate) fn run(args: WatchArgs) -> Result<bool> {
         Output::Json => WatchMode::Events,
     };
     super::runtime()?.block_on(async {
-        let end = follow(&args.coordinator.coordinator, &args.job, mode, None).await?;
+        let end = follow(&args.coordinator, &args.job, mode, None).await?;
         Ok(end.succeeded())
     })
 }
@@ -80,7 +80,7 @@ pub(crate) fn run(args: WatchArgs) -> Result<bool> {
 /// # Errors
 /// The coordinator is unreachable (after [`RECONNECTS`] attempts) or does not know the job.
 pub(crate) async fn follow(
-    addr: &str,
+    coordinator: &super::CoordinatorArg,
     job_id: &str,
     mode: WatchMode,
     mut interrupt: Option<watch::Receiver<bool>>,
@@ -90,7 +90,7 @@ pub(crate) async fn follow(
     let mut cancelled = false;
     loop {
         let stream = async {
-            let mut client = super::jobs(addr).await?;
+            let mut client = super::jobs(coordinator).await?;
             let stream = client
                 .watch_job(WatchJobRequest {
                     job_id: job_id.to_string(),

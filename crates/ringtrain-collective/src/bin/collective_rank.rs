@@ -48,6 +48,7 @@ async fn run(args: HashMap<String, String>) -> Result<(), String> {
         rendezvous: get(&args, "rendezvous")?,
         session: get(&args, "session")?,
         setup_timeout: deadline,
+        tls: None,
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -5,7 +5,9 @@
 //! hand on accepted sockets, which tonic leaves alone). Messages are framed by hand
 //! ([`super::wire`], [`super::link`]) so payloads are never copied between the ring driver and the
 //! socket. A broken stream fails the whole transport with the peer's rank; an `Abort` frame carries
-//! a peer's cause.
+//! a peer's cause. With [`GrpcConfig::tls`] every link (and the rendezvous call) runs over TLS:
+//! each rank serves with its certificate and verifies the ranks it dials against the CA, and under
+//! mutual TLS refuses dialers without a certificate signed by it.
 
 use super::link::{self, Accept, PeerEndpoint, ReadError};
 use super::wire::{FrameDecoder, Outgoing, encode_data, encode_frame};
@@ -15,6 +17,7 @@ use crate::rendezvous;
 use crate::types::{Fingerprint, OpKind, WireDType};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use ringtrain_proto::tls::{self, TlsConfig};
 use ringtrain_proto::v1 as pb;
 use ringtrain_proto::v1::peer_frame::Body;
 use std::net::SocketAddr;
@@ -26,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::Server;
 
 /// HTTP/2 frame size: 16 MiB − 1, the protocol maximum (default 16 KiB halves throughput).
 const FRAME: u32 = (1 << 24) - 1;
@@ -54,6 +57,10 @@ pub struct GrpcConfig {
     pub session: String,
     /// Bound on the whole setup (rendezvous plus connecting every link).
     pub setup_timeout: Duration,
+    /// TLS for the peer endpoint, the links this rank dials and the rendezvous call (`None`:
+    /// plain TCP). Needs a certificate (the peer endpoint serves with it; it must name the
+    /// advertised host) and the CA the other ranks' certificates are signed by.
+    pub tls: Option<TlsConfig>,
 }
 
 type FrameTx = mpsc::Sender<Outgoing>;
@@ -311,8 +318,17 @@ impl GrpcTransport {
             }
             conn
         });
+        let mut builder = Server::builder();
+        if let Some(tls) = &cfg.tls {
+            let settings = tls.server().map_err(|e| {
+                CollectiveError::Transport(format!("rank {}: peer endpoint: {e}", cfg.rank))
+            })?;
+            builder = builder.tls_config(settings).map_err(|e| {
+                CollectiveError::Transport(format!("rank {}: peer endpoint TLS: {e}", cfg.rank))
+            })?;
+        }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = Server::builder()
+        let server = builder
             .max_frame_size(FRAME)
             .initial_stream_window_size(WINDOW)
             .initial_connection_window_size(WINDOW)
@@ -346,8 +362,9 @@ impl GrpcTransport {
             .clone()
             .unwrap_or_else(|| addr.ip().to_string());
         let me = format!("{host}:{}", addr.port());
-        let peers = rendezvous::join(
+        let peers = rendezvous::join_with(
             &cfg.rendezvous,
+            cfg.tls.as_ref(),
             &cfg.session,
             cfg.rank,
             cfg.world,
@@ -393,7 +410,7 @@ impl GrpcTransport {
 
     async fn dial(&self, cfg: &GrpcConfig, peer: u32, address: &str, wait: Duration) -> Result<()> {
         let lost = |detail: String| CollectiveError::PeerLost { rank: peer, detail };
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = tls::endpoint(address, cfg.tls.as_ref())
             .map_err(|e| lost(format!("bad address {address:?}: {e}")))?
             .tcp_nodelay(true)
             .max_frame_size(FRAME)
@@ -403,10 +420,12 @@ impl GrpcTransport {
             .keep_alive_timeout(Duration::from_secs(20))
             .keep_alive_while_idle(true)
             .connect_timeout(wait.max(Duration::from_millis(1)));
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| lost(format!("cannot dial {address}: {e}")))?;
+        let channel = endpoint.connect().await.map_err(|e| {
+            lost(format!(
+                "cannot dial {address}: {}",
+                rendezvous::error_chain(&e)
+            ))
+        })?;
         let (tx, rx) = mpsc::channel(LINK_DEPTH);
         let hello = frame(Body::Hello(pb::Hello {
             rank: cfg.rank,

@@ -316,6 +316,17 @@ mod tests {
     }
 
     #[test]
+    fn a_claimed_huge_length_is_refused_from_the_prefix_alone() {
+        // A forged prefix announcing a 4 GiB message: refused as soon as the 5 prefix bytes are
+        // in, before any of the claimed body is awaited or buffered.
+        let mut dec = FrameDecoder::new(64 << 20);
+        dec.push(Bytes::from_static(&[0, 0xff, 0xff, 0xff, 0xff]));
+        let e = dec.next_frame().unwrap_err();
+        assert!(e.contains("4294967295") && e.contains("exceeds"), "{e}");
+        assert_eq!(dec.queue.remaining(), 0, "nothing buffered");
+    }
+
+    #[test]
     fn refuses_oversized_compressed_and_garbage_messages() {
         let (head, body) = hand_encoded(&Bytes::from(vec![1u8; 100]));
         let mut dec = FrameDecoder::new(50);

@@ -48,6 +48,7 @@ pub async fn world(
                     rendezvous: rdv.addr().to_string(),
                     session: session.clone(),
                     setup_timeout: Duration::from_secs(20),
+                    tls: None,
                 })
             });
             let transports = futures::future::try_join_all(futs).await.unwrap();

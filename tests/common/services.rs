@@ -1,0 +1,277 @@
+//! Real coordinator and worker processes for end-to-end tests, with extra flags per kind of
+//! process (TLS files, credentials), so one harness runs a cluster plain, with TLS or with mutual
+//! TLS: [`Cluster::start_with`] takes a [`Flags`] and every client command gets the client flags.
+
+use super::ringtrain;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Extra command-line flags of each kind of process.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    /// Appended to `ringtrain coordinator`.
+    pub coordinator: Vec<String>,
+    /// Appended to `ringtrain worker`.
+    pub worker: Vec<String>,
+    /// Appended to every client command (`submit`, `status`, `workers`, ...).
+    pub client: Vec<String>,
+}
+
+/// A child service (coordinator or worker) started with `--stop-on-stdin-eof`.
+pub struct Service {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// The JSON ready line it printed (bound addresses).
+    pub ready: Value,
+    log: PathBuf,
+}
+
+impl Service {
+    /// Starts `ringtrain ARGS --stop-on-stdin-eof` (stderr to `log`) and waits for its ready
+    /// line; panics with the log when there is none.
+    pub fn start(args: &[String], log: PathBuf) -> Service {
+        let mut child = ringtrain()
+            .args(args)
+            .arg("--stop-on-stdin-eof")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("ringtrain starts");
+        let stdin = child.stdin.take();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: no ready line ({e}): {line:?}\nlog:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        Service {
+            child,
+            stdin,
+            ready,
+            log,
+        }
+    }
+
+    /// What the service logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops cleanly (stdin closed) and asserts a clean exit.
+    pub fn stop(mut self) {
+        self.stdin.take();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exit {status}; log:\n{}", self.log_text());
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "did not stop; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A coordinator and its workers on 127.0.0.1 (ephemeral ports) in a temporary directory.
+pub struct Cluster {
+    /// Holds the state file and the logs.
+    pub dir: tempfile::TempDir,
+    /// The coordinator process.
+    pub coordinator: Option<Service>,
+    /// The worker processes, in start order (named `test-<index>`).
+    pub workers: Vec<Service>,
+    /// The coordinator's gRPC address, `host:port`.
+    pub addr: String,
+    /// The flags every process of this cluster is started with.
+    pub flags: Flags,
+}
+
+impl Cluster {
+    /// A cluster with `workers` idle workers and `flags` on every process.
+    pub fn start_with(workers: usize, flags: Flags) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        let mut args: Vec<String> = [
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--state",
+            state.to_str().unwrap(),
+            "--lease-ms",
+            "3000",
+            "--heartbeat-wait-ms",
+            "300",
+            "--collective-timeout-ms",
+            "10000",
+            "--checksum-every",
+            "5",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(flags.coordinator.iter().cloned());
+        let coordinator = Service::start(&args, dir.path().join("coordinator.log"));
+        let addr = coordinator.ready["grpc"].as_str().unwrap().to_string();
+        let mut c = Cluster {
+            dir,
+            coordinator: Some(coordinator),
+            workers: Vec::new(),
+            addr,
+            flags,
+        };
+        for _ in 0..workers {
+            c.add_worker();
+        }
+        c.wait_idle_workers(workers);
+        c
+    }
+
+    /// Starts one more worker.
+    pub fn add_worker(&mut self) {
+        let i = self.workers.len();
+        let mut args: Vec<String> = [
+            "worker",
+            "--coordinator",
+            &self.addr,
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--name",
+            &format!("test-{i}"),
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(self.flags.worker.iter().cloned());
+        let svc = Service::start(&args, self.dir.path().join(format!("worker-{i}.log")));
+        self.workers.push(svc);
+    }
+
+    /// Runs a client command against this cluster with the cluster's client flags.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with(args, &self.flags.client)
+    }
+
+    /// Runs a client command against this cluster with the given client flags instead.
+    pub fn cli_with(&self, args: &[&str], client: &[String]) -> Output {
+        ringtrain()
+            .args(args)
+            .args(["--coordinator", &self.addr])
+            .args(client)
+            .output()
+            .expect("ringtrain runs")
+    }
+
+    /// [`Cluster::cli`], asserting success; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "ringtrain {args:?} failed\nstdout:\n{}\nstderr:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A client command with `--output json`, parsed.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let text = self.cli_ok(&all);
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    /// Submits a spec file; returns the job id.
+    pub fn submit(&self, spec: &Path) -> String {
+        let v = self.json(&["submit", spec.to_str().unwrap()]);
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls the job until `pred` holds, or panics after `secs` with the job and the logs.
+    pub fn wait_job(&self, id: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let job = self.json(&["status", id]);
+            if pred(&job) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} did not get there in {secs} s: {job:#}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits (up to 60 s) until `n` workers are registered and idle.
+    pub fn wait_idle_workers(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let workers = self.json(&["workers"]);
+            let idle = workers
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|w| w["state"] == "idle")
+                .count();
+            if idle >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{idle} of {n} workers idle: {workers:#}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every service's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Some(c) = &self.coordinator {
+            out += &format!("--- coordinator\n{}\n", c.log_text());
+        }
+        for (i, w) in self.workers.iter().enumerate() {
+            out += &format!("--- worker {i}\n{}\n", w.log_text());
+        }
+        out
+    }
+
+    /// Stops the workers, then the coordinator, asserting clean exits.
+    pub fn stop(mut self) {
+        for w in self.workers.drain(..) {
+            w.stop();
+        }
+        if let Some(c) = self.coordinator.take() {
+            c.stop();
+        }
+    }
+}
