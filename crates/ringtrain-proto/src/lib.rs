@@ -1,8 +1,10 @@
 //! The ringtrain wire API: Rust types and gRPC clients/servers generated from
 //! `proto/ringtrain/v1/*.proto` (package `ringtrain.v1`), plus the one table that maps library
-//! error categories to gRPC status codes. Byte fields are `bytes::Bytes`, so tensor payloads move
+//! error categories to gRPC status codes, and the credential helpers every service shares
+//! (`auth`). Byte fields are `bytes::Bytes`, so tensor payloads move
 //! without copies between the socket and the code that decodes them.
 
+pub mod auth;
 pub mod status;
 
 /// Generated code for package `ringtrain.v1`.

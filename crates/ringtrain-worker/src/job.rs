@@ -253,6 +253,7 @@ async fn execute(
         advertise_host: Some(host),
         rendezvous: rendezvous.clone(),
         session: a.session.clone(),
+        session_token: a.session_token.clone(),
         setup_timeout: deadline,
     };
     let incoming = ReceiverStream::new(shared.open_route());

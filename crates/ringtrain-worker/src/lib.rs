@@ -54,6 +54,8 @@ pub struct WorkerConfig {
     /// When set, every rank writes its Chrome-trace timeline
     /// `<dir>/<job>-rank<r>.trace.json` there.
     pub timeline_dir: Option<PathBuf>,
+    /// The cluster secret, presented at registration (required by a coordinator that has one).
+    pub cluster_secret: Option<ringtrain_proto::auth::Secret>,
 }
 
 /// Why a worker could not start or stopped with an error.

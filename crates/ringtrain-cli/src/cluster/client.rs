@@ -110,6 +110,7 @@ pub(crate) async fn submit_file(addr: &str, spec: &Path) -> Result<Job> {
 }
 
 pub(crate) fn submit(args: SubmitArgs) -> Result<bool> {
+    args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
         let job = submit_file(&args.coordinator.coordinator, &args.spec).await?;
         if args.watch {
@@ -141,6 +142,7 @@ pub(crate) fn submit(args: SubmitArgs) -> Result<bool> {
 }
 
 pub(crate) fn status(args: StatusArgs) -> Result<()> {
+    args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
         let mut client = super::jobs(&args.coordinator.coordinator).await?;
         match &args.job {
@@ -179,6 +181,7 @@ pub(crate) fn status(args: StatusArgs) -> Result<()> {
 }
 
 pub(crate) fn logs(args: LogsArgs) -> Result<()> {
+    args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
         let mut client = super::jobs(&args.coordinator.coordinator).await?;
         let mut after = 0;
@@ -224,6 +227,7 @@ pub(crate) fn logs(args: LogsArgs) -> Result<()> {
 }
 
 pub(crate) fn cancel(args: CancelArgs) -> Result<()> {
+    args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
         let mut client = super::jobs(&args.coordinator.coordinator).await?;
         let job = client
@@ -240,6 +244,7 @@ pub(crate) fn cancel(args: CancelArgs) -> Result<()> {
 }
 
 pub(crate) fn workers(args: WorkersArgs) -> Result<()> {
+    args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
         let mut client = super::cluster(&args.coordinator.coordinator).await?;
         let workers = client
