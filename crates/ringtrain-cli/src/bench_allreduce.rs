@@ -313,6 +313,7 @@ fn run_child(args: &BenchAllreduceArgs, rank: u32, sizes: &[u64]) -> anyhow::Res
                 .clone()
                 .context("--rendezvous is required with --rank")?,
             session: args.session.clone().unwrap_or_default(),
+            session_token: String::new(),
             setup_timeout: Duration::from_secs(60),
             tls,
         })

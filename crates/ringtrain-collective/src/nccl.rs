@@ -136,9 +136,11 @@ impl NcclCommunicator {
         } else {
             format!("nccl-rank-{rank}")
         };
+        // No session token yet: NCCL sessions run only on an unguarded rendezvous.
         let peers = rendezvous::join(
             &cfg.rendezvous,
             &cfg.session,
+            "",
             rank,
             cfg.world,
             &entry,

@@ -16,6 +16,7 @@ fn config(rank: u32, rendezvous: String, session: &str, tls: TlsConfig) -> GrpcC
         advertise_host: None,
         rendezvous,
         session: session.to_string(),
+        session_token: String::new(),
         setup_timeout: Duration::from_secs(5),
         tls: Some(tls),
     }

@@ -4,6 +4,7 @@
 //! effects are committed to SQLite in one transaction, and only then are workers woken, watchers
 //! told and the RPC answered.
 
+use crate::auth::{Auth, SessionGuard};
 use crate::machine::{Effect, JobChange, JobState, Machine, MachineConfig, MachineError};
 use crate::metrics::{self, Metrics};
 use crate::service::{self, ClusterApi, JobApi};
@@ -61,6 +62,12 @@ pub struct CoordinatorConfig {
     /// TLS for the gRPC port and the metrics endpoint (`None`: plain TCP). Client
     /// certificates are required when its `require_client_cert` is set.
     pub tls: Option<TlsConfig>,
+    /// The cluster secret workers must present to register; `None` lets anyone who can reach
+    /// the port register (a warning is logged when that port is not on loopback).
+    pub cluster_secret: Option<ringtrain_proto::auth::Secret>,
+    /// The users of the job API and their tokens; `None` lets anyone who can reach the port use
+    /// it (a warning is logged when that port is not on loopback).
+    pub client_tokens: Option<ringtrain_proto::auth::ClientTokens>,
 }
 
 /// Bounds on what the state database keeps per job (the `ringtrain coordinator --log-retention`
@@ -101,6 +108,8 @@ impl CoordinatorConfig {
             roots: ringtrain_spec::Roots::default(),
             retention: Retention::default(),
             tls: None,
+            cluster_secret: None,
+            client_tokens: None,
         }
     }
 }
@@ -131,6 +140,9 @@ pub enum CoordinatorError {
     /// The TLS settings cannot be used.
     #[error(transparent)]
     Tls(#[from] ringtrain_proto::tls::TlsError),
+    /// The credential key could not be drawn.
+    #[error(transparent)]
+    Auth(#[from] ringtrain_proto::auth::AuthError),
 }
 
 /// The coordinator's entry point.
@@ -183,6 +195,12 @@ impl Coordinator {
             .await
             .map_err(|e| CoordinatorError::Serve(format!("store task: {e}")))??;
         store.set_log_retention(config.retention.log_lines_per_job);
+        let key = store.credential_key(ringtrain_proto::auth::random_bytes()?)?;
+        let auth = Auth::new(
+            key,
+            config.cluster_secret.clone(),
+            config.client_tokens.clone(),
+        );
         let loaded = store.load()?;
         let (jobs, workers) = (loaded.jobs.len(), loaded.workers.len());
         let mut machine =
@@ -212,6 +230,7 @@ impl Coordinator {
             config: config.clone(),
             metrics,
             shutdown: shutdown_rx.clone(),
+            auth,
         });
 
         let listener =
@@ -255,7 +274,10 @@ impl Coordinator {
             .max_decoding_message_size(MAX_REQUEST_BYTES);
         let cluster_api = ClusterServiceServer::new(ClusterApi::new(shared.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
-        let rendezvous = ringtrain_collective::rendezvous::RendezvousServer::new()
+        let guard = Arc::new(SessionGuard {
+            shared: Arc::downgrade(&shared),
+        });
+        let rendezvous = ringtrain_collective::rendezvous::RendezvousServer::guarded(guard)
             .into_service()
             .max_decoding_message_size(MAX_REQUEST_BYTES);
         let mut stop = shutdown_rx.clone();
@@ -285,6 +307,7 @@ impl Coordinator {
                 .map_err(|e| CoordinatorError::Serve(e.to_string()))
         });
 
+        warn_if_open(&config, grpc_addr);
         let ticker = tokio::spawn(ticker(shared.clone(), shutdown_rx));
         tracing::info!(%grpc_addr, metrics = ?metrics_task.as_ref().map(|m| m.0), tls = config.tls.is_some(), "coordinator listening");
         Ok(RunningCoordinator {
@@ -409,6 +432,25 @@ impl Drop for RunningCoordinator {
     }
 }
 
+/// Says loudly when a port others can reach takes calls from anyone.
+fn warn_if_open(config: &CoordinatorConfig, addr: SocketAddr) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    if config.cluster_secret.is_none() {
+        tracing::warn!(
+            %addr,
+            "NO CLUSTER SECRET on a non-loopback address: anyone who can reach this port can register as a worker and receive job specs; pass --cluster-secret-file"
+        );
+    }
+    if config.client_tokens.is_none() {
+        tracing::warn!(
+            %addr,
+            "NO CLIENT TOKENS on a non-loopback address: anyone who can reach this port can submit, list and cancel jobs; pass --client-tokens-file"
+        );
+    }
+}
+
 /// Expires leases and runs recorder upkeep, several times per lease.
 async fn ticker(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let period =
@@ -494,6 +536,8 @@ pub(crate) struct Shared {
     pub(crate) config: CoordinatorConfig,
     pub(crate) metrics: Metrics,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Credential checks of every service.
+    pub(crate) auth: Auth,
 }
 
 impl Shared {

@@ -1,7 +1,8 @@
 //! gRPC adapters: `JobService` for clients and `ClusterService` for workers
 //! (`proto/ringtrain/v1/{job,cluster}.proto`). Each handler validates its request, turns it into
 //! one state-machine event through [`Shared::apply`] (durable before the answer) and converts
-//! the result to wire types. Every call runs in a `coordinator.rpc{method}` span and is timed in
+//! the result to wire types. Every handler first checks the caller's credential (see `auth`):
+//! a refused call never reaches the machine. Every call runs in a `coordinator.rpc{method}` span and is timed in
 //! `ringtrain_coordinator_rpc_duration_seconds{method}`.
 
 use crate::limits::{
@@ -166,11 +167,12 @@ impl JobService for JobApi {
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         rpc(&self.shared, "SubmitJob", async {
+            let user = self.shared.auth.client(request.metadata())?;
             let new = new_job(request.into_inner(), &self.shared.config.roots)?;
             let name = new.name.clone();
             let id = self.shared.apply(|m, now| Ok(m.submit(new, now)))?;
             self.shared.metrics.submitted();
-            tracing::info!(job = %id, name = %name, "job submitted");
+            tracing::info!(job = %id, name = %name, user = user.as_deref().unwrap_or("-"), "job submitted");
             Ok(Response::new(pb::SubmitJobResponse {
                 job: Some(self.job(id.as_str())?),
             }))
@@ -183,6 +185,7 @@ impl JobService for JobApi {
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
         rpc(&self.shared, "GetJob", async {
+            self.shared.auth.client(request.metadata())?;
             Ok(Response::new(self.job(&request.into_inner().job_id)?))
         })
         .await
@@ -193,6 +196,7 @@ impl JobService for JobApi {
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         rpc(&self.shared, "ListJobs", async {
+            self.shared.auth.client(request.metadata())?;
             let req = request.into_inner();
             check_count("states", req.states.len(), MAX_STATE_FILTERS)?;
             let mut states = Vec::new();
@@ -264,6 +268,7 @@ impl JobService for JobApi {
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
         rpc(&self.shared, "CancelJob", async {
+            self.shared.auth.client(request.metadata())?;
             let req = request.into_inner();
             check_len("job_id", &req.job_id, MAX_ID_BYTES)?;
             check_len("reason", &req.reason, MAX_REASON_BYTES)?;
@@ -282,6 +287,7 @@ impl JobService for JobApi {
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         rpc(&self.shared, "WatchJob", async {
+            self.shared.auth.client(request.metadata())?;
             let id = request.into_inner().job_id;
             check_len("job_id", &id, MAX_ID_BYTES)?;
             let id = JobId::new(id);
@@ -303,6 +309,7 @@ impl JobService for JobApi {
         request: Request<pb::GetJobLogsRequest>,
     ) -> Result<Response<pb::GetJobLogsResponse>, Status> {
         rpc(&self.shared, "GetJobLogs", async {
+            self.shared.auth.client(request.metadata())?;
             let req = request.into_inner();
             check_len("job_id", &req.job_id, MAX_ID_BYTES)?;
             let id = JobId::new(req.job_id);
@@ -447,6 +454,7 @@ impl ClusterService for ClusterApi {
         request: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
         rpc(&self.shared, "RegisterWorker", async {
+            self.shared.auth.register(request.metadata())?;
             let req = request.into_inner();
             check_name("name", &req.name, false)?;
             check_name("version", &req.version, false)?;
@@ -478,6 +486,7 @@ impl ClusterService for ClusterApi {
             let id = self.shared.apply(|m, now| Ok(m.register(new, now)))?;
             tracing::info!(worker = %id, name = %name, peer = %peer, "worker registered");
             Ok(Response::new(pb::RegisterWorkerResponse {
+                credential: self.shared.auth.worker_credential(&id),
                 worker_id: id.to_string(),
                 lease_ms: ms(self.shared.config.lease) as u64,
                 heartbeat_wait_ms: ms(self.shared.config.heartbeat_wait) as u64,
@@ -492,6 +501,9 @@ impl ClusterService for ClusterApi {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         rpc(&self.shared, "Heartbeat", async {
+            self.shared
+                .auth
+                .worker(request.metadata(), &request.get_ref().worker_id)?;
             let req = request.into_inner();
             check_len("worker_id", &req.worker_id, MAX_ID_BYTES)?;
             check_count("running", req.running.len(), MAX_RUNNING_RANKS)?;
@@ -530,7 +542,14 @@ impl ClusterService for ClusterApi {
                 );
             }
             Ok(Response::new(pb::HeartbeatResponse {
-                start: cmds.start.iter().map(assignment_to_proto).collect(),
+                start: cmds
+                    .start
+                    .iter()
+                    .map(|a| pb::Assignment {
+                        session_token: self.shared.auth.session_token(&a.session),
+                        ..assignment_to_proto(a)
+                    })
+                    .collect(),
                 stop: cmds
                     .stop
                     .into_iter()
@@ -550,6 +569,9 @@ impl ClusterService for ClusterApi {
         request: Request<pb::ReportProgressRequest>,
     ) -> Result<Response<pb::ReportProgressResponse>, Status> {
         rpc(&self.shared, "ReportProgress", async {
+            self.shared
+                .auth
+                .worker(request.metadata(), &request.get_ref().worker_id)?;
             let req = request.into_inner();
             let phase = match pb::RankPhase::try_from(req.phase) {
                 Ok(pb::RankPhase::Unspecified) => None,
@@ -601,6 +623,9 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<pb::ReportResultResponse>, Status> {
         rpc(&self.shared, "ReportResult", async {
             use pb::report_result_request::Outcome;
+            self.shared
+                .auth
+                .worker(request.metadata(), &request.get_ref().worker_id)?;
             let req = request.into_inner();
             check_len("worker_id", &req.worker_id, MAX_ID_BYTES)?;
             check_len("job_id", &req.job_id, MAX_ID_BYTES)?;
@@ -645,9 +670,11 @@ impl ClusterService for ClusterApi {
 
     async fn list_workers(
         &self,
-        _request: Request<pb::ListWorkersRequest>,
+        request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         rpc(&self.shared, "ListWorkers", async {
+            // A client call (`ringtrain workers`), so a client token, not a worker credential.
+            self.shared.auth.client(request.metadata())?;
             let core = self.shared.read()?;
             Ok(Response::new(pb::ListWorkersResponse {
                 workers: core.machine.workers().map(worker_to_proto).collect(),
@@ -816,6 +843,8 @@ fn assignment_to_proto(a: &Assignment) -> pb::Assignment {
         rendezvous: String::new(),
         collective_timeout_ms: a.collective_timeout_ms,
         checksum_every: a.checksum_every,
+        // Filled in by the caller, which holds the key.
+        session_token: String::new(),
     }
 }
 

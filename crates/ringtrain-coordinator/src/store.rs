@@ -4,9 +4,10 @@
 //! them, so an acknowledged transition is never lost.
 //!
 //! Tables: `jobs` (one row per job: spec, state, reason, ranks, progress, result), `transitions`
-//! (every state change with its time), `job_logs` (each job's log lines) and `workers` (every
+//! (every state change with its time), `job_logs` (each job's log lines), `workers` (every
 //! worker ever registered; rows are never deleted, so ids are never reused, also across
-//! restarts). The file is marked with `PRAGMA application_id` and versioned with
+//! restarts) and `secrets` (the random key worker credentials and session tokens are derived
+//! from, so they stay valid across restarts; see [`Store::credential_key`]). The file is marked with `PRAGMA application_id` and versioned with
 //! `PRAGMA user_version`: a file of another application, a newer schema or a non-database file is
 //! refused with an error saying which.
 
@@ -25,14 +26,24 @@ use std::time::Duration;
 pub const APPLICATION_ID: i32 = 0x5254_726e;
 
 /// Schema version this build reads and writes (`PRAGMA user_version`). Version 1 files (before
-/// `jobs.max_restarts`) are migrated in place when opened.
-pub const SCHEMA_VERSION: i32 = 2;
+/// `jobs.max_restarts`) and version 2 files (before `secrets`) are migrated in place when opened.
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Upgrades a version 1 file: jobs submitted before restarts existed get none.
 const MIGRATE_1_TO_2: &str = "BEGIN;
 ALTER TABLE jobs ADD COLUMN max_restarts INTEGER NOT NULL DEFAULT 0;
 PRAGMA user_version = 2;
 COMMIT;";
+
+/// Upgrades a version 2 file: adds the `secrets` table (its key is drawn on first use, so
+/// workers registered before the upgrade have no credential and register again).
+const MIGRATE_2_TO_3: &str = "BEGIN;
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+PRAGMA user_version = 3;
+COMMIT;";
+
+/// Name of the credential key's row in `secrets`.
+const CREDENTIAL_KEY: &str = "credential_key";
 
 /// Why the state database cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +241,10 @@ CREATE TABLE workers (
     lost_ms INTEGER,
     lost_reason TEXT
 );
+CREATE TABLE secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 ";
 
 impl Store {
@@ -296,9 +311,13 @@ impl Store {
                 found: version,
                 supported: SCHEMA_VERSION,
             });
-        } else if version == 1 {
-            store.conn.execute_batch(MIGRATE_1_TO_2).map_err(sql)?;
-            tracing::info!(path = %path.display(), "state database migrated from schema 1 to 2");
+        } else if version == 1 || version == 2 {
+            if version == 1 {
+                store.conn.execute_batch(MIGRATE_1_TO_2).map_err(sql)?;
+                tracing::info!(path = %path.display(), "state database migrated from schema 1 to 2");
+            }
+            store.conn.execute_batch(MIGRATE_2_TO_3).map_err(sql)?;
+            tracing::info!(path = %path.display(), "state database migrated from schema 2 to 3");
         } else if version != SCHEMA_VERSION {
             return Err(StoreError::Corrupt {
                 path: path.to_path_buf(),
@@ -349,6 +368,44 @@ impl Store {
     /// line deletes its lines older than the newest `lines`.
     pub fn set_log_retention(&mut self, lines: u64) {
         self.log_retention = lines.max(1);
+    }
+
+    /// The key worker credentials and session tokens are derived from: the stored one, or
+    /// `fresh` (random bytes from the caller), stored now, when the file has none yet. Keeping it
+    /// in the state file is what lets a restarted coordinator recognise the workers and sessions
+    /// it issued credentials to.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`] when it cannot be read or written, [`StoreError::Corrupt`] for a
+    /// stored key that is not 32 bytes.
+    pub fn credential_key(&mut self, fresh: [u8; 32]) -> Result<[u8; 32], StoreError> {
+        let stored: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT value FROM secrets WHERE name = ?1",
+                [CREDENTIAL_KEY],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(|e| self.err(e))?;
+        match stored {
+            Some(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                self.corrupt(format!("credential key is {} bytes, not 32", bytes.len()))
+            }),
+            None => {
+                self.conn
+                    .execute(
+                        "INSERT INTO secrets (name, value) VALUES (?1, ?2)",
+                        params![CREDENTIAL_KEY, fresh.as_slice()],
+                    )
+                    .map_err(|e| self.err(e))?;
+                Ok(fresh)
+            }
+        }
     }
 
     /// The database file.
@@ -1034,14 +1091,14 @@ mod tests {
             matches!(
                 err,
                 StoreError::NewerSchema {
-                    found: 3,
-                    supported: 2,
+                    found: 4,
+                    supported: 3,
                     ..
                 }
             ),
             "{err}"
         );
-        assert!(err.to_string().contains("schema version 3"));
+        assert!(err.to_string().contains("schema version 4"));
     }
 
     #[test]
@@ -1083,6 +1140,37 @@ mod tests {
         let j = jobs.iter().find(|j| j.id == job).unwrap();
         assert_eq!(j.max_restarts, 0);
         assert_eq!(j.state, JobState::Queued);
+    }
+
+    #[test]
+    fn a_version_2_file_is_migrated_and_gets_one_credential_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut store = Store::open(&path).unwrap();
+        let mut m = Machine::new(config());
+        let job = submit(&mut m, &mut store, 1, 1);
+        let worker = register(&mut m, &mut store, 2);
+        drop(store);
+        // Make the file what a schema 2 coordinator wrote: no secrets table.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE secrets; PRAGMA user_version = 2;")
+            .unwrap();
+        drop(conn);
+        let mut store = Store::open(&path).unwrap();
+        let version: i32 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let loaded = store.load().unwrap();
+        assert!(loaded.jobs.iter().any(|j| j.id == job));
+        assert!(loaded.workers.iter().any(|w| w.id == worker));
+        // The first key offered is kept; later offers (other restarts) get the same one back.
+        let key = store.credential_key([7; 32]).unwrap();
+        assert_eq!(key, [7; 32]);
+        drop(store);
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.credential_key([9; 32]).unwrap(), [7; 32]);
     }
 
     #[test]

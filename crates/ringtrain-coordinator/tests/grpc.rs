@@ -66,6 +66,20 @@ async fn start(dir: &Path, lease_ms: u64) -> RunningCoordinator {
 struct Clients {
     jobs: JobServiceClient<Channel>,
     cluster: ClusterServiceClient<Channel>,
+    /// Credential of every fake worker registered through these clients.
+    creds: std::collections::HashMap<String, String>,
+}
+
+/// A worker call carrying `worker`'s credential (empty when it never registered here).
+fn as_worker<T>(c: &Clients, worker: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(cred) = c.creds.get(worker) {
+        request.metadata_mut().insert(
+            ringtrain_proto::auth::WORKER_CREDENTIAL_HEADER,
+            cred.parse().unwrap(),
+        );
+    }
+    request
 }
 
 async fn clients(c: &RunningCoordinator) -> Clients {
@@ -73,6 +87,7 @@ async fn clients(c: &RunningCoordinator) -> Clients {
     Clients {
         jobs: JobServiceClient::connect(url.clone()).await.unwrap(),
         cluster: ClusterServiceClient::connect(url).await.unwrap(),
+        creds: Default::default(),
     }
 }
 
@@ -100,7 +115,8 @@ async fn get(c: &mut Clients, id: &str) -> Job {
 }
 
 async fn register(c: &mut Clients, port: u16) -> String {
-    c.cluster
+    let resp = c
+        .cluster
         .register_worker(RegisterWorkerRequest {
             protocol_version: ProtocolVersion::Current as u32,
             version: "0.1.0".into(),
@@ -115,13 +131,20 @@ async fn register(c: &mut Clients, port: u16) -> String {
         })
         .await
         .expect("registered")
-        .into_inner()
-        .worker_id
+        .into_inner();
+    assert!(
+        resp.credential.len() >= 32,
+        "a credential of 128 bits or more"
+    );
+    c.creds.insert(resp.worker_id.clone(), resp.credential);
+    resp.worker_id
 }
 
 async fn heartbeat(c: &mut Clients, worker: &str, running: &[(&str, u32)]) -> HeartbeatResponse {
-    c.cluster
-        .heartbeat(HeartbeatRequest {
+    let request = as_worker(
+        c,
+        worker,
+        HeartbeatRequest {
             worker_id: worker.into(),
             running: running
                 .iter()
@@ -131,7 +154,10 @@ async fn heartbeat(c: &mut Clients, worker: &str, running: &[(&str, u32)]) -> He
                     rank: *rank,
                 })
                 .collect(),
-        })
+        },
+    );
+    c.cluster
+        .heartbeat(request)
         .await
         .expect("heartbeat")
         .into_inner()
@@ -159,8 +185,10 @@ async fn progress(
     phase: RankPhase,
     step: u64,
 ) -> ReportProgressResponse {
-    c.cluster
-        .report_progress(ReportProgressRequest {
+    let request = as_worker(
+        c,
+        worker,
+        ReportProgressRequest {
             worker_id: worker.into(),
             job_id: a.job_id.clone(),
             attempt: a.attempt,
@@ -183,21 +211,29 @@ async fn progress(
                 level: LogLevel::Info as i32,
                 message: format!("rank {} at step {step}", a.rank),
             }],
-        })
+        },
+    );
+    c.cluster
+        .report_progress(request)
         .await
         .expect("progress")
         .into_inner()
 }
 
 async fn result(c: &mut Clients, worker: &str, a: &Assignment, outcome: Outcome) {
-    c.cluster
-        .report_result(ReportResultRequest {
+    let request = as_worker(
+        c,
+        worker,
+        ReportResultRequest {
             worker_id: worker.into(),
             job_id: a.job_id.clone(),
             attempt: a.attempt,
             rank: a.rank,
             outcome: Some(outcome),
-        })
+        },
+    );
+    c.cluster
+        .report_result(request)
         .await
         .expect("result accepted");
 }
@@ -470,6 +506,7 @@ async fn lease_expiry_fails_the_job_naming_the_rank_worker_and_address() {
     // Worker 0 keeps heartbeating, worker 1 falls silent.
     let hb = {
         let mut c0 = clients(&coord).await;
+        c0.creds = c.creds.clone();
         let id = job.id.clone();
         let w0 = w0.clone();
         tokio::spawn(async move {
@@ -487,14 +524,15 @@ async fn lease_expiry_fails_the_job_naming_the_rank_worker_and_address() {
         "{}",
         failed.reason
     );
-    let err = c
-        .cluster
-        .heartbeat(HeartbeatRequest {
+    let request = as_worker(
+        &c,
+        &w1,
+        HeartbeatRequest {
             worker_id: w1.clone(),
             running: vec![],
-        })
-        .await
-        .unwrap_err();
+        },
+    );
+    let err = c.cluster.heartbeat(request).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     coord.shutdown().await.unwrap();
 }
@@ -620,7 +658,7 @@ async fn bad_requests_get_the_documented_codes_and_the_server_survives() {
     let err = c
         .cluster
         .register_worker(RegisterWorkerRequest {
-            protocol_version: 2,
+            protocol_version: 99,
             version: "9.9.9".into(),
             name: "future".into(),
             peer_address: "127.0.0.1:45000".into(),
@@ -631,7 +669,7 @@ async fn bad_requests_get_the_documented_codes_and_the_server_survives() {
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(
-        err.message().contains("version 2") && err.message().contains("version 1"),
+        err.message().contains("version 99") && err.message().contains("version 2"),
         "{}",
         err.message()
     );
@@ -640,7 +678,7 @@ async fn bad_requests_get_the_documented_codes_and_the_server_survives() {
     let err = c
         .cluster
         .register_worker(RegisterWorkerRequest {
-            protocol_version: 1,
+            protocol_version: ProtocolVersion::Current as u32,
             peer_address: "no-port".into(),
             ..Default::default()
         })
@@ -648,7 +686,8 @@ async fn bad_requests_get_the_documented_codes_and_the_server_survives() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
-    // Unknown worker heartbeat: NOT_FOUND (the worker registers again).
+    // A heartbeat without the worker's credential: UNAUTHENTICATED before anything else (a
+    // worker that gets it registers again).
     let err = c
         .cluster
         .heartbeat(HeartbeatRequest {
@@ -657,7 +696,7 @@ async fn bad_requests_get_the_documented_codes_and_the_server_survives() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(err.code(), Code::Unauthenticated);
 
     // Still serving.
     let job = submit(&mut c, 1).await;
@@ -713,11 +752,13 @@ async fn a_restarted_coordinator_lists_every_job_and_keeps_queued_ones_queued() 
     let a = assignment(&mut c, &w).await;
     progress(&mut c, &w, &a, RankPhase::Training, 1).await;
     // Dropped without a graceful shutdown: only what was acknowledged is in the file.
+    let creds = c.creds.clone();
     drop(c);
     drop(coord);
 
     let coord = start(dir.path(), 1_000).await;
     let mut c = clients(&coord).await;
+    c.creds = creds;
     let jobs = c
         .jobs
         .list_jobs(ListJobsRequest::default())
@@ -739,6 +780,18 @@ async fn a_restarted_coordinator_lists_every_job_and_keeps_queued_ones_queued() 
         "{}",
         failed.reason
     );
+    // The credential issued before the restart is still recognised: the worker is told it is
+    // lost (NOT_FOUND, so it registers again), not that it is an impostor.
+    let request = as_worker(
+        &c,
+        &w,
+        HeartbeatRequest {
+            worker_id: w.clone(),
+            running: vec![],
+        },
+    );
+    let err = c.cluster.heartbeat(request).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
     // Ids continue.
     assert_eq!(register(&mut c, 47_001).await, "w-2");
     assert_eq!(submit(&mut c, 1).await.id, "job-3");
@@ -766,8 +819,10 @@ async fn a_watcher_that_falls_behind_still_gets_the_final_state() {
     // every HTTP/2 buffer hold, while the watcher reads nothing.
     let produced = 2_000;
     for step in 0..produced {
-        c.cluster
-            .report_progress(ReportProgressRequest {
+        let request = as_worker(
+            &c,
+            &w,
+            ReportProgressRequest {
                 worker_id: w.clone(),
                 job_id: a.job_id.clone(),
                 attempt: 1,
@@ -779,9 +834,9 @@ async fn a_watcher_that_falls_behind_still_gets_the_final_state() {
                     ..Default::default()
                 }],
                 ..Default::default()
-            })
-            .await
-            .unwrap();
+            },
+        );
+        c.cluster.report_progress(request).await.unwrap();
     }
     result(&mut c, &w, &a, success(0)).await;
     let mut last = None;

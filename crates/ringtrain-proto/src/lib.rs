@@ -1,9 +1,11 @@
 //! The ringtrain wire API: Rust types and gRPC clients/servers generated from
 //! `proto/ringtrain/v1/*.proto` (package `ringtrain.v1`), plus the one table that maps library
-//! error categories to gRPC status codes, and the TLS settings ([`tls`]) every server and client
-//! of the cluster is built with. Byte fields are `bytes::Bytes`, so tensor payloads move
+//! error categories to gRPC status codes, the TLS settings ([`tls`]) every server and client of
+//! the cluster is built with, and the credential helpers every service shares ([`auth`]). Byte
+//! fields are `bytes::Bytes`, so tensor payloads move
 //! without copies between the socket and the code that decodes them.
 
+pub mod auth;
 pub mod status;
 pub mod tls;
 

@@ -21,10 +21,14 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// A bug or unexpected condition on the serving side.
     Internal,
+    /// The caller did not prove who it is (missing or wrong secret, token or credential).
+    Unauthenticated,
+    /// The caller is known but may not do this.
+    PermissionDenied,
 }
 
 /// The table: every [`ErrorKind`] and its gRPC code, in both directions.
-const TABLE: [(ErrorKind, Code); 7] = [
+const TABLE: [(ErrorKind, Code); 9] = [
     (ErrorKind::InvalidArgument, Code::InvalidArgument),
     (ErrorKind::NotFound, Code::NotFound),
     (ErrorKind::DeadlineExceeded, Code::DeadlineExceeded),
@@ -32,6 +36,8 @@ const TABLE: [(ErrorKind, Code); 7] = [
     (ErrorKind::Aborted, Code::Aborted),
     (ErrorKind::FailedPrecondition, Code::FailedPrecondition),
     (ErrorKind::Internal, Code::Internal),
+    (ErrorKind::Unauthenticated, Code::Unauthenticated),
+    (ErrorKind::PermissionDenied, Code::PermissionDenied),
 ];
 
 /// The gRPC code for an error category.

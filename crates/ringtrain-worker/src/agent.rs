@@ -8,6 +8,7 @@ use crate::job::{self, JobControl, StopCause};
 use crate::metrics::WorkerMetrics;
 use crate::{WorkerConfig, WorkerError};
 use ringtrain_core::WorkerId;
+use ringtrain_proto::auth::{self, Secret};
 use ringtrain_proto::v1 as pb;
 use ringtrain_proto::v1::cluster_service_client::ClusterServiceClient;
 use std::future::Future;
@@ -18,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tracing::Instrument;
 
@@ -35,10 +37,40 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 /// Accepted peer connections queued for the current rank's transport.
 const ROUTE_DEPTH: usize = 64;
 
+/// Adds this worker's credential (issued at registration; empty before) to every call.
+#[derive(Clone, Default)]
+pub(crate) struct Credential(Arc<Mutex<String>>);
+
+impl Credential {
+    fn set(&self, credential: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = credential;
+    }
+}
+
+impl tonic::service::Interceptor for Credential {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let credential = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !credential.is_empty() {
+            auth::set_header(
+                request.metadata_mut(),
+                auth::WORKER_CREDENTIAL_HEADER,
+                &credential,
+            );
+        }
+        Ok(request)
+    }
+}
+
+/// The cluster service client, with the worker's credential on every call.
+pub(crate) type Client = ClusterServiceClient<InterceptedService<Channel, Credential>>;
+
 /// Everything the worker's tasks share.
 pub(crate) struct Shared {
     pub(crate) config: WorkerConfig,
-    pub(crate) client: ClusterServiceClient<Channel>,
+    pub(crate) client: Client,
     id: Mutex<WorkerId>,
     /// Where the peer endpoint listens.
     pub(crate) peer_addr: SocketAddr,
@@ -281,16 +313,29 @@ async fn register_once(
             memory_bytes: 0,
         }),
     };
+    let mut request = tonic::Request::new(request);
+    if let Some(secret) = &shared_parts.cluster_secret {
+        auth::set_header(
+            request.metadata_mut(),
+            auth::CLUSTER_SECRET_HEADER,
+            secret.expose(),
+        );
+    }
     let mut client = shared_parts.client.clone();
     match tokio::time::timeout(REGISTER_DEADLINE, client.register_worker(request)).await {
         Err(_) => Err(RegisterError::Transient(format!(
             "no answer within {REGISTER_DEADLINE:?}"
         ))),
-        Ok(Ok(resp)) => Ok(resp.into_inner()),
+        Ok(Ok(resp)) => {
+            let resp = resp.into_inner();
+            shared_parts.credential.set(resp.credential.clone());
+            Ok(resp)
+        }
         Ok(Err(status)) => match status.code() {
-            Code::FailedPrecondition | Code::InvalidArgument | Code::PermissionDenied => {
-                Err(RegisterError::Refused(status.message().to_string()))
-            }
+            Code::FailedPrecondition
+            | Code::InvalidArgument
+            | Code::PermissionDenied
+            | Code::Unauthenticated => Err(RegisterError::Refused(status.message().to_string())),
             _ => Err(RegisterError::Transient(format!(
                 "{:?}: {}",
                 status.code(),
@@ -303,7 +348,11 @@ async fn register_once(
 /// What a registration sends.
 #[derive(Clone)]
 struct RegisterParts {
-    client: ClusterServiceClient<Channel>,
+    client: Client,
+    /// Proves membership at registration (when the coordinator has one).
+    cluster_secret: Option<Secret>,
+    /// Where the issued credential goes (the client's interceptor reads it).
+    credential: Credential,
     url: String,
     name: String,
     peer_address: String,
@@ -380,7 +429,9 @@ impl Worker {
             })?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
-        let client = ClusterServiceClient::new(endpoint.connect_lazy());
+        let credential = Credential::default();
+        let client =
+            ClusterServiceClient::with_interceptor(endpoint.connect_lazy(), credential.clone());
         let peer_listener =
             TcpListener::bind(config.listen)
                 .await
@@ -431,6 +482,8 @@ impl Worker {
         let advertise_host = advertise_host(&config, &coordinator_host_port).await?;
         let parts = RegisterParts {
             client: client.clone(),
+            cluster_secret: config.cluster_secret.clone(),
+            credential,
             url: config.coordinator.clone(),
             name: config.name.clone(),
             peer_address: join_host_port(&advertise_host, peer_addr.port()),
@@ -608,7 +661,9 @@ async fn heartbeat_loop(
                 }
                 continue;
             }
-            Ok(Err(status)) if status.code() == Code::NotFound => {
+            // UNAUTHENTICATED: a coordinator that cannot check this worker's credential (one
+            // upgraded from a version without credentials); a new registration gets one.
+            Ok(Err(status)) if matches!(status.code(), Code::NotFound | Code::Unauthenticated) => {
                 tracing::warn!(
                     worker = %shared.worker_id(),
                     reason = status.message(),

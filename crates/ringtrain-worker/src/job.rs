@@ -297,6 +297,7 @@ async fn execute(
         advertise_host: Some(host),
         rendezvous: rendezvous.clone(),
         session: a.session.clone(),
+        session_token: a.session_token.clone(),
         setup_timeout: deadline,
         tls: shared.config.tls.clone(),
     };

@@ -63,6 +63,8 @@ pub struct WorkerConfig {
     /// coordinator and other workers are verified against its CA, and its certificate is the
     /// client certificate under mutual TLS. Needs both a certificate and a CA.
     pub tls: Option<ringtrain_proto::tls::TlsConfig>,
+    /// The cluster secret, presented at registration (required by a coordinator that has one).
+    pub cluster_secret: Option<ringtrain_proto::auth::Secret>,
 }
 
 /// Why a worker could not start or stopped with an error.

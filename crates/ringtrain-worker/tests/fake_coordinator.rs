@@ -60,10 +60,11 @@ impl ClusterService for Fake {
         s.registrations.push(request.into_inner());
         self.changed.notify_waiters();
         Ok(Response::new(pb::RegisterWorkerResponse {
-            worker_id: id,
+            worker_id: id.clone(),
             lease_ms: 10_000,
             heartbeat_wait_ms: 200,
             coordinator_version: "fake".into(),
+            credential: format!("credential-of-{id}"),
         }))
     }
 
@@ -71,7 +72,19 @@ impl ClusterService for Fake {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        // Every later call carries the credential registration issued.
+        let presented = request
+            .metadata()
+            .get(ringtrain_proto::auth::WORKER_CREDENTIAL_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let req = request.into_inner();
+        if presented.as_deref() != Some(format!("credential-of-{}", req.worker_id).as_str()) {
+            return Err(Status::unauthenticated(format!(
+                "worker {} presented {presented:?}",
+                req.worker_id
+            )));
+        }
         {
             let mut s = self.state.lock().unwrap();
             if let Some(i) = s.forget.iter().position(|w| *w == req.worker_id) {
@@ -197,6 +210,7 @@ fn config(url: &str, timeline: Option<PathBuf>) -> WorkerConfig {
         timeline_dir: timeline,
         roots: ringtrain_spec::Roots::default(),
         tls: None,
+        cluster_secret: None,
     }
 }
 
@@ -257,6 +271,7 @@ fn assignment(
         rendezvous: String::new(),
         collective_timeout_ms: 20_000,
         checksum_every: 5,
+        session_token: String::new(),
     }
 }
 

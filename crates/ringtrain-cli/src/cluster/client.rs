@@ -110,6 +110,7 @@ pub(crate) async fn submit_file(coordinator: &CoordinatorArg, spec: &Path) -> Re
 }
 
 pub(crate) fn submit(args: SubmitArgs) -> Result<bool> {
+    args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
         let job = submit_file(&args.coordinator, &args.spec).await?;
         if args.watch {
@@ -141,6 +142,7 @@ pub(crate) fn submit(args: SubmitArgs) -> Result<bool> {
 }
 
 pub(crate) fn status(args: StatusArgs) -> Result<()> {
+    args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
         let mut client = super::jobs(&args.coordinator).await?;
         match &args.job {
@@ -201,6 +203,7 @@ pub(crate) async fn list_all_jobs(
 }
 
 pub(crate) fn logs(args: LogsArgs) -> Result<()> {
+    args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
         let mut client = super::jobs(&args.coordinator).await?;
         let mut after = 0;
@@ -255,6 +258,7 @@ pub(crate) fn logs(args: LogsArgs) -> Result<()> {
 }
 
 pub(crate) fn cancel(args: CancelArgs) -> Result<()> {
+    args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
         let mut client = super::jobs(&args.coordinator).await?;
         let job = client
@@ -276,6 +280,7 @@ pub(crate) fn cancel(args: CancelArgs) -> Result<()> {
 }
 
 pub(crate) fn workers(args: WorkersArgs) -> Result<()> {
+    args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
         let mut client = super::cluster(&args.coordinator).await?;
         let workers = client

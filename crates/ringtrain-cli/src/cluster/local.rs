@@ -2,12 +2,14 @@
 //! and N workers as child processes of this binary on 127.0.0.1 with ephemeral ports, waits until
 //! every worker registered, submits the job, follows it, prints the final metrics and stops the
 //! children. Children are stopped by closing their stdin (they run with `--stop-on-stdin-eof`), so
-//! they also stop when this process dies, even by SIGKILL; Ctrl-C cancels the job first.
+//! they also stop when this process dies, even by SIGKILL; Ctrl-C cancels the job first. Every
+//! run makes its own cluster secret and client token, and everything listens on loopback only.
 
 use super::watch::{self, WatchMode};
 use super::{client, request, status_error};
 use crate::Output;
 use anyhow::{Context, Result, bail};
+use ringtrain_proto::auth::Secret;
 use ringtrain_proto::v1::{ListWorkersRequest, WorkerState};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -57,14 +59,16 @@ struct Service {
 }
 
 impl Service {
-    /// Starts `ringtrain <args>` with stderr to `log` and waits for its JSON ready line.
-    fn start(name: &str, args: &[String], log: &Path) -> Result<Service> {
+    /// Starts `ringtrain <args>` with `env` added to its environment and stderr to `log`, and
+    /// waits for its JSON ready line.
+    fn start(name: &str, args: &[String], env: &[(&str, &str)], log: &Path) -> Result<Service> {
         let exe = std::env::current_exe().context("locating the ringtrain binary")?;
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("creating the log file {}", log.display()))?;
         let mut child = Command::new(exe)
             .args(args)
             .arg("--stop-on-stdin-eof")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -190,6 +194,16 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
         .unwrap_or_else(|| scratch.path().join("ringtrain.db"));
     let timeline_dir = scratch.path().join("timeline");
 
+    // A fresh cluster secret and client token per run: other users of this machine can reach
+    // loopback ports too. Children get the secret in their environment (readable only by this
+    // user) and the coordinator its tokens file in the private scratch directory.
+    let secret = Secret::generate()?;
+    let token = Secret::generate()?;
+    let tokens_file = scratch.path().join("client-tokens");
+    write_private(&tokens_file, &format!("local {}\n", token.expose()))?;
+    super::set_token(token);
+    let secret_env = [(super::CLUSTER_SECRET_ENV, secret.expose())];
+
     let mut coordinator = Service::start(
         "coordinator",
         &[
@@ -200,7 +214,10 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
             "127.0.0.1:0".into(),
             "--state".into(),
             state.display().to_string(),
+            "--client-tokens-file".into(),
+            tokens_file.display().to_string(),
         ],
+        &secret_env,
         &logs_dir.join("coordinator.log"),
     )?;
     let addr = coordinator.ready["grpc"]
@@ -230,6 +247,7 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
         services.push(Service::start(
             &format!("worker {i}"),
             &worker_args,
+            &secret_env,
             &logs_dir.join(format!("worker-{i}.log")),
         )?);
     }
@@ -309,6 +327,20 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
             Err(e)
         }
     }
+}
+
+/// Writes a file only this user may read (created with mode 600 on Unix).
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Waits until `n` workers are registered and idle, or fails naming how many came.

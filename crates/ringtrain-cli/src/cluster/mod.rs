@@ -11,8 +11,11 @@ pub(crate) mod tls;
 pub(crate) mod watch;
 
 use anyhow::{Context, Result};
+use ringtrain_proto::auth::Secret;
 use ringtrain_proto::v1::cluster_service_client::ClusterServiceClient;
 use ringtrain_proto::v1::job_service_client::JobServiceClient;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 use tonic::transport::Channel;
 
@@ -24,7 +27,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline of a unary client call (streams have none: they end with the job).
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `--coordinator` (and the TLS flags) of every client command.
+/// Environment variable holding a client token (when no `--token-file` is given).
+pub(crate) const TOKEN_ENV: &str = "RINGTRAIN_TOKEN";
+/// Environment variable holding the cluster secret (when no `--cluster-secret-file` is given).
+pub(crate) const CLUSTER_SECRET_ENV: &str = "RINGTRAIN_CLUSTER_SECRET";
+
+/// `--coordinator`, the TLS flags and `--token-file` of every client command.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct CoordinatorArg {
     /// Coordinator gRPC address: host:port, http://host:port, or https://host:port (TLS).
@@ -32,6 +40,68 @@ pub(crate) struct CoordinatorArg {
     pub(crate) coordinator: String,
     #[command(flatten)]
     pub(crate) tls: tls::TlsArgs,
+    /// File holding this user's client token (mode 600), for a coordinator with
+    /// --client-tokens-file. Default: the token in the RINGTRAIN_TOKEN environment variable.
+    #[arg(long, env = "RINGTRAIN_TOKEN_FILE", value_name = "FILE", global = true)]
+    pub(crate) token_file: Option<PathBuf>,
+}
+
+impl CoordinatorArg {
+    /// Loads the client token every later call of this process carries.
+    pub(crate) fn init_token(&self) -> Result<()> {
+        if let Some(token) = load_secret(self.token_file.as_deref(), TOKEN_ENV, "client token")? {
+            set_token(token);
+        }
+        Ok(())
+    }
+}
+
+/// The client token of this process (set once, before the first call).
+static TOKEN: OnceLock<Secret> = OnceLock::new();
+
+/// Makes every later job API call carry `token` (the first one set wins).
+pub(crate) fn set_token(token: Secret) {
+    let _ = TOKEN.set(token);
+}
+
+/// A secret from `file` (which only its owner may read), else from the environment variable
+/// `env`, else none. Never from the command line, where other users could read it.
+pub(crate) fn load_secret(
+    file: Option<&Path>,
+    env: &str,
+    what: &'static str,
+) -> Result<Option<Secret>> {
+    if let Some(path) = file {
+        return Ok(Some(Secret::from_file(path, what)?));
+    }
+    match std::env::var(env) {
+        Ok(text) => Ok(Some(Secret::new(
+            &text,
+            &format!("environment variable {env}"),
+        )?)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("environment variable {env} is not UTF-8 text")
+        }
+    }
+}
+
+/// Adds the client token, if any, to a request.
+fn authorize<T>(req: &mut tonic::Request<T>) {
+    if let Some(token) = TOKEN.get() {
+        ringtrain_proto::auth::set_header(
+            req.metadata_mut(),
+            ringtrain_proto::auth::AUTHORIZATION_HEADER,
+            &format!("Bearer {}", token.expose()),
+        );
+    }
+}
+
+/// A streaming request (no deadline: it ends with the job) with the client token.
+pub(crate) fn stream_request<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    authorize(&mut req);
+    req
 }
 
 impl CoordinatorArg {
@@ -40,6 +110,8 @@ impl CoordinatorArg {
         CoordinatorArg {
             coordinator: addr.to_string(),
             tls: tls::TlsArgs::default(),
+            // `local` installs its run's token with `set_token` instead.
+            token_file: None,
         }
     }
 }
@@ -84,10 +156,11 @@ pub(crate) async fn cluster(coordinator: &CoordinatorArg) -> Result<ClusterServi
     Ok(ClusterServiceClient::new(channel(coordinator).await?))
 }
 
-/// A unary request with the client deadline set.
+/// A unary request with the client deadline and the client token set.
 pub(crate) fn request<T>(msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     req.set_timeout(CALL_TIMEOUT);
+    authorize(&mut req);
     req
 }
 

@@ -44,6 +44,14 @@ pub(crate) struct CoordinatorArgs {
     progress_interval_ms: u64,
     #[command(flatten)]
     tls: super::tls::ServerTlsArgs,
+    /// File (mode 600) holding the cluster secret workers must present to register. Default:
+    /// the RINGTRAIN_CLUSTER_SECRET environment variable; with neither, any worker may register.
+    #[arg(long, value_name = "FILE")]
+    cluster_secret_file: Option<PathBuf>,
+    /// File (mode 600) of `user token` lines: with it, every job API call and `workers` needs
+    /// one of these tokens (`authorization: Bearer`); without it, anyone may call them.
+    #[arg(long, value_name = "FILE")]
+    client_tokens_file: Option<PathBuf>,
     /// Stop cleanly when stdin reaches end of file (used by `ringtrain local`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -80,6 +88,10 @@ pub(crate) struct WorkerArgs {
     /// advertised host), the coordinator and other workers are verified against --tls-ca.
     #[command(flatten)]
     tls: super::tls::ServerTlsArgs,
+    /// File (mode 600) holding the cluster secret to present at registration. Default: the
+    /// RINGTRAIN_CLUSTER_SECRET environment variable.
+    #[arg(long, value_name = "FILE")]
+    cluster_secret_file: Option<PathBuf>,
     /// Stop cleanly when stdin reaches end of file (used by `ringtrain local`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -179,7 +191,20 @@ pub(crate) fn coordinator(args: CoordinatorArgs) -> Result<()> {
             progress_interval: Duration::from_millis(args.progress_interval_ms),
         },
         tls: args.tls.load()?,
+        cluster_secret: super::load_secret(
+            args.cluster_secret_file.as_deref(),
+            super::CLUSTER_SECRET_ENV,
+            "cluster secret",
+        )?,
+        client_tokens: args
+            .client_tokens_file
+            .as_deref()
+            .map(ringtrain_proto::auth::ClientTokens::from_file)
+            .transpose()?,
     };
+    if let Some(tokens) = &config.client_tokens {
+        tracing::info!(users = ?tokens.users().collect::<Vec<_>>(), "job API needs client tokens");
+    }
     super::runtime()?.block_on(async {
         let running = ringtrain_coordinator::Coordinator::start(config)
             .await
@@ -217,7 +242,18 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<()> {
         timeline_dir: args.timeline_dir.clone(),
         roots: args.sandbox.roots("worker")?,
         tls,
+        cluster_secret: super::load_secret(
+            args.cluster_secret_file.as_deref(),
+            super::CLUSTER_SECRET_ENV,
+            "cluster secret",
+        )?,
     };
+    if config.cluster_secret.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "NO CLUSTER SECRET: this worker registers without proving membership; pass --cluster-secret-file (or RINGTRAIN_CLUSTER_SECRET) on a network"
+        );
+    }
     super::runtime()?.block_on(async {
         let running = ringtrain_worker::Worker::start(config)
             .await

@@ -68,6 +68,7 @@ pub(crate) fn run(args: WatchArgs) -> Result<bool> {
         Output::Table => WatchMode::Human,
         Output::Json => WatchMode::Events,
     };
+    args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
         let end = follow(&args.coordinator, &args.job, mode, None).await?;
         Ok(end.succeeded())
@@ -92,9 +93,9 @@ pub(crate) async fn follow(
         let stream = async {
             let mut client = super::jobs(coordinator).await?;
             let stream = client
-                .watch_job(WatchJobRequest {
+                .watch_job(super::stream_request(WatchJobRequest {
                     job_id: job_id.to_string(),
-                })
+                }))
                 .await
                 .map_err(|s| status_error(&format!("watching job {job_id}"), s))?
                 .into_inner();

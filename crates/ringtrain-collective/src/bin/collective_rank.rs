@@ -47,6 +47,7 @@ async fn run(args: HashMap<String, String>) -> Result<(), String> {
         advertise_host: None,
         rendezvous: get(&args, "rendezvous")?,
         session: get(&args, "session")?,
+        session_token: String::new(),
         setup_timeout: deadline,
         tls: None,
     })

@@ -5,7 +5,9 @@
 //! hand on accepted sockets, which tonic leaves alone). Messages are framed by hand
 //! ([`super::wire`], [`super::link`]) so payloads are never copied between the ring driver and the
 //! socket. A broken stream fails the whole transport with the peer's rank; an `Abort` frame carries
-//! a peer's cause. With [`GrpcConfig::tls`] every link (and the rendezvous call) runs over TLS:
+//! a peer's cause. A link is accepted only with the session's token and only for a rank that has
+//! none yet, so an outsider can neither join, replace a live link nor send an abort.
+//! With [`GrpcConfig::tls`] every link (and the rendezvous call) runs over TLS:
 //! each rank serves with its certificate and verifies the ranks it dials against the CA, and under
 //! mutual TLS refuses dialers without a certificate signed by it.
 
@@ -55,6 +57,9 @@ pub struct GrpcConfig {
     pub rendezvous: String,
     /// Session name, unique per communicator instance on that rendezvous.
     pub session: String,
+    /// The session's secret (from the coordinator's assignment; empty for none): presented to the
+    /// rendezvous and in every link's hello, and required from every peer that dials this rank.
+    pub session_token: String,
     /// Bound on the whole setup (rendezvous plus connecting every link).
     pub setup_timeout: Duration,
     /// TLS for the peer endpoint, the links this rank dials and the rendezvous call (`None`:
@@ -222,6 +227,7 @@ struct PeerServer {
     rank: u32,
     world: u32,
     session: String,
+    token: String,
     mailbox: Arc<Mailbox>,
     links: Arc<Links>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -240,6 +246,13 @@ impl Accept for PeerServer {
                 hello.rank, hello.session, hello.world, self.rank, self.session, self.world
             )));
         }
+        // Checked before anything else is said about the session, in constant time.
+        if !ringtrain_proto::auth::ct_eq(hello.token.as_bytes(), self.token.as_bytes()) {
+            return Err(Status::unauthenticated(format!(
+                "rank {} did not present session {:?}'s token",
+                hello.rank, self.session
+            )));
+        }
         if hello.rank >= self.rank {
             return Err(Status::invalid_argument(format!(
                 "rank {} must be dialed by rank {}, not dial it",
@@ -247,23 +260,39 @@ impl Accept for PeerServer {
             )));
         }
         let (tx, rx) = mpsc::channel(LINK_DEPTH);
+        let peer = hello.rank;
+        // One link per peer for the transport's life: a second hello for a rank that has a link
+        // is refused, never takes its place (claimed atomically, so two racing dials cannot both
+        // win).
+        let mut taken = false;
+        self.links.slots.send_if_modified(|s| {
+            if s[peer as usize].is_some() {
+                taken = true;
+                false
+            } else {
+                s[peer as usize] = Some(tx.clone());
+                true
+            }
+        });
+        if taken {
+            return Err(Status::already_exists(format!(
+                "rank {} already has a live link to rank {}",
+                peer, self.rank
+            )));
+        }
         let hello_back = frame(Body::Hello(pb::Hello {
             rank: self.rank,
             world: self.world,
             session: self.session.clone(),
+            token: String::new(),
         }));
         // A fresh queue has room for the first frame.
         let _ = tx.try_send(hello_back);
-        let peer = hello.rank;
-        install_link(
-            peer,
-            body,
-            decoder,
-            tx,
-            &self.mailbox,
-            &self.links,
-            &self.tasks,
-        );
+        let reader = tokio::spawn(read_link(peer, body, decoder, Arc::clone(&self.mailbox)));
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(reader);
         Ok(rx)
     }
 }
@@ -307,6 +336,7 @@ impl GrpcTransport {
             rank: cfg.rank,
             world: cfg.world,
             session: cfg.session.clone(),
+            token: cfg.session_token.clone(),
             mailbox: Arc::clone(&mailbox),
             links: Arc::clone(&links),
             tasks: Arc::clone(&tasks),
@@ -366,6 +396,7 @@ impl GrpcTransport {
             &cfg.rendezvous,
             cfg.tls.as_ref(),
             &cfg.session,
+            &cfg.session_token,
             cfg.rank,
             cfg.world,
             &me,
@@ -431,6 +462,7 @@ impl GrpcTransport {
             rank: cfg.rank,
             world: cfg.world,
             session: cfg.session.clone(),
+            token: cfg.session_token.clone(),
         }));
         let _ = tx.send(hello).await;
         let response = tokio::time::timeout(wait, link::dial(channel, address, rx))

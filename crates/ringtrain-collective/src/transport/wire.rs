@@ -272,6 +272,7 @@ mod tests {
                 rank: 1,
                 world: 4,
                 session: "s".into(),
+                token: String::new(),
             })),
         };
         let (hello_head, _) = encode_frame(&hello);

@@ -47,6 +47,7 @@ pub async fn world(
                     advertise_host: None,
                     rendezvous: rdv.addr().to_string(),
                     session: session.clone(),
+                    session_token: String::new(),
                     setup_timeout: Duration::from_secs(20),
                     tls: None,
                 })

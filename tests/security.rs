@@ -1,0 +1,643 @@
+//! Attacks on a secured cluster, one test per attack class of issue 12 ("Forge and cancel",
+//! "Crash the coordinator with one request"): a real coordinator started with a cluster secret
+//! and a client tokens file, real workers with the secret, all on 127.0.0.1 with ephemeral ports,
+//! a real SQLite file and real gRPC. The attacker is a raw tonic client from `ringtrain-proto`
+//! that can reach every port and knows every id, but none of the secrets. Each test checks the
+//! attack is refused with the right status and that the honest job still ends with its own,
+//! real result.
+
+mod common;
+
+use common::{examples, ringtrain};
+use ringtrain_proto::auth;
+use ringtrain_proto::v1 as pb;
+use ringtrain_proto::v1::cluster_service_client::ClusterServiceClient;
+use ringtrain_proto::v1::job_service_client::JobServiceClient;
+use ringtrain_proto::v1::peer_service_client::PeerServiceClient;
+use ringtrain_proto::v1::rendezvous_service_client::RendezvousServiceClient;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Output, Stdio};
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+/// The client token of the test's user.
+const TOKEN: &str = "alice-token-0123456789abcdef";
+/// The cluster secret.
+const SECRET: &str = "cluster-secret-0123456789abcdef";
+
+/// A child service started with `--stop-on-stdin-eof`.
+struct Service {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    ready: Value,
+    log: PathBuf,
+}
+
+impl Service {
+    fn start(args: &[&str], log: PathBuf) -> Service {
+        let mut child = ringtrain()
+            .args(args)
+            .arg("--stop-on-stdin-eof")
+            .env_remove("RINGTRAIN_CLUSTER_SECRET")
+            .env_remove("RINGTRAIN_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("ringtrain starts");
+        let stdin = child.stdin.take();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: no ready line ({e}): {line:?}\nlog:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        Service {
+            child,
+            stdin,
+            ready,
+            log,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stdin.take();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Writes a file readable by its owner only.
+fn private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+/// A coordinator with a cluster secret and client tokens, and workers with the secret.
+struct Secure {
+    dir: tempfile::TempDir,
+    coordinator: Service,
+    workers: Vec<Service>,
+    addr: String,
+}
+
+impl Secure {
+    fn start(workers: usize) -> Secure {
+        let dir = tempfile::tempdir().unwrap();
+        private(&dir.path().join("secret"), &format!("{SECRET}\n"));
+        private(
+            &dir.path().join("tokens"),
+            &format!("# user token\nalice {TOKEN}\nbob bob-token-0123456789abcdef\n"),
+        );
+        private(&dir.path().join("token"), TOKEN);
+        let p = |name: &str| dir.path().join(name).display().to_string();
+        let coordinator = Service::start(
+            &[
+                "coordinator",
+                "--listen",
+                "127.0.0.1:0",
+                "--state",
+                &p("state.db"),
+                "--lease-ms",
+                "3000",
+                "--heartbeat-wait-ms",
+                "300",
+                "--collective-timeout-ms",
+                "10000",
+                "--cluster-secret-file",
+                &p("secret"),
+                "--client-tokens-file",
+                &p("tokens"),
+            ],
+            dir.path().join("coordinator.log"),
+        );
+        let addr = coordinator.ready["grpc"].as_str().unwrap().to_string();
+        let secret = p("secret");
+        let mut s = Secure {
+            dir,
+            coordinator,
+            workers: Vec::new(),
+            addr,
+        };
+        for i in 0..workers {
+            let w = Service::start(
+                &[
+                    "worker",
+                    "--coordinator",
+                    &s.addr,
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--threads",
+                    "1",
+                    "--name",
+                    &format!("honest-{i}"),
+                    "--cluster-secret-file",
+                    &secret,
+                ],
+                s.dir.path().join(format!("worker-{i}.log")),
+            );
+            s.workers.push(w);
+        }
+        s.wait_idle_workers(workers);
+        s
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// A client command with the user's token file.
+    fn cli(&self, args: &[&str]) -> Output {
+        ringtrain()
+            .args(args)
+            .args([
+                "--coordinator",
+                &self.addr,
+                "--token-file",
+                &self.path("token"),
+            ])
+            .env_remove("RINGTRAIN_TOKEN")
+            .output()
+            .expect("ringtrain runs")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.cli(&all);
+        assert!(
+            out.status.success(),
+            "ringtrain {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn submit(&self, spec: &Path) -> String {
+        self.json(&["submit", spec.to_str().unwrap()])["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn wait_job(&self, id: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let job = self.json(&["status", id]);
+            if pred(&job) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} did not get there in {secs} s: {job:#}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_idle_workers(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let workers = self.json(&["workers"]);
+            let idle = workers
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|w| w["state"] == "idle")
+                .count();
+            if idle >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{idle} of {n} workers idle\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut out = format!("--- coordinator\n{}\n", self.coordinator.log_text());
+        for (i, w) in self.workers.iter().enumerate() {
+            out += &format!("--- worker {i}\n{}\n", w.log_text());
+        }
+        out
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// A forecasting job of `data` ranks that trains for a few seconds.
+fn spec(dir: &Path, name: &str, data: u32, epochs: u32) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "{name}"
+seed = 5
+[model]
+cell = "lstm"
+hidden = 12
+[task]
+kind = "forecast"
+horizon = 1
+[data]
+path = "{data_path}"
+features = ["demand", "temperature"]
+targets = ["demand"]
+window = 12
+split = [0.7, 0.15, 0.15]
+[train]
+epochs = {epochs}
+batch_size = {batch}
+optimizer = {{ kind = "adam", lr = 0.01 }}
+[parallel]
+data = {data}
+[checkpoint]
+dir = "{ckpt}"
+"#,
+            data_path = examples().join("data/seasonal.csv").display(),
+            batch = 4 * data,
+            ckpt = dir.join(format!("runs/{name}")).display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A request carrying `header: value`.
+fn with<T>(message: T, header: &'static str, value: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    auth::set_header(r.metadata_mut(), header, value);
+    r
+}
+
+/// A request carrying `header: value` when `value` is given.
+fn maybe<T>(message: T, header: &'static str, value: Option<&str>) -> tonic::Request<T> {
+    match value {
+        Some(v) => with(message, header, v),
+        None => tonic::Request::new(message),
+    }
+}
+
+fn code<T>(r: Result<T, tonic::Status>) -> Code {
+    match r {
+        Ok(_) => Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
+#[test]
+fn job_api_calls_without_a_valid_token_are_unauthenticated_and_change_nothing() {
+    let cluster = Secure::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let id = cluster.submit(&spec(dir.path(), "mine", 1, 30));
+    cluster.wait_job(&id, 120, |j| j["state"] == "running");
+    runtime().block_on(async {
+        let mut jobs = JobServiceClient::connect(cluster.url()).await.unwrap();
+        let mut workers = ClusterServiceClient::connect(cluster.url()).await.unwrap();
+        let submit = || pb::SubmitJobRequest {
+            spec: std::fs::read_to_string(spec(dir.path(), "forged", 1, 1)).unwrap(),
+            format: pb::SpecFormat::Toml as i32,
+            base_dir: dir.path().display().to_string(),
+            origin: "forged.toml".into(),
+        };
+        let cancel = || pb::CancelJobRequest {
+            job_id: id.clone(),
+            reason: "forged".into(),
+        };
+        for bad in [None, Some("Bearer eve-token-0123456789abcdef"), Some(TOKEN)] {
+            // The right token without "Bearer" is not a bearer token either.
+            let h = auth::AUTHORIZATION_HEADER;
+            assert_eq!(
+                code(jobs.submit_job(maybe(submit(), h, bad)).await),
+                Code::Unauthenticated
+            );
+            assert_eq!(
+                code(jobs.cancel_job(maybe(cancel(), h, bad)).await),
+                Code::Unauthenticated
+            );
+            let list = jobs
+                .list_jobs(maybe(pb::ListJobsRequest::default(), h, bad))
+                .await;
+            assert_eq!(code(list), Code::Unauthenticated);
+            let logs = pb::GetJobLogsRequest {
+                job_id: id.clone(),
+                ..Default::default()
+            };
+            assert_eq!(
+                code(jobs.get_job_logs(maybe(logs, h, bad)).await),
+                Code::Unauthenticated
+            );
+            let get = pb::GetJobRequest { job_id: id.clone() };
+            assert_eq!(
+                code(jobs.get_job(maybe(get, h, bad)).await),
+                Code::Unauthenticated
+            );
+            let watch = pb::WatchJobRequest { job_id: id.clone() };
+            assert_eq!(
+                code(jobs.watch_job(maybe(watch, h, bad)).await),
+                Code::Unauthenticated
+            );
+            let list = workers
+                .list_workers(maybe(pb::ListWorkersRequest {}, h, bad))
+                .await;
+            assert_eq!(code(list), Code::Unauthenticated);
+        }
+        // Registering without the cluster secret, or with a wrong one, is refused too.
+        let register = pb::RegisterWorkerRequest {
+            protocol_version: pb::ProtocolVersion::Current as u32,
+            peer_address: "127.0.0.1:9".into(),
+            ..Default::default()
+        };
+        let r = workers.register_worker(register.clone()).await;
+        assert_eq!(code(r), Code::Unauthenticated);
+        let wrong = with(
+            register,
+            auth::CLUSTER_SECRET_HEADER,
+            "cluster-secret-0123456789abcdeX",
+        );
+        assert_eq!(
+            code(workers.register_worker(wrong).await),
+            Code::Unauthenticated
+        );
+    });
+    // The CLI without a token says what to pass; with it, the job is untouched and finishes.
+    let out = ringtrain()
+        .args(["status", "--coordinator", &cluster.addr])
+        .env_remove("RINGTRAIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Unauthenticated") && err.contains("--token-file"),
+        "{err}"
+    );
+    let done = cluster.wait_job(&id, 300, |j| j["state"] != "running");
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
+    let all = cluster.json(&["status"]);
+    assert_eq!(all.as_array().unwrap().len(), 1, "no forged job: {all:#}");
+    // Nothing the attacker sent reached the state machine: the only registered worker is ours.
+    let workers = cluster.json(&["workers"]);
+    assert_eq!(workers.as_array().unwrap().len(), 1, "{workers:#}");
+}
+
+#[test]
+fn a_client_that_knows_a_worker_id_cannot_report_for_it() {
+    let cluster = Secure::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let id = cluster.submit(&spec(dir.path(), "real", 1, 30));
+    let running = cluster.wait_job(&id, 120, |j| {
+        j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 0
+    });
+    let worker = running["workers"][0].as_str().unwrap().to_string();
+    runtime().block_on(async {
+        let mut client = ClusterServiceClient::connect(cluster.url()).await.unwrap();
+        let forged = || pb::ReportResultRequest {
+            worker_id: worker.clone(),
+            job_id: id.clone(),
+            attempt: 1,
+            rank: 0,
+            outcome: Some(pb::report_result_request::Outcome::Success(pb::JobResult {
+                metrics: [("test.mse".to_string(), 123.0)].into_iter().collect(),
+                report_json: "{}".into(),
+                steps: 1,
+                ..Default::default()
+            })),
+        };
+        let progress = || pb::ReportProgressRequest {
+            worker_id: worker.clone(),
+            job_id: id.clone(),
+            attempt: 1,
+            rank: 0,
+            step: 1,
+            ..Default::default()
+        };
+        let heartbeat = || pb::HeartbeatRequest {
+            worker_id: worker.clone(),
+            running: Vec::new(),
+        };
+        // Without a credential, with a made-up one, and with the cluster secret in its place.
+        let guesses = [
+            None,
+            Some("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"),
+            Some(SECRET),
+        ];
+        for guess in guesses {
+            let h = auth::WORKER_CREDENTIAL_HEADER;
+            assert_eq!(
+                code(client.report_result(maybe(forged(), h, guess)).await),
+                Code::Unauthenticated
+            );
+            let p = client.report_progress(maybe(progress(), h, guess)).await;
+            assert_eq!(code(p), Code::Unauthenticated);
+            let h = client.heartbeat(maybe(heartbeat(), h, guess)).await;
+            assert_eq!(code(h), Code::Unauthenticated);
+        }
+    });
+    // The real worker was not told to stop: the job ends with its own result.
+    let done = cluster.wait_job(&id, 300, |j| j["state"] != "running");
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
+    let mse = done["result"]["metrics"]["test.mse"].as_f64().unwrap();
+    assert!(mse != 123.0 && mse > 0.0, "{done:#}");
+    assert!(done["result"]["steps"].as_u64().unwrap() > 1, "{done:#}");
+}
+
+#[test]
+fn a_rendezvous_join_with_a_huge_world_is_refused_and_the_coordinator_still_serves() {
+    let cluster = Secure::start(1);
+    runtime().block_on(async {
+        let mut rdv = RendezvousServiceClient::connect(cluster.url())
+            .await
+            .unwrap();
+        for i in 0..200u32 {
+            let join = pb::JoinRequest {
+                session: format!("job-{i}/1"),
+                rank: i,
+                world: u32::MAX,
+                peer_address: "127.0.0.1:9".into(),
+                wait_ms: 0,
+                token: String::new(),
+            };
+            let status = rdv.join(join).await.unwrap_err();
+            assert!(
+                matches!(status.code(), Code::InvalidArgument | Code::Unauthenticated),
+                "{status:?}"
+            );
+        }
+    });
+    // Still alive and serving: a real job runs to the end.
+    let dir = tempfile::tempdir().unwrap();
+    let id = cluster.submit(&spec(dir.path(), "after", 1, 1));
+    let done = cluster.wait_job(&id, 300, |j| {
+        j["state"] != "queued" && j["state"] != "running" && j["state"] != "starting"
+    });
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
+}
+
+#[test]
+fn a_pre_joined_session_with_the_wrong_world_is_refused_and_the_real_job_succeeds() {
+    let cluster = Secure::start(2);
+    runtime().block_on(async {
+        let mut rdv = RendezvousServiceClient::connect(cluster.url())
+            .await
+            .unwrap();
+        // The session names are predictable (`job-1/1`); the tokens are not.
+        for (world, token) in [(3, ""), (2, "guess"), (1, "")] {
+            let join = pb::JoinRequest {
+                session: "job-1/1".into(),
+                rank: 0,
+                world,
+                peer_address: "127.0.0.1:9".into(),
+                wait_ms: 0,
+                token: token.into(),
+            };
+            let status = rdv.join(join).await.unwrap_err();
+            assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let id = cluster.submit(&spec(dir.path(), "pair", 2, 2));
+    assert_eq!(id, "job-1", "the attacked session is this job's");
+    let done = cluster.wait_job(&id, 300, |j| {
+        !matches!(j["state"].as_str(), Some("queued" | "starting" | "running"))
+    });
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
+}
+
+#[test]
+fn a_forged_peer_connection_is_refused_and_the_job_finishes() {
+    let cluster = Secure::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let id = cluster.submit(&spec(dir.path(), "ring", 2, 30));
+    let running = cluster.wait_job(&id, 120, |j| {
+        j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 0
+    });
+    // Rank 1 accepts the link from rank 0; the attacker dials rank 1's peer port as rank 0.
+    let rank1 = running["workers"][1].as_str().unwrap();
+    let workers = cluster.json(&["workers"]);
+    let peer = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == rank1)
+        .unwrap()["peer_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    runtime().block_on(async {
+        let mut client = PeerServiceClient::connect(format!("http://{peer}"))
+            .await
+            .unwrap();
+        for token in ["", "0123456789abcdef0123456789abcdef"] {
+            let frames = vec![
+                pb::PeerFrame {
+                    body: Some(pb::peer_frame::Body::Hello(pb::Hello {
+                        rank: 0,
+                        world: 2,
+                        session: format!("{id}/1"),
+                        token: token.into(),
+                    })),
+                },
+                pb::PeerFrame {
+                    body: Some(pb::peer_frame::Body::Abort(pb::Abort {
+                        rank: 0,
+                        reason: "forged abort".into(),
+                    })),
+                },
+            ];
+            let status = client
+                .link(tokio_stream::iter(frames))
+                .await
+                .expect_err("a link without the session token is refused");
+            assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        }
+    });
+    let done = cluster.wait_job(&id, 300, |j| j["state"] != "running");
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
+    assert!(!cluster.logs().contains("forged abort"));
+}
+
+#[test]
+fn a_worker_without_the_cluster_secret_cannot_start() {
+    let cluster = Secure::start(0);
+    let out = ringtrain()
+        .args([
+            "worker",
+            "--coordinator",
+            &cluster.addr,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("RINGTRAIN_CLUSTER_SECRET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster secret"), "{err}");
+    // A secret that is too short, or a secret file others can read, is refused before anything
+    // is sent.
+    let short = ringtrain()
+        .args(["worker", "--coordinator", &cluster.addr])
+        .env("RINGTRAIN_CLUSTER_SECRET", "short")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(
+        !short.status.success()
+            && err.contains("RINGTRAIN_CLUSTER_SECRET")
+            && err.contains("at least 16"),
+        "{err}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let open = cluster.dir.path().join("open-secret");
+        std::fs::write(&open, SECRET).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = ringtrain()
+            .args([
+                "worker",
+                "--coordinator",
+                &cluster.addr,
+                "--cluster-secret-file",
+            ])
+            .arg(&open)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("chmod 600"), "{err}");
+    }
+}
