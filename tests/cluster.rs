@@ -475,13 +475,22 @@ fn a_killed_worker_fails_the_job_naming_its_rank() {
     // Kill the worker running rank 1.
     let killed = Instant::now();
     let (index, _) = cluster.kill_worker_of(&job, 1);
-    // Within the collective deadline (10 s) plus a lease (3 s), with slack for a loaded machine.
-    let failed = cluster.wait_job(&id, 40, |j| j["state"] == "failed");
+    let failed = cluster.wait_job(&id, 60, |j| j["state"] == "failed");
+    let took = killed.elapsed();
     let reason = failed["reason"].as_str().unwrap();
     assert!(reason.contains("rank 1"), "{reason}");
     eprintln!(
         "failed {:.1} s after the kill: {reason}",
-        killed.elapsed().as_secs_f64()
+        took.as_secs_f64()
+    );
+    // README: the peers see the link drop, failing that the lease expires — so within one lease
+    // (`--lease-ms 3000` in `start_coordinator`), plus a margin for a loaded machine and the
+    // status polling; the collective deadline (10 s) is not needed to get there.
+    const LEASE: Duration = Duration::from_millis(3000);
+    const MARGIN: Duration = Duration::from_secs(10);
+    assert!(
+        took <= LEASE + MARGIN,
+        "the job failed {took:?} after the kill, beyond one lease ({LEASE:?}) + {MARGIN:?}"
     );
     // The surviving worker is free again.
     cluster.wait_idle_workers(1);
@@ -652,6 +661,49 @@ fn jobs_survive_a_coordinator_killed_and_restarted() {
     cluster.stop();
 }
 
+/// The coordinator killed with SIGKILL while a job runs, and restarted on the same state file
+/// and address: the workers keep training (the ring does not go through the coordinator),
+/// report to the new coordinator, which takes the job back (attempt 1, no restart), and it
+/// succeeds ending within 1e-5 of one uninterrupted process — nothing lost.
+#[test]
+fn a_job_running_while_the_coordinator_is_killed_finishes_like_one_process() {
+    let mut cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "max_steps = 600";
+    let s = spec(dir.path(), "through", 2, 8, 400, extra);
+    let single = spec(dir.path(), "single", 1, 8, 400, extra);
+    let id = cluster.submit(&s);
+    cluster.wait_job(&id, 60, |j| {
+        j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 5
+    });
+    let addr = cluster.addr.clone();
+    cluster.coordinator.as_mut().unwrap().kill9();
+    cluster.start_coordinator(&addr);
+    let restored = cluster.job(&id);
+    assert!(
+        restored["state"] == "running" || restored["state"] == "succeeded",
+        "{restored:#}\n{}",
+        cluster.logs()
+    );
+    let done = cluster.wait_job(&id, 180, |j| {
+        j["state"] == "succeeded" || j["state"] == "failed"
+    });
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
+    assert_eq!(done["attempt"], 1, "{done:#}");
+    // The job's log tells that the new coordinator waited for the ranks to report.
+    let log = cluster.cli_ok(&["logs", &id]);
+    assert!(log.contains("coordinator restarted"), "{log}");
+    let report = run_train(&single);
+    assert_same_training(
+        "job across a coordinator kill",
+        &dir.path().join("runs/through"),
+        &json!({ "job": done }),
+        &dir.path().join("runs/single"),
+        &report,
+    );
+    cluster.stop();
+}
+
 #[test]
 fn a_second_coordinator_on_the_same_state_file_is_refused() {
     let cluster = Cluster::start(0);
@@ -797,35 +849,68 @@ fn metrics_endpoints_speak_prometheus() {
     cluster.stop();
 }
 
-/// The Python interpreter with grpcio-tools for the client example: `RINGTRAIN_PYTHON` (set by
-/// `.ci/run`, which installs examples/python/requirements.txt into a venv), else `python3` when
-/// it can import grpc_tools. `None` means the test cannot run here.
-fn grpc_python() -> Option<String> {
-    let candidates = std::env::var("RINGTRAIN_PYTHON")
-        .into_iter()
-        .chain(std::iter::once("python3".to_string()));
-    for py in candidates {
-        let ok = Command::new(&py)
+/// How to get the Python client's dependencies, named by every failure about them.
+const PYTHON_INSTALL: &str = "python3 -m venv .venv && .venv/bin/pip install -r \
+     examples/python/requirements.txt, then RINGTRAIN_PYTHON=.venv/bin/python (.ci/run does this)";
+
+/// The Python interpreter with grpcio-tools for the client example: `RINGTRAIN_PYTHON` when set
+/// (set by `.ci/run`; if it cannot import grpc_tools that is an error, with no fallback), else
+/// `python3`. Panics naming the install command when neither works.
+fn grpc_python() -> String {
+    let imports = |py: &str| {
+        Command::new(py)
             .args(["-c", "import grpc, grpc_tools"])
             .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(py);
+            .map(|o| {
+                (
+                    o.status.success(),
+                    String::from_utf8_lossy(&o.stderr).into_owned(),
+                )
+            })
+    };
+    if let Ok(py) = std::env::var("RINGTRAIN_PYTHON") {
+        match imports(&py) {
+            Ok((true, _)) => return py,
+            Ok((false, err)) => panic!(
+                "RINGTRAIN_PYTHON={py} cannot import grpc and grpc_tools ({}); install: \
+                 {PYTHON_INSTALL}",
+                err.trim().lines().last().unwrap_or("")
+            ),
+            Err(e) => panic!("RINGTRAIN_PYTHON={py} does not run ({e}); install: {PYTHON_INSTALL}"),
         }
     }
-    None
+    match imports("python3") {
+        Ok((true, _)) => "python3".into(),
+        _ => panic!("no Python with grpcio-tools (python3 lacks it); install: {PYTHON_INSTALL}"),
+    }
+}
+
+/// Whether the Python client test must run in the default test pass: in CI (`CI` set and not
+/// `false`/`0`) or when `RINGTRAIN_PYTHON` names an interpreter. Elsewhere it is the ignored
+/// test below, listed as ignored in every test summary.
+fn python_required() -> bool {
+    std::env::var("RINGTRAIN_PYTHON").is_ok()
+        || std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// In CI (`.ci/run` sets `CI` and `RINGTRAIN_PYTHON`) the Python client runs in the default test
+/// pass and a missing dependency fails it, naming the install command.
+#[test]
+fn python_client_runs_in_ci() {
+    if python_required() {
+        python_client_submits_and_watches();
+    }
 }
 
 #[test]
+#[ignore = "needs a Python with grpcio-tools: pip install -r examples/python/requirements.txt and \
+            set RINGTRAIN_PYTHON (then python_client_runs_in_ci runs it), or pass --ignored"]
 fn a_python_client_generated_from_the_proto_submits_and_watches() {
-    let Some(python) = grpc_python() else {
-        // `.ci/run` always provides it; a developer machine without grpcio-tools skips loudly.
-        eprintln!(
-            "SKIPPED: no Python with grpcio-tools (set RINGTRAIN_PYTHON or \
-             pip install -r examples/python/requirements.txt)"
-        );
-        return;
-    };
+    python_client_submits_and_watches();
+}
+
+fn python_client_submits_and_watches() {
+    let python = grpc_python();
     let cluster = Cluster::start(2);
     let dir = tempfile::tempdir().unwrap();
     let s = spec(dir.path(), "from-python", 2, 16, 1, "");

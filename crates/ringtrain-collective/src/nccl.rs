@@ -403,8 +403,47 @@ mod tests {
     }
 
     #[test]
-    fn availability_check_never_panics() {
+    fn availability_check_names_what_is_missing() {
         // On a machine without CUDA this names the missing library; with a GPU it is `None`.
-        let _ = unavailable_reason();
+        match unavailable_reason() {
+            Some(reason) => assert!(
+                reason.contains("not installed")
+                    || reason.contains("no CUDA device")
+                    || reason.contains("initialisation failed"),
+                "unexpected reason: {reason}"
+            ),
+            None => assert!(
+                CudaContext::device_count().is_ok_and(|n| n > 0),
+                "NCCL reported available without a visible CUDA device"
+            ),
+        }
+    }
+
+    #[test]
+    fn connect_without_nccl_fails_with_the_reason() {
+        let Some(reason) = unavailable_reason() else {
+            return; // A GPU machine: the conformance suite (tests/nccl.rs) covers connecting.
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cfg = NcclConfig {
+            rank: 1,
+            world: 2,
+            device: 0,
+            // Never contacted: the availability check comes first.
+            rendezvous: "127.0.0.1:9".into(),
+            session: "unavailable".into(),
+            setup_timeout: Duration::from_secs(1),
+        };
+        let err = match rt.block_on(NcclCommunicator::connect(cfg, CommConfig::default())) {
+            Ok(_) => panic!("connected although NCCL is unavailable: {reason}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("nccl unavailable on rank 1") && err.contains(&reason),
+            "{err}"
+        );
     }
 }

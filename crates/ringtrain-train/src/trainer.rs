@@ -551,25 +551,25 @@ fn run(
         }
     };
     // A language model resumed mid-epoch continues its streams from the carried state the
-    // checkpoint holds: this rank's part of every rank's streams.
+    // checkpoint holds (in one process's layout, see `carried_for_checkpoint`): this rank's
+    // block of the streams, whatever number of ranks wrote it.
     let resumed_carried = match (&resumed, &learner) {
         (Some(c), Trainee::Whole(l)) if !c.carried.is_empty() && progress.batch_in_epoch > 0 => {
-            let part = c.carried.len() / world;
-            let state = if c.carried.len() % world == 0 {
-                l.model()
-                    .zero_state(batch)
-                    .with_flat(&c.carried[rank * part..(rank + 1) * part])
-                    .map_err(|e| e.to_string())
-            } else {
-                Err(format!(
-                    "{} values do not split over {world} ranks",
-                    c.carried.len()
-                ))
-            };
+            let zero = l.model().zero_state(batch);
+            let segments = state_segments(&zero);
+            let state = streams_to_rank(&c.carried, &segments, world, rank)
+                .ok_or_else(|| {
+                    format!(
+                        "{} values, but {world} rank(s) of {batch} streams hold {}",
+                        c.carried.len(),
+                        world * segments.iter().sum::<usize>()
+                    )
+                })
+                .and_then(|part| zero.with_flat(&part).map_err(|e| e.to_string()));
             match state {
                 Ok(s) => Some(s),
                 Err(why) => {
-                    // E.g. resumed with another number of workers: the streams differ.
+                    // E.g. resumed with another batch_size: the streams differ.
                     tracing::warn!(%why, "the checkpoint's carried state does not fit this run: its streams restart from the zero state");
                     None
                 }
@@ -1093,10 +1093,12 @@ fn run(
 }
 
 /// Reports the phases of one step on the wall clock, in the order they ran.
-/// A language model's carried state for a checkpoint: every rank's streams, rank-major, in
-/// [`ringtrain_models::RecurrentState::to_flat`] layout; empty at an epoch boundary (the next
-/// epoch starts from zeros) and for other tasks. With several ranks it is a collective call,
-/// made by every rank at the same step (their progress is the same).
+/// A language model's carried state for a checkpoint: every rank's streams in the layout one
+/// process holding all of them has ([`ringtrain_models::RecurrentState::to_flat`] of the whole
+/// batch; rank r's streams are rows block r), so a run resumed with another number of workers
+/// continues every stream; empty at an epoch boundary (the next epoch starts from zeros) and for
+/// other tasks. With several ranks it is a collective call, made by every rank at the same step
+/// (their progress is the same).
 ///
 /// # Errors
 /// [`TrainError::Collective`] when the gather fails.
@@ -1118,7 +1120,62 @@ fn carried_for_checkpoint(
         progress.step
     )))?;
     // Every value came in as an f32: the round trip is exact.
-    Ok(all.into_iter().map(|x| x as f32).collect())
+    let all: Vec<f32> = all.into_iter().map(|x| x as f32).collect();
+    Ok(ranks_to_streams(
+        &all,
+        &state_segments(state),
+        group.world(),
+    ))
+}
+
+/// Lengths of the segments of a state's flat layout: `h`, then `c` (LSTM), per recurrent layer
+/// and direction, each `[B, H]` row-major with one row per stream.
+fn state_segments(state: &ringtrain_models::RecurrentState) -> Vec<usize> {
+    let mut out = Vec::new();
+    for cell in state.layers.iter().flatten() {
+        out.push(cell.h.len());
+        if let Some(c) = &cell.c {
+            out.push(c.len());
+        }
+    }
+    out
+}
+
+/// Every rank's flat state, gathered rank-major (`segments` per rank), in the layout of one
+/// process holding all the streams: per segment, the ranks' rows in rank order.
+fn ranks_to_streams(all: &[f32], segments: &[usize], world: usize) -> Vec<f32> {
+    let per_rank: usize = segments.iter().sum();
+    let mut out = Vec::with_capacity(all.len());
+    let mut offset = 0;
+    for &len in segments {
+        for r in 0..world {
+            let at = r * per_rank + offset;
+            out.extend_from_slice(&all[at..at + len]);
+        }
+        offset += len;
+    }
+    out
+}
+
+/// Rank `rank`'s part (its block of streams, `segments` being its own state's) of a state in the
+/// layout of [`ranks_to_streams`]; `None` when `flat` is not `world` ranks' worth.
+fn streams_to_rank(
+    flat: &[f32],
+    segments: &[usize],
+    world: usize,
+    rank: usize,
+) -> Option<Vec<f32>> {
+    if flat.len() != world * segments.iter().sum::<usize>() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(flat.len() / world.max(1));
+    let mut offset = 0;
+    for &len in segments {
+        let at = offset + rank * len;
+        out.extend_from_slice(&flat[at..at + len]);
+        offset += world * len;
+    }
+    Some(out)
 }
 
 fn emit_step_spans(observer: &mut dyn Observer, step: u64, start: SystemTime, stats: &StepStats) {
@@ -1160,4 +1217,36 @@ fn write_metrics(dir: &Path, report: &TrainReport) -> Result<(), TrainError> {
     std::fs::write(&tmp, text).map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod carried_layout_tests {
+    use super::{ranks_to_streams, streams_to_rank};
+
+    /// Two ranks of 2 streams each, state segments `h` (2 streams × 3) and `c` (2 × 3): the
+    /// checkpoint layout is one process's 4 streams; any world size takes its rows back.
+    #[test]
+    fn the_checkpoint_layout_is_one_process_layout() {
+        let segments = [6, 6];
+        // Rank r, segment s, value v: 100 r + 10 s + v.
+        let rank = |r: usize| -> Vec<f32> {
+            (0..2)
+                .flat_map(|s| (0..6).map(move |v| (100 * r + 10 * s + v) as f32))
+                .collect()
+        };
+        let gathered = [rank(0), rank(1)].concat();
+        let flat = ranks_to_streams(&gathered, &segments, 2);
+        let h: Vec<f32> = [&rank(0)[..6], &rank(1)[..6]].concat();
+        let c: Vec<f32> = [&rank(0)[6..], &rank(1)[6..]].concat();
+        assert_eq!(flat, [h.clone(), c.clone()].concat());
+        assert_eq!(streams_to_rank(&flat, &segments, 2, 1), Some(rank(1)));
+        // One process takes all 4 streams as they are; four ranks take one stream each.
+        assert_eq!(streams_to_rank(&flat, &[12, 12], 1, 0), Some(flat.clone()));
+        assert_eq!(
+            streams_to_rank(&flat, &[3, 3], 4, 2),
+            Some([&h[6..9], &c[6..9]].concat())
+        );
+        assert_eq!(ranks_to_streams(&flat, &[12, 12], 1), flat);
+        assert_eq!(streams_to_rank(&flat, &[6, 6], 3, 0), None);
+    }
 }

@@ -61,6 +61,9 @@ struct Case {
     optimizer: &'static str,
     /// `task.class_weights = { pos = 2.5 }` (classification only).
     class_weights: bool,
+    /// `train.max_steps` over as many epochs as it takes (`None`: one epoch, capped at 10
+    /// steps for forecasting, 6 for classification).
+    steps: Option<u32>,
 }
 
 fn spec(dir: &Path, c: Case) -> JobSpec {
@@ -81,8 +84,7 @@ path = "data/sentiment-synth.csv"
 tokenizer = "word"
 split = [0.8, 0.1, 0.1]
 [train]
-epochs = 1
-max_steps = 6
+STEPS
 batch_size = 8
 OPTIMIZER
 clip = { norm = 0.5 }
@@ -107,8 +109,7 @@ targets = ["demand"]
 window = 12
 split = [0.7, 0.15, 0.15]
 [train]
-epochs = 1
-max_steps = 10
+STEPS
 batch_size = 8
 OPTIMIZER
 clip = { norm = 0.5 }
@@ -119,6 +120,13 @@ clip = { norm = 0.5 }
     } else {
         ""
     };
+    let steps = match c.steps {
+        Some(n) => format!("epochs = 1000\nmax_steps = {n}"),
+        None => format!(
+            "epochs = 1\nmax_steps = {}",
+            if c.classify { 6 } else { 10 }
+        ),
+    };
     let toml = format!(
         "name = \"pp\"\nseed = 7\n{}\n[parallel]\ndata = {}\npipeline = {}\nmicrobatches = {}\n\
          schedule = \"{}\"\n[checkpoint]\ndir = {:?}\n",
@@ -126,6 +134,7 @@ clip = { norm = 0.5 }
             .replace("DROPOUT", &c.dropout.to_string())
             .replace("WEIGHTS", weights)
             .replace("MODEL", c.model)
+            .replace("STEPS", &steps)
             .replace("OPTIMIZER", &format!("optimizer = {}", c.optimizer)),
         c.data,
         c.pipeline,
@@ -243,6 +252,11 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn check(case: Case) {
+    check_within(case, 1e-5);
+}
+
+/// [`check`] with the parameters and the optimizer state within `tol` (max abs) of one process.
+fn check_within(case: Case, tol: f32) {
     let single_dir = tempfile::tempdir().unwrap();
     let pipe_dir = tempfile::tempdir().unwrap();
     let single = train(
@@ -306,7 +320,7 @@ fn check(case: Case) {
         case.schedule,
         single.steps
     );
-    assert!(diff <= 1e-5, "{case:?}: max abs diff {diff}");
+    assert!(diff <= tol, "{case:?}: max abs diff {diff}");
     // Only stage 0 of replica 0 wrote files, in the single process's format.
     assert!(pipe_dir.path().join("latest.ckpt").is_file());
     assert!(pipe_dir.path().join("metrics.json").is_file());
@@ -314,11 +328,16 @@ fn check(case: Case) {
     assert_eq!(ckpt.params, reports[0].params);
     // The optimizer state gathered from the stages is the single process's.
     let one = ringtrain_train::Checkpoint::load(&single_dir.path().join("latest.ckpt")).unwrap();
-    assert_same_optimizer(&ckpt.optimizer, &one.optimizer, &format!("{case:?}"));
+    assert_same_optimizer_within(&ckpt.optimizer, &one.optimizer, &format!("{case:?}"), tol);
 }
 
 /// `a` and `b` are the same optimizer state up to 1e-5 per element, with the same step count.
 fn assert_same_optimizer(a: &OptimizerState, b: &OptimizerState, what: &str) {
+    assert_same_optimizer_within(a, b, what, 1e-5);
+}
+
+/// [`assert_same_optimizer`] up to `tol` per element.
+fn assert_same_optimizer_within(a: &OptimizerState, b: &OptimizerState, what: &str, tol: f32) {
     assert_eq!(
         (a.kind, a.step, a.n_params),
         (b.kind, b.step, b.n_params),
@@ -330,7 +349,7 @@ fn assert_same_optimizer(a: &OptimizerState, b: &OptimizerState, what: &str) {
         ("exp_avg_sq", &a.exp_avg_sq, &b.exp_avg_sq),
     ] {
         let diff = max_abs_diff(x, y);
-        assert!(diff <= 1e-5, "{what}: optimizer {name} differs by {diff}");
+        assert!(diff <= tol, "{what}: optimizer {name} differs by {diff}");
     }
 }
 
@@ -424,8 +443,9 @@ fn a_halted_pipeline_resumes_from_its_full_checkpoint() {
     assert_same_optimizer(&end.optimizer, &one.optimizer, "resumed pipeline");
 }
 
-/// What a stage holds and moves: its slice of the parameters and of the optimizer state (Adam:
-/// three floats per parameter), the slices adding up to the whole model.
+/// The stages' slices partition the model's parameters (the footprint line each pipelined rank
+/// logs). What a stage process really holds is measured, not computed, by
+/// `bench/pipeline_memory.sh` (BENCHMARKS.md).
 #[test]
 fn stage_footprints_split_the_model_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -452,13 +472,18 @@ fn stage_footprints_split_the_model_state() {
         .map(|s| StageFootprint::of(&plan, s, 2, &spec.train.optimizer))
         .collect();
     assert_eq!(prints.iter().map(|f| f.params).sum::<usize>(), n);
+    let mut next = 0;
     for (s, f) in prints.iter().enumerate() {
+        assert_eq!(
+            plan.param_range(s).start,
+            next,
+            "stage {s} is not contiguous"
+        );
         assert_eq!(f.params, plan.param_range(s).len());
-        assert_eq!(f.state_bytes, 12 * f.params as u64, "adam: value, m, v");
-        assert_eq!(f.full_state_bytes, 12 * n as u64);
-        assert_eq!(f.allreduce_bytes, 4 * (f.params as u64 + 2));
-        assert_eq!(f.gather_bytes, 24);
+        assert!(f.params > 0, "stage {s} is empty");
+        next = plan.param_range(s).end;
     }
+    // One replica: a stage's gradient slice is all-reduced with nobody.
     assert_eq!(
         StageFootprint::of(&plan, 0, 1, &spec.train.optimizer).allreduce_bytes,
         0
@@ -476,6 +501,7 @@ const BASE: Case = Case {
     model: "",
     optimizer: r#"{ kind = "adam", lr = 0.01 }"#,
     class_weights: true,
+    steps: None,
 };
 
 #[test]
@@ -681,4 +707,49 @@ fn explicit_stages_with_a_gap_are_refused_by_every_rank() {
             "{e}"
         );
     }
+}
+
+/// The contract over a few hundred steps, per optimizer (README, "Pipeline parallelism"): the
+/// recurrent model stays within 1e-5 of one process for 300 steps with two micro-batches under
+/// SGD with momentum, Adam and RMSProp. With a Transformer block, rounding differences grow with
+/// training (a key bias has a zero exact gradient, so under Adam it follows the rounding noise):
+/// measured 2.0e-4 after 300 Adam steps, bounded here by 1e-3; the exact 1e-5 match for hybrids
+/// is `hybrid_layers_with_a_cut_after_every_layer` (10 steps, SGD).
+#[test]
+fn three_hundred_steps_keep_the_contract_per_optimizer() {
+    for optimizer in [
+        r#"{ kind = "sgd", lr = 0.05, momentum = 0.9 }"#,
+        r#"{ kind = "adam", lr = 0.01 }"#,
+        r#"{ kind = "rmsprop", lr = 0.01 }"#,
+    ] {
+        check(Case {
+            microbatches: 2,
+            schedule: "1f1b",
+            optimizer,
+            steps: Some(300),
+            ..BASE
+        });
+    }
+    let layers = {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec(
+            dir.path(),
+            Case {
+                model: HYBRID,
+                ..BASE
+            },
+        );
+        ringtrain_spec::layer_count(&s.model, &s.task)
+    };
+    check_within(
+        Case {
+            pipeline: layers,
+            microbatches: 2,
+            schedule: "1f1b",
+            model: HYBRID,
+            steps: Some(300),
+            ..BASE
+        },
+        1e-3,
+    );
 }

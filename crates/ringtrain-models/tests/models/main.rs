@@ -1,5 +1,5 @@
 //! Integration tests of the model zoo on the flex backend: the sequence kernel against the
-//! burn-ops path and burn-nn,
+//! burn-ops path and burn-nn, both paths through 200 training steps,
 //! gradients against finite differences, padding invariance, stage splits, flat buffers, seeds,
 //! losses and shape errors.
 
@@ -10,6 +10,7 @@ mod flat;
 mod gradcheck;
 mod hybrid;
 mod kernel;
+mod learning;
 mod losses;
 mod padding;
 mod reference;
