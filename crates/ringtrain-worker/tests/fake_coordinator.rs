@@ -371,8 +371,9 @@ async fn two_workers_train_a_job_like_one_process() {
     assert!(result0.metrics["test.mse"] > 0.0, "{:?}", result0.metrics);
     assert!(result0.metrics.contains_key("val.loss"));
     assert!(result0.samples_per_sec > 0.0);
-    // The checkpoint directory resolved against the job's base directory, written by rank 0.
-    let ckpt = dir.path().join("runs/dp");
+    // The checkpoint directory resolved against the job's base directory and made unique to
+    // the job (`<checkpoint.dir>/<job id>`), written by rank 0.
+    let ckpt = dir.path().join("runs/dp/job-1");
     assert_eq!(Path::new(&result0.checkpoint_dir), ckpt);
     let metrics_json = std::fs::read_to_string(ckpt.join("metrics.json")).unwrap();
     assert_eq!(metrics_json, result0.report_json);
