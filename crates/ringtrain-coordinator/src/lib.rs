@@ -13,9 +13,9 @@
 //! coordinator's start); a worker whose lease expired gets NOT_FOUND on its next heartbeat and
 //! registers again under a new id; jobs that were Starting or Running when the coordinator
 //! stopped keep running if their workers report within one lease, and fail naming the rank and
-//! worker otherwise. Calls are authenticated by the rules of the `auth` module: client tokens on the job API,
-//! the cluster secret at registration, then each worker's own credential, and the attempt's
-//! session token at the rendezvous.
+//! worker otherwise. Calls are authenticated by the rules of the `auth` module: client tokens on
+//! the job API, the cluster secret at registration, then each worker's own credential, and the
+//! attempt's session token at the rendezvous.
 
 pub mod machine;
 pub mod server;

@@ -2,8 +2,8 @@
 //! (`proto/ringtrain/v1/{job,cluster}.proto`). Each handler validates its request, turns it into
 //! one state-machine event through [`Shared::apply`] (durable before the answer) and converts
 //! the result to wire types. Every handler first checks the caller's credential (see `auth`):
-//! a refused call never reaches the machine. Every call runs in a `coordinator.rpc{method}` span and is timed in
-//! `ringtrain_coordinator_rpc_duration_seconds{method}`.
+//! a refused call never reaches the machine. Every call runs in a `coordinator.rpc{method}` span
+//! and is timed in `ringtrain_coordinator_rpc_duration_seconds{method}`.
 
 use crate::limits::{
     MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_LOG_LINES_PER_REPORT, MAX_METRIC_NAME_BYTES, MAX_METRICS,

@@ -60,11 +60,11 @@ impl ClusterService for Fake {
         s.registrations.push(request.into_inner());
         self.changed.notify_waiters();
         Ok(Response::new(pb::RegisterWorkerResponse {
-            worker_id: id.clone(),
+            credential: format!("credential-of-{id}"),
+            worker_id: id,
             lease_ms: 10_000,
             heartbeat_wait_ms: 200,
             coordinator_version: "fake".into(),
-            credential: format!("credential-of-{id}"),
         }))
     }
 
