@@ -222,7 +222,8 @@ every_steps = 3
 fn a_language_model_interrupted_on_two_workers_resumes_in_one_process() {
     let dir = tempfile::tempdir().unwrap();
     let spec = lm_spec(dir.path());
-    let dp_dir = dir.path().join("runs/dp");
+    // A cluster job writes under `<checkpoint.dir>/<job id>`; `local` submits job-1.
+    let dp_dir = dir.path().join("runs/dp/job-1");
     let mut local = ringtrain()
         .args(["local", spec.to_str().unwrap(), "--workers", "2"])
         .args(["--output", "json"])

@@ -16,6 +16,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A worker call carrying the credential its registration returned.
+fn as_worker<T>(credential: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        ringtrain_proto::auth::WORKER_CREDENTIAL_HEADER,
+        credential
+            .parse()
+            .expect("a credential is a valid header value"),
+    );
+    request
+}
+
 /// Terminal escape sequences a hostile worker would like printed: set the window title, clear
 /// the screen, a C1 CSI, a right-to-left override and a carriage return.
 const HOSTILE: &str = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{202e}\r";
@@ -199,18 +211,23 @@ fn names_are_bounded_and_worker_text_is_escaped_on_every_terminal_output() {
             assert_eq!(err.code(), tonic::Code::InvalidArgument);
             assert!(err.message().starts_with("name "), "{}", err.message());
         }
-        let worker = cluster
+        let registered = cluster
             .register_worker(register("forger"))
             .await
             .unwrap()
-            .into_inner()
-            .worker_id;
+            .into_inner();
+        let worker = registered.worker_id;
+        // Every later worker call carries the credential issued at registration.
+        let cred = registered.credential.as_str();
         let a = loop {
             let r = cluster
-                .heartbeat(HeartbeatRequest {
-                    worker_id: worker.clone(),
-                    running: vec![],
-                })
+                .heartbeat(as_worker(
+                    cred,
+                    HeartbeatRequest {
+                        worker_id: worker.clone(),
+                        running: vec![],
+                    },
+                ))
                 .await
                 .unwrap()
                 .into_inner();
@@ -222,36 +239,42 @@ fn names_are_bounded_and_worker_text_is_escaped_on_every_terminal_output() {
         // hostile failure message.
         for step in 1..=300 {
             cluster
-                .report_progress(ReportProgressRequest {
-                    worker_id: worker.clone(),
-                    job_id: a.job_id.clone(),
-                    attempt: a.attempt,
-                    rank: 0,
-                    phase: RankPhase::Training as i32,
-                    step,
-                    total_steps: 300,
-                    epochs: 1,
-                    logs: vec![LogLine {
-                        level: LogLevel::Warn as i32,
-                        message: format!("step {step} {HOSTILE}"),
+                .report_progress(as_worker(
+                    cred,
+                    ReportProgressRequest {
+                        worker_id: worker.clone(),
+                        job_id: a.job_id.clone(),
+                        attempt: a.attempt,
+                        rank: 0,
+                        phase: RankPhase::Training as i32,
+                        step,
+                        total_steps: 300,
+                        epochs: 1,
+                        logs: vec![LogLine {
+                            level: LogLevel::Warn as i32,
+                            message: format!("step {step} {HOSTILE}"),
+                            ..Default::default()
+                        }],
                         ..Default::default()
-                    }],
-                    ..Default::default()
-                })
+                    },
+                ))
                 .await
                 .unwrap();
         }
         cluster
-            .report_result(ReportResultRequest {
-                worker_id: worker.clone(),
-                job_id: a.job_id.clone(),
-                attempt: a.attempt,
-                rank: 0,
-                outcome: Some(Outcome::Failure(RankFailure {
-                    message: format!("boom {HOSTILE}"),
-                    ..Default::default()
-                })),
-            })
+            .report_result(as_worker(
+                cred,
+                ReportResultRequest {
+                    worker_id: worker.clone(),
+                    job_id: a.job_id.clone(),
+                    attempt: a.attempt,
+                    rank: 0,
+                    outcome: Some(Outcome::Failure(RankFailure {
+                        message: format!("boom {HOSTILE}"),
+                        ..Default::default()
+                    })),
+                },
+            ))
             .await
             .unwrap();
     });

@@ -942,17 +942,18 @@ async fn an_event_whose_commit_fails_leaves_no_trace_and_the_next_one_succeeds()
     // worker's retried report finishes it.
     progress(&mut c, &w, &a, RankPhase::Training, 5).await;
     coord.fail_next_commits(1);
-    let err = c
-        .cluster
-        .report_result(ReportResultRequest {
+    let request = as_worker(
+        &c,
+        &w,
+        ReportResultRequest {
             worker_id: w.clone(),
             job_id: a.job_id.clone(),
             attempt: a.attempt,
             rank: a.rank,
             outcome: Some(success(0)),
-        })
-        .await
-        .unwrap_err();
+        },
+    );
+    let err = c.cluster.report_result(request).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
     let now = get(&mut c, &job.id).await;
     assert!(
@@ -1015,9 +1016,10 @@ async fn ten_thousand_progress_reports_leave_the_database_bounded() {
     let line = "x".repeat(2048);
     let mut last = ReportProgressResponse::default();
     for step in 1..=10_000u64 {
-        last = c
-            .cluster
-            .report_progress(ReportProgressRequest {
+        let request = as_worker(
+            &c,
+            &w,
+            ReportProgressRequest {
                 worker_id: w.clone(),
                 job_id: a.job_id.clone(),
                 attempt: a.attempt,
@@ -1034,7 +1036,11 @@ async fn ten_thousand_progress_reports_leave_the_database_bounded() {
                     ..Default::default()
                 }],
                 ..Default::default()
-            })
+            },
+        );
+        last = c
+            .cluster
+            .report_progress(request)
             .await
             .expect("progress")
             .into_inner();
@@ -1211,7 +1217,8 @@ async fn names_and_wire_sized_fields_are_bounded_naming_the_field() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(
-        err.message().starts_with("name is 300 bytes"),
+        err.message()
+            .contains("name = 300 characters: must be at most 128"),
         "{}",
         err.message()
     );
@@ -1221,9 +1228,10 @@ async fn names_and_wire_sized_fields_are_bounded_naming_the_field() {
     let job = submit(&mut c, 1).await;
     let a = assignment(&mut c, &w).await;
     // Too many running ranks in a heartbeat.
-    let err = c
-        .cluster
-        .heartbeat(HeartbeatRequest {
+    let request = as_worker(
+        &c,
+        &w,
+        HeartbeatRequest {
             worker_id: w.clone(),
             running: (0..10_000)
                 .map(|i| RunningRank {
@@ -1232,9 +1240,9 @@ async fn names_and_wire_sized_fields_are_bounded_naming_the_field() {
                     rank: 0,
                 })
                 .collect(),
-        })
-        .await
-        .unwrap_err();
+        },
+    );
+    let err = c.cluster.heartbeat(request).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(
         err.message().starts_with("running has 10000 entries"),
@@ -1242,18 +1250,19 @@ async fn names_and_wire_sized_fields_are_bounded_naming_the_field() {
         err.message()
     );
     // Too many log lines in one progress report.
-    let err = c
-        .cluster
-        .report_progress(ReportProgressRequest {
+    let request = as_worker(
+        &c,
+        &w,
+        ReportProgressRequest {
             worker_id: w.clone(),
             job_id: a.job_id.clone(),
             attempt: a.attempt,
             phase: RankPhase::Training as i32,
             logs: vec![LogLine::default(); 5000],
             ..Default::default()
-        })
-        .await
-        .unwrap_err();
+        },
+    );
+    let err = c.cluster.report_progress(request).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(
         err.message().starts_with("logs has 5000 entries"),
@@ -1261,9 +1270,10 @@ async fn names_and_wire_sized_fields_are_bounded_naming_the_field() {
         err.message()
     );
     // Too many metrics in a result.
-    let err = c
-        .cluster
-        .report_result(ReportResultRequest {
+    let request = as_worker(
+        &c,
+        &w,
+        ReportResultRequest {
             worker_id: w.clone(),
             job_id: a.job_id.clone(),
             attempt: a.attempt,
@@ -1272,9 +1282,9 @@ async fn names_and_wire_sized_fields_are_bounded_naming_the_field() {
                 metrics: (0..5000).map(|i| (format!("m{i}"), 1.0)).collect(),
                 ..Default::default()
             })),
-        })
-        .await
-        .unwrap_err();
+        },
+    );
+    let err = c.cluster.report_result(request).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(
         err.message().starts_with("success.metrics has 5000"),
