@@ -7,14 +7,13 @@
 mod common;
 
 use common::ringtrain;
+use common::services::Service;
 use ringtrain_proto::v1::cluster_service_client::ClusterServiceClient;
 use ringtrain_proto::v1::report_result_request::Outcome;
 use ringtrain_proto::v1::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 /// A worker call carrying the credential its registration returned.
 fn as_worker<T>(credential: &str, message: T) -> tonic::Request<T> {
@@ -34,43 +33,19 @@ const HOSTILE: &str = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{202e}\r";
 
 /// A `ringtrain coordinator` process, stopped by closing its stdin.
 struct Coordinator {
-    child: Child,
-    stdin: Option<ChildStdin>,
+    service: Service,
     addr: String,
-    log: PathBuf,
 }
 
 impl Coordinator {
     fn start(dir: &Path, extra: &[&str]) -> Coordinator {
-        let log = dir.join("coordinator.log");
         let state = dir.join("state.db");
-        let mut child = ringtrain()
-            .args(["coordinator", "--listen", "127.0.0.1:0", "--state"])
-            .arg(&state)
-            .args(extra)
-            .arg("--stop-on-stdin-eof")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("ringtrain starts");
-        let stdin = child.stdin.take();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
-            panic!(
-                "no ready line ({e}): {line:?}\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-        Coordinator {
-            child,
-            stdin,
-            addr: ready["grpc"].as_str().unwrap().to_string(),
-            log,
-        }
+        let mut args = vec!["coordinator", "--listen", "127.0.0.1:0", "--state"];
+        args.push(state.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let service = Service::start(&args, dir.join("coordinator.log"));
+        let addr = service.ready["grpc"].as_str().unwrap().to_string();
+        Coordinator { service, addr }
     }
 
     fn cli(&self, args: &[&str]) -> Output {
@@ -89,27 +64,13 @@ impl Coordinator {
             "ringtrain {args:?} failed\nstdout:\n{}\nstderr:\n{}\ncoordinator:\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&self.log).unwrap_or_default()
+            self.service.log_text()
         );
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
-    fn stop(mut self) {
-        self.stdin.take();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the coordinator did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    fn stop(self) {
+        self.service.stop();
     }
 }
 

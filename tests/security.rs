@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::services::Service;
 use common::{examples, ringtrain};
 use ringtrain_proto::auth;
 use ringtrain_proto::v1 as pb;
@@ -16,9 +17,8 @@ use ringtrain_proto::v1::job_service_client::JobServiceClient;
 use ringtrain_proto::v1::peer_service_client::PeerServiceClient;
 use ringtrain_proto::v1::rendezvous_service_client::RendezvousServiceClient;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 use tonic::Code;
 
@@ -26,60 +26,6 @@ use tonic::Code;
 const TOKEN: &str = "alice-token-0123456789abcdef";
 /// The cluster secret.
 const SECRET: &str = "cluster-secret-0123456789abcdef";
-
-/// A child service started with `--stop-on-stdin-eof`.
-struct Service {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    ready: Value,
-    log: PathBuf,
-}
-
-impl Service {
-    fn start(args: &[&str], log: PathBuf) -> Service {
-        let mut child = ringtrain()
-            .args(args)
-            .arg("--stop-on-stdin-eof")
-            .env_remove("RINGTRAIN_CLUSTER_SECRET")
-            .env_remove("RINGTRAIN_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("ringtrain starts");
-        let stdin = child.stdin.take();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
-            panic!(
-                "{args:?}: no ready line ({e}): {line:?}\nlog:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-        Service {
-            child,
-            stdin,
-            ready,
-            log,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.stdin.take();
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// Writes a file readable by its owner only.
 fn private(path: &Path, text: &str) {

@@ -4,6 +4,7 @@
 
 use super::ringtrain;
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Output, Stdio};
@@ -31,11 +32,15 @@ pub struct Service {
 
 impl Service {
     /// Starts `ringtrain ARGS --stop-on-stdin-eof` (stderr to `log`) and waits for its ready
-    /// line; panics with the log when there is none.
-    pub fn start(args: &[String], log: PathBuf) -> Service {
+    /// line; panics with the log when there is none. The service gets credentials only from its
+    /// flags: the cluster secret and client token variables of the test's own environment are
+    /// removed.
+    pub fn start<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S], log: PathBuf) -> Service {
         let mut child = ringtrain()
             .args(args)
             .arg("--stop-on-stdin-eof")
+            .env_remove("RINGTRAIN_CLUSTER_SECRET")
+            .env_remove("RINGTRAIN_TOKEN")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
