@@ -87,6 +87,13 @@ fn found(code: i32, what: &str) -> ! {
         },
         file.display()
     );
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}",
+            std::backtrace::Backtrace::force_capture()
+        );
+    }
     std::process::exit(code);
 }
 
@@ -128,7 +135,13 @@ fn main() -> Result<()> {
     }
     if let Some(file) = replay {
         let input = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        if let Ok(mut cur) = CURRENT.lock() {
+            cur.clone_from(&input);
+        }
+        let _ = CRASH_FILE.set(std::env::temp_dir().join(format!("replay-{name}.bin")));
+        CEILING.store(ALLOC_CEILING, Ordering::Relaxed);
         let outcome = target.run(&input);
+        CEILING.store(usize::MAX, Ordering::Relaxed);
         writeln!(std::io::stdout(), "{name}: {}: {outcome}", file.display())?;
         return Ok(());
     }

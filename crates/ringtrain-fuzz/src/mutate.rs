@@ -79,8 +79,10 @@ pub fn mutate(base: &[u8], corpus: &[Vec<u8>], dict: &[&[u8]], rng: &mut Rng) ->
     let mut out = base.to_vec();
     for _ in 0..1 + rng.below(4) {
         mutate_once(&mut out, corpus, dict, rng);
+        // After every step, not only at the end: stacked growths (a line repeated 64 times,
+        // then again) would otherwise reach gigabytes.
+        out.truncate(crate::MAX_INPUT);
     }
-    out.truncate(crate::MAX_INPUT);
     out
 }
 
@@ -172,7 +174,8 @@ fn mutate_once(out: &mut Vec<u8>, corpus: &[Vec<u8>], dict: &[&[u8]], rng: &mut 
                 .position(|&b| b == b'\n')
                 .map_or(len, |p| i + p + 1);
             let line = out[start..end].to_vec();
-            for _ in 0..1 + rng.below(64) {
+            let room = crate::MAX_INPUT.saturating_sub(len) / line.len().max(1);
+            for _ in 0..(1 + rng.below(64)).min(room) {
                 out.splice(end..end, line.iter().copied());
             }
         }

@@ -98,7 +98,7 @@ fn seed_file(kind: usize) -> String {
                 let _ = writeln!(s, "{}\tx", (i * 13 % 17) as f64 / 4.0);
             }
         }
-        2 | 3 | 4 => {
+        2..=4 => {
             match kind {
                 2 => s.push_str("text,label\n"),
                 3 => s.push_str("text\tlabel\n"),
