@@ -64,7 +64,7 @@ pub struct Report {
     pub execs: u64,
     /// Corpus size at the end (seeds plus inputs with a new outcome class).
     pub corpus: usize,
-    /// Distinct outcome classes seen.
+    /// Distinct outcome classes seen (at most 2^18 are remembered).
     pub classes: usize,
     /// Executions whose outcome was accepted (starts with `ok`).
     pub accepted: u64,
@@ -76,6 +76,8 @@ pub struct Report {
 
 /// Largest corpus kept: new classes beyond it are counted but not kept.
 const MAX_CORPUS: usize = 4096;
+/// Most outcome classes remembered.
+const MAX_CLASSES: usize = 1 << 18;
 /// Largest input produced by mutation (targets read small files; big ones only slow a run).
 pub const MAX_INPUT: usize = 64 << 10;
 
@@ -130,7 +132,14 @@ pub fn fuzz(target: &mut dyn Target, budget: Budget, seed: u64, before: BeforeRu
                 if class.starts_with("ok") {
                     report.accepted += 1;
                 }
-                if classes.insert(class) && corpus.len() < MAX_CORPUS {
+                // Messages that quote the input make most classes unique; past the cap they
+                // are no longer recorded, so memory stays bounded on long runs.
+                let new = if classes.len() < MAX_CLASSES {
+                    classes.insert(class)
+                } else {
+                    !classes.contains(&class)
+                };
+                if new && corpus.len() < MAX_CORPUS {
                     corpus.push(input);
                 }
             }

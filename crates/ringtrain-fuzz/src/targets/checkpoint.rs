@@ -207,7 +207,8 @@ impl Target for CheckpointTarget {
         }
         match Checkpoint::load(&self.path) {
             Ok(c) => format!("ok {}", c.params.len().min(3)),
-            Err(e) => class_of(&e.to_string()),
+            // The path leads every message: without it the class is the error path.
+            Err(e) => class_of(&e.to_string().replace(&*self.path.to_string_lossy(), "FILE")),
         }
     }
 
