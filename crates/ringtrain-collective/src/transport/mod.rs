@@ -8,6 +8,9 @@ pub mod inproc;
 mod link;
 mod wire;
 
+#[doc(hidden)]
+pub use wire::fuzz_decode;
+
 use crate::error::{CollectiveError, Result};
 use crate::types::Fingerprint;
 use bytes::Bytes;

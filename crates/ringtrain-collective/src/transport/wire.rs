@@ -210,6 +210,22 @@ impl FrameDecoder {
     }
 }
 
+/// Fuzzing entry point, not an API: feeds `chunks` to a fresh [`FrameDecoder`] (limit
+/// `max_message`) as a link's received DATA chunks, decoding after each, and returns how many
+/// frames decoded or the first error. Used by `crates/ringtrain-fuzz`; must never panic.
+#[doc(hidden)]
+pub fn fuzz_decode(chunks: &[&[u8]], max_message: usize) -> Result<usize, String> {
+    let mut dec = FrameDecoder::new(max_message);
+    let mut frames = 0;
+    for chunk in chunks {
+        dec.push(Bytes::copy_from_slice(chunk));
+        while dec.next_frame()?.is_some() {
+            frames += 1;
+        }
+    }
+    Ok(frames)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
