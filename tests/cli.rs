@@ -75,6 +75,13 @@ fn train_eval_predict_forecast() {
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
+    // Log lines into a pipe carry no terminal colour codes.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("epoch"), "no epoch log lines in:\n{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in piped logs:\n{log:?}"
+    );
     let png = std::fs::read(&plot).unwrap();
     assert_eq!(&png[1..4], b"PNG", "plot is a PNG");
 

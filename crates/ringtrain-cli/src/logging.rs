@@ -1,6 +1,8 @@
 //! Logging setup: `tracing` events to stderr, human-readable or JSON lines, filtered by `-v` or
-//! `RUST_LOG`.
+//! `RUST_LOG`. Colour only when stderr is a terminal and `NO_COLOR` is unset, so log files and
+//! pipes get plain text.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Log line format.
@@ -23,6 +25,7 @@ pub(crate) fn init(format: LogFormat, verbose: u8) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false);
     match format {
         LogFormat::Human => builder.compact().init(),
