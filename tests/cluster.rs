@@ -9,86 +9,12 @@
 
 mod common;
 
+use common::services::Service;
 use common::{assert_same_training, examples, ringtrain, run_local, run_train};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// A child service (coordinator or worker) started with `--stop-on-stdin-eof`.
-struct Service {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    ready: Value,
-    log: PathBuf,
-}
-
-impl Service {
-    fn start(args: &[&str], log: PathBuf) -> Service {
-        let mut child = ringtrain()
-            .args(args)
-            .arg("--stop-on-stdin-eof")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("ringtrain starts");
-        let stdin = child.stdin.take();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
-            panic!(
-                "{args:?}: no ready line ({e}): {line:?}\nlog:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-        Service {
-            child,
-            stdin,
-            ready,
-            log,
-        }
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Stops cleanly (stdin closed) and asserts a clean exit.
-    fn stop(mut self) {
-        self.stdin.take();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "exit {status}; log:\n{}", self.log_text());
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "did not stop; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// A coordinator and its workers in a temporary directory.
 struct Cluster {

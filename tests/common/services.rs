@@ -65,6 +65,12 @@ impl Service {
         }
     }
 
+    /// Kills the process with SIGKILL and reaps it (a crash, not a clean stop).
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// What the service logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
