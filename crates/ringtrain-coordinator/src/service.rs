@@ -133,8 +133,9 @@ fn new_job(req: pb::SubmitJobRequest, roots: &ringtrain_spec::Roots) -> Result<N
         .map_err(|e| invalid(e.to_string()))?;
     ringtrain_spec::sandbox::check(&spec, Path::new(&base_dir), roots)
         .map_err(|e| invalid(format!("job sandbox: {e}")))?;
-    // The spec allows only [A-Za-z0-9._-] in names, but not their length: bound it here, where
-    // it is shown to every client and becomes a directory name on workers.
+    // Spec validation already bounds names (128 characters of [A-Za-z0-9._-]); the RPC checks
+    // again with the same rule it applies to worker names, since the name is shown to every
+    // client and becomes a directory name on workers.
     check_name("name", &spec.name, true)?;
     let world = spec
         .parallel
