@@ -44,6 +44,10 @@ pub trait Target {
 pub enum Budget {
     /// Wall-clock seconds.
     Seconds(u64),
+    /// CPU seconds spent by the fuzzing thread (Linux: from `/proc/thread-self/schedstat`), so a
+    /// run on a shared, loaded machine still does the stated amount of work. Where that file is
+    /// unreadable the budget falls back to wall-clock seconds.
+    CpuSeconds(u64),
     /// A number of executions (deterministic for a given seed: used by the tests).
     Execs(u64),
 }
@@ -103,11 +107,20 @@ pub fn fuzz(target: &mut dyn Target, budget: Budget, seed: u64, before: BeforeRu
         crash: None,
     };
     let start = Instant::now();
+    let cpu_start = thread_cpu_time();
     // Seeds run first, unmutated, so a broken seed is reported as what it is.
     let mut queue: Vec<Vec<u8>> = corpus.clone();
     loop {
         let done = match budget {
             Budget::Seconds(s) => start.elapsed() >= Duration::from_secs(s),
+            // Reading /proc costs microseconds: look only every 64 executions.
+            Budget::CpuSeconds(s) if report.execs % 64 == 0 => {
+                match (cpu_start, thread_cpu_time()) {
+                    (Some(a), Some(b)) => b.saturating_sub(a) >= Duration::from_secs(s),
+                    _ => start.elapsed() >= Duration::from_secs(s),
+                }
+            }
+            Budget::CpuSeconds(_) => false,
             Budget::Execs(n) => report.execs >= n,
         };
         if done {
@@ -194,4 +207,13 @@ pub fn target(name: &str) -> Option<Box<dyn Target>> {
         "wire" => Some(Box::new(targets::wire::WireTarget)),
         _ => None,
     }
+}
+
+/// CPU time the calling thread has run, from the first field of `/proc/thread-self/schedstat`
+/// (nanoseconds on the CPU); `None` where that file does not exist (not Linux) or cannot be
+/// parsed.
+pub fn thread_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }

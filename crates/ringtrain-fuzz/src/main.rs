@@ -1,5 +1,6 @@
-//! `ringtrain-fuzz TARGET SECONDS [--seed N] [--crash-dir DIR]`: fuzzes one target (`spec`,
-//! `data`, `checkpoint`, `wire`) for a wall-clock budget and exits 0 when nothing was found.
+//! `ringtrain-fuzz TARGET SECONDS [--cpu] [--seed N] [--crash-dir DIR]`: fuzzes one target
+//! (`spec`, `data`, `checkpoint`, `wire`) for a wall-clock budget (with `--cpu`: CPU seconds of
+//! the fuzzing thread) and exits 0 when nothing was found.
 //! Exit 1: a panic; 2: usage; 3: a single allocation above the ceiling (unbounded allocation);
 //! 4: one input ran longer than the hang limit. The offending input is written to the crash
 //! directory (default `fuzz-crashes/`) so it can be replayed with `--replay FILE`.
@@ -103,7 +104,7 @@ fn now_ms() -> u64 {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: ringtrain-fuzz TARGET SECONDS [--seed N] [--crash-dir DIR] | \
+    let usage = "usage: ringtrain-fuzz TARGET SECONDS [--cpu] [--seed N] [--crash-dir DIR] | \
                  ringtrain-fuzz TARGET --replay FILE  (targets: spec, data, checkpoint, wire)";
     let Some(name) = args.first() else {
         let _ = writeln!(std::io::stderr(), "{usage}");
@@ -116,10 +117,12 @@ fn main() -> Result<()> {
     let mut seed = 1u64;
     let mut crash_dir = PathBuf::from("fuzz-crashes");
     let mut seconds = None;
+    let mut cpu = false;
     let mut replay = None;
     let mut rest = args[1..].iter();
     while let Some(a) = rest.next() {
         match a.as_str() {
+            "--cpu" => cpu = true,
             "--seed" => seed = rest.next().context("--seed needs a value")?.parse()?,
             "--crash-dir" => crash_dir = rest.next().context("--crash-dir needs a value")?.into(),
             "--replay" => {
@@ -174,19 +177,24 @@ fn main() -> Result<()> {
         STARTED_MS.store(now_ms(), Ordering::Relaxed);
     };
     let t = Instant::now();
-    let report = ringtrain_fuzz::fuzz(
-        target.as_mut(),
-        ringtrain_fuzz::Budget::Seconds(seconds),
-        seed,
-        &mut before,
-    );
+    let cpu_start = ringtrain_fuzz::thread_cpu_time();
+    let budget = if cpu {
+        ringtrain_fuzz::Budget::CpuSeconds(seconds)
+    } else {
+        ringtrain_fuzz::Budget::Seconds(seconds)
+    };
+    let report = ringtrain_fuzz::fuzz(target.as_mut(), budget, seed, &mut before);
     STARTED_MS.store(0, Ordering::Relaxed);
     CEILING.store(usize::MAX, Ordering::Relaxed);
     let secs = t.elapsed().as_secs_f64();
+    let cpu_secs = match (cpu_start, ringtrain_fuzz::thread_cpu_time()) {
+        (Some(a), Some(b)) => format!("{:.0}", b.saturating_sub(a).as_secs_f64()),
+        _ => "unknown".into(),
+    };
     writeln!(
         std::io::stdout(),
-        "{name}: seed {seed}, {secs:.0} s, {} execs ({:.0}/s), {} accepted, {} outcome classes, \
-         corpus {}, slowest input {:?}",
+        "{name}: seed {seed}, {secs:.0} s wall, {cpu_secs} s CPU, {} execs ({:.0}/s), {} accepted, \
+         {} outcome classes, corpus {}, slowest input {:?}",
         report.execs,
         report.execs as f64 / secs.max(1e-9),
         report.accepted,

@@ -38,3 +38,20 @@ fn every_seed_is_accepted() {
         }
     }
 }
+
+/// A CPU-time budget counts the fuzzing thread's time on the CPU: the run ends once one CPU
+/// second has been spent, not before (where /proc is readable, i.e. on Linux).
+#[test]
+fn a_cpu_budget_ends_after_that_much_cpu_time() {
+    let Some(before) = ringtrain_fuzz::thread_cpu_time() else {
+        return; // not Linux: the budget falls back to wall-clock seconds
+    };
+    let mut t = target("spec").expect("spec target");
+    let report = fuzz(t.as_mut(), Budget::CpuSeconds(1), 7, &mut |_: &[u8]| {});
+    let spent = ringtrain_fuzz::thread_cpu_time().expect("still readable") - before;
+    assert!(report.crash.is_none());
+    assert!(
+        spent >= std::time::Duration::from_secs(1),
+        "stopped after {spent:?} of CPU"
+    );
+}
