@@ -114,7 +114,7 @@ pub fn fuzz(target: &mut dyn Target, budget: Budget, seed: u64, before: BeforeRu
         let done = match budget {
             Budget::Seconds(s) => start.elapsed() >= Duration::from_secs(s),
             // Reading /proc costs microseconds: look only every 64 executions.
-            Budget::CpuSeconds(s) if report.execs % 64 == 0 => {
+            Budget::CpuSeconds(s) if report.execs.is_multiple_of(64) => {
                 match (cpu_start, thread_cpu_time()) {
                     (Some(a), Some(b)) => b.saturating_sub(a) >= Duration::from_secs(s),
                     _ => start.elapsed() >= Duration::from_secs(s),
