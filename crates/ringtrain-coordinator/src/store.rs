@@ -26,8 +26,9 @@ use std::time::Duration;
 pub const APPLICATION_ID: i32 = 0x5254_726e;
 
 /// Schema version this build reads and writes (`PRAGMA user_version`). Version 1 files (before
-/// `jobs.max_restarts`) and version 2 files (before `secrets`) are migrated in place when opened.
-pub const SCHEMA_VERSION: i32 = 3;
+/// `jobs.max_restarts`), version 2 files (before `secrets`) and version 3 files (before
+/// `jobs.owner`) are migrated in place when opened.
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Upgrades a version 1 file: jobs submitted before restarts existed get none.
 const MIGRATE_1_TO_2: &str = "BEGIN;
@@ -40,6 +41,13 @@ COMMIT;";
 const MIGRATE_2_TO_3: &str = "BEGIN;
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 PRAGMA user_version = 3;
+COMMIT;";
+
+/// Upgrades a version 3 file: jobs submitted before owners were recorded have none (only an
+/// admin may cancel them when the coordinator has client tokens).
+const MIGRATE_3_TO_4: &str = "BEGIN;
+ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+PRAGMA user_version = 4;
 COMMIT;";
 
 /// Name of the credential key's row in `secrets`.
@@ -207,7 +215,8 @@ CREATE TABLE jobs (
     finished_ms INTEGER NOT NULL,
     ranks TEXT NOT NULL,
     result TEXT,
-    max_restarts INTEGER NOT NULL DEFAULT 0
+    max_restarts INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -311,13 +320,17 @@ impl Store {
                 found: version,
                 supported: SCHEMA_VERSION,
             });
-        } else if version == 1 || version == 2 {
+        } else if (1..SCHEMA_VERSION).contains(&version) {
             if version == 1 {
                 store.conn.execute_batch(MIGRATE_1_TO_2).map_err(sql)?;
                 tracing::info!(path = %path.display(), "state database migrated from schema 1 to 2");
             }
-            store.conn.execute_batch(MIGRATE_2_TO_3).map_err(sql)?;
-            tracing::info!(path = %path.display(), "state database migrated from schema 2 to 3");
+            if version <= 2 {
+                store.conn.execute_batch(MIGRATE_2_TO_3).map_err(sql)?;
+                tracing::info!(path = %path.display(), "state database migrated from schema 2 to 3");
+            }
+            store.conn.execute_batch(MIGRATE_3_TO_4).map_err(sql)?;
+            tracing::info!(path = %path.display(), "state database migrated from schema 3 to 4");
         } else if version != SCHEMA_VERSION {
             return Err(StoreError::Corrupt {
                 path: path.to_path_buf(),
@@ -590,7 +603,7 @@ impl Store {
                 .prepare(
                     "SELECT num, id, name, spec, spec_format, base_dir, state, reason, world, workers,
                             attempt, session, submitted_ms, started_ms, finished_ms, ranks, result,
-                            max_restarts
+                            max_restarts, owner
                      FROM jobs ORDER BY num",
                 )
                 .map_err(|e| self.err(e))?;
@@ -615,6 +628,7 @@ impl Store {
                         ranks: r.get(15)?,
                         result: r.get(16)?,
                         max_restarts: r.get(17)?,
+                        owner: r.get(18)?,
                     })
                 })
                 .map_err(|e| self.err(e))?;
@@ -660,6 +674,7 @@ impl Store {
                     last_log_seq: last_seq.get(&row.num).copied().unwrap_or(0),
                     recovered: false,
                     max_restarts: row.max_restarts.clamp(0, u32::MAX as i64) as u32,
+                    owner: row.owner,
                     progress_saved_ms: 0,
                 });
             }
@@ -761,6 +776,7 @@ struct JobRow {
     ranks: String,
     result: Option<String>,
     max_restarts: i64,
+    owner: String,
 }
 
 fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
@@ -781,8 +797,9 @@ fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO jobs (num, id, name, spec, spec_format, base_dir, state, reason, world, workers,
                            attempt, session, submitted_ms, started_ms, finished_ms, ranks, result,
-                           max_restarts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                           max_restarts, owner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19)
          ON CONFLICT(num) DO UPDATE SET state = excluded.state, reason = excluded.reason,
              workers = excluded.workers, attempt = excluded.attempt, session = excluded.session,
              started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,
@@ -805,7 +822,8 @@ fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
             job.finished_ms,
             ranks,
             result,
-            job.max_restarts
+            job.max_restarts,
+            job.owner
         ],
     )?;
     Ok(())
@@ -880,6 +898,7 @@ mod tests {
                 base_dir: "/data".into(),
                 world,
                 max_restarts: 0,
+                owner: "alice".into(),
             },
             now,
         );
@@ -1125,10 +1144,13 @@ mod tests {
         let mut m = Machine::new(config());
         let job = submit(&mut m, &mut store, 1, 1);
         drop(store);
-        // Make the file what a schema 1 coordinator wrote: no max_restarts column.
+        // Make the file what a schema 1 coordinator wrote: no max_restarts or owner column.
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("ALTER TABLE jobs DROP COLUMN max_restarts; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch(
+            "ALTER TABLE jobs DROP COLUMN max_restarts; ALTER TABLE jobs DROP COLUMN owner;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
         drop(conn);
         let store = Store::open(&path).unwrap();
         let version: i32 = store
@@ -1151,10 +1173,12 @@ mod tests {
         let job = submit(&mut m, &mut store, 1, 1);
         let worker = register(&mut m, &mut store, 2);
         drop(store);
-        // Make the file what a schema 2 coordinator wrote: no secrets table.
+        // Make the file what a schema 2 coordinator wrote: no secrets table, no owner column.
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE secrets; PRAGMA user_version = 2;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE secrets; ALTER TABLE jobs DROP COLUMN owner; PRAGMA user_version = 2;",
+        )
+        .unwrap();
         drop(conn);
         let mut store = Store::open(&path).unwrap();
         let version: i32 = store
@@ -1171,6 +1195,36 @@ mod tests {
         drop(store);
         let mut store = Store::open(&path).unwrap();
         assert_eq!(store.credential_key([9; 32]).unwrap(), [7; 32]);
+    }
+
+    #[test]
+    fn a_version_3_file_is_migrated_and_its_jobs_have_no_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut store = Store::open(&path).unwrap();
+        let mut m = Machine::new(config());
+        let job = submit(&mut m, &mut store, 1, 1);
+        assert_eq!(store.load().unwrap().jobs[0].owner, "alice");
+        drop(store);
+        // Make the file what a schema 3 coordinator wrote: no owner column.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE jobs DROP COLUMN owner; PRAGMA user_version = 3;")
+            .unwrap();
+        drop(conn);
+        let mut store = Store::open(&path).unwrap();
+        let version: i32 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let loaded = store.load().unwrap();
+        let j = loaded.jobs.iter().find(|j| j.id == job).unwrap();
+        assert_eq!(j.owner, "");
+        assert_eq!(j.state, JobState::Queued);
+        // Jobs submitted after the upgrade keep their owner.
+        let second = submit(&mut m, &mut store, 1, 2);
+        let jobs = store.load().unwrap().jobs;
+        assert_eq!(jobs.iter().find(|j| j.id == second).unwrap().owner, "alice");
     }
 
     #[test]
