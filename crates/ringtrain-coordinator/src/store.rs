@@ -135,10 +135,19 @@ pub struct Store {
     failing_commits: std::sync::Arc<std::sync::atomic::AtomicU32>,
     /// Log lines kept per job (see [`Store::set_log_retention`]).
     log_retention: u64,
+    /// Bytes of log text kept per job (see [`Store::set_log_byte_retention`]).
+    log_byte_retention: u64,
+    /// Bytes of log text each job has in `job_logs`, for the jobs written since the store was
+    /// opened (read from the table on first use). Updated only after a commit, so a rolled back
+    /// transaction leaves it true.
+    log_bytes: std::collections::HashMap<i64, u64>,
 }
 
 /// Log lines kept per job unless [`Store::set_log_retention`] says otherwise.
 pub const DEFAULT_LOG_RETENTION: u64 = 10_000;
+/// Bytes of log text kept per job unless [`Store::set_log_byte_retention`] says otherwise:
+/// 16 MiB, so 10,000 lines of the longest kind (64 KiB each) cannot take 640 MiB per job.
+pub const DEFAULT_LOG_BYTE_RETENTION: u64 = 16 << 20;
 
 /// Largest size the WAL file is truncated back to after a checkpoint (`journal_size_limit`), so
 /// one large transaction does not leave a large file behind.
@@ -280,6 +289,8 @@ impl Store {
             #[cfg(any(test, feature = "fault-injection"))]
             failing_commits: Default::default(),
             log_retention: DEFAULT_LOG_RETENTION,
+            log_byte_retention: DEFAULT_LOG_BYTE_RETENTION,
+            log_bytes: Default::default(),
         };
         // The first read of the header tells a non-database file apart.
         let app_id: i32 = match store
@@ -383,6 +394,13 @@ impl Store {
         self.log_retention = lines.max(1);
     }
 
+    /// Keeps at most `bytes` of log text (message bytes) per job from now on: writing a job's
+    /// log line deletes its oldest lines until the rest fit. A job's newest line is always kept
+    /// (a line is at most 64 KiB).
+    pub fn set_log_byte_retention(&mut self, bytes: u64) {
+        self.log_byte_retention = bytes;
+    }
+
     /// The key worker credentials and session tokens are derived from: the stored one, or
     /// `fresh` (random bytes from the caller), stored now, when the file has none yet. Keeping it
     /// in the state file is what lets a restarted coordinator recognise the workers and sessions
@@ -481,6 +499,8 @@ impl Store {
         let mut saved_workers = BTreeSet::new();
         // Per job number: the newest log line written, for retention.
         let mut logged: BTreeMap<i64, u64> = BTreeMap::new();
+        // Per job: bytes of log text this event adds.
+        let mut added: BTreeMap<i64, u64> = BTreeMap::new();
         for effect in effects {
             match effect {
                 Effect::SaveJob(_) => {}
@@ -515,20 +535,71 @@ impl Store {
                     .map_err(err)?;
                     let newest = logged.entry(num).or_default();
                     *newest = (*newest).max(line.seq);
+                    *added.entry(num).or_default() += line.message.len() as u64;
                 }
                 Effect::Wake(_) | Effect::Publish { .. } => {}
             }
         }
         // Retention: each job keeps its newest `log_retention` lines (the primary key makes this
-        // a range delete). Freed pages are reused, so the file stops growing.
+        // a range delete), and of those only the newest that fit `log_byte_retention` bytes.
+        // Freed pages are reused, so the file stops growing.
+        let mut log_bytes = Vec::new();
         for (num, newest) in logged {
+            let sum = |cut: i64| -> rusqlite::Result<u64> {
+                tx.query_row(
+                    "SELECT COALESCE(SUM(length(CAST(message AS BLOB))), 0) FROM job_logs
+                     WHERE job_num = ?1 AND seq <= ?2",
+                    params![num, cut],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n.max(0) as u64)
+            };
+            // What the job holds now, this event's lines included.
+            let mut total = match self.log_bytes.get(&num) {
+                Some(before) => before + added.get(&num).copied().unwrap_or(0),
+                None => sum(i64::MAX).map_err(err)?,
+            };
             if let Some(cut) = newest.checked_sub(self.log_retention) {
+                let cut = cut.min(i64::MAX as u64) as i64;
+                total = total.saturating_sub(sum(cut).map_err(err)?);
                 tx.execute(
                     "DELETE FROM job_logs WHERE job_num = ?1 AND seq <= ?2",
-                    params![num, cut.min(i64::MAX as u64) as i64],
+                    params![num, cut],
                 )
                 .map_err(err)?;
             }
+            if total > self.log_byte_retention {
+                // Oldest first, dropping lines until the rest fit; never the newest line.
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT seq, length(CAST(message AS BLOB)) FROM job_logs
+                         WHERE job_num = ?1 AND seq < ?2 ORDER BY seq",
+                    )
+                    .map_err(err)?;
+                let rows = stmt
+                    .query_map(params![num, newest.min(i64::MAX as u64) as i64], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .map_err(err)?;
+                let mut cut = None;
+                for row in rows {
+                    let (seq, len) = row.map_err(err)?;
+                    total = total.saturating_sub(len.max(0) as u64);
+                    cut = Some(seq);
+                    if total <= self.log_byte_retention {
+                        break;
+                    }
+                }
+                drop(stmt);
+                if let Some(cut) = cut {
+                    tx.execute(
+                        "DELETE FROM job_logs WHERE job_num = ?1 AND seq <= ?2",
+                        params![num, cut],
+                    )
+                    .map_err(err)?;
+                }
+            }
+            log_bytes.push((num, total));
         }
         #[cfg(any(test, feature = "fault-injection"))]
         if self
@@ -546,7 +617,9 @@ impl Store {
                 Some("injected commit failure".into()),
             )));
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        self.log_bytes.extend(log_bytes);
+        Ok(())
     }
 
     /// Reads every job (with history) and worker back.
@@ -1069,6 +1142,71 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let loaded = store.load().unwrap();
         assert_eq!(loaded.jobs[0].last_log_seq, last);
+    }
+
+    #[test]
+    fn each_job_keeps_at_most_its_log_byte_retention_and_always_its_newest_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut store = Store::open(&path).unwrap();
+        store.set_log_byte_retention(10_000);
+        let mut m = Machine::new(config());
+        let w = register(&mut m, &mut store, 1);
+        let job = submit(&mut m, &mut store, 1, 2);
+        let report = |logs: Vec<(LogLevel, String)>| crate::machine::ProgressReport {
+            worker: w.clone(),
+            job: job.clone(),
+            attempt: 1,
+            rank: 0,
+            phase: Some(RankPhase::Training),
+            report: RankReport::default(),
+            logs,
+        };
+        let stored = |store: &Store, m: &Machine| {
+            let kept = store.logs(m.job(&job).unwrap(), 0, 10_000).unwrap();
+            let bytes: usize = kept.iter().map(|l| l.message.len()).sum();
+            (kept, bytes)
+        };
+        // Many events of 1000-byte lines: the total stays within 10,000 bytes, newest kept.
+        for event in 0..30 {
+            let lines = (0..3)
+                .map(|i| {
+                    (
+                        LogLevel::Info,
+                        format!("{event:02}-{i}:{}", "x".repeat(995)),
+                    )
+                })
+                .collect();
+            m.progress(report(lines), 3 + event).unwrap();
+            let effects = m.drain_effects();
+            store.apply(&m, &effects).unwrap();
+            let (kept, bytes) = stored(&store, &m);
+            assert!(bytes <= 10_000, "{bytes} bytes after event {event}");
+            let newest = format!("{event:02}-2:");
+            assert!(kept.iter().any(|l| l.message.starts_with(&newest)));
+        }
+        let (kept, _) = stored(&store, &m);
+        assert!(kept.len() >= 5, "{} lines kept", kept.len());
+        // A restarted store (no cached totals) keeps enforcing the bound.
+        drop(store);
+        let mut store = Store::open(&path).unwrap();
+        store.set_log_byte_retention(10_000);
+        m.progress(report(vec![(LogLevel::Info, "y".repeat(4000))]), 100)
+            .unwrap();
+        let effects = m.drain_effects();
+        store.apply(&m, &effects).unwrap();
+        let (kept, bytes) = stored(&store, &m);
+        assert!(bytes <= 10_000, "{bytes}");
+        assert_eq!(kept.last().unwrap().message.len(), 4000);
+        // One line larger than the whole budget is still kept, alone.
+        store.set_log_byte_retention(100);
+        m.progress(report(vec![(LogLevel::Warn, "z".repeat(500))]), 101)
+            .unwrap();
+        let effects = m.drain_effects();
+        store.apply(&m, &effects).unwrap();
+        let (kept, _) = stored(&store, &m);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].message.len(), 500);
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub(crate) struct CoordinatorArgs {
     /// Log lines the state database keeps per job (newest; older ones are deleted).
     #[arg(long, default_value_t = 10_000, value_name = "LINES", value_parser = clap::value_parser!(u64).range(1..))]
     log_retention: u64,
+    /// MiB of log text the state database keeps per job (newest lines; the newest line is
+    /// always kept).
+    #[arg(long, default_value_t = 16, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=MAX_MIB))]
+    log_retention_mb: u64,
     /// Shortest interval between two writes of a job's progress to the state database (the
     /// latest progress is always served from memory).
     #[arg(long, default_value_t = 1_000, value_name = "MS")]
@@ -230,6 +234,7 @@ pub(crate) fn coordinator(args: CoordinatorArgs) -> Result<()> {
         roots: args.sandbox.roots("coordinator")?,
         retention: ringtrain_coordinator::Retention {
             log_lines_per_job: args.log_retention,
+            log_bytes_per_job: args.log_retention_mb << 20,
             progress_interval: Duration::from_millis(args.progress_interval_ms),
         },
         tls: args.tls.load()?,
