@@ -76,6 +76,8 @@ type Queue = (
 pub const MAX_QUEUED_BYTES_PER_PEER: usize = 2 << 30;
 /// Most messages one peer may have queued here, not yet received ([`Mailbox::new`]); bounds the
 /// per-message bookkeeping (and the number of groups a peer can open) independently of size.
+/// With the default 1 MiB pieces (`CommConfig::piece_bytes`) the byte bound is reached first;
+/// only pieces below 8 KiB could reach this one before it.
 pub const MAX_QUEUED_MESSAGES_PER_PEER: usize = 1 << 18;
 
 /// The receiving half shared by transports: per-(group, sender) FIFO queues plus the failure and
