@@ -1248,14 +1248,14 @@ mod tests {
             matches!(
                 err,
                 StoreError::NewerSchema {
-                    found: 4,
-                    supported: 3,
+                    found: 5,
+                    supported: 4,
                     ..
                 }
             ),
             "{err}"
         );
-        assert!(err.to_string().contains("schema version 4"));
+        assert!(err.to_string().contains("schema version 5"));
     }
 
     #[test]
