@@ -446,12 +446,13 @@ fn a_worker_without_the_cluster_secret_cannot_start(wire: Wire) {
 fn a_job_is_cancelled_only_by_its_owner_or_an_admin(wire: Wire) {
     let cluster = Cluster::secured(1, wire);
     let dir = tempfile::tempdir().unwrap();
-    let alice = cluster.submit(&spec(dir.path(), "alices", 1, 30));
+    // Long enough to be still active when cancelled, however loaded the machine is.
+    let alice = cluster.submit(&spec(dir.path(), "alices", 1, 1000));
     let bob_flags = cluster.client_flags_as("bob");
     let bob_submit = cluster.cli_with(
         &[
             "submit",
-            spec(dir.path(), "bobs", 1, 30).to_str().unwrap(),
+            spec(dir.path(), "bobs", 1, 1000).to_str().unwrap(),
             "--output",
             "json",
         ],
