@@ -272,3 +272,74 @@ fn names_are_bounded_and_worker_text_is_escaped_on_every_terminal_output() {
     );
     coord.stop();
 }
+
+/// A forecast spec on the bundled seasonal series with `hidden` units in each of 2 LSTM layers.
+fn lstm_spec(dir: &Path, name: &str, hidden: usize) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "{name}"
+[model]
+cell = "lstm"
+hidden = {hidden}
+layers = 2
+[task]
+kind = "forecast"
+horizon = 1
+[data]
+path = "{data}"
+features = ["demand", "temperature"]
+targets = ["demand"]
+window = 12
+split = [0.7, 0.15, 0.15]
+[train]
+epochs = 1
+batch_size = 8
+optimizer = {{ kind = "adam", lr = 0.01 }}
+[checkpoint]
+dir = "{ckpt}"
+"#,
+            data = common::examples().join("data/seasonal.csv").display(),
+            ckpt = dir.join("runs").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_job_over_the_workers_budget_fails_and_the_worker_runs_the_next_one() {
+    let flags = common::services::Flags {
+        worker: vec!["--max-memory-mb".into(), "4".into()],
+        ..Default::default()
+    };
+    let cluster = common::services::Cluster::start_with(1, flags);
+    let dir = tempfile::tempdir().unwrap();
+    let worker = cluster.json(&["workers"])[0]["id"].clone();
+    // About 800 thousand parameters: 12 MiB with gradients and Adam state, within the spec's
+    // default limits but over this worker's 4 MiB.
+    let big = cluster.submit(&lstm_spec(dir.path(), "big", 256));
+    let failed = cluster.wait_job(&big, 120, |j| j["state"] == "failed");
+    let reason = failed["reason"].as_str().unwrap();
+    for needle in [
+        "rank 0",
+        "worker's budget",
+        "limits.max_memory_mb",
+        "training is estimated to need",
+        "above the limit of 4.0 MiB",
+    ] {
+        assert!(reason.contains(needle), "{needle:?} not in {reason:?}");
+    }
+    assert!(!dir.path().join("runs").exists(), "nothing was written");
+    // The worker survived, is still registered under the same id and runs the next job.
+    let small = cluster.submit(&lstm_spec(dir.path(), "small", 8));
+    let done = cluster.wait_job(&small, 300, |j| {
+        !matches!(j["state"].as_str(), Some("queued" | "starting" | "running"))
+    });
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
+    assert_eq!(done["workers"][0], worker);
+    let workers = cluster.json(&["workers"]);
+    assert_eq!(workers.as_array().unwrap().len(), 1, "{workers:#}");
+    cluster.stop();
+}

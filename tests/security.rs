@@ -5,10 +5,14 @@
 //! that can reach every port and knows every id, but none of the secrets. Each test checks the
 //! attack is refused with the right status and that the honest job still ends with its own,
 //! real result.
+//!
+//! Every attack runs twice (`both_wires!`): over plain TCP, where the credentials alone keep the
+//! attacker out, and over mutual TLS, where the attacker even holds a certificate the cluster
+//! trusts (an insider's), so the refusals shown are the credentials' and not the handshake's.
 
 mod common;
 
-use common::services::Service;
+use common::services::{Cluster, SECRET, USERS, Wire};
 use common::{examples, ringtrain};
 use ringtrain_proto::auth;
 use ringtrain_proto::v1 as pb;
@@ -16,185 +20,40 @@ use ringtrain_proto::v1::cluster_service_client::ClusterServiceClient;
 use ringtrain_proto::v1::job_service_client::JobServiceClient;
 use ringtrain_proto::v1::peer_service_client::PeerServiceClient;
 use ringtrain_proto::v1::rendezvous_service_client::RendezvousServiceClient;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 use tonic::Code;
 
-/// The client token of the test's user.
-const TOKEN: &str = "alice-token-0123456789abcdef";
-/// The cluster secret.
-const SECRET: &str = "cluster-secret-0123456789abcdef";
+/// The client token of the test's user (`alice`).
+const TOKEN: &str = USERS[0].1;
 
-/// Writes a file readable by its owner only.
-fn private(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+/// One `#[test]` per attack and wire: `plain::NAME` and `mutual_tls::NAME` call `NAME(wire)`.
+macro_rules! both_wires {
+    ($($name:ident),* $(,)?) => {
+        mod plain {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Wire::Plain)
+            })*
+        }
+        mod mutual_tls {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Wire::MutualTls)
+            })*
+        }
+    };
 }
 
-/// A coordinator with a cluster secret and client tokens, and workers with the secret.
-struct Secure {
-    dir: tempfile::TempDir,
-    coordinator: Service,
-    workers: Vec<Service>,
-    addr: String,
-}
-
-impl Secure {
-    fn start(workers: usize) -> Secure {
-        let dir = tempfile::tempdir().unwrap();
-        private(&dir.path().join("secret"), &format!("{SECRET}\n"));
-        private(
-            &dir.path().join("tokens"),
-            &format!("# user token\nalice {TOKEN}\nbob bob-token-0123456789abcdef\n"),
-        );
-        private(&dir.path().join("token"), TOKEN);
-        let p = |name: &str| dir.path().join(name).display().to_string();
-        let coordinator = Service::start(
-            &[
-                "coordinator",
-                "--listen",
-                "127.0.0.1:0",
-                "--state",
-                &p("state.db"),
-                "--lease-ms",
-                "3000",
-                "--heartbeat-wait-ms",
-                "300",
-                "--collective-timeout-ms",
-                "10000",
-                "--cluster-secret-file",
-                &p("secret"),
-                "--client-tokens-file",
-                &p("tokens"),
-            ],
-            dir.path().join("coordinator.log"),
-        );
-        let addr = coordinator.ready["grpc"].as_str().unwrap().to_string();
-        let secret = p("secret");
-        let mut s = Secure {
-            dir,
-            coordinator,
-            workers: Vec::new(),
-            addr,
-        };
-        for i in 0..workers {
-            let w = Service::start(
-                &[
-                    "worker",
-                    "--coordinator",
-                    &s.addr,
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--threads",
-                    "1",
-                    "--name",
-                    &format!("honest-{i}"),
-                    "--cluster-secret-file",
-                    &secret,
-                ],
-                s.dir.path().join(format!("worker-{i}.log")),
-            );
-            s.workers.push(w);
-        }
-        s.wait_idle_workers(workers);
-        s
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-
-    /// A client command with the user's token file.
-    fn cli(&self, args: &[&str]) -> Output {
-        ringtrain()
-            .args(args)
-            .args([
-                "--coordinator",
-                &self.addr,
-                "--token-file",
-                &self.path("token"),
-            ])
-            .env_remove("RINGTRAIN_TOKEN")
-            .output()
-            .expect("ringtrain runs")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["--output", "json"]);
-        let out = self.cli(&all);
-        assert!(
-            out.status.success(),
-            "ringtrain {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn submit(&self, spec: &Path) -> String {
-        self.json(&["submit", spec.to_str().unwrap()])["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    fn wait_job(&self, id: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let job = self.json(&["status", id]);
-            if pred(&job) {
-                return job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} did not get there in {secs} s: {job:#}\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_idle_workers(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let workers = self.json(&["workers"]);
-            let idle = workers
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|w| w["state"] == "idle")
-                .count();
-            if idle >= n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{idle} of {n} workers idle\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn logs(&self) -> String {
-        let mut out = format!("--- coordinator\n{}\n", self.coordinator.log_text());
-        for (i, w) in self.workers.iter().enumerate() {
-            out += &format!("--- worker {i}\n{}\n", w.log_text());
-        }
-        out
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
+both_wires!(
+    job_api_calls_without_a_valid_token_are_unauthenticated_and_change_nothing,
+    a_client_that_knows_a_worker_id_cannot_report_for_it,
+    a_rendezvous_join_with_a_huge_world_is_refused_and_the_coordinator_still_serves,
+    a_pre_joined_session_with_the_wrong_world_is_refused_and_the_real_job_succeeds,
+    a_forged_peer_connection_is_refused_and_the_job_finishes,
+    a_worker_without_the_cluster_secret_cannot_start,
+    a_job_is_cancelled_only_by_its_owner_or_an_admin,
+);
 
 /// A forecasting job of `data` ranks that trains for a few seconds.
 fn spec(dir: &Path, name: &str, data: u32, epochs: u32) -> PathBuf {
@@ -234,6 +93,15 @@ dir = "{ckpt}"
     path
 }
 
+/// The TLS flags of a worker of `cluster` (none over plain TCP), without the cluster secret.
+fn worker_tls(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .pki
+        .as_ref()
+        .map(|p| p.flags(true).worker)
+        .unwrap_or_default()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -263,15 +131,14 @@ fn code<T>(r: Result<T, tonic::Status>) -> Code {
     }
 }
 
-#[test]
-fn job_api_calls_without_a_valid_token_are_unauthenticated_and_change_nothing() {
-    let cluster = Secure::start(1);
+fn job_api_calls_without_a_valid_token_are_unauthenticated_and_change_nothing(wire: Wire) {
+    let cluster = Cluster::secured(1, wire);
     let dir = tempfile::tempdir().unwrap();
     let id = cluster.submit(&spec(dir.path(), "mine", 1, 30));
     cluster.wait_job(&id, 120, |j| j["state"] == "running");
     runtime().block_on(async {
-        let mut jobs = JobServiceClient::connect(cluster.url()).await.unwrap();
-        let mut workers = ClusterServiceClient::connect(cluster.url()).await.unwrap();
+        let mut jobs = JobServiceClient::new(cluster.channel(&cluster.addr).await);
+        let mut workers = ClusterServiceClient::new(cluster.channel(&cluster.addr).await);
         let submit = || pb::SubmitJobRequest {
             spec: std::fs::read_to_string(spec(dir.path(), "forged", 1, 1)).unwrap(),
             format: pb::SpecFormat::Toml as i32,
@@ -316,7 +183,7 @@ fn job_api_calls_without_a_valid_token_are_unauthenticated_and_change_nothing() 
                 Code::Unauthenticated
             );
             let list = workers
-                .list_workers(maybe(pb::ListWorkersRequest {}, h, bad))
+                .list_workers(maybe(pb::ListWorkersRequest::default(), h, bad))
                 .await;
             assert_eq!(code(list), Code::Unauthenticated);
         }
@@ -339,11 +206,7 @@ fn job_api_calls_without_a_valid_token_are_unauthenticated_and_change_nothing() 
         );
     });
     // The CLI without a token says what to pass; with it, the job is untouched and finishes.
-    let out = ringtrain()
-        .args(["status", "--coordinator", &cluster.addr])
-        .env_remove("RINGTRAIN_TOKEN")
-        .output()
-        .unwrap();
+    let out = cluster.cli_with(&["status"], &cluster.tls_client_flags());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -359,9 +222,8 @@ fn job_api_calls_without_a_valid_token_are_unauthenticated_and_change_nothing() 
     assert_eq!(workers.as_array().unwrap().len(), 1, "{workers:#}");
 }
 
-#[test]
-fn a_client_that_knows_a_worker_id_cannot_report_for_it() {
-    let cluster = Secure::start(1);
+fn a_client_that_knows_a_worker_id_cannot_report_for_it(wire: Wire) {
+    let cluster = Cluster::secured(1, wire);
     let dir = tempfile::tempdir().unwrap();
     let id = cluster.submit(&spec(dir.path(), "real", 1, 30));
     let running = cluster.wait_job(&id, 120, |j| {
@@ -369,7 +231,7 @@ fn a_client_that_knows_a_worker_id_cannot_report_for_it() {
     });
     let worker = running["workers"][0].as_str().unwrap().to_string();
     runtime().block_on(async {
-        let mut client = ClusterServiceClient::connect(cluster.url()).await.unwrap();
+        let mut client = ClusterServiceClient::new(cluster.channel(&cluster.addr).await);
         let forged = || pb::ReportResultRequest {
             worker_id: worker.clone(),
             job_id: id.clone(),
@@ -420,13 +282,10 @@ fn a_client_that_knows_a_worker_id_cannot_report_for_it() {
     assert!(done["result"]["steps"].as_u64().unwrap() > 1, "{done:#}");
 }
 
-#[test]
-fn a_rendezvous_join_with_a_huge_world_is_refused_and_the_coordinator_still_serves() {
-    let cluster = Secure::start(1);
+fn a_rendezvous_join_with_a_huge_world_is_refused_and_the_coordinator_still_serves(wire: Wire) {
+    let cluster = Cluster::secured(1, wire);
     runtime().block_on(async {
-        let mut rdv = RendezvousServiceClient::connect(cluster.url())
-            .await
-            .unwrap();
+        let mut rdv = RendezvousServiceClient::new(cluster.channel(&cluster.addr).await);
         for i in 0..200u32 {
             let join = pb::JoinRequest {
                 session: format!("job-{i}/1"),
@@ -452,13 +311,10 @@ fn a_rendezvous_join_with_a_huge_world_is_refused_and_the_coordinator_still_serv
     assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
 }
 
-#[test]
-fn a_pre_joined_session_with_the_wrong_world_is_refused_and_the_real_job_succeeds() {
-    let cluster = Secure::start(2);
+fn a_pre_joined_session_with_the_wrong_world_is_refused_and_the_real_job_succeeds(wire: Wire) {
+    let cluster = Cluster::secured(2, wire);
     runtime().block_on(async {
-        let mut rdv = RendezvousServiceClient::connect(cluster.url())
-            .await
-            .unwrap();
+        let mut rdv = RendezvousServiceClient::new(cluster.channel(&cluster.addr).await);
         // The session names are predictable (`job-1/1`); the tokens are not.
         for (world, token) in [(3, ""), (2, "guess"), (1, "")] {
             let join = pb::JoinRequest {
@@ -482,9 +338,8 @@ fn a_pre_joined_session_with_the_wrong_world_is_refused_and_the_real_job_succeed
     assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
 }
 
-#[test]
-fn a_forged_peer_connection_is_refused_and_the_job_finishes() {
-    let cluster = Secure::start(2);
+fn a_forged_peer_connection_is_refused_and_the_job_finishes(wire: Wire) {
+    let cluster = Cluster::secured(2, wire);
     let dir = tempfile::tempdir().unwrap();
     let id = cluster.submit(&spec(dir.path(), "ring", 2, 30));
     let running = cluster.wait_job(&id, 120, |j| {
@@ -503,9 +358,7 @@ fn a_forged_peer_connection_is_refused_and_the_job_finishes() {
         .unwrap()
         .to_string();
     runtime().block_on(async {
-        let mut client = PeerServiceClient::connect(format!("http://{peer}"))
-            .await
-            .unwrap();
+        let mut client = PeerServiceClient::new(cluster.channel(&peer).await);
         for token in ["", "0123456789abcdef0123456789abcdef"] {
             let frames = vec![
                 pb::PeerFrame {
@@ -535,9 +388,8 @@ fn a_forged_peer_connection_is_refused_and_the_job_finishes() {
     assert!(!cluster.logs().contains("forged abort"));
 }
 
-#[test]
-fn a_worker_without_the_cluster_secret_cannot_start() {
-    let cluster = Secure::start(0);
+fn a_worker_without_the_cluster_secret_cannot_start(wire: Wire) {
+    let cluster = Cluster::secured(0, wire);
     let out = ringtrain()
         .args([
             "worker",
@@ -546,6 +398,7 @@ fn a_worker_without_the_cluster_secret_cannot_start() {
             "--listen",
             "127.0.0.1:0",
         ])
+        .args(worker_tls(&cluster))
         .env_remove("RINGTRAIN_CLUSTER_SECRET")
         .stdin(Stdio::null())
         .output()
@@ -557,6 +410,7 @@ fn a_worker_without_the_cluster_secret_cannot_start() {
     // is sent.
     let short = ringtrain()
         .args(["worker", "--coordinator", &cluster.addr])
+        .args(worker_tls(&cluster))
         .env("RINGTRAIN_CLUSTER_SECRET", "short")
         .output()
         .unwrap();
@@ -581,9 +435,77 @@ fn a_worker_without_the_cluster_secret_cannot_start() {
                 "--cluster-secret-file",
             ])
             .arg(&open)
+            .args(worker_tls(&cluster))
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains("chmod 600"), "{err}");
+    }
+}
+
+fn a_job_is_cancelled_only_by_its_owner_or_an_admin(wire: Wire) {
+    let cluster = Cluster::secured(1, wire);
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough to be still active when cancelled, however loaded the machine is.
+    let alice = cluster.submit(&spec(dir.path(), "alices", 1, 1000));
+    let bob_flags = cluster.client_flags_as("bob");
+    let bob_submit = cluster.cli_with(
+        &[
+            "submit",
+            spec(dir.path(), "bobs", 1, 1000).to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        &bob_flags,
+    );
+    assert!(bob_submit.status.success(), "{bob_submit:?}");
+    let bob: serde_json::Value = serde_json::from_slice(&bob_submit.stdout).unwrap();
+    let bob = bob["id"].as_str().unwrap().to_string();
+    // The owner is the token's user name, shown to every client; the token never is.
+    let job = cluster.json(&["status", &alice]);
+    assert_eq!(job["owner"], "alice", "{job:#}");
+    assert_eq!(cluster.json(&["status", &bob])["owner"], "bob");
+    let text = cluster.cli_ok(&["status", &alice]);
+    assert!(
+        text.contains("owner: alice") && !text.contains(USERS[0].1),
+        "{text}"
+    );
+    // Bob cannot cancel Alice's job, nor Alice Bob's: PERMISSION_DENIED, nothing changes.
+    let out = cluster.cli_with(&["cancel", &alice], &bob_flags);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("PermissionDenied")
+            && err.contains("bob may not cancel")
+            && err.contains("owner alice"),
+        "{err}"
+    );
+    let out = cluster.cli(&["cancel", &bob]);
+    assert!(!out.status.success(), "{out:?}");
+    runtime().block_on(async {
+        let mut jobs = JobServiceClient::new(cluster.channel(&cluster.addr).await);
+        let cancel = pb::CancelJobRequest {
+            job_id: alice.clone(),
+            reason: "not yours".into(),
+        };
+        let bearer = format!("Bearer {}", USERS[1].1);
+        let r = jobs
+            .cancel_job(with(cancel, auth::AUTHORIZATION_HEADER, &bearer))
+            .await;
+        assert_eq!(code(r), Code::PermissionDenied);
+    });
+    for id in [&alice, &bob] {
+        let state = cluster.json(&["status", id])["state"].clone();
+        assert!(
+            matches!(state.as_str(), Some("queued" | "starting" | "running")),
+            "{id}: {state}"
+        );
+    }
+    // The owner may cancel their own job; a user with the admin role may cancel anyone's.
+    cluster.cli_ok(&["cancel", &alice]);
+    let ops = cluster.cli_with(&["cancel", &bob], &cluster.client_flags_as("ops"));
+    assert!(ops.status.success(), "{ops:?}");
+    for id in [&alice, &bob] {
+        assert_eq!(cluster.json(&["status", id])["state"], "cancelled");
     }
 }

@@ -1,8 +1,11 @@
 //! Real coordinator and worker processes for end-to-end tests, with extra flags per kind of
 //! process (TLS files, credentials), so one harness runs a cluster plain, with TLS or with mutual
 //! TLS: [`Cluster::start_with`] takes a [`Flags`] and every client command gets the client flags.
+//! [`Cluster::secured`] adds the credentials (a cluster secret, client tokens) over plain TCP or
+//! mutual TLS ([`Wire`]), so one attack test runs in both modes.
 
 use super::ringtrain;
+use super::tls::Pki;
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
@@ -116,12 +119,112 @@ pub struct Cluster {
     pub addr: String,
     /// The flags every process of this cluster is started with.
     pub flags: Flags,
+    /// The certificates of a TLS cluster made by [`Cluster::secured`].
+    pub pki: Option<Pki>,
+}
+
+/// How the processes of a [`Cluster::secured`] cluster talk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Plain TCP; the credentials alone keep strangers out.
+    Plain,
+    /// Mutual TLS on every port (clients present a certificate too) as well as the credentials.
+    MutualTls,
+}
+
+/// The cluster secret of a [`Cluster::secured`] cluster.
+pub const SECRET: &str = "cluster-secret-0123456789abcdef";
+
+/// The users of a [`Cluster::secured`] cluster's tokens file: (name, token, role column).
+pub const USERS: [(&str, &str, &str); 3] = [
+    ("alice", "alice-token-0123456789abcdef", ""),
+    ("bob", "bob-token-0123456789abcdef", ""),
+    ("ops", "ops-token-0123456789abcdef", "admin"),
+];
+
+/// Writes a file readable by its owner only.
+pub fn private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
 }
 
 impl Cluster {
     /// A cluster with `workers` idle workers and `flags` on every process.
     pub fn start_with(workers: usize, flags: Flags) -> Cluster {
+        Cluster::start_in(tempfile::tempdir().unwrap(), workers, flags, None)
+    }
+
+    /// A cluster whose coordinator requires the cluster secret ([`SECRET`]) from workers and a
+    /// client token ([`USERS`]) from clients, over `wire`; client commands run as `alice`
+    /// (`token-alice` in the cluster's directory; [`Cluster::token_file`] names each user's).
+    pub fn secured(workers: usize, wire: Wire) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name).display().to_string();
+        private(&dir.path().join("secret"), &format!("{SECRET}\n"));
+        let mut tokens = String::from("# user token [role]\n");
+        for (user, token, role) in USERS {
+            tokens += &format!("{user} {token} {role}\n");
+            private(&dir.path().join(format!("token-{user}")), token);
+        }
+        private(&dir.path().join("tokens"), &tokens);
+        let pki = (wire == Wire::MutualTls).then(Pki::new);
+        let mut flags = pki.as_ref().map(|p| p.flags(true)).unwrap_or_default();
+        flags.coordinator.extend([
+            "--cluster-secret-file".into(),
+            p("secret"),
+            "--client-tokens-file".into(),
+            p("tokens"),
+        ]);
+        flags
+            .worker
+            .extend(["--cluster-secret-file".into(), p("secret")]);
+        flags
+            .client
+            .extend(["--token-file".into(), p("token-alice")]);
+        Cluster::start_in(dir, workers, flags, pki)
+    }
+
+    /// The token file of `user` (one of [`USERS`]) of a [`Cluster::secured`] cluster.
+    pub fn token_file(&self, user: &str) -> String {
+        self.dir
+            .path()
+            .join(format!("token-{user}"))
+            .display()
+            .to_string()
+    }
+
+    /// The client flags of a [`Cluster::secured`] cluster with `user`'s token instead.
+    pub fn client_flags_as(&self, user: &str) -> Vec<String> {
+        let mut flags = self.tls_client_flags();
+        flags.extend(["--token-file".into(), self.token_file(user)]);
+        flags
+    }
+
+    /// The TLS flags a client of this cluster needs (CA and certificate), none without TLS.
+    pub fn tls_client_flags(&self) -> Vec<String> {
+        self.pki
+            .as_ref()
+            .map(|p| p.client_flags(true))
+            .unwrap_or_default()
+    }
+
+    /// A raw gRPC channel to `addr` ("host:port": the coordinator or a worker's peer port),
+    /// over TLS with the cluster's certificate when it has TLS: an insider who can reach every
+    /// port and holds a certificate the cluster trusts, but none of its secrets.
+    pub async fn channel(&self, addr: &str) -> tonic::transport::Channel {
+        let tls = self.pki.as_ref().map(|p| p.pem.config(false).unwrap());
+        ringtrain_proto::tls::endpoint(addr, tls.as_ref())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e:?}"))
+    }
+
+    fn start_in(dir: tempfile::TempDir, workers: usize, flags: Flags, pki: Option<Pki>) -> Cluster {
         let state = dir.path().join("state.db");
         let mut args: Vec<String> = [
             "coordinator",
@@ -151,6 +254,7 @@ impl Cluster {
             workers: Vec::new(),
             addr,
             flags,
+            pki,
         };
         for _ in 0..workers {
             c.add_worker();
@@ -193,6 +297,7 @@ impl Cluster {
             .args(args)
             .args(["--coordinator", &self.addr])
             .args(client)
+            .env_remove("RINGTRAIN_TOKEN")
             .output()
             .expect("ringtrain runs")
     }

@@ -53,6 +53,13 @@ pub struct NcclConfig {
     pub rendezvous: String,
     /// Session name, unique per communicator instance on that rendezvous.
     pub session: String,
+    /// The session's token, presented at the rendezvous like the gRPC transport's
+    /// (`GrpcConfig::session_token`): a guarded rendezvous (the coordinator's) admits only the
+    /// ranks its job attempt was given the token for. Empty on an unguarded rendezvous.
+    pub session_token: String,
+    /// TLS for the rendezvous call (`None`: plain TCP). The NCCL unique id travels in the
+    /// rendezvous answer, so on a network it should be encrypted.
+    pub tls: Option<ringtrain_proto::tls::TlsConfig>,
     /// Bound on the rendezvous and NCCL initialisation.
     pub setup_timeout: Duration,
 }
@@ -136,11 +143,11 @@ impl NcclCommunicator {
         } else {
             format!("nccl-rank-{rank}")
         };
-        // No session token yet: NCCL sessions run only on an unguarded rendezvous.
-        let peers = rendezvous::join(
+        let peers = rendezvous::join_with(
             &cfg.rendezvous,
+            cfg.tls.as_ref(),
             &cfg.session,
-            "",
+            &cfg.session_token,
             rank,
             cfg.world,
             &entry,
@@ -435,6 +442,8 @@ mod tests {
             // Never contacted: the availability check comes first.
             rendezvous: "127.0.0.1:9".into(),
             session: "unavailable".into(),
+            session_token: String::new(),
+            tls: None,
             setup_timeout: Duration::from_secs(1),
         };
         let err = match rt.block_on(NcclCommunicator::connect(cfg, CommConfig::default())) {

@@ -57,6 +57,8 @@ async fn rank_main(rank: u32, n: u32, len: usize, rdv: String, session: String) 
         device: rank as usize,
         rendezvous: rdv,
         session,
+        session_token: String::new(),
+        tls: None,
         setup_timeout: Duration::from_secs(60),
     };
     let mut c = NcclCommunicator::connect(cfg, CommConfig::default())
@@ -187,6 +189,8 @@ fn every_op_every_world_size_nccl() {
                 device: rank as usize,
                 rendezvous: "127.0.0.1:9".into(),
                 session: "no-gpu".into(),
+                session_token: String::new(),
+                tls: None,
                 setup_timeout: Duration::from_secs(1),
             };
             let err = match rt.block_on(NcclCommunicator::connect(cfg, CommConfig::default())) {

@@ -58,6 +58,38 @@ impl Auth {
         }
     }
 
+    /// Whether `user` (as [`Auth::client`] answered) may cancel job `id`, which `owner`
+    /// submitted. Without client tokens nobody has an identity and anyone may; with them, the
+    /// owner and users with the `admin` role may, and a job without a recorded owner (submitted
+    /// before owners were kept, or while the coordinator had no tokens) only an admin.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED naming the owner (a user name, never a token).
+    pub(crate) fn may_cancel(
+        &self,
+        user: Option<&str>,
+        owner: &str,
+        id: &JobId,
+    ) -> Result<(), Status> {
+        let (Some(clients), Some(user)) = (&self.clients, user) else {
+            return Ok(());
+        };
+        if (!owner.is_empty() && user == owner) || clients.is_admin(user) {
+            return Ok(());
+        }
+        let whose = if owner.is_empty() {
+            "no recorded owner".to_string()
+        } else {
+            format!("owner {owner}")
+        };
+        Err(to_status(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{user} may not cancel {id}: it has {whose}; only its owner or a user with the admin role in the client tokens file may"
+            ),
+        ))
+    }
+
     /// A job API call: the caller's user name (`None` when the coordinator has no client
     /// tokens, so everyone is anonymous).
     ///

@@ -78,6 +78,9 @@ pub struct Retention {
     /// Log lines kept per job (newest); older lines are deleted when newer ones are written.
     /// Default 10,000; at least 1.
     pub log_lines_per_job: u64,
+    /// Bytes of log text kept per job (newest lines; the newest line is always kept). Default
+    /// [`crate::store::DEFAULT_LOG_BYTE_RETENTION`] (16 MiB).
+    pub log_bytes_per_job: u64,
     /// Shortest interval between two writes of a job's progress (its latest per-rank reports,
     /// one row per job). The latest report is always in memory and in `GetJob`; a coordinator
     /// crash loses at most this much progress. Default 1 s.
@@ -88,6 +91,7 @@ impl Default for Retention {
     fn default() -> Self {
         Retention {
             log_lines_per_job: 10_000,
+            log_bytes_per_job: crate::store::DEFAULT_LOG_BYTE_RETENTION,
             progress_interval: Duration::from_secs(1),
         }
     }
@@ -195,6 +199,7 @@ impl Coordinator {
             .await
             .map_err(|e| CoordinatorError::Serve(format!("store task: {e}")))??;
         store.set_log_retention(config.retention.log_lines_per_job);
+        store.set_log_byte_retention(config.retention.log_bytes_per_job);
         let key = store.credential_key(ringtrain_proto::auth::random_bytes()?)?;
         let auth = Auth::new(
             key,

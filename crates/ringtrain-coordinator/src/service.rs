@@ -41,6 +41,19 @@ const MAX_PAGE_SIZE: u32 = 1000;
 const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
 /// ListJobs page tokens are `"before-N"`: list jobs numbered below N.
 const PAGE_TOKEN_PREFIX: &str = "before-";
+/// ListWorkers page tokens are `"after-N"`: list workers numbered above N.
+const WORKER_PAGE_TOKEN_PREFIX: &str = "after-";
+
+/// The page size a List request asked for: 0 means the default, above the maximum is refused.
+fn page_size(requested: u32) -> Result<usize, Status> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE as usize),
+        n if n > MAX_PAGE_SIZE => Err(invalid(format!(
+            "page_size {n} is above the maximum of {MAX_PAGE_SIZE}; follow next_page_token for more"
+        ))),
+        n => Ok(n as usize),
+    }
+}
 
 /// Times and traces one RPC.
 async fn rpc<T>(
@@ -88,7 +101,11 @@ impl JobApi {
 
 /// Checks and parses a submitted spec into the machine's new-job form; `roots` is the
 /// coordinator's sandbox (see [`CoordinatorConfig::roots`](crate::CoordinatorConfig)).
-fn new_job(req: pb::SubmitJobRequest, roots: &ringtrain_spec::Roots) -> Result<NewJob, Status> {
+fn new_job(
+    req: pb::SubmitJobRequest,
+    roots: &ringtrain_spec::Roots,
+    owner: String,
+) -> Result<NewJob, Status> {
     if req.spec.len() > MAX_SPEC_BYTES {
         // Not in the shared status table (which has no size category); the proto documents
         // RESOURCE_EXHAUSTED for oversized requests.
@@ -156,6 +173,7 @@ fn new_job(req: pb::SubmitJobRequest, roots: &ringtrain_spec::Roots) -> Result<N
         base_dir,
         world,
         max_restarts: spec.checkpoint.max_restarts,
+        owner,
     })
 }
 
@@ -169,7 +187,8 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         rpc(&self.shared, "SubmitJob", async {
             let user = self.shared.auth.client(request.metadata())?;
-            let new = new_job(request.into_inner(), &self.shared.config.roots)?;
+            let owner = user.clone().unwrap_or_default();
+            let new = new_job(request.into_inner(), &self.shared.config.roots, owner)?;
             let name = new.name.clone();
             let id = self.shared.apply(|m, now| Ok(m.submit(new, now)))?;
             self.shared.metrics.submitted();
@@ -207,15 +226,7 @@ impl JobService for JobApi {
                     None => return Err(invalid(format!("unknown job state {s}"))),
                 }
             }
-            let page_size = match req.page_size {
-                0 => DEFAULT_PAGE_SIZE,
-                n if n > MAX_PAGE_SIZE => {
-                    return Err(invalid(format!(
-                        "page_size {n} is above the maximum of {MAX_PAGE_SIZE}; follow next_page_token for more"
-                    )));
-                }
-                n => n,
-            } as usize;
+            let page_size = page_size(req.page_size)?;
             // The token is the number of the last job of the previous page: this page starts
             // with the next older job.
             let before = if req.page_token.is_empty() {
@@ -269,11 +280,21 @@ impl JobService for JobApi {
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
         rpc(&self.shared, "CancelJob", async {
-            self.shared.auth.client(request.metadata())?;
+            let user = self.shared.auth.client(request.metadata())?;
             let req = request.into_inner();
             check_len("job_id", &req.job_id, MAX_ID_BYTES)?;
             check_len("reason", &req.reason, MAX_REASON_BYTES)?;
             let id = JobId::new(req.job_id);
+            // The owner never changes, so checking it before the event cannot race.
+            let owner = self
+                .shared
+                .read()?
+                .machine
+                .job(&id)
+                .map(|j| j.owner.clone());
+            if let Some(owner) = owner {
+                self.shared.auth.may_cancel(user.as_deref(), &owner, &id)?;
+            }
             self.shared
                 .apply(|m, now| m.cancel(&id, &req.reason, now))?;
             Ok(Response::new(self.job(id.as_str())?))
@@ -676,9 +697,48 @@ impl ClusterService for ClusterApi {
         rpc(&self.shared, "ListWorkers", async {
             // A client call (`ringtrain workers`), so a client token, not a worker credential.
             self.shared.auth.client(request.metadata())?;
+            let req = request.into_inner();
+            let page_size = page_size(req.page_size)?;
+            let after = if req.page_token.is_empty() {
+                None
+            } else {
+                Some(
+                    req.page_token
+                        .strip_prefix(WORKER_PAGE_TOKEN_PREFIX)
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "page_token {} was not issued by this coordinator; send the next_page_token of the previous answer, or none for the first page",
+                                snippet(&req.page_token)
+                            ))
+                        })?,
+                )
+            };
             let core = self.shared.read()?;
+            let mut workers = Vec::new();
+            let mut bytes = 0usize;
+            let mut last_num = 0;
+            let mut next_page_token = String::new();
+            for w in core
+                .machine
+                .workers()
+                .filter(|w| after.is_none_or(|a| w.num > a))
+            {
+                let info = worker_to_proto(w);
+                let len = prost::Message::encoded_len(&info);
+                if workers.len() == page_size
+                    || (!workers.is_empty() && bytes + len > MAX_PAGE_BYTES)
+                {
+                    next_page_token = format!("{WORKER_PAGE_TOKEN_PREFIX}{last_num}");
+                    break;
+                }
+                bytes += len;
+                last_num = w.num;
+                workers.push(info);
+            }
             Ok(Response::new(pb::ListWorkersResponse {
-                workers: core.machine.workers().map(worker_to_proto).collect(),
+                workers,
+                next_page_token,
             }))
         })
         .await
@@ -826,6 +886,7 @@ pub(crate) fn job_to_proto(job: &Job, with_spec: bool) -> pb::Job {
         base_dir: job.base_dir.clone(),
         attempt: job.attempt,
         max_restarts: job.max_restarts,
+        owner: job.owner.clone(),
     }
 }
 

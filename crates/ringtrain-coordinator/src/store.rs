@@ -26,8 +26,9 @@ use std::time::Duration;
 pub const APPLICATION_ID: i32 = 0x5254_726e;
 
 /// Schema version this build reads and writes (`PRAGMA user_version`). Version 1 files (before
-/// `jobs.max_restarts`) and version 2 files (before `secrets`) are migrated in place when opened.
-pub const SCHEMA_VERSION: i32 = 3;
+/// `jobs.max_restarts`), version 2 files (before `secrets`) and version 3 files (before
+/// `jobs.owner`) are migrated in place when opened.
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Upgrades a version 1 file: jobs submitted before restarts existed get none.
 const MIGRATE_1_TO_2: &str = "BEGIN;
@@ -40,6 +41,13 @@ COMMIT;";
 const MIGRATE_2_TO_3: &str = "BEGIN;
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 PRAGMA user_version = 3;
+COMMIT;";
+
+/// Upgrades a version 3 file: jobs submitted before owners were recorded have none (only an
+/// admin may cancel them when the coordinator has client tokens).
+const MIGRATE_3_TO_4: &str = "BEGIN;
+ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+PRAGMA user_version = 4;
 COMMIT;";
 
 /// Name of the credential key's row in `secrets`.
@@ -127,10 +135,19 @@ pub struct Store {
     failing_commits: std::sync::Arc<std::sync::atomic::AtomicU32>,
     /// Log lines kept per job (see [`Store::set_log_retention`]).
     log_retention: u64,
+    /// Bytes of log text kept per job (see [`Store::set_log_byte_retention`]).
+    log_byte_retention: u64,
+    /// Bytes of log text each job has in `job_logs`, for the jobs written since the store was
+    /// opened (read from the table on first use). Updated only after a commit, so a rolled back
+    /// transaction leaves it true.
+    log_bytes: std::collections::HashMap<i64, u64>,
 }
 
 /// Log lines kept per job unless [`Store::set_log_retention`] says otherwise.
 pub const DEFAULT_LOG_RETENTION: u64 = 10_000;
+/// Bytes of log text kept per job unless [`Store::set_log_byte_retention`] says otherwise:
+/// 16 MiB, so 10,000 lines of the longest kind (64 KiB each) cannot take 640 MiB per job.
+pub const DEFAULT_LOG_BYTE_RETENTION: u64 = 16 << 20;
 
 /// Largest size the WAL file is truncated back to after a checkpoint (`journal_size_limit`), so
 /// one large transaction does not leave a large file behind.
@@ -207,7 +224,8 @@ CREATE TABLE jobs (
     finished_ms INTEGER NOT NULL,
     ranks TEXT NOT NULL,
     result TEXT,
-    max_restarts INTEGER NOT NULL DEFAULT 0
+    max_restarts INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -271,6 +289,8 @@ impl Store {
             #[cfg(any(test, feature = "fault-injection"))]
             failing_commits: Default::default(),
             log_retention: DEFAULT_LOG_RETENTION,
+            log_byte_retention: DEFAULT_LOG_BYTE_RETENTION,
+            log_bytes: Default::default(),
         };
         // The first read of the header tells a non-database file apart.
         let app_id: i32 = match store
@@ -311,13 +331,17 @@ impl Store {
                 found: version,
                 supported: SCHEMA_VERSION,
             });
-        } else if version == 1 || version == 2 {
+        } else if (1..SCHEMA_VERSION).contains(&version) {
             if version == 1 {
                 store.conn.execute_batch(MIGRATE_1_TO_2).map_err(sql)?;
                 tracing::info!(path = %path.display(), "state database migrated from schema 1 to 2");
             }
-            store.conn.execute_batch(MIGRATE_2_TO_3).map_err(sql)?;
-            tracing::info!(path = %path.display(), "state database migrated from schema 2 to 3");
+            if version <= 2 {
+                store.conn.execute_batch(MIGRATE_2_TO_3).map_err(sql)?;
+                tracing::info!(path = %path.display(), "state database migrated from schema 2 to 3");
+            }
+            store.conn.execute_batch(MIGRATE_3_TO_4).map_err(sql)?;
+            tracing::info!(path = %path.display(), "state database migrated from schema 3 to 4");
         } else if version != SCHEMA_VERSION {
             return Err(StoreError::Corrupt {
                 path: path.to_path_buf(),
@@ -368,6 +392,13 @@ impl Store {
     /// line deletes its lines older than the newest `lines`.
     pub fn set_log_retention(&mut self, lines: u64) {
         self.log_retention = lines.max(1);
+    }
+
+    /// Keeps at most `bytes` of log text (message bytes) per job from now on: writing a job's
+    /// log line deletes its oldest lines until the rest fit. A job's newest line is always kept
+    /// (a line is at most 64 KiB).
+    pub fn set_log_byte_retention(&mut self, bytes: u64) {
+        self.log_byte_retention = bytes;
     }
 
     /// The key worker credentials and session tokens are derived from: the stored one, or
@@ -468,6 +499,8 @@ impl Store {
         let mut saved_workers = BTreeSet::new();
         // Per job number: the newest log line written, for retention.
         let mut logged: BTreeMap<i64, u64> = BTreeMap::new();
+        // Per job: bytes of log text this event adds.
+        let mut added: BTreeMap<i64, u64> = BTreeMap::new();
         for effect in effects {
             match effect {
                 Effect::SaveJob(_) => {}
@@ -502,20 +535,71 @@ impl Store {
                     .map_err(err)?;
                     let newest = logged.entry(num).or_default();
                     *newest = (*newest).max(line.seq);
+                    *added.entry(num).or_default() += line.message.len() as u64;
                 }
                 Effect::Wake(_) | Effect::Publish { .. } => {}
             }
         }
         // Retention: each job keeps its newest `log_retention` lines (the primary key makes this
-        // a range delete). Freed pages are reused, so the file stops growing.
+        // a range delete), and of those only the newest that fit `log_byte_retention` bytes.
+        // Freed pages are reused, so the file stops growing.
+        let mut log_bytes = Vec::new();
         for (num, newest) in logged {
+            let sum = |cut: i64| -> rusqlite::Result<u64> {
+                tx.query_row(
+                    "SELECT COALESCE(SUM(length(CAST(message AS BLOB))), 0) FROM job_logs
+                     WHERE job_num = ?1 AND seq <= ?2",
+                    params![num, cut],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n.max(0) as u64)
+            };
+            // What the job holds now, this event's lines included.
+            let mut total = match self.log_bytes.get(&num) {
+                Some(before) => before + added.get(&num).copied().unwrap_or(0),
+                None => sum(i64::MAX).map_err(err)?,
+            };
             if let Some(cut) = newest.checked_sub(self.log_retention) {
+                let cut = cut.min(i64::MAX as u64) as i64;
+                total = total.saturating_sub(sum(cut).map_err(err)?);
                 tx.execute(
                     "DELETE FROM job_logs WHERE job_num = ?1 AND seq <= ?2",
-                    params![num, cut.min(i64::MAX as u64) as i64],
+                    params![num, cut],
                 )
                 .map_err(err)?;
             }
+            if total > self.log_byte_retention {
+                // Oldest first, dropping lines until the rest fit; never the newest line.
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT seq, length(CAST(message AS BLOB)) FROM job_logs
+                         WHERE job_num = ?1 AND seq < ?2 ORDER BY seq",
+                    )
+                    .map_err(err)?;
+                let rows = stmt
+                    .query_map(params![num, newest.min(i64::MAX as u64) as i64], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .map_err(err)?;
+                let mut cut = None;
+                for row in rows {
+                    let (seq, len) = row.map_err(err)?;
+                    total = total.saturating_sub(len.max(0) as u64);
+                    cut = Some(seq);
+                    if total <= self.log_byte_retention {
+                        break;
+                    }
+                }
+                drop(stmt);
+                if let Some(cut) = cut {
+                    tx.execute(
+                        "DELETE FROM job_logs WHERE job_num = ?1 AND seq <= ?2",
+                        params![num, cut],
+                    )
+                    .map_err(err)?;
+                }
+            }
+            log_bytes.push((num, total));
         }
         #[cfg(any(test, feature = "fault-injection"))]
         if self
@@ -533,7 +617,9 @@ impl Store {
                 Some("injected commit failure".into()),
             )));
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        self.log_bytes.extend(log_bytes);
+        Ok(())
     }
 
     /// Reads every job (with history) and worker back.
@@ -590,7 +676,7 @@ impl Store {
                 .prepare(
                     "SELECT num, id, name, spec, spec_format, base_dir, state, reason, world, workers,
                             attempt, session, submitted_ms, started_ms, finished_ms, ranks, result,
-                            max_restarts
+                            max_restarts, owner
                      FROM jobs ORDER BY num",
                 )
                 .map_err(|e| self.err(e))?;
@@ -615,6 +701,7 @@ impl Store {
                         ranks: r.get(15)?,
                         result: r.get(16)?,
                         max_restarts: r.get(17)?,
+                        owner: r.get(18)?,
                     })
                 })
                 .map_err(|e| self.err(e))?;
@@ -660,6 +747,7 @@ impl Store {
                     last_log_seq: last_seq.get(&row.num).copied().unwrap_or(0),
                     recovered: false,
                     max_restarts: row.max_restarts.clamp(0, u32::MAX as i64) as u32,
+                    owner: row.owner,
                     progress_saved_ms: 0,
                 });
             }
@@ -761,6 +849,7 @@ struct JobRow {
     ranks: String,
     result: Option<String>,
     max_restarts: i64,
+    owner: String,
 }
 
 fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
@@ -781,8 +870,9 @@ fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO jobs (num, id, name, spec, spec_format, base_dir, state, reason, world, workers,
                            attempt, session, submitted_ms, started_ms, finished_ms, ranks, result,
-                           max_restarts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                           max_restarts, owner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19)
          ON CONFLICT(num) DO UPDATE SET state = excluded.state, reason = excluded.reason,
              workers = excluded.workers, attempt = excluded.attempt, session = excluded.session,
              started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,
@@ -805,7 +895,8 @@ fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
             job.finished_ms,
             ranks,
             result,
-            job.max_restarts
+            job.max_restarts,
+            job.owner
         ],
     )?;
     Ok(())
@@ -880,6 +971,7 @@ mod tests {
                 base_dir: "/data".into(),
                 world,
                 max_restarts: 0,
+                owner: "alice".into(),
             },
             now,
         );
@@ -1053,6 +1145,71 @@ mod tests {
     }
 
     #[test]
+    fn each_job_keeps_at_most_its_log_byte_retention_and_always_its_newest_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut store = Store::open(&path).unwrap();
+        store.set_log_byte_retention(10_000);
+        let mut m = Machine::new(config());
+        let w = register(&mut m, &mut store, 1);
+        let job = submit(&mut m, &mut store, 1, 2);
+        let report = |logs: Vec<(LogLevel, String)>| crate::machine::ProgressReport {
+            worker: w.clone(),
+            job: job.clone(),
+            attempt: 1,
+            rank: 0,
+            phase: Some(RankPhase::Training),
+            report: RankReport::default(),
+            logs,
+        };
+        let stored = |store: &Store, m: &Machine| {
+            let kept = store.logs(m.job(&job).unwrap(), 0, 10_000).unwrap();
+            let bytes: usize = kept.iter().map(|l| l.message.len()).sum();
+            (kept, bytes)
+        };
+        // Many events of 1000-byte lines: the total stays within 10,000 bytes, newest kept.
+        for event in 0..30 {
+            let lines = (0..3)
+                .map(|i| {
+                    (
+                        LogLevel::Info,
+                        format!("{event:02}-{i}:{}", "x".repeat(995)),
+                    )
+                })
+                .collect();
+            m.progress(report(lines), 3 + event).unwrap();
+            let effects = m.drain_effects();
+            store.apply(&m, &effects).unwrap();
+            let (kept, bytes) = stored(&store, &m);
+            assert!(bytes <= 10_000, "{bytes} bytes after event {event}");
+            let newest = format!("{event:02}-2:");
+            assert!(kept.iter().any(|l| l.message.starts_with(&newest)));
+        }
+        let (kept, _) = stored(&store, &m);
+        assert!(kept.len() >= 5, "{} lines kept", kept.len());
+        // A restarted store (no cached totals) keeps enforcing the bound.
+        drop(store);
+        let mut store = Store::open(&path).unwrap();
+        store.set_log_byte_retention(10_000);
+        m.progress(report(vec![(LogLevel::Info, "y".repeat(4000))]), 100)
+            .unwrap();
+        let effects = m.drain_effects();
+        store.apply(&m, &effects).unwrap();
+        let (kept, bytes) = stored(&store, &m);
+        assert!(bytes <= 10_000, "{bytes}");
+        assert_eq!(kept.last().unwrap().message.len(), 4000);
+        // One line larger than the whole budget is still kept, alone.
+        store.set_log_byte_retention(100);
+        m.progress(report(vec![(LogLevel::Warn, "z".repeat(500))]), 101)
+            .unwrap();
+        let effects = m.drain_effects();
+        store.apply(&m, &effects).unwrap();
+        let (kept, _) = stored(&store, &m);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].message.len(), 500);
+    }
+
+    #[test]
     fn a_file_that_is_not_a_database_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notes.txt");
@@ -1091,14 +1248,14 @@ mod tests {
             matches!(
                 err,
                 StoreError::NewerSchema {
-                    found: 4,
-                    supported: 3,
+                    found: 5,
+                    supported: 4,
                     ..
                 }
             ),
             "{err}"
         );
-        assert!(err.to_string().contains("schema version 4"));
+        assert!(err.to_string().contains("schema version 5"));
     }
 
     #[test]
@@ -1125,10 +1282,13 @@ mod tests {
         let mut m = Machine::new(config());
         let job = submit(&mut m, &mut store, 1, 1);
         drop(store);
-        // Make the file what a schema 1 coordinator wrote: no max_restarts column.
+        // Make the file what a schema 1 coordinator wrote: no max_restarts or owner column.
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("ALTER TABLE jobs DROP COLUMN max_restarts; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch(
+            "ALTER TABLE jobs DROP COLUMN max_restarts; ALTER TABLE jobs DROP COLUMN owner;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
         drop(conn);
         let store = Store::open(&path).unwrap();
         let version: i32 = store
@@ -1151,10 +1311,12 @@ mod tests {
         let job = submit(&mut m, &mut store, 1, 1);
         let worker = register(&mut m, &mut store, 2);
         drop(store);
-        // Make the file what a schema 2 coordinator wrote: no secrets table.
+        // Make the file what a schema 2 coordinator wrote: no secrets table, no owner column.
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE secrets; PRAGMA user_version = 2;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE secrets; ALTER TABLE jobs DROP COLUMN owner; PRAGMA user_version = 2;",
+        )
+        .unwrap();
         drop(conn);
         let mut store = Store::open(&path).unwrap();
         let version: i32 = store
@@ -1171,6 +1333,36 @@ mod tests {
         drop(store);
         let mut store = Store::open(&path).unwrap();
         assert_eq!(store.credential_key([9; 32]).unwrap(), [7; 32]);
+    }
+
+    #[test]
+    fn a_version_3_file_is_migrated_and_its_jobs_have_no_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut store = Store::open(&path).unwrap();
+        let mut m = Machine::new(config());
+        let job = submit(&mut m, &mut store, 1, 1);
+        assert_eq!(store.load().unwrap().jobs[0].owner, "alice");
+        drop(store);
+        // Make the file what a schema 3 coordinator wrote: no owner column.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE jobs DROP COLUMN owner; PRAGMA user_version = 3;")
+            .unwrap();
+        drop(conn);
+        let mut store = Store::open(&path).unwrap();
+        let version: i32 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let loaded = store.load().unwrap();
+        let j = loaded.jobs.iter().find(|j| j.id == job).unwrap();
+        assert_eq!(j.owner, "");
+        assert_eq!(j.state, JobState::Queued);
+        // Jobs submitted after the upgrade keep their owner.
+        let second = submit(&mut m, &mut store, 1, 2);
+        let jobs = store.load().unwrap().jobs;
+        assert_eq!(jobs.iter().find(|j| j.id == second).unwrap().owner, "alice");
     }
 
     #[test]

@@ -408,7 +408,7 @@ async fn submit_assign_progress_result_succeeds_with_metrics() {
     heartbeat(&mut c, &w1, &[]).await;
     let workers = c
         .cluster
-        .list_workers(ListWorkersRequest {})
+        .list_workers(ListWorkersRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -979,7 +979,7 @@ async fn an_event_whose_commit_fails_leaves_no_trace_and_the_next_one_succeeds()
     assert_eq!(err.code(), Code::Unavailable);
     let workers = c
         .cluster
-        .list_workers(ListWorkersRequest {})
+        .list_workers(ListWorkersRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -1305,4 +1305,76 @@ async fn names_and_wire_sized_fields_are_bounded_naming_the_field() {
     result(&mut c, &w, &a, success(0)).await;
     wait_state(&mut c, &job.id, JobState::Succeeded).await;
     coord.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_list_in_pages_in_registration_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = start(dir.path(), 10_000).await;
+    let mut c = clients(&coord).await;
+    let mut ids = Vec::new();
+    for port in 0..11 {
+        ids.push(register(&mut c, 9000 + port).await);
+    }
+    // The default page holds them all.
+    let page = c
+        .cluster
+        .list_workers(ListWorkersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(page.next_page_token.is_empty());
+    assert_eq!(
+        page.workers.into_iter().map(|w| w.id).collect::<Vec<_>>(),
+        ids
+    );
+    // Pages of 4, followed by their tokens, list every worker once, in registration order.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = c
+            .cluster
+            .list_workers(ListWorkersRequest {
+                page_size: 4,
+                page_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.workers.len() <= 4);
+        pages += 1;
+        seen.extend(page.workers.into_iter().map(|w| w.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ids);
+    // Above the maximum page size, and a forged token: INVALID_ARGUMENT naming the field.
+    let err = c
+        .cluster
+        .list_workers(ListWorkersRequest {
+            page_size: 1001,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("page_size 1001"),
+        "{}",
+        err.message()
+    );
+    let err = c
+        .cluster
+        .list_workers(ListWorkersRequest {
+            page_token: "before-3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("page_token"), "{}", err.message());
 }

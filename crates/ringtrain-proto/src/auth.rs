@@ -271,6 +271,8 @@ pub fn set_header(metadata: &mut MetadataMap, name: &'static str, value: &str) {
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientTokens {
     users: Vec<(String, [u8; 32])>,
+    /// Users whose line ends with the role `admin`: they may cancel any user's job.
+    admins: Vec<String>,
 }
 
 impl fmt::Debug for ClientTokens {
@@ -285,14 +287,16 @@ impl fmt::Debug for ClientTokens {
 }
 
 impl ClientTokens {
-    /// Parses a tokens file: one `user token` pair per line; blank lines and lines starting with
-    /// `#` are ignored. A user is 1..=64 of `A-Z a-z 0-9 . _ @ -`; a token follows
-    /// [`Secret::new`]'s rules. Users and tokens must be unique.
+    /// Parses a tokens file: one `user token [admin]` line per user; blank lines and lines
+    /// starting with `#` are ignored. A user is 1..=64 of `A-Z a-z 0-9 . _ @ -`; a token follows
+    /// [`Secret::new`]'s rules. Users and tokens must be unique. The optional third field, the
+    /// role, is `admin` (may cancel any user's job) or absent (an ordinary user).
     ///
     /// # Errors
     /// [`AuthError::Invalid`] naming `origin:line` and the rule broken (never the token).
     pub fn parse(text: &str, origin: &str) -> Result<ClientTokens, AuthError> {
         let mut users: Vec<(String, [u8; 32])> = Vec::new();
+        let mut admins = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let at = format!("{origin}:{}", i + 1);
             let bad = |what: String| AuthError::Invalid {
@@ -304,10 +308,23 @@ impl ClientTokens {
                 continue;
             }
             let mut fields = line.split_whitespace();
-            let (Some(user), Some(token), None) = (fields.next(), fields.next(), fields.next())
+            let (Some(user), Some(token), role, None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
             else {
-                return Err(bad("expected `user token` (two fields)".into()));
+                return Err(bad(
+                    "expected `user token` or `user token admin` (two or three fields)".into(),
+                ));
             };
+            match role {
+                None => {}
+                Some("admin") => admins.push(user.to_string()),
+                Some(other) => {
+                    return Err(bad(format!(
+                        "role {:?} is not `admin` (leave it out for an ordinary user)",
+                        other.chars().take(16).collect::<String>()
+                    )));
+                }
+            }
             let user_ok = user.len() <= MAX_USER_BYTES
                 && user
                     .bytes()
@@ -335,7 +352,7 @@ impl ClientTokens {
                 what: "no `user token` lines: nobody could use the job API".into(),
             });
         }
-        Ok(ClientTokens { users })
+        Ok(ClientTokens { users, admins })
     }
 
     /// Reads and parses a tokens file that other users cannot read (as [`Secret::from_file`]).
@@ -351,6 +368,7 @@ impl ClientTokens {
     pub fn single(user: &str, token: &Secret) -> ClientTokens {
         ClientTokens {
             users: vec![(user.to_string(), sha256(token.expose()))],
+            admins: Vec::new(),
         }
     }
 
@@ -370,6 +388,11 @@ impl ClientTokens {
     /// The users, in file order.
     pub fn users(&self) -> impl Iterator<Item = &str> {
         self.users.iter().map(|(u, _)| u.as_str())
+    }
+
+    /// Whether `user` has the `admin` role (may cancel any user's job).
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.admins.iter().any(|a| a == user)
     }
 }
 
@@ -434,8 +457,9 @@ mod tests {
 
     #[test]
     fn client_tokens_name_their_user_and_errors_name_the_line() {
-        let text = "# users\nalice 0123456789abcdef-alice\n\nbob   0123456789abcdef-bob\n";
+        let text = "# users\nalice 0123456789abcdef-alice\n\nbob   0123456789abcdef-bob admin\n";
         let t = ClientTokens::parse(text, "tokens.txt").unwrap();
+        assert!(t.is_admin("bob") && !t.is_admin("alice"));
         assert_eq!(t.user("0123456789abcdef-alice"), Some("alice"));
         assert_eq!(t.user("0123456789abcdef-bob"), Some("bob"));
         assert_eq!(t.user("0123456789abcdef-eve"), None);
@@ -463,6 +487,14 @@ mod tests {
             "tokens.txt:1: user name",
         );
         check("# nobody\n", "no `user token` lines");
+        check(
+            "a 0123456789abcdef-1 root\n",
+            "tokens.txt:1: role \"root\" is not `admin`",
+        );
+        check(
+            "a 0123456789abcdef-1 admin extra\n",
+            "tokens.txt:1: expected `user token`",
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use burn::prelude::Device;
 use ringtrain_collective::{CommConfig, Communicator, GrpcConfig, GrpcTransport};
 use ringtrain_proto::v1 as pb;
 use ringtrain_proto::v1::report_result_request::Outcome as PbOutcome;
-use ringtrain_spec::{JobSpec, SpecFormat, parse_str};
+use ringtrain_spec::{JobSpec, LimitsSpec, SpecFormat, parse_str};
 use ringtrain_train::{
     Checkpoint, DistOptions, EpochRecord, EvalReport, Observer, PhaseSpan, PipelineError,
     PipelineStepStats, RunInfo, StepEvent, StopReason, TaskMetrics, TrainError, TrainOptions,
@@ -169,10 +169,12 @@ fn spec_format(a: &pb::Assignment) -> SpecFormat {
 /// The parsed spec with its paths resolved against the job's base directory and
 /// `checkpoint.dir` made unique to the job (`<checkpoint.dir>/<job id>`, so two jobs with the
 /// same name never share or overwrite a run), and that base directory. The sandbox `roots` are
-/// checked first, with symlinks resolved on this worker's disk.
+/// checked first, with symlinks resolved on this worker's disk, then the spec's budget against
+/// the lower of its `[limits]` and the worker's own (`ceiling`), which become the spec's limits.
 fn prepare(
     a: &pb::Assignment,
     roots: &ringtrain_spec::Roots,
+    ceiling: &LimitsSpec,
 ) -> Result<(JobSpec, PathBuf), String> {
     let mut spec = parse_str(&a.spec, spec_format(a), &a.job_id, &a.job_id)
         .map_err(|e| format!("invalid spec: {e}"))?;
@@ -193,6 +195,20 @@ fn prepare(
     };
     ringtrain_spec::sandbox::check_with(&spec, &base, roots, &canonical_prefix)
         .map_err(|e| format!("refused by the worker's sandbox: {e}"))?;
+    // Before anything is allocated for the job: a spec that fits the coordinator's defaults (or
+    // raised its own limits) may still be too big for this machine. Failing the job here keeps
+    // the worker alive; an allocation that fails later inside burn would abort the process.
+    let limits = lower_limits(&spec.limits, ceiling);
+    let over = ringtrain_spec::check_budget(&spec, &limits);
+    if !over.is_empty() {
+        let reasons: Vec<String> = over.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "refused by this worker's budget (the lower of the spec's [limits] and the worker's \
+             --max-parameters / --max-memory-mb / --max-vocab): {}",
+            reasons.join("; ")
+        ));
+    }
+    spec.limits = limits;
     let id_ok = !a.job_id.is_empty()
         && a.job_id.len() <= 128
         && a.job_id
@@ -208,6 +224,16 @@ fn prepare(
     spec.resolve_paths(&base);
     spec.checkpoint.dir = spec.checkpoint.dir.join(&a.job_id);
     Ok((spec, base))
+}
+
+/// Each limit of `own` capped by `ceiling`.
+fn lower_limits(own: &LimitsSpec, ceiling: &LimitsSpec) -> LimitsSpec {
+    LimitsSpec {
+        max_parameters: own.max_parameters.min(ceiling.max_parameters),
+        max_memory_bytes: own.max_memory_bytes.min(ceiling.max_memory_bytes),
+        max_vocab: own.max_vocab.min(ceiling.max_vocab),
+        max_data_bytes: own.max_data_bytes.min(ceiling.max_data_bytes),
+    }
 }
 
 /// `path` with `.`/`..` folded, its longest existing prefix canonicalized (symlinks followed)
@@ -257,7 +283,7 @@ async fn execute(
     progress: &Arc<Progress>,
 ) -> Outcome {
     let rank = a.rank;
-    let (spec, base_dir) = match prepare(a, &shared.config.roots) {
+    let (spec, base_dir) = match prepare(a, &shared.config.roots, &shared.config.limits) {
         Ok(p) => p,
         Err(message) => return Outcome::failure(format!("rank {rank}: {message}"), None),
     };

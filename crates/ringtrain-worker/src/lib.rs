@@ -58,6 +58,11 @@ pub struct WorkerConfig {
     /// checked (symlinks resolved) before a rank opens anything. Empty lists: no restriction
     /// (the CLI warns at start).
     pub roots: ringtrain_spec::Roots,
+    /// This worker's own resource budget. Every assigned spec is checked against the lower of
+    /// its own `[limits]` and these, before anything is read or built; a spec over it fails its
+    /// job with the estimate and the limit, and the worker keeps serving. The lower limits are
+    /// also what the job's data readers and checkpoint loading enforce.
+    pub limits: ringtrain_spec::LimitsSpec,
     /// TLS for everything the worker serves and dials (`None`: plain TCP): the peer endpoint
     /// and `/metrics` serve with its certificate (which must name the advertised host), the
     /// coordinator and other workers are verified against its CA, and its certificate is the

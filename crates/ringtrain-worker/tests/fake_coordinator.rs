@@ -211,6 +211,7 @@ fn config(url: &str, timeline: Option<PathBuf>) -> WorkerConfig {
         roots: ringtrain_spec::Roots::default(),
         tls: None,
         cluster_secret: None,
+        limits: ringtrain_spec::LimitsSpec::default(),
     }
 }
 

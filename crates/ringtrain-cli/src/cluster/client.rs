@@ -202,6 +202,32 @@ pub(crate) async fn list_all_jobs(
     }
 }
 
+/// Every worker the coordinator knows, following ListWorkers pages.
+pub(crate) async fn list_all_workers(
+    client: &mut ringtrain_proto::v1::cluster_service_client::ClusterServiceClient<
+        tonic::transport::Channel,
+    >,
+) -> Result<Vec<ringtrain_proto::v1::WorkerInfo>> {
+    let mut workers = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_workers(request(ListWorkersRequest {
+                page_token: page_token.clone(),
+                ..ListWorkersRequest::default()
+            }))
+            .await
+            .map_err(|s| status_error("listing workers", s))?
+            .into_inner();
+        workers.extend(page.workers);
+        // A token that does not change would loop forever: stop on it.
+        if page.next_page_token.is_empty() || page.next_page_token == page_token {
+            return Ok(workers);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 pub(crate) fn logs(args: LogsArgs) -> Result<()> {
     args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
@@ -283,12 +309,7 @@ pub(crate) fn workers(args: WorkersArgs) -> Result<()> {
     args.coordinator.init_token()?;
     super::runtime()?.block_on(async {
         let mut client = super::cluster(&args.coordinator).await?;
-        let workers = client
-            .list_workers(request(ListWorkersRequest {}))
-            .await
-            .map_err(|s| status_error("listing workers", s))?
-            .into_inner()
-            .workers;
+        let workers = list_all_workers(&mut client).await?;
         match args.output {
             Output::Json => println!(
                 "{}",

@@ -5,12 +5,12 @@
 //! they also stop when this process dies, even by SIGKILL; Ctrl-C cancels the job first. Every
 //! run makes its own cluster secret and client token, and everything listens on loopback only.
 
+use super::client;
 use super::watch::{self, WatchMode};
-use super::{client, request, status_error};
 use crate::Output;
 use anyhow::{Context, Result, bail};
 use ringtrain_proto::auth::Secret;
-use ringtrain_proto::v1::{ListWorkersRequest, WorkerState};
+use ringtrain_proto::v1::WorkerState;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -348,12 +348,7 @@ async fn wait_for_workers(coordinator: &super::CoordinatorArg, n: usize) -> Resu
     let mut client = super::cluster(coordinator).await?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        let workers = client
-            .list_workers(request(ListWorkersRequest {}))
-            .await
-            .map_err(|s| status_error("listing workers", s))?
-            .into_inner()
-            .workers;
+        let workers = super::client::list_all_workers(&mut client).await?;
         let idle = workers
             .iter()
             .filter(|w| w.state == WorkerState::Idle as i32)

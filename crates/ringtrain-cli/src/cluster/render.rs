@@ -251,6 +251,9 @@ pub(crate) fn print_job(job: &Job) {
             .collect();
         println!("  placement: {}", placed.join(", "));
     }
+    if !job.owner.is_empty() {
+        println!("  owner: {}", safe(&job.owner));
+    }
     if job.attempt > 1 || job.max_restarts > 0 {
         println!(
             "  attempt: {} ({} restart{} allowed)",
@@ -427,6 +430,7 @@ pub(crate) fn job_json(j: &Job, full: bool) -> Value {
         "world": j.world,
         "attempt": j.attempt,
         "max_restarts": j.max_restarts,
+        "owner": j.owner,
         "workers": j.workers,
         "submitted_ms": j.submitted_ms,
         "started_ms": j.started_ms,

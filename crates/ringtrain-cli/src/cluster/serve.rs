@@ -4,6 +4,7 @@
 //! `ringtrain local` stops its children cleanly and how they notice that it died.
 
 use anyhow::{Context, Result};
+use ringtrain_spec::LimitsSpec;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,6 +39,10 @@ pub(crate) struct CoordinatorArgs {
     /// Log lines the state database keeps per job (newest; older ones are deleted).
     #[arg(long, default_value_t = 10_000, value_name = "LINES", value_parser = clap::value_parser!(u64).range(1..))]
     log_retention: u64,
+    /// MiB of log text the state database keeps per job (newest lines; the newest line is
+    /// always kept).
+    #[arg(long, default_value_t = 16, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=MAX_MIB))]
+    log_retention_mb: u64,
     /// Shortest interval between two writes of a job's progress to the state database (the
     /// latest progress is always served from memory).
     #[arg(long, default_value_t = 1_000, value_name = "MS")]
@@ -84,6 +89,8 @@ pub(crate) struct WorkerArgs {
     timeline_dir: Option<PathBuf>,
     #[command(flatten)]
     sandbox: SandboxArgs,
+    #[command(flatten)]
+    budget: WorkerBudgetArgs,
     /// TLS: the peer port and /metrics serve with --tls-cert/--tls-key (which must name the
     /// advertised host), the coordinator and other workers are verified against --tls-ca.
     #[command(flatten)]
@@ -95,6 +102,45 @@ pub(crate) struct WorkerArgs {
     /// Stop cleanly when stdin reaches end of file (used by `ringtrain local`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
+}
+
+/// A worker's own resource budget, named like a spec's `[limits]` keys: every assigned spec is
+/// checked against the lower of its `[limits]` and these before anything is built, and a spec
+/// over them fails its job (with the estimate and the limit) while the worker keeps serving.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WorkerBudgetArgs {
+    /// Most model parameters of a job on this worker (as `limits.max_parameters`).
+    #[arg(long, value_name = "N", default_value_t = LimitsSpec::DEFAULT_MAX_PARAMETERS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_parameters: u64,
+    /// Most estimated training memory of a job on this worker, in MiB (as
+    /// `limits.max_memory_mb`; parameters with gradients and optimizer state plus one batch's
+    /// activations).
+    #[arg(long, value_name = "MIB", default_value_t = LimitsSpec::DEFAULT_MAX_MEMORY_BYTES >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_MIB))]
+    max_memory_mb: u64,
+    /// Largest vocabulary of a job on this worker (as `limits.max_vocab`).
+    #[arg(long, value_name = "N", default_value_t = LimitsSpec::DEFAULT_MAX_VOCAB,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_vocab: u64,
+    /// Largest dataset file a job may read on this worker, in MiB (as `limits.max_data_mb`).
+    #[arg(long, value_name = "MIB", default_value_t = LimitsSpec::DEFAULT_MAX_DATA_BYTES >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_MIB))]
+    max_data_mb: u64,
+}
+
+/// Largest MiB value a budget flag takes (1 EiB: its byte count fits a u64).
+const MAX_MIB: u64 = 1 << 40;
+
+impl WorkerBudgetArgs {
+    fn limits(&self) -> LimitsSpec {
+        LimitsSpec {
+            max_parameters: self.max_parameters,
+            max_memory_bytes: self.max_memory_mb << 20,
+            max_vocab: self.max_vocab,
+            max_data_bytes: self.max_data_mb << 20,
+        }
+    }
 }
 
 /// The job sandbox of `coordinator` and `worker`.
@@ -188,6 +234,7 @@ pub(crate) fn coordinator(args: CoordinatorArgs) -> Result<()> {
         roots: args.sandbox.roots("coordinator")?,
         retention: ringtrain_coordinator::Retention {
             log_lines_per_job: args.log_retention,
+            log_bytes_per_job: args.log_retention_mb << 20,
             progress_interval: Duration::from_millis(args.progress_interval_ms),
         },
         tls: args.tls.load()?,
@@ -241,6 +288,7 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<()> {
         name,
         timeline_dir: args.timeline_dir.clone(),
         roots: args.sandbox.roots("worker")?,
+        limits: args.budget.limits(),
         tls,
         cluster_secret: super::load_secret(
             args.cluster_secret_file.as_deref(),

@@ -178,16 +178,18 @@ async fn read_link(
         match link::next_frame(&mut stream, &mut decoder).await {
             Ok(Some(pb::PeerFrame { body: Some(body) })) => match body {
                 Body::Data(d) => match fingerprint_from_pb(d.fingerprint) {
-                    Ok(fingerprint) => mailbox.deliver(
-                        d.group,
-                        peer,
-                        Message {
+                    Ok(fingerprint) => {
+                        let message = Message {
                             fingerprint,
                             step: d.step,
                             piece: d.piece,
                             payload: d.payload,
-                        },
-                    ),
+                        };
+                        // Over its mailbox limit the peer is cut off: stop reading its link.
+                        if !mailbox.deliver(d.group, peer, message) {
+                            return;
+                        }
+                    }
                     Err(detail) => {
                         mailbox.fail(CollectiveError::Transport(format!(
                             "bad frame from rank {peer}: {detail}"

@@ -68,13 +68,32 @@ type Queue = (
     Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
 );
 
+/// Most payload bytes one peer may have queued here, not yet received, over all groups
+/// ([`Mailbox::new`]). An honest sender runs ahead of its receiver by at most the calls the
+/// receiver has not reached yet: for a ring all-reduce less than the buffer (at most 250 million
+/// f32 parameters, 1 GB, under the spec's default limits), for pipeline stages the activations of
+/// the micro-batches in flight.
+pub const MAX_QUEUED_BYTES_PER_PEER: usize = 2 << 30;
+/// Most messages one peer may have queued here, not yet received ([`Mailbox::new`]); bounds the
+/// per-message bookkeeping (and the number of groups a peer can open) independently of size.
+/// With the default 1 MiB pieces (`CommConfig::piece_bytes`) the byte bound is reached first;
+/// only pieces below 8 KiB could reach this one before it.
+pub const MAX_QUEUED_MESSAGES_PER_PEER: usize = 1 << 18;
+
 /// The receiving half shared by transports: per-(group, sender) FIFO queues plus the failure and
-/// departure state that wakes blocked receivers. Queues are unbounded; a sender can run ahead of
-/// its receiver by at most the data of the calls the receiver has not reached yet.
+/// departure state that wakes blocked receivers. Each sender's queued data is bounded (bytes and
+/// messages over all its groups): a sender that goes over fails the mailbox with
+/// [`CollectiveError::PeerLost`] naming it and the limit, rather than growing memory without
+/// bound; a sender can run ahead of its receiver by at most the data of the calls the receiver
+/// has not reached yet.
 #[derive(Debug)]
 pub struct Mailbox {
     rank: u32,
     queues: Mutex<HashMap<(u32, u32), Queue>>,
+    /// Per sender: (payload bytes, messages) delivered and not yet received.
+    queued: Mutex<HashMap<u32, (usize, usize)>>,
+    max_bytes: usize,
+    max_messages: usize,
     state: watch::Sender<State>,
     waiting: Mutex<BTreeMap<(u32, u32), usize>>,
 }
@@ -85,11 +104,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Mailbox {
-    /// An empty mailbox for world rank `rank`.
+    /// An empty mailbox for world rank `rank`, with [`MAX_QUEUED_BYTES_PER_PEER`] and
+    /// [`MAX_QUEUED_MESSAGES_PER_PEER`] as each sender's bound.
     pub fn new(rank: u32) -> Self {
+        Self::with_limits(
+            rank,
+            MAX_QUEUED_BYTES_PER_PEER,
+            MAX_QUEUED_MESSAGES_PER_PEER,
+        )
+    }
+
+    /// An empty mailbox for world rank `rank` in which each sender may have at most `max_bytes`
+    /// of payload and `max_messages` messages queued and not yet received.
+    pub fn with_limits(rank: u32, max_bytes: usize, max_messages: usize) -> Self {
         Self {
             rank,
             queues: Mutex::default(),
+            queued: Mutex::default(),
+            max_bytes,
+            max_messages,
             state: watch::Sender::new(State::default()),
             waiting: Mutex::default(),
         }
@@ -105,10 +138,39 @@ impl Mailbox {
             .clone()
     }
 
-    /// Appends a message from `from` to its queue.
-    pub fn deliver(&self, group: u32, from: u32, msg: Message) {
+    /// Appends a message from `from` to its queue. Returns `false`, drops the message and fails
+    /// the mailbox (naming `from` and the limit) when it would take `from`'s queued data over
+    /// the mailbox's bound.
+    pub fn deliver(&self, group: u32, from: u32, msg: Message) -> bool {
+        let len = msg.payload.len();
+        {
+            let mut queued = lock(&self.queued);
+            let (bytes, messages) = queued.entry(from).or_default();
+            if bytes.saturating_add(len) > self.max_bytes || *messages >= self.max_messages {
+                let detail = format!(
+                    "it sent more than rank {} received: {} bytes in {} messages queued, a \
+                     {len}-byte message more would pass the limit of {} bytes / {} messages \
+                     per peer",
+                    self.rank, bytes, messages, self.max_bytes, self.max_messages
+                );
+                drop(queued);
+                self.fail(CollectiveError::PeerLost { rank: from, detail });
+                return false;
+            }
+            *bytes += len;
+            *messages += 1;
+        }
         // The receiver half lives in the map as long as the mailbox, so this cannot fail.
         let _ = self.queue(group, from).0.send(msg);
+        true
+    }
+
+    /// Takes a received message off `from`'s queued totals.
+    fn received(&self, from: u32, msg: &Message) {
+        if let Some((bytes, messages)) = lock(&self.queued).get_mut(&from) {
+            *bytes = bytes.saturating_sub(msg.payload.len());
+            *messages = messages.saturating_sub(1);
+        }
     }
 
     /// Fails the mailbox with `cause` unless it already failed; returns whether this call set it.
@@ -191,16 +253,20 @@ impl Mailbox {
                     return Err(f.clone());
                 }
                 if s.departed.contains(&from) {
-                    return rx
+                    let msg = rx
                         .try_recv()
-                        .map_err(|_| CollectiveError::PeerShutDown { rank: from });
+                        .map_err(|_| CollectiveError::PeerShutDown { rank: from })?;
+                    self.received(from, &msg);
+                    return Ok(msg);
                 }
             }
             tokio::select! {
                 msg = rx.recv() => {
-                    return msg.ok_or_else(|| CollectiveError::Transport(format!(
+                    let msg = msg.ok_or_else(|| CollectiveError::Transport(format!(
                         "queue from rank {from} closed on rank {}", self.rank
-                    )));
+                    )))?;
+                    self.received(from, &msg);
+                    return Ok(msg);
                 }
                 changed = state.changed() => {
                     if changed.is_err() {
@@ -232,5 +298,68 @@ impl Drop for WaitGuard<'_> {
         if let Some(n) = lock(&self.mailbox.waiting).get_mut(&self.key) {
             *n = n.saturating_sub(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{OpKind, WireDType};
+
+    fn message(bytes: usize) -> Message {
+        Message {
+            fingerprint: Fingerprint {
+                op: OpKind::AllReduce,
+                seq: 0,
+                elements: 0,
+                dtype: WireDType::F32,
+                arg: 0,
+            },
+            step: 0,
+            piece: 0,
+            payload: Bytes::from(vec![0u8; bytes]),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_cannot_queue_more_than_the_limit_and_is_named() {
+        let mailbox = Mailbox::with_limits(0, 100, 3);
+        // Received data frees the budget again.
+        for _ in 0..5 {
+            assert!(mailbox.deliver(0, 1, message(60)));
+            assert_eq!(mailbox.recv(0, 1).await.unwrap().payload.len(), 60);
+        }
+        // Another peer has its own budget.
+        assert!(mailbox.deliver(0, 2, message(90)));
+        assert!(mailbox.deliver(0, 1, message(60)));
+        assert!(mailbox.failure().is_none());
+        // 60 + 60 bytes is over 100: the message is dropped and the sender named.
+        assert!(!mailbox.deliver(7, 1, message(60)));
+        let failure = mailbox.failure().expect("failed");
+        assert!(
+            matches!(&failure, CollectiveError::PeerLost { rank: 1, .. }),
+            "{failure:?}"
+        );
+        let text = failure.to_string();
+        assert!(
+            text.contains("rank 1") && text.contains("limit of 100 bytes"),
+            "{text}"
+        );
+        assert!(mailbox.recv(0, 2).await.is_err(), "every receive fails now");
+    }
+
+    #[tokio::test]
+    async fn a_peer_cannot_queue_more_messages_than_the_limit() {
+        let mailbox = Mailbox::with_limits(3, 1 << 20, 3);
+        // Empty messages in ever new groups still count.
+        for group in 0..3 {
+            assert!(mailbox.deliver(group, 0, message(0)));
+        }
+        assert!(!mailbox.deliver(3, 0, message(0)));
+        let text = mailbox.failure().unwrap().to_string();
+        assert!(
+            text.contains("rank 0") && text.contains("3 messages"),
+            "{text}"
+        );
     }
 }

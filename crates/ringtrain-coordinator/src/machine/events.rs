@@ -32,6 +32,7 @@ impl Machine {
             last_log_seq: 0,
             recovered: false,
             max_restarts: new.max_restarts,
+            owner: new.owner,
             progress_saved_ms: 0,
         };
         self.job_nums.insert(id.clone(), num);

@@ -305,6 +305,9 @@ pub struct Job {
     /// Restarts allowed after failed attempts: attempt `a` failing requeues the job while
     /// `a <= max_restarts` (`checkpoint.max_restarts`).
     pub max_restarts: u32,
+    /// The user (client token name) who submitted it; empty when the coordinator had no
+    /// client tokens then (or for jobs from before schema 4).
+    pub owner: String,
     /// When a progress report last asked for the job's row to be written (ms; 0 = never).
     /// Not stored: after a restart the next report is written.
     pub progress_saved_ms: i64,
@@ -455,6 +458,8 @@ pub struct NewJob {
     pub world: u32,
     /// Restarts allowed after failed attempts (`checkpoint.max_restarts`).
     pub max_restarts: u32,
+    /// The submitting user's name (empty without client tokens).
+    pub owner: String,
 }
 
 /// A worker to register (already validated by the caller).

@@ -21,6 +21,7 @@ fn new_job(world: u32) -> NewJob {
         base_dir: "/tmp".into(),
         world,
         max_restarts: 0,
+        owner: String::new(),
     }
 }
 
@@ -698,6 +699,7 @@ fn a_failed_attempt_is_restarted_on_idle_workers_while_restarts_remain() {
     let job = m.submit(
         NewJob {
             max_restarts: 1,
+            owner: String::new(),
             ..new_job(2)
         },
         0,
@@ -760,6 +762,7 @@ fn the_attempt_after_the_last_restart_fails_the_job_for_good() {
     let job = m.submit(
         NewJob {
             max_restarts: 1,
+            owner: String::new(),
             ..new_job(1)
         },
         0,
@@ -810,6 +813,7 @@ fn without_restarts_a_failure_is_final_and_cancel_of_a_restarting_job_works() {
     let again = m.submit(
         NewJob {
             max_restarts: 3,
+            owner: String::new(),
             ..new_job(2)
         },
         40,
