@@ -80,7 +80,7 @@ pub fn check_file(source: &Source, max_bytes: u64) -> Result<(), DataError> {
     let file = source.display_name();
     let meta = std::fs::metadata(path).map_err(|e| DataError::Io {
         file: file.clone(),
-        source: e,
+        error: e,
     })?;
     if !meta.is_file() {
         return Err(DataError::NotRegular { file });

@@ -107,7 +107,7 @@ pub(crate) fn read_regular(file: &str, path: &Path, max_bytes: u64) -> Result<Ve
     use std::io::Read;
     let io = |e| DataError::Io {
         file: file.to_string(),
-        source: e,
+        error: e,
     };
     let f = std::fs::File::open(path).map_err(io)?;
     let meta = f.metadata().map_err(io)?;
