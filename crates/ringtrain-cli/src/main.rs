@@ -10,6 +10,7 @@ mod bench_train;
 mod check;
 mod cluster;
 mod eval;
+mod fetch;
 mod generate;
 mod logging;
 mod plot;

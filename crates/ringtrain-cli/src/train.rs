@@ -37,7 +37,9 @@ pub(crate) struct TrainArgs {
     /// Final report format.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
-    /// No progress bar.
+    /// Hide training progress: the progress bar, the periodic per-step lines and the per-epoch
+    /// lines (losses and validation metrics). The start line, warnings, errors and the final
+    /// report are still printed.
     #[arg(long, short)]
     quiet: bool,
 }
@@ -73,6 +75,7 @@ pub(crate) fn run(args: TrainArgs, device: Device) -> anyhow::Result<()> {
             .with_context(|| format!("resolving --checkpoint-dir {}", dir.display()))?;
     }
     spec.resolve_paths(&spec_dir);
+    crate::fetch::require_data(&spec_dir, &spec)?;
     if args.resume.is_none() && !args.overwrite {
         refuse_existing_run(&spec.checkpoint.dir)?;
     }

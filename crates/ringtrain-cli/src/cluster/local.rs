@@ -166,6 +166,12 @@ fn tail(path: &Path) -> String {
 pub(crate) fn run(args: LocalArgs) -> Result<bool> {
     // Validate here first: a bad spec should not cost a cluster start-up.
     let spec = ringtrain_spec::load(&args.spec)?;
+    {
+        let spec_dir = crate::spec_dir(&args.spec)?;
+        let mut resolved = spec.clone();
+        resolved.resolve_paths(&spec_dir);
+        crate::fetch::require_data(&spec_dir, &resolved)?;
+    }
     let world = spec.parallel.data * spec.parallel.pipeline;
     let workers = args.workers.unwrap_or(world);
     if workers < world {
