@@ -765,6 +765,8 @@ struct RankObserver {
     series: RankSeries,
     stage: Option<StageSeries>,
     stage_window: StageWindow,
+    /// The same sums over the whole run, for the run's summary line after the last step.
+    stage_run: StageWindow,
     total_steps: u64,
     timeline: Option<RankTimeline>,
     /// Bytes of one gradient all-reduce.
@@ -784,6 +786,7 @@ impl RankObserver {
             series: p.series,
             stage: p.stage,
             stage_window: StageWindow::default(),
+            stage_run: StageWindow::default(),
             total_steps: 0,
             timeline: p.timeline,
             step_bytes: 0,
@@ -933,6 +936,12 @@ impl Observer for RankObserver {
         w.idle += idle;
         w.bytes += p.stats.bytes_sent;
         w.max_in_flight = w.max_in_flight.max(p.stats.max_in_flight);
+        let run = &mut self.stage_run;
+        run.steps += 1;
+        run.busy += busy;
+        run.idle += idle;
+        run.bytes += p.stats.bytes_sent;
+        run.max_in_flight = run.max_in_flight.max(p.stats.max_in_flight);
         // One line per stage every 100 steps and after the last step: busy and idle time, the
         // measured bubble next to the ideal (P-1)/(M+P-1), activation bytes sent.
         if p.step.is_multiple_of(100) || p.step == self.total_steps {
@@ -956,6 +965,27 @@ impl Observer for RankObserver {
                 w.max_in_flight
             );
             // In this worker's own log too (bench/pipeline.sh reads it there).
+            tracing::info!(rank = self.rank, "{line}");
+            self.progress.log(pb::LogLevel::Info, line, self.rank);
+        }
+        // The run's summary in `key=value` form, which `ringtrain local` / `watch` turn into the
+        // final report's pipeline table (keep the keys in step with the CLI's `render`).
+        if p.step == self.total_steps {
+            let run = &self.stage_run;
+            let total = run.busy + run.idle;
+            let line = format!(
+                "pipeline stage {} of {} over the run: steps={} busy_s={:.3} idle_s={:.3} \
+                 bubble={:.4} ideal={:.4} microbatches={} activation_bytes={}",
+                p.stage,
+                p.stages,
+                run.steps,
+                run.busy,
+                run.idle,
+                if total > 0.0 { run.idle / total } else { 0.0 },
+                ringtrain_train::pipeline::ideal_bubble(p.stages, p.microbatches),
+                p.microbatches,
+                run.bytes
+            );
             tracing::info!(rank = self.rank, "{line}");
             self.progress.log(pb::LogLevel::Info, line, self.rank);
         }
