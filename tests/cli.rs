@@ -515,3 +515,71 @@ fn an_example_without_its_fetched_data_names_the_fetch_script() {
         "{err}"
     );
 }
+
+/// Every file under `dir` with its length, for comparing a tree before and after.
+fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(tree(&path));
+        } else {
+            out.push((path.clone(), std::fs::metadata(&path).unwrap().len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The examples set no `checkpoint.dir`: their runs go to `runs/<name>` under the current
+/// directory, so an example trains from a read-only checkout and leaves it unchanged (checked by
+/// its file list too, since tests may run as root, whom permissions do not stop).
+#[test]
+fn an_example_trains_from_a_read_only_copy_into_the_current_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ro = dir.path().join("checkout");
+    std::fs::create_dir_all(ro.join("data")).unwrap();
+    std::fs::copy(
+        examples().join("seasonal-gru.toml"),
+        ro.join("seasonal-gru.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        examples().join("data/seasonal.csv"),
+        ro.join("data/seasonal.csv"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(ro.join("seasonal-gru.toml")).unwrap();
+    assert!(!text.contains("[checkpoint]"), "{text}");
+    let before = tree(&ro);
+    for d in [ro.join("data"), ro.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let out = ringtrain()
+        .args([
+            "train",
+            ro.join("seasonal-gru.toml").to_str().unwrap(),
+            "--quiet",
+        ])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for d in [ro.clone(), ro.join("data")] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        work.join("runs/seasonal-gru/best.ckpt").is_file(),
+        "{stderr}"
+    );
+    assert!(
+        stdout(&out).contains("runs/seasonal-gru"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(tree(&ro), before, "the checkout was written to");
+}

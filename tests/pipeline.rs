@@ -151,8 +151,8 @@ fn three_stages_1f1b_with_four_micro_batches_match_one_process() {
 
 /// The example `examples/seasonal-lstm-pipeline.toml` (2 replicas × 2 stages) runs with
 /// `ringtrain local` as a user would run it, and its final report has the measured bubble of
-/// every rank over the run next to the ideal (P-1)/(M+P-1) = 1/5. The spec is copied with its data
-/// so the run writes nowhere in the source tree.
+/// every rank over the run next to the ideal (P-1)/(M+P-1) = 1/5. The spec sets no
+/// `checkpoint.dir`, so the run goes to `$RINGTRAIN_RUNS/<name>` (set to a temporary directory).
 #[test]
 fn the_pipeline_example_runs_with_local_and_reports_the_bubble() {
     let dir = tempfile::tempdir().unwrap();
@@ -170,8 +170,10 @@ fn the_pipeline_example_runs_with_local_and_reports_the_bubble() {
         "the example is 2 replicas × 2 stages:\n{text}"
     );
 
+    let runs = dir.path().join("runs-here");
     let out = common::ringtrain()
         .args(["local", spec.to_str().unwrap()])
+        .env("RINGTRAIN_RUNS", &runs)
         .output()
         .expect("ringtrain runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -215,4 +217,9 @@ fn the_pipeline_example_runs_with_local_and_reports_the_bubble() {
         );
         assert_eq!(r[6], "0.2000", "ideal for P = 2, M = 4\n{table}");
     }
+    assert!(
+        runs.join("seasonal-lstm-pipeline/job-1/best.ckpt")
+            .is_file(),
+        "{stdout}"
+    );
 }

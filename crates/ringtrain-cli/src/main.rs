@@ -17,6 +17,7 @@ mod plot;
 mod predict;
 mod progress;
 mod report;
+mod runs;
 mod train;
 
 use clap::{Parser, Subcommand};

@@ -73,6 +73,10 @@ pub(crate) fn run(args: TrainArgs, device: Device) -> anyhow::Result<()> {
     if let Some(dir) = args.checkpoint_dir {
         spec.checkpoint.dir = std::path::absolute(&dir)
             .with_context(|| format!("resolving --checkpoint-dir {}", dir.display()))?;
+    } else if !crate::runs::sets_checkpoint_dir(&args.spec)? {
+        // Outputs of a spec that does not place them go under the current directory (or
+        // $RINGTRAIN_RUNS), not beside the spec: see `runs`.
+        spec.checkpoint.dir = crate::runs::default_dir(&spec.name)?;
     }
     spec.resolve_paths(&spec_dir);
     crate::fetch::require_data(&spec_dir, &spec)?;
