@@ -367,13 +367,9 @@ fn json_logs_are_one_object_per_line() {
         "logs",
         &FORECAST.replace("epochs = 3", "epochs = 1"),
     );
-    let out = run_ok(&[
-        "--log-format",
-        "json",
-        "train",
-        spec.to_str().unwrap(),
-        "--quiet",
-    ]);
+    // Not --quiet: that hides the progress events this test reads (stderr is a pipe, so there is
+    // no progress bar either way).
+    let out = run_ok(&["--log-format", "json", "train", spec.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let events: Vec<serde_json::Value> = stderr
         .lines()
@@ -436,4 +432,154 @@ fn a_fresh_run_does_not_inherit_an_earlier_best_checkpoint() {
     );
     run_ok(&["train", spec.to_str().unwrap(), "--quiet", "--overwrite"]);
     assert!(!best.exists(), "stale best.ckpt survived a fresh run");
+}
+
+#[test]
+fn quiet_hides_per_step_and_per_epoch_lines_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "quiet",
+        &FORECAST.replace("epochs = 3", "epochs = 2"),
+    );
+    let loud = run_ok(&["train", spec.to_str().unwrap()]);
+    let loud_err = String::from_utf8_lossy(&loud.stderr);
+    assert!(loud_err.contains("epoch 1 step"), "{loud_err}");
+    assert!(loud_err.contains("progress"), "{loud_err}");
+
+    let quiet = run_ok(&["train", spec.to_str().unwrap(), "--quiet", "--overwrite"]);
+    let quiet_err = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!quiet_err.contains("epoch 1 step"), "{quiet_err}");
+    assert!(!quiet_err.contains("epoch 2 step"), "{quiet_err}");
+    assert!(!quiet_err.contains("progress"), "{quiet_err}");
+    // The start line and the final report stay.
+    assert!(quiet_err.contains("training"), "{quiet_err}");
+    assert!(stdout(&quiet).contains("test split"), "{}", stdout(&quiet));
+
+    let help = stdout(&run_ok(&["train", "--help"]));
+    assert!(
+        help.contains("--quiet") && help.contains("per-epoch lines"),
+        "--help says what --quiet hides:\n{help}"
+    );
+}
+
+#[test]
+fn io_errors_print_their_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cause = "No such file or directory";
+
+    let missing_spec = dir.path().join("absent.toml");
+    let err = run_fail(&["train", missing_spec.to_str().unwrap()]);
+    assert!(err.contains("cannot read job spec"), "{err}");
+    assert!(err.contains("absent.toml"), "{err}");
+    assert_eq!(err.matches(cause).count(), 1, "{err}");
+
+    let missing_data = write_spec(
+        dir.path(),
+        "nodata",
+        &FORECAST.replace("EXAMPLES/data/seasonal.csv", "absent.csv"),
+    );
+    let err = run_fail(&["train", missing_data.to_str().unwrap()]);
+    assert!(err.contains("absent.csv: cannot read"), "{err}");
+    assert_eq!(err.matches(cause).count(), 1, "{err}");
+}
+
+/// An example whose dataset is downloaded (not committed) names its fetch script instead of
+/// failing with a bare "cannot read" — for `train` and for `local`, before any training or
+/// cluster start-up. The example is copied without its data, as a fresh checkout has it.
+#[test]
+fn an_example_without_its_fetched_data_names_the_fetch_script() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "shakespeare-char-lm.toml",
+        "fetch-shakespeare.sh",
+        "fetch-translation.sh",
+    ] {
+        std::fs::copy(examples().join(f), dir.path().join(f)).unwrap();
+    }
+    let spec = dir.path().join("shakespeare-char-lm.toml");
+    for command in ["train", "local"] {
+        let err = run_fail(&[command, spec.to_str().unwrap()]);
+        assert!(
+            err.contains("shakespeare.txt does not exist")
+                && err.contains("fetch-shakespeare.sh")
+                && !err.contains("fetch-translation.sh"),
+            "{command}: {err}"
+        );
+    }
+    // A missing file that no fetch script names is still the reader's error, naming the file.
+    std::fs::remove_file(dir.path().join("fetch-shakespeare.sh")).unwrap();
+    let err = run_fail(&["train", spec.to_str().unwrap()]);
+    assert!(
+        err.contains("shakespeare.txt: cannot read") && !err.contains("fetch-"),
+        "{err}"
+    );
+}
+
+/// Every file under `dir` with its length, for comparing a tree before and after.
+fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(tree(&path));
+        } else {
+            out.push((path.clone(), std::fs::metadata(&path).unwrap().len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The examples set no `checkpoint.dir`: their runs go to `runs/<name>` under the current
+/// directory, so an example trains from a read-only checkout and leaves it unchanged (checked by
+/// its file list too, since tests may run as root, whom permissions do not stop).
+#[test]
+fn an_example_trains_from_a_read_only_copy_into_the_current_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ro = dir.path().join("checkout");
+    std::fs::create_dir_all(ro.join("data")).unwrap();
+    std::fs::copy(
+        examples().join("seasonal-gru.toml"),
+        ro.join("seasonal-gru.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        examples().join("data/seasonal.csv"),
+        ro.join("data/seasonal.csv"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(ro.join("seasonal-gru.toml")).unwrap();
+    assert!(!text.contains("[checkpoint]"), "{text}");
+    let before = tree(&ro);
+    for d in [ro.join("data"), ro.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let out = ringtrain()
+        .args([
+            "train",
+            ro.join("seasonal-gru.toml").to_str().unwrap(),
+            "--quiet",
+        ])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for d in [ro.clone(), ro.join("data")] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        work.join("runs/seasonal-gru/best.ckpt").is_file(),
+        "{stderr}"
+    );
+    assert!(
+        stdout(&out).contains("runs/seasonal-gru"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(tree(&ro), before, "the checkout was written to");
 }

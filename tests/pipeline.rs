@@ -148,3 +148,78 @@ fn three_stages_with_one_micro_batch_match_one_process() {
 fn three_stages_1f1b_with_four_micro_batches_match_one_process() {
     pipelined_matches_single_process("rnn", 1, 3, 4, "1f1b");
 }
+
+/// The example `examples/seasonal-lstm-pipeline.toml` (2 replicas × 2 stages) runs with
+/// `ringtrain local` as a user would run it, and its final report has the measured bubble of
+/// every rank over the run next to the ideal (P-1)/(M+P-1) = 1/5. The spec sets no
+/// `checkpoint.dir`, so the run goes to `$RINGTRAIN_RUNS/<name>` (set to a temporary directory).
+#[test]
+fn the_pipeline_example_runs_with_local_and_reports_the_bubble() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::copy(
+        examples().join("data/seasonal.csv"),
+        dir.path().join("data/seasonal.csv"),
+    )
+    .unwrap();
+    let spec = dir.path().join("seasonal-lstm-pipeline.toml");
+    std::fs::copy(examples().join("seasonal-lstm-pipeline.toml"), &spec).unwrap();
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(
+        text.contains("pipeline = 2") && text.contains("data = 2"),
+        "the example is 2 replicas × 2 stages:\n{text}"
+    );
+
+    let runs = dir.path().join("runs-here");
+    let out = common::ringtrain()
+        .args(["local", spec.to_str().unwrap()])
+        .env("RINGTRAIN_RUNS", &runs)
+        .output()
+        .expect("ringtrain runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("test split"), "{stdout}");
+    let table = stdout
+        .split_once("pipeline bubble per rank")
+        .unwrap_or_else(|| panic!("no pipeline bubble table in the report:\n{stdout}"))
+        .1;
+    // One row per rank: rank, placement, steps, busy s, idle s, bubble, ideal bubble.
+    let rows: Vec<Vec<String>> = table
+        .lines()
+        .map(|l| {
+            l.split(['│', '┆'])
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|cells| cells.len() == 7 && cells[0].parse::<u32>().is_ok())
+        .collect();
+    let ranks: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ranks, ["0", "1", "2", "3"], "{table}");
+    for r in &rows {
+        let rank: usize = r[0].parse().unwrap();
+        assert_eq!(
+            r[1],
+            format!("stage {} of replica {}", rank % 2, rank / 2),
+            "{table}"
+        );
+        let steps: u64 = r[2].parse().unwrap();
+        assert!(steps > 0, "{table}");
+        let (busy, idle): (f64, f64) = (r[3].parse().unwrap(), r[4].parse().unwrap());
+        let bubble: f64 = r[5].parse().unwrap();
+        assert!(busy > 0.0 && idle >= 0.0, "{table}");
+        assert!((0.0..1.0).contains(&bubble), "{table}");
+        // The measured bubble is idle / (busy + idle) of the printed (rounded) seconds.
+        assert!(
+            (bubble - idle / (busy + idle)).abs() < 0.01,
+            "bubble {bubble} vs busy {busy} idle {idle}\n{table}"
+        );
+        assert_eq!(r[6], "0.2000", "ideal for P = 2, M = 4\n{table}");
+    }
+    assert!(
+        runs.join("seasonal-lstm-pipeline/job-1/best.ckpt")
+            .is_file(),
+        "{stdout}"
+    );
+}

@@ -10,12 +10,14 @@ mod bench_train;
 mod check;
 mod cluster;
 mod eval;
+mod fetch;
 mod generate;
 mod logging;
 mod plot;
 mod predict;
 mod progress;
 mod report;
+mod runs;
 mod train;
 
 use clap::{Parser, Subcommand};

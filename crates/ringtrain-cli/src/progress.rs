@@ -1,6 +1,8 @@
 //! Training progress for people: a progress bar with epoch, step, loss, samples/s and ETA when
 //! stderr is a terminal, structured log lines (about every 10 % of the run and per epoch)
-//! otherwise, so CI logs and `--log-format json` stay readable.
+//! otherwise, so CI logs and `--log-format json` stay readable. Quiet (`train --quiet`) shows
+//! neither the bar nor the per-step and per-epoch lines; the start line, warnings and the final
+//! report remain.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ringtrain_train::{EpochRecord, Observer, RunInfo, StepEvent};
@@ -11,6 +13,8 @@ use std::time::Instant;
 /// Renders trainer events.
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
+    /// No per-step or per-epoch output at all.
+    quiet: bool,
     started: Instant,
     samples: u64,
     last_log_step: u64,
@@ -36,6 +40,7 @@ impl Progress {
         });
         Progress {
             bar,
+            quiet,
             started: Instant::now(),
             samples: 0,
             last_log_step: 0,
@@ -91,7 +96,9 @@ impl Observer for Progress {
             bar.set_prefix(format!("epoch {}", e.epoch + 1));
             bar.set_message(format!("loss {smooth:.4} {rate:.0} samples/s"));
             bar.set_position(e.step);
-        } else if e.step - self.last_log_step >= self.log_every || e.step == e.total_steps {
+        } else if !self.quiet
+            && (e.step - self.last_log_step >= self.log_every || e.step == e.total_steps)
+        {
             self.last_log_step = e.step;
             tracing::info!(
                 epoch = e.epoch + 1,
@@ -106,6 +113,9 @@ impl Observer for Progress {
     }
 
     fn on_epoch(&mut self, r: &EpochRecord) {
+        if self.quiet {
+            return;
+        }
         let metrics: Vec<String> = r
             .val_metrics
             .iter()

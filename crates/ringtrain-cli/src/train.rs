@@ -37,7 +37,9 @@ pub(crate) struct TrainArgs {
     /// Final report format.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
-    /// No progress bar.
+    /// Hide training progress: the progress bar, the periodic per-step lines and the per-epoch
+    /// lines (losses and validation metrics). The start line, warnings, errors and the final
+    /// report are still printed.
     #[arg(long, short)]
     quiet: bool,
 }
@@ -71,8 +73,13 @@ pub(crate) fn run(args: TrainArgs, device: Device) -> anyhow::Result<()> {
     if let Some(dir) = args.checkpoint_dir {
         spec.checkpoint.dir = std::path::absolute(&dir)
             .with_context(|| format!("resolving --checkpoint-dir {}", dir.display()))?;
+    } else if !crate::runs::sets_checkpoint_dir(&args.spec)? {
+        // Outputs of a spec that does not place them go under the current directory (or
+        // $RINGTRAIN_RUNS), not beside the spec: see `runs`.
+        spec.checkpoint.dir = crate::runs::default_dir(&spec.name)?;
     }
     spec.resolve_paths(&spec_dir);
+    crate::fetch::require_data(&spec_dir, &spec)?;
     if args.resume.is_none() && !args.overwrite {
         refuse_existing_run(&spec.checkpoint.dir)?;
     }

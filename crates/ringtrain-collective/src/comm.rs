@@ -2,48 +2,17 @@
 //! message carries, enforces the deadline, logs stalls, records metrics and spans, and remembers the
 //! first failure so that a broken group refuses further calls with the original cause.
 
-use crate::algo::{self, Ctx};
+use crate::algo;
+pub use crate::config::CommConfig;
+use crate::ctx::Ctx;
 use crate::error::{CollectiveError, Result};
 use crate::metrics::MetricsSnapshot;
 use crate::transport::Transport;
-use crate::types::{Fingerprint, OpKind, ReduceOp, WireDType};
+use crate::types::{Fingerprint, OpKind, ReduceOp};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
-
-/// Tuning of a communicator. All ranks of a group must use the same values for the size-based
-/// choices (`small_bytes`, `piece_bytes`, `wire_dtype`, `fusion_bytes`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CommConfig {
-    /// Every call fails with [`CollectiveError::Timeout`] after this long. Default 60 s.
-    pub deadline: Duration,
-    /// A call running longer than this logs (warn) which ranks it waits for, then again every
-    /// `stall_after`. Default 10 s.
-    pub stall_after: Duration,
-    /// Buffers of at most this many wire bytes take the latency-optimal direct exchange instead of
-    /// the ring. Default 64 KiB.
-    pub small_bytes: usize,
-    /// Wire bytes per message; chunks are cut into pieces of this size and pipelined. Default 1 MiB.
-    pub piece_bytes: usize,
-    /// Element encoding on the wire (accumulation is always f32). Default f32.
-    pub wire_dtype: WireDType,
-    /// Fusion buffer size for [`Communicator::all_reduce_fused`]; 0 disables fusion. Default 64 MiB.
-    pub fusion_bytes: usize,
-}
-
-impl Default for CommConfig {
-    fn default() -> Self {
-        Self {
-            deadline: Duration::from_secs(60),
-            stall_after: Duration::from_secs(10),
-            small_bytes: 64 << 10,
-            piece_bytes: 1 << 20,
-            wire_dtype: WireDType::F32,
-            fusion_bytes: 64 << 20,
-        }
-    }
-}
 
 /// A group of ranks that run collective operations together. Calls are async and take `&mut self`:
 /// one call at a time per communicator, and every rank of the group must make the same calls in the

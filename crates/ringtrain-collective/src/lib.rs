@@ -14,6 +14,8 @@ pub mod alloc;
 pub mod bench;
 pub mod codec;
 pub mod comm;
+mod config;
+mod ctx;
 pub mod error;
 pub mod fusion;
 pub mod metrics;

@@ -9,7 +9,7 @@
 //! deadline passes; a failed communicator refuses further calls with the original cause, as the
 //! host communicator does. Untested on hardware so far: no GPU was available where it was written.
 
-use crate::comm::CommConfig;
+use crate::config::CommConfig;
 use crate::error::{CollectiveError, Result};
 use crate::rendezvous;
 use crate::types::ReduceOp;

@@ -11,8 +11,8 @@
 //! all-gather phase) only once every one of its pieces is encoded, so both loops borrow disjoint
 //! parts of the buffer and no copy of the buffer is made up front.
 
-use crate::algo::Ctx;
 use crate::codec::{decode_into, encode, reduce_encode_owned, reduce_into};
+use crate::ctx::Ctx;
 use crate::error::{CollectiveError, Result};
 use crate::schedule::{RingStep, StepMode, pieces};
 use crate::types::ReduceOp;

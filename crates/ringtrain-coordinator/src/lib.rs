@@ -22,9 +22,14 @@ pub mod server;
 pub mod store;
 
 mod auth;
+mod clock;
+mod config;
+mod convert;
 mod limits;
 mod metrics;
 mod service;
+mod session;
+mod shared;
 
 pub use server::{
     Coordinator, CoordinatorConfig, CoordinatorError, MAX_REQUEST_BYTES, MAX_SPEC_BYTES, Retention,

@@ -193,7 +193,7 @@ pub(crate) async fn serve(
     render: impl Fn() -> String + Send + Sync + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let stop = async move { crate::server::stopped(&mut shutdown).await };
+    let stop = async move { crate::clock::stopped(&mut shutdown).await };
     if let Err(e) = ringtrain_telemetry::serve_with(listener, tls, render, stop).await {
         tracing::warn!(error = %e, "metrics endpoint stopped");
     }

@@ -51,12 +51,13 @@ impl fmt::Display for LabelOrigin {
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The file could not be opened or read.
-    #[error("{file}: cannot read: {source}")]
+    #[error("{file}: cannot read: {error}")]
     Io {
         /// Path of the file.
         file: String,
-        /// Underlying IO error.
-        source: std::io::Error,
+        /// Underlying IO error. Part of the message, and for that reason not the error's
+        /// `source()`: a printer of the cause chain (the CLI's) then shows it once, not twice.
+        error: std::io::Error,
     },
     /// The file has no content at all (not even a header).
     #[error("{file}: empty file (expected a header row and data rows)")]

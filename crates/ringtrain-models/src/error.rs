@@ -1,6 +1,6 @@
 //! Typed errors of model construction, stage execution and flat-buffer loading.
 
-use crate::model::BoundaryShape;
+use crate::shape::BoundaryShape;
 
 /// Everything that can go wrong when building a model, running a layer range on it or loading
 /// parameters into it. Shape errors name the layer (index and name) a user needs to fix a stage

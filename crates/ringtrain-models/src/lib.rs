@@ -15,8 +15,10 @@
 
 pub mod attention;
 pub mod conv;
+mod decode;
 pub mod error;
 pub mod flat;
+mod forward;
 mod head;
 mod init;
 mod kernel;
@@ -26,6 +28,7 @@ pub mod recurrent;
 pub mod reference;
 mod seq;
 pub mod seq2seq;
+mod shape;
 pub mod stateful;
 
 pub use attention::Attention;

@@ -13,12 +13,14 @@ use ringtrain_spec::{AttentionKind, ModelSpec, Pooling};
 use crate::attention::Attention;
 use crate::conv::Conv;
 use crate::error::ModelError;
+pub use crate::forward::ForwardCtx;
 use crate::head::{Head, embed_steps, new_embedding, new_linear, project_steps};
 use crate::init::Init;
 use crate::recurrent::Recurrent;
 use crate::reference::ReferenceRecurrent;
 use crate::seq::Steps;
 use crate::seq2seq::{Decoder, DecoderConfig};
+pub use crate::shape::BoundaryShape;
 
 /// What the model reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,27 +91,6 @@ pub struct Batch {
     pub mask: Tensor<2>,
 }
 
-/// Per-call switches of the forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ForwardCtx {
-    /// Training mode: dropout active.
-    pub train: bool,
-    /// Dropout masks come from ChaCha8 seeded by `(dropout_seed, layer index)`: stateless, so a
-    /// resumed run and a pipelined run draw the same masks. Vary it per step and micro-batch.
-    /// A seq2seq decoder draws its teacher-forcing choices from the same seed (own stream).
-    pub dropout_seed: u64,
-}
-
-impl ForwardCtx {
-    /// Inference: no dropout.
-    pub fn eval() -> ForwardCtx {
-        ForwardCtx {
-            train: false,
-            dropout_seed: 0,
-        }
-    }
-}
-
 /// The value that flows between layers and across stage boundaries.
 #[derive(Debug, Clone)]
 pub enum Boundary {
@@ -151,33 +132,6 @@ impl Boundary {
             Boundary::Tokens { ids, .. } => format!("tokens {:?}", ids.dims()),
             Boundary::Seq { x, .. } => format!("seq {:?}", x.dims()),
             Boundary::Out(y) => format!("out {:?}", y.dims()),
-        }
-    }
-}
-
-/// Shape of a [`Boundary`] with symbolic batch `B` and length `T`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BoundaryShape {
-    /// `[B, T]` token ids.
-    Tokens,
-    /// `[B, T, features]`.
-    Seq {
-        /// Values per step.
-        features: usize,
-    },
-    /// `[B, width]`.
-    Out {
-        /// Values per sample.
-        width: usize,
-    },
-}
-
-impl fmt::Display for BoundaryShape {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BoundaryShape::Tokens => write!(f, "tokens [B, T]"),
-            BoundaryShape::Seq { features } => write!(f, "seq [B, T, {features}]"),
-            BoundaryShape::Out { width } => write!(f, "out [B, {width}]"),
         }
     }
 }

@@ -15,8 +15,6 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use ringtrain_spec::{Activation, CellKind};
 
-use crate::flat::{module_grads, module_params};
-use crate::model::{Layer, Model};
 use crate::recurrent::{CellParams, Recurrent};
 use crate::seq::Steps;
 
@@ -271,56 +269,4 @@ impl ReferenceRecurrent {
         };
         Steps::from_seq(y, mask)
     }
-}
-
-fn push_fused(out: &mut Vec<f32>, dirs: Vec<(Tensor<2>, Tensor<2>, Tensor<1>, Tensor<1>)>) {
-    let v2 = |t: Tensor<2>| {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap_or_default()
-    };
-    let v1 = |t: Tensor<1>| {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap_or_default()
-    };
-    for (w_ih, w_hh, b_ih, b_hh) in dirs {
-        out.extend(v2(w_ih));
-        out.extend(v2(w_hh));
-        out.extend(v1(b_ih));
-        out.extend(v1(b_hh));
-    }
-}
-
-/// The model's parameters in the flat layout the same model would have with fused layers
-/// ([`crate::flat::flatten_params`] order), whichever implementation its recurrent layers use.
-pub fn flatten_params_fused_layout(model: &Model) -> Vec<f32> {
-    let mut out = Vec::new();
-    for layer in model.layers() {
-        match layer {
-            Layer::Reference(r) => push_fused(
-                &mut out,
-                r.fused_tensors(&|p: &Param<Tensor<2>>| p.val(), &|p: &Param<Tensor<1>>| {
-                    p.val()
-                }),
-            ),
-            other => out.extend(module_params(other)),
-        }
-    }
-    out
-}
-
-/// The model's gradients in the fused flat layout ([`crate::flat::flatten_grads`] order),
-/// whichever implementation its recurrent layers use; zeros where a parameter got none.
-pub fn flatten_grads_fused_layout(model: &Model, grads: &GradientsParams) -> Vec<f32> {
-    let mut out = Vec::new();
-    for layer in model.layers() {
-        match layer {
-            Layer::Reference(r) => push_fused(&mut out, r.fused_grads(grads)),
-            other => out.extend(module_grads(other, grads)),
-        }
-    }
-    out
 }

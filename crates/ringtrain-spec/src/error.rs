@@ -47,13 +47,13 @@ impl fmt::Display for FieldError {
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// The spec file could not be read.
-    #[error("cannot read job spec {path}: {source}")]
+    #[error("cannot read job spec {path}: {error}")]
     Io {
         /// File that failed.
         path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
+        /// Underlying error. Part of the message, and for that reason not the error's
+        /// `source()`: a printer of the cause chain (the CLI's) then shows it once, not twice.
+        error: std::io::Error,
     },
     /// The document is not valid TOML/JSON, has an unknown key, or a value of the wrong type.
     #[error("{origin}: {path}: {message}")]

@@ -76,9 +76,9 @@ pub const MAX_SPEC_FILE_BYTES: u64 = 1 << 20;
 /// # Errors
 /// [`SpecError::Io`] when the file cannot be read, else as [`parse_str`].
 pub fn load(path: &Path) -> Result<JobSpec, SpecError> {
-    let io = |source| SpecError::Io {
+    let io = |error| SpecError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     // Checked before reading, so `/dev/zero` or a huge file is refused instead of read forever.
     let meta = std::fs::metadata(path).map_err(io)?;

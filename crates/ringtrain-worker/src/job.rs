@@ -18,9 +18,10 @@
 //! the metrics, which the stages evaluate on the whole model. Failures name the stage too. The
 //! all-reduce series of a pipelined rank count its slice among its stage's replicas.
 
-use crate::agent::Shared;
+use crate::control::{JobControl, StopCause};
 use crate::group::{CommGroup, CommLink, GridPlace, blamed_rank};
 use crate::metrics::{RankSeries, StageSeries};
+use crate::shared::Shared;
 use crate::timeline::{RankTimeline, rank_file};
 use burn::prelude::Device;
 use ringtrain_collective::{CommConfig, Communicator, GrpcConfig, GrpcTransport};
@@ -34,7 +35,6 @@ use ringtrain_train::{
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, watch};
@@ -53,62 +53,6 @@ const MAX_PENDING_LOGS: usize = 1000;
 const RATE_WINDOW: usize = 50;
 /// Longest wait for the peers' goodbyes when shutting the communicator down.
 const COMM_SHUTDOWN: Duration = Duration::from_secs(30);
-
-/// Why a rank was asked to stop.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum StopCause {
-    /// The coordinator said so (job cancelled or failed), with its reason.
-    Coordinator(String),
-    /// This worker is shutting down.
-    Shutdown,
-}
-
-/// The running rank as the heartbeat loop sees it.
-#[derive(Debug)]
-pub(crate) struct JobControl {
-    pub(crate) job_id: String,
-    pub(crate) attempt: u32,
-    pub(crate) rank: u32,
-    pub(crate) collective_timeout: Duration,
-    /// The trainer's stop flag.
-    stop: Arc<AtomicBool>,
-    stopped: watch::Sender<bool>,
-    cause: Mutex<Option<StopCause>>,
-}
-
-impl JobControl {
-    pub(crate) fn new(a: &pb::Assignment) -> Self {
-        JobControl {
-            job_id: a.job_id.clone(),
-            attempt: a.attempt,
-            rank: a.rank,
-            collective_timeout: Duration::from_millis(a.collective_timeout_ms.max(1)),
-            stop: Arc::new(AtomicBool::new(false)),
-            stopped: watch::Sender::new(false),
-            cause: Mutex::new(None),
-        }
-    }
-
-    /// Asks the rank to stop at its next step boundary; the first cause is kept.
-    pub(crate) fn request_stop(&self, cause: StopCause) {
-        let mut kept = self.cause.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.is_none() {
-            tracing::info!(job = %self.job_id, rank = self.rank, ?cause, "stop requested");
-            *kept = Some(cause);
-        }
-        self.stop.store(true, Ordering::SeqCst);
-        self.stopped.send_replace(true);
-    }
-
-    fn cause(&self) -> Option<StopCause> {
-        self.cause.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    async fn wait_stopped(&self) {
-        let mut rx = self.stopped.subscribe();
-        let _ = rx.wait_for(|s| *s).await;
-    }
-}
 
 /// How a rank ended.
 #[derive(Debug)]
@@ -847,6 +791,8 @@ struct RankObserver {
     series: RankSeries,
     stage: Option<StageSeries>,
     stage_window: StageWindow,
+    /// The same sums over the whole run, for the run's summary line after the last step.
+    stage_run: StageWindow,
     total_steps: u64,
     timeline: Option<RankTimeline>,
     /// Bytes of one gradient all-reduce.
@@ -866,6 +812,7 @@ impl RankObserver {
             series: p.series,
             stage: p.stage,
             stage_window: StageWindow::default(),
+            stage_run: StageWindow::default(),
             total_steps: 0,
             timeline: p.timeline,
             step_bytes: 0,
@@ -1015,6 +962,12 @@ impl Observer for RankObserver {
         w.idle += idle;
         w.bytes += p.stats.bytes_sent;
         w.max_in_flight = w.max_in_flight.max(p.stats.max_in_flight);
+        let run = &mut self.stage_run;
+        run.steps += 1;
+        run.busy += busy;
+        run.idle += idle;
+        run.bytes += p.stats.bytes_sent;
+        run.max_in_flight = run.max_in_flight.max(p.stats.max_in_flight);
         // One line per stage every 100 steps and after the last step: busy and idle time, the
         // measured bubble next to the ideal (P-1)/(M+P-1), activation bytes sent.
         if p.step.is_multiple_of(100) || p.step == self.total_steps {
@@ -1038,6 +991,27 @@ impl Observer for RankObserver {
                 w.max_in_flight
             );
             // In this worker's own log too (bench/pipeline.sh reads it there).
+            tracing::info!(rank = self.rank, "{line}");
+            self.progress.log(pb::LogLevel::Info, line, self.rank);
+        }
+        // The run's summary in `key=value` form, which `ringtrain local` / `watch` turn into the
+        // final report's pipeline table (keep the keys in step with the CLI's `render`).
+        if p.step == self.total_steps {
+            let run = &self.stage_run;
+            let total = run.busy + run.idle;
+            let line = format!(
+                "pipeline stage {} of {} over the run: steps={} busy_s={:.3} idle_s={:.3} \
+                 bubble={:.4} ideal={:.4} microbatches={} activation_bytes={}",
+                p.stage,
+                p.stages,
+                run.steps,
+                run.busy,
+                run.idle,
+                if total > 0.0 { run.idle / total } else { 0.0 },
+                ringtrain_train::pipeline::ideal_bubble(p.stages, p.microbatches),
+                p.microbatches,
+                run.bytes
+            );
             tracing::info!(rank = self.rank, "{line}");
             self.progress.log(pb::LogLevel::Info, line, self.rank);
         }

@@ -20,9 +20,11 @@
 //! start.
 
 mod agent;
+mod control;
 pub mod group;
 mod job;
 pub mod metrics;
+mod shared;
 pub mod timeline;
 
 pub use agent::{RunningWorker, Worker};

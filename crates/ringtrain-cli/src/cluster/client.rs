@@ -98,7 +98,15 @@ pub(crate) fn submit_request(spec: &Path) -> Result<SubmitJobRequest> {
 
 /// Submits the spec file to the coordinator and returns the stored (queued) job.
 pub(crate) async fn submit_file(coordinator: &CoordinatorArg, spec: &Path) -> Result<Job> {
-    let req = submit_request(spec)?;
+    submit_prepared(coordinator, spec, submit_request(spec)?).await
+}
+
+/// Submits a prepared request for the spec file `spec` (named in errors).
+pub(crate) async fn submit_prepared(
+    coordinator: &CoordinatorArg,
+    spec: &Path,
+    req: SubmitJobRequest,
+) -> Result<Job> {
     super::jobs(coordinator)
         .await?
         .submit_job(request(req))

@@ -166,6 +166,19 @@ fn tail(path: &Path) -> String {
 pub(crate) fn run(args: LocalArgs) -> Result<bool> {
     // Validate here first: a bad spec should not cost a cluster start-up.
     let spec = ringtrain_spec::load(&args.spec)?;
+    {
+        let spec_dir = crate::spec_dir(&args.spec)?;
+        let mut resolved = spec.clone();
+        resolved.resolve_paths(&spec_dir);
+        crate::fetch::require_data(&spec_dir, &resolved)?;
+    }
+    // A spec that does not place its runs gets the same directory as with `train` (see `runs`);
+    // the workers read the spec text, so the directory is written into it.
+    let mut request = client::submit_request(&args.spec)?;
+    if !crate::runs::sets_checkpoint_dir(&args.spec)? {
+        let dir = crate::runs::default_dir(&spec.name)?;
+        request.spec = crate::runs::with_checkpoint_dir(&args.spec, &request.spec, &dir)?;
+    }
     let world = spec.parallel.data * spec.parallel.pipeline;
     let workers = args.workers.unwrap_or(world);
     if workers < world {
@@ -266,7 +279,7 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
     let coordinator_arg = super::CoordinatorArg::plain(&addr);
     let outcome = super::runtime()?.block_on(async {
         wait_for_workers(&coordinator_arg, workers).await?;
-        let job = client::submit_file(&coordinator_arg, &args.spec).await?;
+        let job = client::submit_prepared(&coordinator_arg, &args.spec, request).await?;
         tracing::info!(job = %job.id, "submitted");
         watch::follow(
             &coordinator_arg,

@@ -8,6 +8,7 @@ use ringtrain_proto::v1::{
     WorkerInfo, WorkerState,
 };
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Lowercase state name, e.g. "running".
@@ -214,6 +215,56 @@ pub(crate) fn ranks_table(ranks: &[RankProgress], stages: usize) -> Table {
             format!("{:.2}", r.comm_seconds * 1e3),
         ]);
         t.add_row(row);
+    }
+    t
+}
+
+/// Start of a pipelined rank's run summary log line (written by the worker after its last step:
+/// `pipeline stage S of P over the run: steps=N busy_s=… idle_s=… bubble=… ideal=… …`).
+pub(crate) const PIPELINE_RUN_PREFIX: &str = "pipeline stage ";
+const PIPELINE_RUN_MARK: &str = " over the run: ";
+
+/// The `key=value` fields of a pipelined rank's run summary line; `None` for any other line.
+pub(crate) fn pipeline_run_fields(message: &str) -> Option<BTreeMap<String, String>> {
+    if !message.starts_with(PIPELINE_RUN_PREFIX) {
+        return None;
+    }
+    let (_, fields) = message.split_once(PIPELINE_RUN_MARK)?;
+    Some(
+        fields
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// The measured pipeline bubble per rank (idle / (busy + idle) of its stage over the run) next
+/// to the ideal (P-1)/(M+P-1), from the ranks' run summary lines keyed by rank.
+pub(crate) fn pipeline_table(
+    runs: &BTreeMap<u32, BTreeMap<String, String>>,
+    stages: usize,
+) -> Table {
+    let mut t = table(&[
+        "rank",
+        "placement",
+        "steps",
+        "busy s",
+        "idle s",
+        "bubble",
+        "ideal bubble",
+    ]);
+    for (rank, f) in runs {
+        let get = |k: &str| safe(f.get(k).map_or("-", String::as_str));
+        t.add_row(vec![
+            rank.to_string(),
+            placement(*rank, stages),
+            get("steps"),
+            get("busy_s"),
+            get("idle_s"),
+            get("bubble"),
+            get("ideal"),
+        ]);
     }
     t
 }
@@ -484,6 +535,22 @@ mod tests {
     use super::*;
 
     const HOSTILE: &str = "n\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{202e}\r";
+
+    #[test]
+    fn pipeline_run_lines_become_the_bubble_table() {
+        let line = "pipeline stage 1 of 2 over the run: steps=12 busy_s=0.250 idle_s=0.050 \
+                    bubble=0.1667 ideal=0.2000 microbatches=4 activation_bytes=1024";
+        let fields = pipeline_run_fields(line).expect("a run summary");
+        assert_eq!(fields["bubble"], "0.1667");
+        assert_eq!(fields["steps"], "12");
+        // The windowed lines every 100 steps and other log lines are not summaries.
+        assert!(pipeline_run_fields("pipeline stage 1 of 2: 100 steps to step 100, ...").is_none());
+        assert!(pipeline_run_fields("epoch 1 step 3: train_loss=0.5").is_none());
+        let runs = BTreeMap::from([(3, fields)]);
+        let text = pipeline_table(&runs, 2).to_string();
+        assert!(text.contains("stage 1 of replica 1"), "{text}");
+        assert!(text.contains("0.1667") && text.contains("0.2000"), "{text}");
+    }
 
     #[test]
     fn unsafe_characters_are_escaped_and_plain_text_is_kept() {

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ringtrain_proto::v1::job_event::Kind;
 use ringtrain_proto::v1::{CancelJobRequest, Job, JobEvent, JobState, LogLevel, WatchJobRequest};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -181,6 +182,8 @@ struct View {
     last_logged_step: u64,
     /// Pipeline stages per replica, read from the snapshot's spec (later events leave it out).
     stages: usize,
+    /// Pipelined ranks' run summaries (bubble, busy and idle time), for the final report.
+    pipeline_runs: BTreeMap<u32, BTreeMap<String, String>>,
 }
 
 impl View {
@@ -195,6 +198,7 @@ impl View {
             last_state: 0,
             last_logged_step: 0,
             stages: 1,
+            pipeline_runs: BTreeMap::new(),
         }
     }
 
@@ -227,6 +231,12 @@ impl View {
                 v["log"] = render::log_json(l);
             }
             println!("{v}");
+        }
+        if let Some(l) = &event.log
+            && let Ok(rank) = u32::try_from(l.rank)
+            && let Some(fields) = render::pipeline_run_fields(&l.message)
+        {
+            self.pipeline_runs.insert(rank, fields);
         }
         if self.mode == WatchMode::Human {
             // Debug lines (every checkpoint written, ...) stay in `ringtrain logs`.
@@ -270,6 +280,13 @@ impl View {
                     && !p.ranks.is_empty()
                 {
                     println!("{}", render::ranks_table(&p.ranks, self.stages));
+                }
+                if !self.pipeline_runs.is_empty() {
+                    println!("\npipeline bubble per rank (idle / (busy + idle) of its stage):");
+                    println!(
+                        "{}",
+                        render::pipeline_table(&self.pipeline_runs, self.stages)
+                    );
                 }
             }
             WatchMode::Events => {}

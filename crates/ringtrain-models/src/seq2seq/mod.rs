@@ -34,9 +34,9 @@ use rand_chacha::ChaCha8Rng;
 use ringtrain_spec::{Activation, CellKind, ModelSpec, Seq2seqAttention};
 
 use crate::error::ModelError;
+use crate::forward::ForwardCtx;
 use crate::head::{new_embedding, new_linear};
 use crate::init::{Init, param1, param2};
-use crate::model::ForwardCtx;
 use crate::recurrent::CellParams;
 
 mod search;
@@ -458,7 +458,12 @@ impl Decoder {
 
     /// Greedy decoding of at most `max_len` tokens per source; `<eos>` is forced once a
     /// sequence reaches the limit, so every hypothesis ends with it.
-    fn greedy(&self, enc: Tensor<3>, mask: &Tensor<2>, max_len: usize) -> Vec<Hypothesis> {
+    pub(crate) fn greedy(
+        &self,
+        enc: Tensor<3>,
+        mask: &Tensor<2>,
+        max_len: usize,
+    ) -> Vec<Hypothesis> {
         let [b, _, _] = enc.dims();
         let device = enc.device();
         let (mem, mut state) = self.memory(enc, mask);

@@ -3,7 +3,7 @@
 
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use ringtrain_models::reference::{flatten_grads_fused_layout, flatten_params_fused_layout};
+use ringtrain_models::flat::{flatten_grads_fused_layout, flatten_params_fused_layout};
 use ringtrain_models::{Boundary, RecurrentImpl, flat};
 
 use crate::*;

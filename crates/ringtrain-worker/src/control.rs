@@ -1,0 +1,65 @@
+//! The running rank's control as the heartbeat loop and the rank both see it ([`JobControl`]: its
+//! identity, the trainer's stop flag and the first stop cause); its own module so the shared
+//! worker state can hold it without importing the rank's code.
+
+use ringtrain_proto::v1 as pb;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Why a rank was asked to stop.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StopCause {
+    /// The coordinator said so (job cancelled or failed), with its reason.
+    Coordinator(String),
+    /// This worker is shutting down.
+    Shutdown,
+}
+
+/// The running rank as the heartbeat loop sees it.
+#[derive(Debug)]
+pub(crate) struct JobControl {
+    pub(crate) job_id: String,
+    pub(crate) attempt: u32,
+    pub(crate) rank: u32,
+    pub(crate) collective_timeout: Duration,
+    /// The trainer's stop flag.
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) stopped: watch::Sender<bool>,
+    pub(crate) cause: Mutex<Option<StopCause>>,
+}
+
+impl JobControl {
+    pub(crate) fn new(a: &pb::Assignment) -> Self {
+        JobControl {
+            job_id: a.job_id.clone(),
+            attempt: a.attempt,
+            rank: a.rank,
+            collective_timeout: Duration::from_millis(a.collective_timeout_ms.max(1)),
+            stop: Arc::new(AtomicBool::new(false)),
+            stopped: watch::Sender::new(false),
+            cause: Mutex::new(None),
+        }
+    }
+
+    /// Asks the rank to stop at its next step boundary; the first cause is kept.
+    pub(crate) fn request_stop(&self, cause: StopCause) {
+        let mut kept = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.is_none() {
+            tracing::info!(job = %self.job_id, rank = self.rank, ?cause, "stop requested");
+            *kept = Some(cause);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        self.stopped.send_replace(true);
+    }
+
+    pub(crate) fn cause(&self) -> Option<StopCause> {
+        self.cause.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) async fn wait_stopped(&self) {
+        let mut rx = self.stopped.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
