@@ -583,3 +583,55 @@ fn an_example_trains_from_a_read_only_copy_into_the_current_directory() {
     );
     assert_eq!(tree(&ro), before, "the checkout was written to");
 }
+
+/// `ringtrain local` starts a fresh cluster whose jobs are numbered from 1 again: a second run
+/// of a spec without `checkpoint.dir` goes to `runs/<name>-2` instead of writing over the first
+/// run's `job-1`, and a spec whose own `checkpoint.dir` already holds `job-1` is refused,
+/// naming the ways out, with the first run's checkpoint left as it was.
+#[test]
+fn a_second_local_run_keeps_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = FORECAST
+        .replace("EXAMPLES", &examples().display().to_string())
+        .replace("epochs = 3", "epochs = 1");
+    let spec = dir.path().join("twice.toml");
+    std::fs::write(&spec, &body).unwrap();
+    let runs = dir.path().join("runs");
+    let local = || {
+        let out = ringtrain()
+            .args(["local", spec.to_str().unwrap(), "--output", "json"])
+            .env("RINGTRAIN_RUNS", &runs)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    local();
+    let first = runs.join("twice/job-1/best.ckpt");
+    let kept = std::fs::read(&first).unwrap_or_else(|e| panic!("{}: {e}", first.display()));
+    local();
+    assert!(runs.join("twice-2/job-1/best.ckpt").is_file());
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        kept,
+        "the first run was written over"
+    );
+
+    let placed = write_spec(
+        dir.path(),
+        "placed",
+        &FORECAST.replace("epochs = 3", "epochs = 1"),
+    );
+    run_ok(&["local", placed.to_str().unwrap(), "--output", "json"]);
+    let ckpt = dir.path().join("runs/placed/job-1/best.ckpt");
+    let kept = std::fs::read(&ckpt).unwrap();
+    let err = run_fail(&["local", placed.to_str().unwrap()]);
+    assert!(
+        err.contains("already holds job-1") && err.contains("--state"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&ckpt).unwrap(), kept);
+}

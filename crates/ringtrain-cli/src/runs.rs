@@ -22,6 +22,42 @@ pub(crate) fn default_dir(name: &str) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("resolving the run directory of {name} (${RUNS_ENV})"))
 }
 
+/// Most numbered siblings (`<name>-2`, `<name>-3`, ...) [`fresh_default_dir`] tries.
+const MAX_RUN_SUFFIX: u32 = 1000;
+
+/// Like [`default_dir`], for `ringtrain local`: its fresh coordinator numbers jobs from 1, so a
+/// second `local` of the same spec would write `job-1` over the first run. When `<name>` already
+/// holds anything, the first free `<name>-N` (N = 2, 3, ...) is used instead.
+///
+/// # Errors
+/// When the current directory cannot be read, or `<name>` and its numbered siblings up to
+/// `<name>-1000` are all taken.
+pub(crate) fn fresh_default_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let first = default_dir(name)?;
+    if is_free(&first) {
+        return Ok(first);
+    }
+    for n in 2..=MAX_RUN_SUFFIX {
+        let dir = default_dir(&format!("{name}-{n}"))?;
+        if is_free(&dir) {
+            return Ok(dir);
+        }
+    }
+    anyhow::bail!(
+        "{} and its numbered siblings up to {name}-{MAX_RUN_SUFFIX} all hold runs; move some \
+         away or set ${RUNS_ENV} to another directory",
+        first.display()
+    )
+}
+
+/// Whether a run directory is absent or empty (anything else is an earlier run's).
+fn is_free(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// Whether the spec file's text sets `checkpoint.dir` (the validated spec cannot tell: it holds
 /// the default `runs/<name>` either way). The file was already read and validated by
 /// `ringtrain_spec::load`, so it is a regular file of at most 1 MiB that parses.

@@ -173,11 +173,31 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
         crate::fetch::require_data(&spec_dir, &resolved)?;
     }
     // A spec that does not place its runs gets the same directory as with `train` (see `runs`);
-    // the workers read the spec text, so the directory is written into it.
+    // the workers read the spec text, so the directory is written into it. A coordinator with a
+    // fresh state file numbers jobs from 1: an earlier `local` run's `job-1` must not be
+    // overwritten, so the default directory moves on to `<name>-2`, ... and a directory the spec
+    // names is refused when it already holds that job.
     let mut request = client::submit_request(&args.spec)?;
     if !crate::runs::sets_checkpoint_dir(&args.spec)? {
-        let dir = crate::runs::default_dir(&spec.name)?;
+        let dir = if args.state.is_none() {
+            crate::runs::fresh_default_dir(&spec.name)?
+        } else {
+            crate::runs::default_dir(&spec.name)?
+        };
         request.spec = crate::runs::with_checkpoint_dir(&args.spec, &request.spec, &dir)?;
+    } else if args.state.is_none() {
+        let mut resolved = spec.clone();
+        resolved.resolve_paths(&crate::spec_dir(&args.spec)?);
+        let first = resolved.checkpoint.dir.join("job-1");
+        if first.exists() {
+            bail!(
+                "checkpoint.dir {} already holds job-1 of an earlier `ringtrain local` run, which \
+                 this fresh cluster would overwrite: move it away, choose another \
+                 checkpoint.dir, or pass --state FILE to keep a cluster's job numbering across \
+                 runs",
+                resolved.checkpoint.dir.display()
+            );
+        }
     }
     let world = spec.parallel.data * spec.parallel.pipeline;
     let workers = args.workers.unwrap_or(world);
