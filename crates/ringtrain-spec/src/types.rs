@@ -235,6 +235,18 @@ pub enum TaskSpec {
     },
 }
 
+impl TaskSpec {
+    /// The kind's name as `task.kind` spells it.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            TaskSpec::Forecast { .. } => "forecast",
+            TaskSpec::Classify { .. } => "classify",
+            TaskSpec::LanguageModel { .. } => "language_model",
+            TaskSpec::Seq2seq { .. } => "seq2seq",
+        }
+    }
+}
+
 /// Attention of a sequence-to-sequence decoder over the encoder outputs `h_j`, from decoder
 /// state `s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

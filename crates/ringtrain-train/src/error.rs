@@ -106,6 +106,22 @@ pub enum TrainError {
     /// naming the stage, and the layer where one is at fault).
     #[error(transparent)]
     Pipeline(Box<PipelineError>),
+    /// Data or a checkpoint's fitted state was prepared for another task kind than the spec's.
+    #[error("task.kind = \"{task}\" does not fit {what}")]
+    KindMismatch {
+        /// The spec's task kind.
+        task: &'static str,
+        /// What was found instead.
+        what: &'static str,
+    },
+    /// The early-stopping metric is not one the task reports.
+    #[error("train.early_stopping.metric = {metric:?}: task.kind = \"{task}\" does not report it")]
+    UnsupportedMonitor {
+        /// The metric.
+        metric: ringtrain_spec::MonitorMetric,
+        /// The task kind.
+        task: &'static str,
+    },
     /// Input given at predict time is unusable.
     #[error("{0}")]
     Input(String),

@@ -10,7 +10,7 @@
 use crate::clip;
 use crate::error::TrainError;
 use crate::optim::Optimizer;
-use crate::task::{Objective, Targets};
+use crate::tensors::{Objective, Targets};
 use burn::optim::GradientsParams;
 use ringtrain_models::{Batch, ForwardCtx, Model, RecurrentState, flat};
 use ringtrain_spec::ClipSpec;

@@ -12,7 +12,7 @@
 
 use crate::checkpoint::{self, Checkpoint, EarlyStopState, EpochRecord, Header, Progress};
 use crate::error::TrainError;
-use crate::evaluate::{EvalReport, evaluate_distributed};
+use crate::evaluate::evaluate_distributed;
 use crate::group::{Group, GroupError, Solo, param_checksum};
 use crate::learner::{Computed, GradientHook, Learner, StepStats};
 use crate::metrics::improved;
@@ -23,8 +23,10 @@ use crate::pipeline::{
     PipelineError, PipelineStepStats, StageEngine, StageFootprint, StageLearner, StageLink,
     StagePlan, micro_weights,
 };
+use crate::report::EvalReport;
 use crate::schedule::lr_at;
-use crate::task::{Targets, TaskData};
+use crate::task::TaskData;
+use crate::tensors::Targets;
 use burn::prelude::*;
 use ringtrain_core::{Epoch, Rank};
 use ringtrain_data::{Fitted, ShardPlan, SplitName};
@@ -435,6 +437,16 @@ fn run(
     let data = ringtrain_data::load_with(spec, &opts.base_dir, fitted)?;
     let fitted: Fitted = data.fitted();
     let task = TaskData::new(spec, data)?;
+    // Validation allows only the kind's metrics; this keeps a kind added without updating it
+    // from never stopping early.
+    if let Some(e) = spec.train.early_stopping {
+        if !task.task().monitored_metrics().contains(&e.metric) {
+            return Err(TrainError::UnsupportedMonitor {
+                metric: e.metric,
+                task: task.task().kind(),
+            });
+        }
+    }
     let n_train = task.len(SplitName::Train);
     if n_train == 0 {
         return Err(TrainError::EmptySplit {
@@ -609,7 +621,7 @@ fn run(
 
     // A language model's windows are consecutive chunks of its streams: taken in order, never
     // shuffled (crate::lm explains the layout).
-    let language_model = task.is_language_model();
+    let language_model = task.carries_state();
     let plan_for = |epoch: u32| -> Result<ShardPlan, TrainError> {
         Ok(ShardPlan::new(
             n_train,

@@ -14,7 +14,7 @@
 
 use super::schedule::{Op, stage_ops};
 use super::{PipelineError, StageLink};
-use crate::task::{Objective, Targets};
+use crate::tensors::{Objective, Targets};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;

@@ -44,7 +44,8 @@ pub use schedule::{Op, ideal_bubble, max_in_flight, stage_ops};
 pub use shard::{StageFootprint, StageLearner, StepScalars};
 
 use crate::group::{Group, GroupError};
-use crate::task::{Targets, TaskData};
+use crate::task::TaskData;
+use crate::tensors::Targets;
 use ringtrain_models::ModelError;
 use ringtrain_spec::JobSpec;
 use std::time::Duration;
