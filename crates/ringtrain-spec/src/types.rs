@@ -236,13 +236,76 @@ pub enum TaskSpec {
 }
 
 impl TaskSpec {
+    /// The task's kind.
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            TaskSpec::Forecast { .. } => TaskKind::Forecast,
+            TaskSpec::Classify { .. } => TaskKind::Classify,
+            TaskSpec::LanguageModel { .. } => TaskKind::LanguageModel,
+            TaskSpec::Seq2seq { .. } => TaskKind::Seq2seq,
+        }
+    }
+
     /// The kind's name as `task.kind` spells it.
     pub fn kind_name(&self) -> &'static str {
+        self.kind().name()
+    }
+}
+
+/// A task kind without its settings: its name and what it supports, declared here once for
+/// validation and the trainer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskKind {
+    /// `forecast`.
+    Forecast,
+    /// `classify`.
+    Classify,
+    /// `seq2seq`.
+    Seq2seq,
+    /// `language_model`.
+    LanguageModel,
+}
+
+impl TaskKind {
+    /// Every kind, in the order messages list them.
+    pub const ALL: [TaskKind; 4] = [
+        TaskKind::Forecast,
+        TaskKind::Classify,
+        TaskKind::Seq2seq,
+        TaskKind::LanguageModel,
+    ];
+
+    /// The name `task.kind` spells.
+    pub fn name(self) -> &'static str {
         match self {
-            TaskSpec::Forecast { .. } => "forecast",
-            TaskSpec::Classify { .. } => "classify",
-            TaskSpec::LanguageModel { .. } => "language_model",
-            TaskSpec::Seq2seq { .. } => "seq2seq",
+            TaskKind::Forecast => "forecast",
+            TaskKind::Classify => "classify",
+            TaskKind::Seq2seq => "seq2seq",
+            TaskKind::LanguageModel => "language_model",
+        }
+    }
+
+    /// The kind `task.kind = name` names.
+    pub fn from_name(name: &str) -> Option<TaskKind> {
+        TaskKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The metrics early stopping can monitor for this kind (an allow-list: the kind reports
+    /// them in every validation).
+    pub fn monitored_metrics(self) -> &'static [MonitorMetric] {
+        match self {
+            TaskKind::Forecast => &[
+                MonitorMetric::ValLoss,
+                MonitorMetric::ValRmse,
+                MonitorMetric::ValMae,
+            ],
+            TaskKind::Classify => &[
+                MonitorMetric::ValLoss,
+                MonitorMetric::ValAccuracy,
+                MonitorMetric::ValF1,
+            ],
+            TaskKind::Seq2seq => &[MonitorMetric::ValLoss, MonitorMetric::ValBleu],
+            TaskKind::LanguageModel => &[MonitorMetric::ValLoss],
         }
     }
 }

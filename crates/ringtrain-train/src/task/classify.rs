@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use ringtrain_data::{Fitted, SplitName, TextData, sequential_batches};
 use ringtrain_models::{Batch, ForwardCtx, HeadKind, InputKind, Model, loss};
-use ringtrain_spec::{MonitorMetric, Pooling};
+use ringtrain_spec::{Pooling, TaskKind};
 
 /// The classification task over its labelled texts.
 #[derive(Debug)]
@@ -75,8 +75,8 @@ pub(super) fn shape(pooling: Pooling, fitted: &Fitted) -> Option<(InputKind, Hea
 }
 
 impl Task for Classify {
-    fn kind(&self) -> &'static str {
-        "classify"
+    fn kind(&self) -> TaskKind {
+        TaskKind::Classify
     }
 
     fn len(&self, split: SplitName) -> usize {
@@ -190,13 +190,5 @@ impl Task for Classify {
             metrics: TaskMetrics::Classification(acc.report(t.labels().names(), &train_counts)?),
             forecasts: None,
         })
-    }
-
-    fn monitored_metrics(&self) -> &'static [MonitorMetric] {
-        &[
-            MonitorMetric::ValLoss,
-            MonitorMetric::ValAccuracy,
-            MonitorMetric::ValF1,
-        ]
     }
 }

@@ -10,7 +10,7 @@ use crate::tensors::{Targets, plain_loss, series_batch, to_vec};
 use burn::prelude::*;
 use ringtrain_data::{Fitted, SeriesData, SplitName, sequential_batches};
 use ringtrain_models::{Batch, ForwardCtx, HeadKind, InputKind, Model, loss};
-use ringtrain_spec::{ForecastLoss, MonitorMetric};
+use ringtrain_spec::{ForecastLoss, TaskKind};
 
 /// The forecasting task over its windows.
 #[derive(Debug)]
@@ -42,8 +42,8 @@ pub(super) fn shape(horizon: usize, fitted: &Fitted) -> Option<(InputKind, HeadK
 }
 
 impl Task for Forecast {
-    fn kind(&self) -> &'static str {
-        "forecast"
+    fn kind(&self) -> TaskKind {
+        TaskKind::Forecast
     }
 
     fn len(&self, split: SplitName) -> usize {
@@ -126,13 +126,5 @@ impl Task for Forecast {
             metrics: TaskMetrics::Forecast(acc.report()),
             forecasts: sums.forecasts,
         })
-    }
-
-    fn monitored_metrics(&self) -> &'static [MonitorMetric] {
-        &[
-            MonitorMetric::ValLoss,
-            MonitorMetric::ValRmse,
-            MonitorMetric::ValMae,
-        ]
     }
 }

@@ -12,7 +12,7 @@ use crate::tensors::{Targets, corpus_batch, lm_tensors, plain_loss, to_vec};
 use burn::prelude::*;
 use ringtrain_data::{CorpusData, Fitted, SplitName};
 use ringtrain_models::{Batch, ForwardCtx, HeadKind, InputKind, Model, RecurrentState, loss};
-use ringtrain_spec::MonitorMetric;
+use ringtrain_spec::TaskKind;
 
 /// The language-model task over its corpus.
 #[derive(Debug)]
@@ -40,8 +40,8 @@ pub(super) fn shape(fitted: &Fitted) -> Option<(InputKind, HeadKind)> {
 }
 
 impl Task for LanguageModel {
-    fn kind(&self) -> &'static str {
-        "language_model"
+    fn kind(&self) -> TaskKind {
+        TaskKind::LanguageModel
     }
 
     fn len(&self, split: SplitName) -> usize {
@@ -128,9 +128,5 @@ impl Task for LanguageModel {
             metrics: TaskMetrics::LanguageModel(report),
             forecasts: None,
         })
-    }
-
-    fn monitored_metrics(&self) -> &'static [MonitorMetric] {
-        &[MonitorMetric::ValLoss]
     }
 }

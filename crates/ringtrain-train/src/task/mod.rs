@@ -27,12 +27,12 @@ use crate::report::{EvalReport, split_name};
 use burn::prelude::*;
 use ringtrain_data::{Prepared, SplitName};
 use ringtrain_models::{Batch, HeadKind, InputKind, Model};
-use ringtrain_spec::{JobSpec, MonitorMetric, TaskSpec};
+use ringtrain_spec::{JobSpec, MonitorMetric, TaskKind, TaskSpec};
 
 /// What the training loop, evaluation and inference need from one task kind.
 pub trait Task: std::fmt::Debug + Send + Sync {
-    /// The kind's name as `task.kind` spells it.
-    fn kind(&self) -> &'static str;
+    /// The kind (its name and what it supports are declared on it in the spec crate).
+    fn kind(&self) -> TaskKind;
 
     /// Number of samples (windows) in a split.
     fn len(&self, split: SplitName) -> usize;
@@ -102,8 +102,10 @@ pub trait Task: std::fmt::Debug + Send + Sync {
     fn report(&self, split: SplitName, sums: EvalSums) -> Result<EvalReport, TrainError>;
 
     /// The metrics early stopping can monitor for this kind (an allow-list: `val_loss` and the
-    /// kind's own metrics).
-    fn monitored_metrics(&self) -> &'static [MonitorMetric];
+    /// kind's own metrics; [`TaskKind::monitored_metrics`]).
+    fn monitored_metrics(&self) -> &'static [MonitorMetric] {
+        self.kind().monitored_metrics()
+    }
 }
 
 /// Sums of an evaluation over some samples of a split, before they become a report.
@@ -226,6 +228,12 @@ impl TaskData {
             ) => return Err(mismatch(&data)),
         };
         Ok(TaskData { task })
+    }
+
+    /// A task of a kind this crate does not know (an experiment or a test): evaluation and
+    /// the learner take it like any other.
+    pub fn from_task(task: Box<dyn Task>) -> TaskData {
+        TaskData { task }
     }
 
     /// The task.

@@ -12,7 +12,7 @@ use crate::tensors::{Targets, argmax, plain_loss, to_vec};
 use burn::prelude::*;
 use ringtrain_data::{BOS, EOS, Fitted, PairData, SplitName, Vocab, sequential_batches};
 use ringtrain_models::{Batch, DecoderConfig, ForwardCtx, HeadKind, InputKind, Model};
-use ringtrain_spec::{MonitorMetric, Seq2seqAttention};
+use ringtrain_spec::{Seq2seqAttention, TaskKind};
 
 /// The seq2seq task over its source/target pairs.
 #[derive(Debug)]
@@ -61,8 +61,8 @@ pub(super) fn shape(
 }
 
 impl Task for Seq2seq {
-    fn kind(&self) -> &'static str {
-        "seq2seq"
+    fn kind(&self) -> TaskKind {
+        TaskKind::Seq2seq
     }
 
     fn len(&self, split: SplitName) -> usize {
@@ -176,9 +176,5 @@ impl Task for Seq2seq {
             metrics: TaskMetrics::Translation(acc.report()),
             forecasts: None,
         })
-    }
-
-    fn monitored_metrics(&self) -> &'static [MonitorMetric] {
-        &[MonitorMetric::ValLoss, MonitorMetric::ValBleu]
     }
 }
