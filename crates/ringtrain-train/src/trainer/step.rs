@@ -352,7 +352,10 @@ impl Run<'_> {
             samples: idx.len(),
             stats,
         });
-        if self.world > 1 && self.dist.checksum_every > 0 && step % self.dist.checksum_every == 0 {
+        if self.world > 1
+            && self.dist.checksum_every > 0
+            && step.is_multiple_of(self.dist.checksum_every)
+        {
             check_replicas(
                 &mut *self.group,
                 self.learner.params(),
@@ -361,7 +364,7 @@ impl Run<'_> {
             )?;
         }
         let every = spec.checkpoint.every_steps;
-        if every > 0 && self.progress.step % every == 0 {
+        if every > 0 && self.progress.step.is_multiple_of(every) {
             let state =
                 carried_for_checkpoint(&mut *self.group, self.carried.as_ref(), &self.progress)?;
             self.write_latest(state)?;
