@@ -295,3 +295,60 @@ fn metrics_equal_the_golden_file() {
         );
     }
 }
+
+/// A small forecaster's checkpoint in the current format (2), committed: it must keep loading,
+/// rebuild its model through inference and score the test split exactly as recorded beside
+/// it. `RINGTRAIN_BLESS=1` writes both again (only when the format is meant to change; keep
+/// the old file as a second fixture then).
+#[test]
+fn a_committed_checkpoint_still_loads_and_scores_the_same() {
+    let fixture = repo().join("tests/golden/forecast-format2.ckpt");
+    let record = repo().join("tests/golden/forecast-format2.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "{}\n[checkpoint]\ndir = {:?}\n",
+        forecast_spec("gru")
+            .replace("hidden = 32", "hidden = 8")
+            .replace("epochs = 3", "epochs = 1"),
+        tmp.path().join("run").display().to_string()
+    );
+    let spec = parse_str(&toml, SpecFormat::Toml, "<golden>", "format2").unwrap();
+    let device = Device::flex();
+    if std::env::var_os("RINGTRAIN_BLESS").is_some_and(|v| v == "1") {
+        let opts = TrainOptions {
+            base_dir: repo().join("examples"),
+            resume: None,
+            halt_after_steps: None,
+            stop: None,
+            device: device.clone(),
+            run_id: None,
+        };
+        train(&spec, &opts, &mut Silent).unwrap();
+        std::fs::copy(tmp.path().join("run/latest.ckpt"), &fixture).unwrap();
+    }
+    let ckpt = Checkpoint::load(&fixture).unwrap();
+    assert_eq!(ckpt.header.format_version, 2);
+    let model = inference::load_model(&ckpt, &device).unwrap();
+    let data = ringtrain_data::load_with(
+        &ckpt.header.spec,
+        &repo().join("examples"),
+        Some(&ckpt.header.fitted),
+    )
+    .unwrap();
+    let task = TaskData::new(&ckpt.header.spec, data).unwrap();
+    let test = evaluate(&model, &task, SplitName::Test, 16, &device).unwrap();
+    let actual = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&json!({
+            "params": param_hash(&ckpt.params),
+            "test": {"samples": test.samples, "loss": test.loss, "metrics": test.metrics},
+        }))
+        .unwrap()
+    );
+    if std::env::var_os("RINGTRAIN_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(&record, &actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(actual, expected, "{} scores differently", fixture.display());
+}
