@@ -290,6 +290,31 @@ impl TaskKind {
         TaskKind::ALL.into_iter().find(|k| k.name() == name)
     }
 
+    /// Why this kind cannot be cut into pipeline stages (`parallel.pipeline` must be 1), as
+    /// validation says it; `None` when it can.
+    pub fn pipeline_refusal(self) -> Option<&'static str> {
+        match self {
+            TaskKind::Forecast | TaskKind::Classify => None,
+            // The decoder reads the encoder's whole output at every step and carries the
+            // target inputs besides the stage boundary: it is not cut into pipeline stages.
+            TaskKind::Seq2seq => {
+                Some("must be 1 for task.kind = \"seq2seq\" (use parallel.data to scale)")
+            }
+            TaskKind::LanguageModel => Some(
+                "must be 1 for a language model (the carried state is not passed between stages)",
+            ),
+        }
+    }
+
+    /// Whether every layer must be causal (no step reads later steps: no backward direction,
+    /// no same-padded Conv1d, no self-attention), because the later steps are what it predicts.
+    pub fn causal(self) -> bool {
+        match self {
+            TaskKind::Forecast | TaskKind::Classify | TaskKind::Seq2seq => false,
+            TaskKind::LanguageModel => true,
+        }
+    }
+
     /// The metrics early stopping can monitor for this kind (an allow-list: the kind reports
     /// them in every validation).
     pub fn monitored_metrics(self) -> &'static [MonitorMetric] {
