@@ -10,7 +10,7 @@
 //! - [`crate::train_pipelined`] is the training loop of one grid cell. Each rank keeps only its
 //!   stage's slice of the flat parameters and of the optimizer state ([`shard`]): after the
 //!   schedule, the stage's gradient slice is averaged over the stage's `D` replicas (the
-//!   `stage_group`, a [`Group`]), the replica's `P` stages all-gather one small record each (the
+//!   `stage_group`, a [`crate::Group`]), the replica's `P` stages all-gather one small record each (the
 //!   slice's sum of squares, the loss, the stop vote), so that clipping uses the exact global
 //!   norm over all stages, and each stage updates its own slice as a single process would. The
 //!   whole parameters and optimizer state are gathered to stage 0 of replica 0 only when it
@@ -50,7 +50,7 @@ use crate::tensors::Targets;
 use std::time::Duration;
 
 /// Point-to-point transfers and one all-gather among the `P` stages of one replica. Like
-/// [`Group`], calls are synchronous and every stage must make matching calls: a `send(to)` on
+/// [`crate::Group`], calls are synchronous and every stage must make matching calls: a `send(to)` on
 /// stage `s` is received by the next `recv(from = s)` on stage `to`, in order; `all_gather` is
 /// collective over all stages.
 pub trait StageLink {

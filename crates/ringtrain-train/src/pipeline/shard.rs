@@ -281,7 +281,7 @@ impl<'l> StageLearner<'l> {
     /// The second half of a step on this stage's slice: scales `grads` to `train.clip.norm` by
     /// the global norm `sqrt(sum_of_squares)` (of all stages, from
     /// [`StageLearner::clip_and_exchange`]), takes the optimizer step with learning rate `lr`
-    /// and reloads the stage's layers — what [`Learner::apply`] does on the whole buffer.
+    /// and reloads the stage's layers — what [`crate::Learner::apply`] does on the whole buffer.
     ///
     /// # Errors
     /// [`TrainError::Diverged`] when the global norm is not finite (nothing changes then; every

@@ -10,7 +10,7 @@
 //! position, that makes "interrupted and resumed" end with exactly the parameters of an
 //! uninterrupted run.
 //!
-//! The loop ([`run`]) is set up in `setup`, steps in `step` (one [`step::Trainee`] trait over the
+//! The loop (`run`) is set up in `setup`, steps in `step` (one `Trainee` trait over the
 //! whole-model learner and a pipeline stage's), ends epochs in `epoch` and the run in `finish`;
 //! every checkpoint goes through `checkpointer`, and a language model's carried state across
 //! ranks is `carried`.
@@ -55,7 +55,7 @@ pub struct TrainOptions {
     pub device: Device,
     /// Identity of the run recorded in its checkpoints (a cluster job's id; `None` for
     /// `ringtrain train`), so a restarted attempt can tell its own checkpoint from another run's
-    /// ([`Checkpoint::latest_of_run`]).
+    /// ([`crate::Checkpoint::latest_of_run`]).
     pub run_id: Option<String>,
 }
 
