@@ -18,7 +18,7 @@
 use crate::SplitName;
 use crate::error::DataError;
 use crate::order::{fraction, split_sizes};
-use crate::table::Source;
+use crate::source::Source;
 use crate::vocab::{Tokenizer, Vocab};
 use ringtrain_spec::{CorpusSpec, TokenizerKind};
 

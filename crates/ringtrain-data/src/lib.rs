@@ -18,6 +18,7 @@ mod order;
 mod pairs;
 mod series;
 mod shard;
+mod source;
 pub mod synth;
 pub mod synth_pairs;
 mod table;
@@ -33,7 +34,7 @@ pub use order::{below, chacha, permutation, split_sizes};
 pub use pairs::{BOS, BOS_TOKEN, EOS, EOS_TOKEN, PairBatch, PairData, detokenize};
 pub use series::{PredictInput, SeriesData, predict_input};
 pub use shard::{ShardPlan, sequential_batches};
-pub use table::{Source, check_file};
+pub use source::{Source, check_file};
 pub use text::TextData;
 pub use vocab::{LabelSet, PAD, PAD_TOKEN, Tokenizer, UNK, UNK_TOKEN, Vocab};
 

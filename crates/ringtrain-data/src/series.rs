@@ -17,7 +17,8 @@ use crate::batch::SeriesBatch;
 use crate::error::DataError;
 use crate::normalize::{ColumnScale, Normalizer};
 use crate::order::{fraction, split_sizes};
-use crate::table::{Source, Table, read_table};
+use crate::source::{Source, read_table};
+use crate::table::Table;
 use ringtrain_spec::{DataFormat, ForecastMode, SeriesSpec, Split};
 use std::ops::Range;
 
@@ -450,7 +451,7 @@ pub fn predict_input(
 ) -> Result<PredictInput, DataError> {
     check_names("features", &normalizer.features, &spec.features)?;
     check_names("targets", &normalizer.targets, &spec.targets)?;
-    crate::table::check_file(source, ringtrain_spec::LimitsSpec::DEFAULT_MAX_DATA_BYTES)?;
+    crate::source::check_file(source, ringtrain_spec::LimitsSpec::DEFAULT_MAX_DATA_BYTES)?;
     let wanted = wanted_columns(spec);
     let table = read_table(source, format, &wanted)?;
     let all = numeric_columns(&table)?;

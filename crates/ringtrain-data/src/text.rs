@@ -12,7 +12,7 @@ use crate::SplitName;
 use crate::batch::TextBatch;
 use crate::error::DataError;
 use crate::order::{TEXT_SPLIT_STREAM, chacha, permutation, shuffled_parts};
-use crate::table::{Source, read_table};
+use crate::source::{Source, read_table};
 use crate::vocab::{LabelSet, Tokenizer, Vocab};
 use ringtrain_spec::{DataFormat, Split, TextSpec};
 
