@@ -147,27 +147,6 @@ fn crate_dependencies_follow_the_architecture() {
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-/// Module cycles that exist today and are cut by work in flight, as (crate, modules of the
-/// cycle). A cycle found inside one of these sets is tolerated; any other cycle fails, and so does
-/// an entry that no longer matches a cycle (delete it then).
-///
-/// removed by the task refactor (issue 13: the `Task` trait and the trainer split cut
-/// ringtrain-train's nine-module cycle; delete this entry when that lands).
-const KNOWN_CYCLES_REMOVED_BY_THE_TASK_REFACTOR: &[(&str, &[&str])] = &[(
-    "ringtrain-train",
-    &[
-        "error",
-        "evaluate",
-        "group",
-        "learner",
-        "lm",
-        "pipeline",
-        "seq2seq_task",
-        "task",
-        "trainer",
-    ],
-)];
-
 /// The modules of one crate and the sibling-level edges between them.
 #[derive(Default, Debug)]
 struct ModuleGraph {
@@ -749,7 +728,6 @@ fn no_module_cycles_inside_any_crate() {
     assert!(names.len() >= 10, "crates found: {names:?}");
     let read = |p: &Path| std::fs::read_to_string(p).ok();
     let mut problems = Vec::new();
-    let mut known_seen = vec![false; KNOWN_CYCLES_REMOVED_BY_THE_TASK_REFACTOR.len()];
     for name in &names {
         let graph = module_graph(&crate_roots(&crates.join(name).join("src")), &read);
         assert!(
@@ -757,25 +735,9 @@ fn no_module_cycles_inside_any_crate() {
             "{name}: no modules found"
         );
         for (component, walk) in cycles(&graph) {
-            let known = KNOWN_CYCLES_REMOVED_BY_THE_TASK_REFACTOR
-                .iter()
-                .position(|(c, mods)| {
-                    c == name && component.iter().all(|m| mods.contains(&m.as_str()))
-                });
-            match known {
-                Some(k) => known_seen[k] = true,
-                None => problems.push(format!(
-                    "{name}: module cycle among {{{}}}: {walk}",
-                    component.into_iter().collect::<Vec<_>>().join(", ")
-                )),
-            }
-        }
-    }
-    for (k, seen) in known_seen.iter().enumerate() {
-        if !seen {
-            let (name, mods) = KNOWN_CYCLES_REMOVED_BY_THE_TASK_REFACTOR[k];
             problems.push(format!(
-                "{name}: the known cycle {mods:?} is gone: delete it from KNOWN_CYCLES_REMOVED_BY_THE_TASK_REFACTOR"
+                "{name}: module cycle among {{{}}}: {walk}",
+                component.into_iter().collect::<Vec<_>>().join(", ")
             ));
         }
     }

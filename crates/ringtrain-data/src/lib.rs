@@ -158,8 +158,8 @@ pub enum Fitted {
 ///
 /// # Errors
 /// Every [`DataError`] a bad file, column, cell, label or split size produces, naming the file,
-/// line and column; [`DataError::TaskMismatch`] when series data meets a classify task or text
-/// data a forecast task.
+/// line and column; [`DataError::TaskMismatch`] when the data kind does not fit the task kind
+/// (named in the error).
 pub fn load(spec: &JobSpec, base_dir: &Path) -> Result<Prepared, DataError> {
     load_with(spec, base_dir, None)
 }
@@ -243,7 +243,7 @@ pub fn load_with(
         }
         (DataKind::Pairs(_), _) => Err(DataError::TaskMismatch {
             data: "pairs",
-            task: "forecast or classify",
+            task: spec.task.kind_name(),
         }),
         (DataKind::Corpus(c), TaskSpec::LanguageModel { bptt }) => {
             let vocab = match fitted {
@@ -265,19 +265,19 @@ pub fn load_with(
         }
         (DataKind::Corpus(_), _) => Err(DataError::TaskMismatch {
             data: "corpus",
-            task: "forecast or classify",
+            task: spec.task.kind_name(),
         }),
         (_, TaskSpec::LanguageModel { .. }) => Err(DataError::TaskMismatch {
             data: "tabular",
-            task: "language_model",
+            task: spec.task.kind_name(),
         }),
         (DataKind::Series(_), _) => Err(DataError::TaskMismatch {
             data: "series",
-            task: "classify",
+            task: spec.task.kind_name(),
         }),
         (DataKind::Text(_), _) => Err(DataError::TaskMismatch {
             data: "text",
-            task: "forecast",
+            task: spec.task.kind_name(),
         }),
     }
 }

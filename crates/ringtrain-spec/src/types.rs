@@ -235,6 +235,106 @@ pub enum TaskSpec {
     },
 }
 
+impl TaskSpec {
+    /// The task's kind.
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            TaskSpec::Forecast { .. } => TaskKind::Forecast,
+            TaskSpec::Classify { .. } => TaskKind::Classify,
+            TaskSpec::LanguageModel { .. } => TaskKind::LanguageModel,
+            TaskSpec::Seq2seq { .. } => TaskKind::Seq2seq,
+        }
+    }
+
+    /// The kind's name as `task.kind` spells it.
+    pub fn kind_name(&self) -> &'static str {
+        self.kind().name()
+    }
+}
+
+/// A task kind without its settings: its name and what it supports, declared here once for
+/// validation and the trainer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskKind {
+    /// `forecast`.
+    Forecast,
+    /// `classify`.
+    Classify,
+    /// `seq2seq`.
+    Seq2seq,
+    /// `language_model`.
+    LanguageModel,
+}
+
+impl TaskKind {
+    /// Every kind, in the order messages list them.
+    pub const ALL: [TaskKind; 4] = [
+        TaskKind::Forecast,
+        TaskKind::Classify,
+        TaskKind::Seq2seq,
+        TaskKind::LanguageModel,
+    ];
+
+    /// The name `task.kind` spells.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Forecast => "forecast",
+            TaskKind::Classify => "classify",
+            TaskKind::Seq2seq => "seq2seq",
+            TaskKind::LanguageModel => "language_model",
+        }
+    }
+
+    /// The kind `task.kind = name` names.
+    pub fn from_name(name: &str) -> Option<TaskKind> {
+        TaskKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Why this kind cannot be cut into pipeline stages (`parallel.pipeline` must be 1), as
+    /// validation says it; `None` when it can.
+    pub fn pipeline_refusal(self) -> Option<&'static str> {
+        match self {
+            TaskKind::Forecast | TaskKind::Classify => None,
+            // The decoder reads the encoder's whole output at every step and carries the
+            // target inputs besides the stage boundary: it is not cut into pipeline stages.
+            TaskKind::Seq2seq => {
+                Some("must be 1 for task.kind = \"seq2seq\" (use parallel.data to scale)")
+            }
+            TaskKind::LanguageModel => Some(
+                "must be 1 for a language model (the carried state is not passed between stages)",
+            ),
+        }
+    }
+
+    /// Whether every layer must be causal (no step reads later steps: no backward direction,
+    /// no same-padded Conv1d, no self-attention), because the later steps are what it predicts.
+    pub fn causal(self) -> bool {
+        match self {
+            TaskKind::Forecast | TaskKind::Classify | TaskKind::Seq2seq => false,
+            TaskKind::LanguageModel => true,
+        }
+    }
+
+    /// The metrics early stopping can monitor for this kind (an allow-list: the kind reports
+    /// them in every validation).
+    pub fn monitored_metrics(self) -> &'static [MonitorMetric] {
+        match self {
+            TaskKind::Forecast => &[
+                MonitorMetric::ValLoss,
+                MonitorMetric::ValRmse,
+                MonitorMetric::ValMae,
+            ],
+            TaskKind::Classify => &[
+                MonitorMetric::ValLoss,
+                MonitorMetric::ValAccuracy,
+                MonitorMetric::ValF1,
+            ],
+            TaskKind::Seq2seq => &[MonitorMetric::ValLoss, MonitorMetric::ValBleu],
+            TaskKind::LanguageModel => &[MonitorMetric::ValLoss],
+        }
+    }
+}
+
 /// Attention of a sequence-to-sequence decoder over the encoder outputs `h_j`, from decoder
 /// state `s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -6,9 +6,8 @@ use crate::checkpoint::CheckpointError;
 use crate::group::GroupError;
 use crate::metrics::MetricsError;
 use crate::optim::OptimError;
-use crate::pipeline::PipelineError;
 use ringtrain_data::DataError;
-use ringtrain_models::ModelError;
+use ringtrain_models::{BoundaryShape, ModelError};
 
 /// Why a training, evaluation or prediction run failed.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +105,22 @@ pub enum TrainError {
     /// naming the stage, and the layer where one is at fault).
     #[error(transparent)]
     Pipeline(Box<PipelineError>),
+    /// Data or a checkpoint's fitted state was prepared for another task kind than the spec's.
+    #[error("task.kind = \"{task}\" does not fit {what}")]
+    KindMismatch {
+        /// The spec's task kind.
+        task: &'static str,
+        /// What was found instead.
+        what: &'static str,
+    },
+    /// The early-stopping metric is not one the task reports.
+    #[error("train.early_stopping.metric = {metric:?}: task.kind = \"{task}\" does not report it")]
+    UnsupportedMonitor {
+        /// The metric.
+        metric: ringtrain_spec::MonitorMetric,
+        /// The task kind.
+        task: &'static str,
+    },
     /// Input given at predict time is unusable.
     #[error("{0}")]
     Input(String),
@@ -127,4 +142,97 @@ impl From<PipelineError> for TrainError {
     fn from(e: PipelineError) -> Self {
         TrainError::Pipeline(Box::new(e))
     }
+}
+
+/// Why a pipeline step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The stages cannot be planned.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The run's setup does not fit the pipeline (stage count, batch split).
+    #[error("pipeline: {0}")]
+    Setup(String),
+    /// A transfer between stages failed.
+    #[error("pipeline stage {stage}: {what} failed: {source}")]
+    Link {
+        /// This stage.
+        stage: usize,
+        /// Which transfer.
+        what: String,
+        /// The link's error (naming the peer rank where known).
+        #[source]
+        source: GroupError,
+    },
+    /// A received tensor does not have the size the plan gives.
+    #[error(
+        "pipeline stage {stage}: the {what} for layer {layer} ({name}) should be {expected}, got \
+         {got} values"
+    )]
+    Shape {
+        /// This stage.
+        stage: usize,
+        /// The layer at that boundary.
+        layer: usize,
+        /// Its name.
+        name: String,
+        /// `activation` or `output gradient`.
+        what: &'static str,
+        /// The planned shape.
+        expected: String,
+        /// Values received.
+        got: usize,
+    },
+    /// A stage's forward rejected its input.
+    #[error("pipeline stage {stage}: {source}")]
+    Model {
+        /// This stage.
+        stage: usize,
+        /// The model's error (naming the layer).
+        #[source]
+        source: ModelError,
+    },
+}
+
+/// Why a stage plan cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// More stages than layers, or zero stages.
+    #[error(
+        "parallel.pipeline = {stages}: a pipeline needs between 1 and the number of model layers \
+         ({layers}) stages"
+    )]
+    StageCount {
+        /// Requested stages.
+        stages: usize,
+        /// Layers of the model.
+        layers: usize,
+    },
+    /// Explicit stages that are not contiguous, in order, non-empty and covering every layer.
+    #[error("parallel.stages = {stages:?}: {reason}")]
+    Explicit {
+        /// The spec's stage lists.
+        stages: Vec<Vec<usize>>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two consecutive stages do not agree on the tensor that crosses their boundary.
+    #[error(
+        "stage {stage} (layers {first}..) starts with layer {layer} ({name}) taking {expected}, \
+         but the previous stage gives {got}"
+    )]
+    Boundary {
+        /// The receiving stage.
+        stage: usize,
+        /// Its first layer index.
+        first: usize,
+        /// Index of that layer.
+        layer: usize,
+        /// Name of that layer.
+        name: String,
+        /// What it takes.
+        expected: BoundaryShape,
+        /// What the previous stage's last layer gives.
+        got: BoundaryShape,
+    },
 }

@@ -7,7 +7,25 @@
 //! order with buffers of the same lengths, or the implementation fails with an error naming the
 //! disagreeing ranks.
 
-use crate::learner::GradientHook;
+/// Where a distributed trainer exchanges gradients; the single-process trainer uses [`NoHook`].
+pub trait GradientHook {
+    /// Replaces `grads` (this rank's flat gradient for optimizer step `step`) with the value every
+    /// rank must apply, e.g. the mean over ranks.
+    ///
+    /// # Errors
+    /// A message naming the rank or peer that failed; the step is abandoned.
+    fn exchange(&mut self, step: u64, grads: &mut [f32]) -> Result<(), String>;
+}
+
+/// The hook of a single-process run: gradients are used as computed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHook;
+
+impl GradientHook for NoHook {
+    fn exchange(&mut self, _step: u64, _grads: &mut [f32]) -> Result<(), String> {
+        Ok(())
+    }
+}
 
 /// A failed collective call: what happened and, when the failure is another rank's fault (a lost
 /// or aborting peer), which rank.

@@ -4,64 +4,20 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::error::TrainError;
-use crate::evaluate::to_vec;
-use crate::task::{numeric_batch, token_batch};
+use crate::tensors::{numeric_batch, to_vec, token_batch};
 use burn::prelude::*;
 use ringtrain_data::{Fitted, PredictInput, TextBatch};
-use ringtrain_models::{ForwardCtx, HeadKind, InputKind, Model, flat};
-use ringtrain_spec::{DataKind, ForecastMode, Pooling, TaskSpec};
-
-/// The input block and head of the model a checkpoint was trained with.
-pub fn model_kinds(ckpt: &Checkpoint) -> (InputKind, HeadKind) {
-    let spec = &ckpt.header.spec;
-    match &ckpt.header.fitted {
-        Fitted::Series(n) => {
-            let horizon = match spec.task {
-                TaskSpec::Forecast { horizon, .. } => horizon,
-                _ => 1,
-            };
-            (
-                InputKind::Numeric {
-                    features: n.features.len(),
-                },
-                HeadKind::Regression {
-                    outputs: horizon * n.targets.len(),
-                },
-            )
-        }
-        Fitted::Text { vocab, labels } => {
-            let pooling = match spec.task {
-                TaskSpec::Classify { pooling, .. } => pooling,
-                _ => Pooling::Last,
-            };
-            (
-                InputKind::Tokens { vocab: vocab.len() },
-                HeadKind::Classes {
-                    classes: labels.len(),
-                    pooling,
-                },
-            )
-        }
-        Fitted::Pairs { source, target } => (
-            InputKind::Tokens {
-                vocab: source.len(),
-            },
-            HeadKind::Decoder(crate::seq2seq_task::decoder_config(&spec.task, target)),
-        ),
-        Fitted::Corpus { vocab } => (
-            InputKind::Tokens { vocab: vocab.len() },
-            HeadKind::NextToken { vocab: vocab.len() },
-        ),
-    }
-}
+use ringtrain_models::{ForwardCtx, Model, flat};
+use ringtrain_spec::{DataKind, TaskSpec};
 
 /// Rebuilds the checkpoint's model with its trained parameters on `device`.
 ///
 /// # Errors
-/// [`TrainError::Model`] when the parameters do not fit the architecture (a corrupt or foreign
+/// [`TrainError::Model`] when the parameters do not fit the architecture, or
+/// [`TrainError::KindMismatch`] when the fitted state is not the task's (a corrupt or foreign
 /// checkpoint).
 pub fn load_model(ckpt: &Checkpoint, device: &Device) -> Result<Model, TrainError> {
-    let (input, head) = model_kinds(ckpt);
+    let (input, head) = crate::task::model_shape(ckpt)?;
     let spec = &ckpt.header.spec;
     let model = Model::new(&spec.model, input, head, spec.seed, device)?;
     Ok(flat::load_params(model, &ckpt.params)?)
@@ -82,16 +38,18 @@ pub fn forecast(
             "this checkpoint is a classifier, not a forecaster".into(),
         ));
     };
-    let mode = match &ckpt.header.spec.data.kind {
-        DataKind::Series(s) => s.forecast_mode,
-        _ => ForecastMode::Level,
-    };
-    let (horizon, season) = match &ckpt.header.spec.task {
+    let (
+        DataKind::Series(series),
         TaskSpec::Forecast {
             horizon, season, ..
-        } => (*horizon, *season),
-        _ => (1, None),
+        },
+    ) = (&ckpt.header.spec.data.kind, &ckpt.header.spec.task)
+    else {
+        return Err(TrainError::Input(
+            "this checkpoint is not a forecaster (task.kind = \"forecast\")".into(),
+        ));
     };
+    let (mode, horizon, season) = (series.forecast_mode, *horizon, *season);
     // Delta-mode outputs are changes from the last observed (or last season's) value.
     let offsets = input.offsets(mode, season, horizon);
     let batch = numeric_batch(input.x, 1, input.window, input.features, device);

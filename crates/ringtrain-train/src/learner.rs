@@ -9,32 +9,13 @@
 
 use crate::clip;
 use crate::error::TrainError;
+pub use crate::group::{GradientHook, NoHook};
 use crate::optim::Optimizer;
-use crate::task::{Objective, Targets};
+use crate::tensors::{Objective, Targets};
 use burn::optim::GradientsParams;
 use ringtrain_models::{Batch, ForwardCtx, Model, RecurrentState, flat};
 use ringtrain_spec::ClipSpec;
 use std::time::{Duration, Instant};
-
-/// Where a distributed trainer exchanges gradients; the single-process trainer uses [`NoHook`].
-pub trait GradientHook {
-    /// Replaces `grads` (this rank's flat gradient for optimizer step `step`) with the value every
-    /// rank must apply, e.g. the mean over ranks.
-    ///
-    /// # Errors
-    /// A message naming the rank or peer that failed; the step is abandoned.
-    fn exchange(&mut self, step: u64, grads: &mut [f32]) -> Result<(), String>;
-}
-
-/// The hook of a single-process run: gradients are used as computed.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoHook;
-
-impl GradientHook for NoHook {
-    fn exchange(&mut self, _step: u64, _grads: &mut [f32]) -> Result<(), String> {
-        Ok(())
-    }
-}
 
 /// What one step measured.
 #[derive(Debug, Clone, Copy)]
@@ -248,15 +229,14 @@ impl Learner {
         let started = Instant::now();
         let grad_norm = clip::apply(&self.clip, grads);
         let norm_check = grad_norm.unwrap_or_else(|| clip::sum_of_squares(grads) as f32);
-        if !norm_check.is_finite() {
-            return Err(TrainError::Diverged {
-                step,
-                epoch,
-                what: "gradient norm",
-                value: norm_check,
-            });
-        }
-        self.optimizer.step(&mut self.params, grads, lr)?;
+        update(
+            &mut self.optimizer,
+            &mut self.params,
+            grads,
+            lr,
+            norm_check,
+            (step, epoch),
+        )?;
         let model = self.take_model();
         self.model = Some(flat::load_params(model, &self.params)?);
         Ok(Applied {
@@ -269,4 +249,40 @@ impl Learner {
     pub fn into_parts(self) -> (Vec<f32>, Optimizer) {
         (self.params, self.optimizer)
     }
+}
+
+/// The update every learner applies after clipping (the whole model's and a pipeline stage's
+/// slice): a non-finite gradient norm (`norm_check`: the clipped norm, or the sum of squares
+/// without norm clipping) stops the run at this step, else the optimizer updates `params`.
+///
+/// # Errors
+/// [`TrainError::Diverged`] for a non-finite norm; [`TrainError::Optim`] on a length mismatch.
+pub(crate) fn update(
+    optimizer: &mut Optimizer,
+    params: &mut [f32],
+    grads: &[f32],
+    lr: f32,
+    norm_check: f32,
+    (step, epoch): (u64, u32),
+) -> Result<(), TrainError> {
+    if !norm_check.is_finite() {
+        return Err(TrainError::Diverged {
+            step,
+            epoch,
+            what: "gradient norm",
+            value: norm_check,
+        });
+    }
+    optimizer.step(params, grads, lr)?;
+    Ok(())
+}
+
+/// The dropout stream of optimizer step `step`: a pure function of (seed, step), so a resumed
+/// run draws the same masks.
+pub fn dropout_seed(seed: u64, step: u64) -> u64 {
+    // SplitMix64 finalizer: decorrelates consecutive steps.
+    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

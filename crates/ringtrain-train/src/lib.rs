@@ -20,22 +20,25 @@ pub mod lm;
 pub mod metrics;
 pub mod optim;
 pub mod pipeline;
+pub mod report;
 pub mod schedule;
 pub mod seq2seq_task;
 pub mod task;
+pub mod tensors;
 pub mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointError, EpochRecord};
 pub use error::TrainError;
-pub use evaluate::{EvalReport, TaskMetrics, evaluate, evaluate_distributed};
+pub use evaluate::{evaluate, evaluate_distributed};
 pub use group::{Group, GroupError, Solo, decode_f64, encode_f64, param_checksum};
 pub use learner::{Applied, Computed, GradientHook, Learner, NoHook, StepStats};
 pub use pipeline::{
     PipelineError, PipelineStepStats, StageEngine, StageLink, StagePlan, StageStepStats,
-    train_pipelined,
 };
-pub use task::{Targets, TaskData};
+pub use report::{EvalReport, Scalar, TaskMetrics};
+pub use task::{Task, TaskData};
+pub use tensors::Targets;
 pub use trainer::{
     DistOptions, Observer, Phase, PhaseSpan, RunInfo, Silent, StepEvent, StopReason, TrainOptions,
-    TrainReport, per_rank_batch, train, train_distributed, train_with_hook,
+    TrainReport, per_rank_batch, train, train_distributed, train_pipelined, train_with_hook,
 };

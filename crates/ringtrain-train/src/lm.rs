@@ -1,5 +1,5 @@
-//! Language models: evaluation over a split's streams with the recurrent state carried from
-//! chunk to chunk, and text generation from a prompt.
+//! Language models: the layout of streams across ranks, and text generation from a prompt
+//! (the task itself, its loss and evaluation, is `crate::task::LanguageModel`).
 //!
 //! Training layout (see [`ringtrain_data::CorpusData`]): the train split is `B` contiguous
 //! streams (`B = train.batch_size`), step `k` feeds chunk `k` of every stream, and rank `r` of
@@ -18,14 +18,11 @@
 //! so the report does not depend on the number of ranks.
 
 use crate::error::TrainError;
-use crate::evaluate::{EvalReport, TaskMetrics, shard_range, split_name, to_vec};
-use crate::group::Group;
-use crate::metrics::{LmAccumulator, unigram_logp};
-use crate::task::{TaskData, lm_tensors};
+use crate::tensors::to_vec;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use rand::Rng;
-use ringtrain_data::{CorpusData, Prepared, SplitName, Vocab};
+use ringtrain_data::Vocab;
 use ringtrain_models::{Batch, ForwardCtx, Inputs, Model, RecurrentState};
 use ringtrain_spec::TokenizerKind;
 
@@ -35,80 +32,6 @@ pub fn token_unit(kind: TokenizerKind) -> &'static str {
         TokenizerKind::Char => "character",
         TokenizerKind::Word => "word",
     }
-}
-
-/// Scores `split` of a language-model task across `group` (a [`crate::Solo`] group for one
-/// process): perplexity, bits per token, accuracy, and the unigram baseline.
-///
-/// # Errors
-/// [`TrainError::EmptySplit`] when the split has no stream; [`TrainError::Input`] when the task
-/// is not a language model; [`TrainError::Model`] / [`TrainError::Metrics`] on shape
-/// disagreements; [`TrainError::Collective`] when the sum across ranks fails.
-pub fn evaluate_lm(
-    model: &Model,
-    task: &TaskData,
-    split: SplitName,
-    device: &Device,
-    group: &mut dyn Group,
-) -> Result<EvalReport, TrainError> {
-    let Prepared::Corpus(corpus) = task.data() else {
-        return Err(TrainError::Input(
-            "language-model evaluation of a task that is not a language model".into(),
-        ));
-    };
-    let streams = corpus.streams(split);
-    if corpus.is_empty(split) {
-        return Err(TrainError::EmptySplit {
-            split: split_name(split),
-            hint: "adjust data.split so this split gets at least two tokens per stream".into(),
-        });
-    }
-    let mine: Vec<usize> = shard_range(streams, group.rank(), group.world()).collect();
-    let mut acc = score(model, corpus, split, &mine, device)?;
-    if group.world() > 1 {
-        let mut flat = acc.to_flat();
-        group
-            .sum_f64(&mut flat)
-            .map_err(|source| TrainError::Collective {
-                what: format!("{} metrics all-reduce", split_name(split)),
-                source,
-            })?;
-        acc = LmAccumulator::from_flat(&flat)?;
-    }
-    let report = acc.report(token_unit(corpus.vocab().tokenizer().kind));
-    Ok(EvalReport {
-        split,
-        samples: report.tokens as usize,
-        loss: report.loss,
-        metrics: TaskMetrics::LanguageModel(report),
-        forecasts: None,
-    })
-}
-
-/// This rank's sums over `streams` of `split`, chunk after chunk with the state carried.
-fn score(
-    model: &Model,
-    corpus: &CorpusData,
-    split: SplitName,
-    streams: &[usize],
-    device: &Device,
-) -> Result<LmAccumulator, TrainError> {
-    let mut acc = LmAccumulator::default();
-    if streams.is_empty() {
-        return Ok(acc);
-    }
-    let unigram = unigram_logp(&corpus.train_counts());
-    let ctx = ForwardCtx::eval();
-    let mut state: Option<RecurrentState> = None;
-    for chunk in 0..corpus.chunks(split) {
-        let b = corpus.chunk(split, chunk, streams);
-        let targets = b.targets.clone();
-        let (batch, _) = lm_tensors(b, device);
-        let (logits, next) = model.forward_with_state(batch, state.as_ref(), &ctx)?;
-        state = Some(next);
-        acc.add(&to_vec(logits), &targets, &unigram)?;
-    }
-    Ok(acc)
 }
 
 /// How [`generate`] picks each next token.

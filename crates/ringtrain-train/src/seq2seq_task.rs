@@ -1,6 +1,6 @@
-//! The sequence-to-sequence task: batches of source/target pairs as tensors, the token-level
-//! cross-entropy, the evaluation pass (teacher-forced loss and token accuracy, greedy decoding
-//! for exact match and corpus BLEU-4) and translation of raw text with a checkpoint.
+//! Sequence-to-sequence tensors and translation: batches of source/target pairs as tensors and
+//! translation of raw text with a checkpoint (the task itself, its loss and evaluation, is
+//! `crate::task::Seq2seq`).
 //!
 //! The loss is the mean over the batch's valid target tokens (`<eos>` included, padding
 //! excluded). Because that is a weighted mean with a different weight sum on every
@@ -10,34 +10,13 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::error::TrainError;
-use crate::evaluate::to_vec;
-use crate::metrics::TranslationAccumulator;
-use crate::task::{Objective, Targets, TaskData};
+use crate::tensors::Targets;
+pub use crate::tensors::token_loss;
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use burn::tensor::activation::log_softmax;
-use ringtrain_data::{BOS, EOS, Fitted, PairBatch, PairData, SplitName, Vocab, detokenize};
-use ringtrain_models::{Batch, DecoderConfig, ForwardCtx, Hypothesis, Inputs, Model};
-use ringtrain_spec::{Seq2seqAttention, TaskSpec};
-
-/// The decoder settings of `task` over `target` (the target vocabulary).
-pub fn decoder_config(task: &TaskSpec, target: &Vocab) -> DecoderConfig {
-    let (attention, teacher_forcing) = match task {
-        TaskSpec::Seq2seq {
-            attention,
-            teacher_forcing,
-            ..
-        } => (*attention, *teacher_forcing),
-        _ => (Seq2seqAttention::Bahdanau, 1.0),
-    };
-    DecoderConfig {
-        vocab: target.len(),
-        attention,
-        teacher_forcing,
-        bos: BOS,
-        eos: EOS,
-    }
-}
+use ringtrain_data::{Fitted, PairBatch, detokenize};
+use ringtrain_models::{Batch, Hypothesis, Inputs, Model};
+use ringtrain_spec::TaskSpec;
 
 fn ids_2d(ids: &[u32], rows: usize, cols: usize, device: &Device) -> Tensor<2, Int> {
     let v: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
@@ -77,86 +56,6 @@ pub fn pair_batch(b: PairBatch, device: &Device) -> (Batch, Targets) {
     )
 }
 
-/// Mean cross-entropy of logits `[N, V]` against ids `[N]` over the rows where `mask` is 1.
-pub fn token_loss(logits: Tensor<2>, ids: Tensor<1, Int>, mask: Tensor<1>) -> Tensor<1> {
-    let [n, _] = logits.dims();
-    let nll = log_softmax(logits, 1)
-        .gather(1, ids.reshape([n, 1]))
-        .reshape([n])
-        .neg();
-    (nll * mask.clone()).sum() / mask.sum()
-}
-
-/// Sums of an evaluation pass over some pairs of a split.
-pub(crate) struct PairSums {
-    /// Σ batch loss × batch token count.
-    pub loss_sum: f64,
-    /// Σ batch token count.
-    pub loss_weight: f64,
-    /// BLEU, token accuracy and exact-match statistics.
-    pub acc: TranslationAccumulator,
-}
-
-/// Scores the pairs `batches` of `split`: teacher-forced loss and token accuracy, greedy
-/// decoding (up to the target vocabulary's maximum length) for exact match and BLEU.
-pub(crate) fn accumulate_pairs(
-    model: &Model,
-    task: &TaskData,
-    data: &PairData,
-    split: SplitName,
-    batches: impl Iterator<Item = std::ops::Range<usize>>,
-    device: &Device,
-) -> Result<PairSums, TrainError> {
-    let ctx = ForwardCtx::eval();
-    let max_len = data.target_vocab().max_len();
-    let mut sums = PairSums {
-        loss_sum: 0.0,
-        loss_weight: 0.0,
-        acc: TranslationAccumulator::new(),
-    };
-    for range in batches {
-        let idx: Vec<usize> = range.collect();
-        let pb = data.batch(split, &idx);
-        let (source, mask) = source_tensors(&pb, device);
-        let truth = pb.decoder_target.clone();
-        let (batch, targets) = pair_batch(pb, device);
-        let out = model.try_forward(batch, &ctx)?;
-        let v = out.dims()[1];
-        let logits = to_vec(out.clone());
-        let weights = task.sample_weights(&targets).unwrap_or_default();
-        let tokens: f64 = weights.iter().sum();
-        sums.loss_sum += f64::from(task.loss(out, targets).into_scalar::<f32>()) * tokens;
-        sums.loss_weight += tokens;
-        let correct = logits
-            .chunks_exact(v)
-            .zip(&truth)
-            .zip(&weights)
-            .filter(|((row, y), w)| **w > 0.0 && crate::evaluate::argmax(row) == **y as usize)
-            .count();
-        sums.acc.add_tokens(correct as u64, tokens as u64);
-        let decoded = model.greedy_decode(source, mask, max_len)?;
-        for (h, &i) in decoded.iter().zip(&idx) {
-            let reference = data.target(split, i);
-            sums.acc.add_sentence(&h.tokens, reference);
-            // The trivial baseline: the source sentence as the translation, compared as
-            // strings (the vocabularies differ); a word unknown to either side never matches.
-            let words = |vocab: &Vocab, ids: &[u32], side: u8| -> Vec<(u8, String)> {
-                ids.iter()
-                    .map(|&id| match vocab.token(id) {
-                        Some(t) if id != ringtrain_data::UNK => (0, t.to_string()),
-                        _ => (side, String::new()),
-                    })
-                    .collect()
-            };
-            sums.acc.add_copy_baseline(
-                &words(data.source_vocab(), data.source(split, i), 1),
-                &words(data.target_vocab(), reference, 2),
-            );
-        }
-    }
-    Ok(sums)
-}
-
 /// One translated line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Translation {
@@ -187,14 +86,17 @@ pub fn translate(
             "this checkpoint is not a seq2seq model (task.kind = \"seq2seq\")".into(),
         ));
     };
-    let (width, alpha) = match &ckpt.header.spec.task {
-        TaskSpec::Seq2seq {
-            beam_width,
-            length_penalty,
-            ..
-        } => (beam.unwrap_or(*beam_width), *length_penalty),
-        _ => (beam.unwrap_or(1), 0.0),
+    let TaskSpec::Seq2seq {
+        beam_width,
+        length_penalty,
+        ..
+    } = &ckpt.header.spec.task
+    else {
+        return Err(TrainError::Input(
+            "this checkpoint is not a seq2seq model (task.kind = \"seq2seq\")".into(),
+        ));
     };
+    let (width, alpha) = (beam.unwrap_or(*beam_width), *length_penalty);
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(64) {
         let seqs: Vec<Vec<u32>> = chunk.iter().map(|t| source.encode(t)).collect();

@@ -65,7 +65,7 @@ dir = {ckpt:?}
     let ckpt = Checkpoint::load(&dir.path().join("run/best.ckpt")).unwrap();
     let model = inference::load_model(&ckpt, &device).unwrap();
     let data = ringtrain_data::load_with(&spec, dir.path(), Some(&ckpt.header.fitted)).unwrap();
-    let task = TaskData::new(&spec, data).unwrap();
+    let task = TaskData::new(&spec, data.clone()).unwrap();
     let carried = evaluate(&model, &task, SplitName::Test, 64, &device).unwrap();
     let TaskMetrics::LanguageModel(carried) = carried.metrics else {
         panic!("language-model metrics expected");
@@ -73,7 +73,7 @@ dir = {ckpt:?}
     // The report's test metrics are these (best parameters, carried state).
     assert!((carried.loss - reported.loss).abs() < 1e-9);
 
-    let Prepared::Corpus(c) = task.data() else {
+    let Prepared::Corpus(c) = &data else {
         panic!("corpus data expected");
     };
     let streams: Vec<usize> = (0..c.streams(SplitName::Test)).collect();

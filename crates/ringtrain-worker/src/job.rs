@@ -30,8 +30,8 @@ use ringtrain_proto::v1::report_result_request::Outcome as PbOutcome;
 use ringtrain_spec::{JobSpec, LimitsSpec, SpecFormat, parse_str};
 use ringtrain_train::{
     Checkpoint, DistOptions, EpochRecord, EvalReport, Observer, PhaseSpan, PipelineError,
-    PipelineStepStats, RunInfo, StepEvent, StopReason, TaskMetrics, TrainError, TrainOptions,
-    TrainReport, train_distributed, train_pipelined,
+    PipelineStepStats, RunInfo, StepEvent, StopReason, TrainError, TrainOptions, TrainReport,
+    train_distributed, train_pipelined,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -459,41 +459,10 @@ pub(crate) fn headline_metrics(report: &TrainReport) -> BTreeMap<String, f64> {
     if let Some(last) = report.history.last() {
         out.insert("train.loss".to_string(), last.train_loss);
     }
+    // The names are the task's own (`EvalReport::scalars`, one table for every kind).
     let mut add = |split: &str, eval: &EvalReport| {
-        let mut put = |name: &str, v: f64| {
+        for (name, v) in eval.scalars() {
             out.insert(format!("{split}.{name}"), v);
-        };
-        put("loss", eval.loss);
-        match &eval.metrics {
-            TaskMetrics::Forecast(f) => {
-                put("mse", f.model.mse);
-                put("rmse", f.model.rmse);
-                put("mae", f.model.mae);
-                if let Some(m) = f.model.mape_percent {
-                    put("mape_percent", m);
-                }
-                put("naive_mse", f.naive.mse);
-                if let Some(s) = &f.seasonal_naive {
-                    put("seasonal_naive_mse", s.mse);
-                }
-            }
-            TaskMetrics::Classification(c) => {
-                put("accuracy", c.accuracy);
-                put("macro_f1", c.macro_avg.f1);
-                put("weighted_f1", c.weighted_avg.f1);
-                put("majority_accuracy", c.majority_baseline.accuracy);
-            }
-            TaskMetrics::Translation(t) => {
-                put("bleu", t.bleu);
-                put("exact_match", t.exact_match);
-                put("token_accuracy", t.token_accuracy);
-            }
-            TaskMetrics::LanguageModel(l) => {
-                put("perplexity", l.perplexity);
-                put("bits_per_token", l.bits_per_token);
-                put("accuracy", l.accuracy);
-                put("unigram_perplexity", l.unigram_perplexity);
-            }
         }
     };
     if let Some(v) = &report.val {

@@ -110,13 +110,8 @@ impl Checker {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Forecast,
-    Classify,
-    Seq2seq,
-    LanguageModel,
-}
+/// The kinds as validation names them.
+pub(crate) use crate::types::TaskKind as Kind;
 
 /// Validates a raw spec. `default_name` names the job when the spec has no `name` (usually the
 /// spec file's stem).
@@ -162,10 +157,7 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
             );
             None
         }
-        Some("forecast") => Some(Kind::Forecast),
-        Some("classify") => Some(Kind::Classify),
-        Some("seq2seq") => Some(Kind::Seq2seq),
-        Some("language_model") => Some(Kind::LanguageModel),
+        Some(name) if Kind::from_name(name).is_some() => Kind::from_name(name),
         Some(other) => {
             c.err(
                 "task.kind",

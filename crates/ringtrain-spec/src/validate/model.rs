@@ -349,11 +349,11 @@ pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<T
     }
 }
 
-/// The checks a language model needs beyond each field's own range: every layer must be
-/// causal (a step may not read later steps, which are the very tokens it predicts) and the
-/// carried state lives in one process per replica (no pipeline stages).
+/// The checks a causal kind ([`crate::TaskKind::causal`], a language model) needs beyond each
+/// field's own range: every layer must be causal (a step may not read later steps, which are
+/// the very tokens it predicts). Its pipeline refusal is checked with the pipeline.
 pub(super) fn check_language_model(spec: &JobSpec) -> Vec<FieldError> {
-    if !matches!(spec.task, TaskSpec::LanguageModel { .. }) {
+    if !spec.task.kind().causal() {
         return Vec::new();
     }
     let mut errors = Vec::new();
@@ -383,13 +383,6 @@ pub(super) fn check_language_model(spec: &JobSpec) -> Vec<FieldError> {
             "model.attention",
             "(set)".into(),
             "not allowed for a language model (self-attention reads later steps)",
-        );
-    }
-    if spec.parallel.pipeline != 1 {
-        err(
-            "parallel.pipeline",
-            spec.parallel.pipeline.to_string(),
-            "must be 1 for a language model (the carried state is not passed between stages)",
         );
     }
     errors

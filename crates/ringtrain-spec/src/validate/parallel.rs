@@ -92,13 +92,13 @@ pub(super) fn parallel(c: &mut Checker, p: &RawParallel, train: &TrainSpec) -> P
 pub(super) fn check_pipeline(spec: &JobSpec) -> Vec<FieldError> {
     let n = layer_count(&spec.model, &spec.task);
     let mut errors = Vec::new();
-    if matches!(spec.task, TaskSpec::Seq2seq { .. }) && spec.parallel.pipeline != 1 {
-        // The decoder reads the encoder's whole output at every step and carries the target
-        // inputs besides the stage boundary: it is not cut into pipeline stages.
+    if let Some(why) = spec.task.kind().pipeline_refusal()
+        && spec.parallel.pipeline != 1
+    {
         errors.push(FieldError {
             path: "parallel.pipeline".into(),
             value: spec.parallel.pipeline.to_string(),
-            message: "must be 1 for task.kind = \"seq2seq\" (use parallel.data to scale)".into(),
+            message: why.into(),
         });
         return errors;
     }

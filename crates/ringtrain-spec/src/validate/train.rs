@@ -228,31 +228,22 @@ pub(super) fn train(
             MonitorMetric::ValLoss,
             METRICS,
         );
-        let fits = match (kind, metric) {
-            (Some(Kind::Forecast), MonitorMetric::ValAccuracy | MonitorMetric::ValF1) => {
-                Some("forecast")
-            }
-            (Some(Kind::Classify), MonitorMetric::ValRmse | MonitorMetric::ValMae) => {
-                Some("classify")
-            }
-            (Some(Kind::Forecast | Kind::Classify), MonitorMetric::ValBleu) => {
-                Some("forecast or classify")
-            }
-            (
-                Some(Kind::Seq2seq),
-                MonitorMetric::ValAccuracy
-                | MonitorMetric::ValF1
-                | MonitorMetric::ValRmse
-                | MonitorMetric::ValMae,
-            ) => Some("seq2seq"),
-            (Some(Kind::LanguageModel), m) if m != MonitorMetric::ValLoss => Some("language_model"),
-            _ => None,
-        };
-        if let Some(task) = fits {
+        if let Some(kind) = kind
+            && !kind.monitored_metrics().contains(&metric)
+        {
+            let allowed: Vec<&str> = METRICS
+                .iter()
+                .filter(|(_, m)| kind.monitored_metrics().contains(m))
+                .map(|(name, _)| *name)
+                .collect();
             c.err(
                 "train.early_stopping.metric",
                 format!("{:?}", e.metric.as_deref().unwrap_or("")),
-                format!("is not reported by a {task} task"),
+                format!(
+                    "is not reported by a {} task (it reports {})",
+                    kind.name(),
+                    allowed.join(", ")
+                ),
             );
         }
         if data.as_ref().is_some_and(|d| d.split.val == 0.0) {

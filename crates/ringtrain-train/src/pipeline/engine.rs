@@ -14,7 +14,7 @@
 
 use super::schedule::{Op, stage_ops};
 use super::{PipelineError, StageLink};
-use crate::task::{Objective, Targets};
+use crate::tensors::{Objective, Targets};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -173,7 +173,7 @@ pub fn micro_ctx(ctx: &ForwardCtx, i: usize, microbatches: usize) -> ForwardCtx 
     }
     ForwardCtx {
         train: ctx.train,
-        dropout_seed: crate::trainer::dropout_seed(ctx.dropout_seed, i as u64 + 1),
+        dropout_seed: crate::learner::dropout_seed(ctx.dropout_seed, i as u64 + 1),
     }
 }
 

@@ -7,10 +7,10 @@
 //! - [`StageEngine`] runs one stage's part of a step under GPipe or 1F1B ([`schedule`]), moving
 //!   `[micro-batch, seq, features]` activations forward and their gradients back over a
 //!   [`StageLink`] (point-to-point transfers between the stages of one replica).
-//! - [`train_pipelined`] is the training loop of one grid cell. Each rank keeps only its
+//! - [`crate::train_pipelined`] is the training loop of one grid cell. Each rank keeps only its
 //!   stage's slice of the flat parameters and of the optimizer state ([`shard`]): after the
 //!   schedule, the stage's gradient slice is averaged over the stage's `D` replicas (the
-//!   `stage_group`, a [`Group`]), the replica's `P` stages all-gather one small record each (the
+//!   `stage_group`, a [`crate::Group`]), the replica's `P` stages all-gather one small record each (the
 //!   slice's sum of squares, the loss, the stop vote), so that clipping uses the exact global
 //!   norm over all stages, and each stage updates its own slice as a single process would. The
 //!   whole parameters and optimizer state are gathered to stage 0 of replica 0 only when it
@@ -43,14 +43,14 @@ pub use plan::{PlanError, StagePlan};
 pub use schedule::{Op, ideal_bubble, max_in_flight, stage_ops};
 pub use shard::{StageFootprint, StageLearner, StepScalars};
 
-use crate::group::{Group, GroupError};
-use crate::task::{Targets, TaskData};
-use ringtrain_models::ModelError;
-use ringtrain_spec::JobSpec;
+pub use crate::error::PipelineError;
+use crate::group::GroupError;
+use crate::task::TaskData;
+use crate::tensors::Targets;
 use std::time::Duration;
 
 /// Point-to-point transfers and one all-gather among the `P` stages of one replica. Like
-/// [`Group`], calls are synchronous and every stage must make matching calls: a `send(to)` on
+/// [`crate::Group`], calls are synchronous and every stage must make matching calls: a `send(to)` on
 /// stage `s` is received by the next `recv(from = s)` on stage `to`, in order; `all_gather` is
 /// collective over all stages.
 pub trait StageLink {
@@ -77,56 +77,6 @@ pub trait StageLink {
     /// # Errors
     /// The collective call failed.
     fn all_gather(&mut self, data: &[f32]) -> Result<Vec<f32>, GroupError>;
-}
-
-/// Why a pipeline step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// The stages cannot be planned.
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    /// The run's setup does not fit the pipeline (stage count, batch split).
-    #[error("pipeline: {0}")]
-    Setup(String),
-    /// A transfer between stages failed.
-    #[error("pipeline stage {stage}: {what} failed: {source}")]
-    Link {
-        /// This stage.
-        stage: usize,
-        /// Which transfer.
-        what: String,
-        /// The link's error (naming the peer rank where known).
-        #[source]
-        source: GroupError,
-    },
-    /// A received tensor does not have the size the plan gives.
-    #[error(
-        "pipeline stage {stage}: the {what} for layer {layer} ({name}) should be {expected}, got \
-         {got} values"
-    )]
-    Shape {
-        /// This stage.
-        stage: usize,
-        /// The layer at that boundary.
-        layer: usize,
-        /// Its name.
-        name: String,
-        /// `activation` or `output gradient`.
-        what: &'static str,
-        /// The planned shape.
-        expected: String,
-        /// Values received.
-        got: usize,
-    },
-    /// A stage's forward rejected its input.
-    #[error("pipeline stage {stage}: {source}")]
-    Model {
-        /// This stage.
-        stage: usize,
-        /// The model's error (naming the layer).
-        #[source]
-        source: ModelError,
-    },
 }
 
 /// Per-stage measurements of one optimizer step, sent to [`crate::Observer::on_pipeline_step`].
@@ -174,29 +124,4 @@ pub fn micro_weights(task: &TaskData, targets: &Targets, microbatches: usize) ->
         .chunks(mb)
         .map(|c| (c.iter().sum::<f64>() / total) as f32)
         .collect()
-}
-
-/// Trains `spec` as stage `link.stage()` of data-parallel replica `stage_group.rank()` of a
-/// pipelined job (`parallel.pipeline = link.stages()` stages, `stage_group.world()` replicas).
-///
-/// `stage_group` holds the ranks that run the same stage in every replica (its rank is the
-/// replica index, so the data sharding of [`crate::train_distributed`] applies unchanged);
-/// `link` connects the stages of this replica. Everything else is as in
-/// [`crate::train_distributed`]: the same sample order, checkpoints written by stage 0 of
-/// replica 0 only, every rank returning the full report (the whole final parameters included,
-/// all-gathered once at the end). See the module docs for what is exchanged and what is split.
-///
-/// # Errors
-/// As [`crate::train_distributed`], plus [`crate::TrainError::Pipeline`] when the stages cannot
-/// be planned, `link.stages()` differs from `parallel.pipeline`, the per-replica batch does not
-/// split into `parallel.microbatches`, or a transfer between stages fails (naming the stage).
-pub fn train_pipelined(
-    spec: &JobSpec,
-    opts: &crate::TrainOptions,
-    observer: &mut dyn crate::Observer,
-    stage_group: &mut dyn Group,
-    link: &mut dyn StageLink,
-    dist: &crate::DistOptions,
-) -> Result<crate::TrainReport, crate::TrainError> {
-    crate::trainer::run_pipelined(spec, opts, observer, stage_group, link, dist)
 }

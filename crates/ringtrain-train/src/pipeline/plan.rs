@@ -9,51 +9,9 @@
 //!
 //! [`Model`]: ringtrain_models::Model
 
+pub use crate::error::PlanError;
 use ringtrain_models::{BoundaryShape, LayerInfo};
 use std::ops::Range;
-
-/// Why a stage plan cannot be made.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    /// More stages than layers, or zero stages.
-    #[error(
-        "parallel.pipeline = {stages}: a pipeline needs between 1 and the number of model layers \
-         ({layers}) stages"
-    )]
-    StageCount {
-        /// Requested stages.
-        stages: usize,
-        /// Layers of the model.
-        layers: usize,
-    },
-    /// Explicit stages that are not contiguous, in order, non-empty and covering every layer.
-    #[error("parallel.stages = {stages:?}: {reason}")]
-    Explicit {
-        /// The spec's stage lists.
-        stages: Vec<Vec<usize>>,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Two consecutive stages do not agree on the tensor that crosses their boundary.
-    #[error(
-        "stage {stage} (layers {first}..) starts with layer {layer} ({name}) taking {expected}, \
-         but the previous stage gives {got}"
-    )]
-    Boundary {
-        /// The receiving stage.
-        stage: usize,
-        /// Its first layer index.
-        first: usize,
-        /// Index of that layer.
-        layer: usize,
-        /// Name of that layer.
-        name: String,
-        /// What it takes.
-        expected: BoundaryShape,
-        /// What the previous stage's last layer gives.
-        got: BoundaryShape,
-    },
-}
 
 /// The stages of a pipeline over a model's layer list.
 #[derive(Debug, Clone, PartialEq, Eq)]

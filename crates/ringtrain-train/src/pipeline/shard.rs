@@ -26,7 +26,7 @@ use super::{StageEngine, StageLink, StagePlan};
 use crate::clip;
 use crate::error::TrainError;
 use crate::group::{GroupError, decode_f64, encode_f64};
-use crate::learner::{Applied, Learner};
+use crate::learner::{Applied, update};
 use crate::optim::{OptimError, Optimizer, OptimizerState};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
@@ -281,7 +281,7 @@ impl<'l> StageLearner<'l> {
     /// The second half of a step on this stage's slice: scales `grads` to `train.clip.norm` by
     /// the global norm `sqrt(sum_of_squares)` (of all stages, from
     /// [`StageLearner::clip_and_exchange`]), takes the optimizer step with learning rate `lr`
-    /// and reloads the stage's layers — what [`Learner::apply`] does on the whole buffer.
+    /// and reloads the stage's layers — what [`crate::Learner::apply`] does on the whole buffer.
     ///
     /// # Errors
     /// [`TrainError::Diverged`] when the global norm is not finite (nothing changes then; every
@@ -305,15 +305,14 @@ impl<'l> StageLearner<'l> {
             reported
         });
         let norm_check = grad_norm.unwrap_or(sum_of_squares as f32);
-        if !norm_check.is_finite() {
-            return Err(TrainError::Diverged {
-                step,
-                epoch,
-                what: "gradient norm",
-                value: norm_check,
-            });
-        }
-        self.optimizer.step(&mut self.params, grads, lr)?;
+        update(
+            &mut self.optimizer,
+            &mut self.params,
+            grads,
+            lr,
+            norm_check,
+            (step, epoch),
+        )?;
         let model = self.model.take().expect("model is present between steps");
         self.model = Some(load_range(model, &self.range, &self.params));
         Ok(Applied {
@@ -486,68 +485,6 @@ impl StageFootprint {
             },
             gather_bytes: (SCALARS * 4) as u64,
             full_gather_bytes: (widest as u64 + 2) * 4,
-        }
-    }
-}
-
-/// The training state of a run: the whole model ([`Learner`]) or one pipeline stage's slice.
-pub(crate) enum Trainee<'l> {
-    /// A single process or a data-parallel replica.
-    Whole(Learner),
-    /// One stage of a pipelined replica.
-    Stage(StageLearner<'l>),
-}
-
-impl Trainee<'_> {
-    /// The parameters this rank holds: all, or its stage's slice (what replicas compare and
-    /// broadcast).
-    pub fn params(&self) -> &[f32] {
-        match self {
-            Trainee::Whole(l) => l.params(),
-            Trainee::Stage(s) => s.params(),
-        }
-    }
-
-    /// Replaces what [`Trainee::params`] returns.
-    ///
-    /// # Errors
-    /// [`TrainError::Model`] on a length mismatch.
-    pub fn set_params(&mut self, params: Vec<f32>) -> Result<(), TrainError> {
-        match self {
-            Trainee::Whole(l) => l.set_params(params),
-            Trainee::Stage(s) => s.set_params(params),
-        }
-    }
-
-    /// The whole buffer of which `held` is this rank's part ([`Trainee::params`]-shaped): `held`
-    /// itself, or the stages' slices all-gathered (a collective call of the replica's stages).
-    ///
-    /// # Errors
-    /// [`TrainError::Collective`] when the all-gather fails.
-    pub fn whole(&mut self, held: &[f32]) -> Result<Vec<f32>, TrainError> {
-        match self {
-            Trainee::Whole(_) => Ok(held.to_vec()),
-            Trainee::Stage(s) => s.all_gather(held),
-        }
-    }
-
-    /// The whole parameters and optimizer state for a checkpoint, on the rank that writes it:
-    /// `writer` (rank 0's flag) for a whole model; for a stage, the stages of replica
-    /// `replica_zero` gather to stage 0 (a collective call of replica 0's stages).
-    ///
-    /// # Errors
-    /// As [`StageLearner::gather_to_writer`].
-    pub fn for_checkpoint(
-        &mut self,
-        writer: bool,
-        replica_zero: bool,
-    ) -> Result<Option<(Vec<f32>, OptimizerState)>, TrainError> {
-        match self {
-            Trainee::Whole(l) => {
-                Ok(writer.then(|| (l.params().to_vec(), l.optimizer().state().clone())))
-            }
-            Trainee::Stage(s) if replica_zero => s.gather_to_writer(),
-            Trainee::Stage(_) => Ok(None),
         }
     }
 }
