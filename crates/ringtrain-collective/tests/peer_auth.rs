@@ -72,14 +72,19 @@ async fn links_need_the_session_token_and_never_replace_a_live_one() {
     let cfg = CommConfig::default();
     let comms = [t0, t1].map(|t| Communicator::new(Arc::new(t), cfg.clone()));
     let [mut c0, mut c1] = comms;
+    // Each rank shuts down cleanly after its all-reduce: a rank that finished first and merely
+    // dropped its transport would close its link while the other may still have its last piece
+    // queued, which the other rank rightly reports as a lost peer.
     let (a, b) = tokio::join!(
         async move {
             let mut v = vec![1.0f32; 8];
-            c0.all_reduce(&mut v, ReduceOp::Sum).await.map(|()| v)
+            c0.all_reduce(&mut v, ReduceOp::Sum).await?;
+            c0.shutdown().await.map(|()| v)
         },
         async move {
             let mut v = vec![2.0f32; 8];
-            c1.all_reduce(&mut v, ReduceOp::Sum).await.map(|()| v)
+            c1.all_reduce(&mut v, ReduceOp::Sum).await?;
+            c1.shutdown().await.map(|()| v)
         }
     );
     assert_eq!(a.unwrap(), vec![3.0; 8]);
