@@ -79,73 +79,72 @@ impl DataKindWire {
     }
 }
 
-impl TaskWire {
-    fn name(&self) -> &'static str {
-        match self {
-            TaskWire::Forecast { .. } => "forecast",
-            TaskWire::Classify { .. } => "classify",
-            TaskWire::LanguageModel { .. } => "language_model",
-            TaskWire::Seq2seq { .. } => "seq2seq",
-        }
-    }
-}
-
 impl TryFrom<JobSpecWire> for JobSpec {
     type Error = String;
 
     /// Joins the task with its data settings; a task paired with another kind's data (only a
     /// hand-made document can hold one) is an error naming both.
     fn try_from(w: JobSpecWire) -> Result<JobSpec, String> {
-        let task = match (w.task, w.data.kind) {
-            (
-                TaskWire::Forecast {
-                    horizon,
-                    loss,
-                    season,
-                },
-                DataKindWire::Series(series),
-            ) => TaskSpec::Forecast {
+        let data = w.data.kind;
+        // Exhaustive over the task (a new kind must say which data it reads); the data of
+        // another kind is the one mismatch, refused naming both.
+        let mismatch = |task: &'static str, data: &DataKindWire| {
+            format!(
+                "task.kind = {task:?} cannot use data.kind = {:?}",
+                data.name()
+            )
+        };
+        let task = match w.task {
+            TaskWire::Forecast {
                 horizon,
                 loss,
                 season,
-                series,
-            },
-            (
-                TaskWire::Classify {
-                    pooling,
-                    class_weights,
-                },
-                DataKindWire::Text(text),
-            ) => TaskSpec::Classify {
+            } => {
+                let DataKindWire::Series(series) = data else {
+                    return Err(mismatch("forecast", &data));
+                };
+                TaskSpec::Forecast {
+                    horizon,
+                    loss,
+                    season,
+                    series,
+                }
+            }
+            TaskWire::Classify {
                 pooling,
                 class_weights,
-                text,
-            },
-            (TaskWire::LanguageModel { bptt }, DataKindWire::Corpus(corpus)) => {
+            } => {
+                let DataKindWire::Text(text) = data else {
+                    return Err(mismatch("classify", &data));
+                };
+                TaskSpec::Classify {
+                    pooling,
+                    class_weights,
+                    text,
+                }
+            }
+            TaskWire::LanguageModel { bptt } => {
+                let DataKindWire::Corpus(corpus) = data else {
+                    return Err(mismatch("language_model", &data));
+                };
                 TaskSpec::LanguageModel { bptt, corpus }
             }
-            (
-                TaskWire::Seq2seq {
-                    attention,
-                    teacher_forcing,
-                    beam_width,
-                    length_penalty,
-                },
-                DataKindWire::Pairs(pairs),
-            ) => TaskSpec::Seq2seq {
+            TaskWire::Seq2seq {
                 attention,
                 teacher_forcing,
                 beam_width,
                 length_penalty,
-                pairs,
-            },
-            // The serde boundary: the one place a mismatched pair can appear.
-            (task, data) => {
-                return Err(format!(
-                    "task.kind = {:?} cannot use data.kind = {:?}",
-                    task.name(),
-                    data.name()
-                ));
+            } => {
+                let DataKindWire::Pairs(pairs) = data else {
+                    return Err(mismatch("seq2seq", &data));
+                };
+                TaskSpec::Seq2seq {
+                    attention,
+                    teacher_forcing,
+                    beam_width,
+                    length_penalty,
+                    pairs,
+                }
             }
         };
         Ok(JobSpec {

@@ -153,7 +153,7 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
             c.err(
                 "task.kind",
                 "(missing)",
-                "required: forecast | classify | seq2seq | language_model",
+                format!("required: {}", kind_names(" | ")),
             );
             None
         }
@@ -162,7 +162,7 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
             c.err(
                 "task.kind",
                 format!("{other:?}"),
-                "must be one of forecast, classify, seq2seq, language_model",
+                format!("must be one of {}", kind_names(", ")),
             );
             None
         }
@@ -262,6 +262,12 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
             message: "task and data sections could not be validated".into(),
         }])),
     }
+}
+
+/// Every `task.kind` name, in [`TaskKind::ALL`]'s order, joined by `sep` (so a new kind is
+/// listed in the messages without editing them).
+fn kind_names(sep: &str) -> String {
+    Kind::ALL.map(Kind::name).join(sep)
 }
 
 /// Re-checks a [`JobSpec`] that did not come through [`validate`] — one deserialized from a
