@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 ///
 /// Its serialized form (the resolved spec inside checkpoints) keeps the file layout: `task`
 /// holds the task's own settings and `data` its path, format, split and, under `data.kind`, the
-/// task's data settings; [`crate::wire`] converts, refusing a task paired with another task's
-/// data.
+/// task's data settings; the private `wire` module converts, refusing a task paired with another
+/// kind's data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     try_from = "crate::wire::JobSpecWire",
