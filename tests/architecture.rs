@@ -823,3 +823,242 @@ fn parents_children_tests_comments_and_strings_make_no_cycle() {
     assert!(graph.modules.contains("a::inner"));
     assert!(!graph.modules.contains("tests"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// No catch-all arm over a task-kind enum.
+//
+// A new task kind must be a compile error everywhere it needs handling (ARCHITECTURE.md, "How to
+// add a task kind"), so no `match` over one of the enums that follow the task kind may end in a
+// catch-all: an arm whose pattern is `_` or a lone binding (`other =>`) without a guard; nor may a
+// `matches!` test one of their variants (an implicit `_ => false`). A match counts as over a
+// kind enum when one of its arm patterns names `Enum::`. Refusals written as `let V = x else`
+// stay allowed: they name the one variant a function takes and say why the others are refused.
+// ---------------------------------------------------------------------------------------------
+
+/// The enums that follow the task kind, checked everywhere under `crates/*/src`.
+const KIND_ENUMS: &[&str] = &[
+    "TaskSpec",
+    "TaskKind",
+    "TaskWire",
+    "DataKindWire",
+    "Prepared",
+    "Fitted",
+    "Targets",
+    "TaskMetrics",
+    "HeadKind",
+    "InputKind",
+    "Inputs",
+];
+
+/// Local aliases of a kind enum: (path prefix under the workspace root, name).
+const KIND_ALIASES: &[(&str, &str)] = &[("crates/ringtrain-spec/src/validate/", "Kind")];
+
+/// Index just past the bracket that closes the one opening at `open` (or the end).
+fn close_of(toks: &[(String, usize)], open: usize) -> usize {
+    let mut depth = 0usize;
+    for (i, (t, _)) in toks.iter().enumerate().skip(open) {
+        match t.as_str() {
+            "(" | "[" | "{" => depth += 1,
+            ")" | "]" | "}" => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    toks.len()
+}
+
+/// Whether `toks` name `Enum::` for one of `enums`.
+fn names_kind(toks: &[(String, usize)], enums: &[&str]) -> bool {
+    toks.windows(2)
+        .any(|w| enums.contains(&w[0].0.as_str()) && w[1].0 == "::")
+}
+
+/// Catch-all arms over a kind enum in one file's source, as `file:line` descriptions, and how
+/// many matches over a kind enum the file has.
+fn kind_catch_alls(file: &str, text: &str, enums: &[&str]) -> (Vec<String>, usize) {
+    let code = strip_code(text);
+    let toks = tokens(&code);
+    let mut found = Vec::new();
+    let mut seen = 0;
+    for (m, (t, line)) in toks.iter().enumerate() {
+        if t == "matches" && toks.get(m + 1).is_some_and(|n| n.0 == "!") {
+            let args = close_of(&toks, m + 2);
+            if names_kind(&toks[m + 2..args], enums) {
+                found.push(format!("{file}:{line}: matches! over a kind enum"));
+            }
+            continue;
+        }
+        if t != "match" {
+            continue;
+        }
+        // The body opens at the first `{` outside brackets (a scrutinee holds no bare braces).
+        let mut depth = 0usize;
+        let mut open = None;
+        for (i, (u, _)) in toks.iter().enumerate().skip(m + 1) {
+            match u.as_str() {
+                "(" | "[" => depth += 1,
+                ")" | "]" => depth = depth.saturating_sub(1),
+                "{" if depth == 0 => {
+                    open = Some(i);
+                    break;
+                }
+                ";" if depth == 0 => break,
+                _ => {}
+            }
+        }
+        let Some(open) = open else { continue };
+        let end = close_of(&toks, open) - 1; // the closing `}`
+        // Split the body into arms: a pattern up to `=>`, then a block or an expression up to
+        // the next `,` outside brackets.
+        let mut arms: Vec<(usize, usize)> = Vec::new();
+        let mut i = open + 1;
+        while i < end {
+            let start = i;
+            let mut depth = 0usize;
+            while i < end && !(depth == 0 && toks[i].0 == "=" && toks[i + 1].0 == ">") {
+                match toks[i].0.as_str() {
+                    "(" | "[" | "{" => depth += 1,
+                    ")" | "]" | "}" => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+                i += 1;
+            }
+            if i >= end {
+                break;
+            }
+            arms.push((start, i));
+            i += 2;
+            if toks[i].0 == "{" {
+                i = close_of(&toks, i);
+                if i < end && toks[i].0 == "," {
+                    i += 1;
+                }
+            } else {
+                let mut depth = 0usize;
+                while i < end && !(depth == 0 && toks[i].0 == ",") {
+                    match toks[i].0.as_str() {
+                        "(" | "[" | "{" => depth += 1,
+                        ")" | "]" | "}" => depth = depth.saturating_sub(1),
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+        }
+        if !arms.iter().any(|&(a, b)| names_kind(&toks[a..b], enums)) {
+            continue;
+        }
+        seen += 1;
+        for &(a, b) in &arms {
+            let pat: Vec<&str> = toks[a..b].iter().map(|t| t.0.as_str()).collect();
+            let catch_all = match pat.as_slice() {
+                ["_"] => true,
+                [name] => name.starts_with(|c: char| c.is_lowercase() || c == '_'),
+                _ => false,
+            };
+            if catch_all {
+                found.push(format!(
+                    "{file}:{}: `{} =>` in a match over a kind enum",
+                    toks[a].1, pat[0]
+                ));
+            }
+        }
+    }
+    (found, seen)
+}
+
+/// Every `.rs` file below `dir`, sorted.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn no_catch_all_arm_over_a_task_kind_enum() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().unwrap();
+    let mut problems = Vec::new();
+    let (mut files, mut matches) = (0, 0);
+    for krate in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
+        for path in rust_files(&krate.path().join("src")) {
+            let rel = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let mut enums = KIND_ENUMS.to_vec();
+            enums.extend(
+                KIND_ALIASES
+                    .iter()
+                    .filter(|(prefix, _)| rel.starts_with(prefix))
+                    .map(|(_, name)| *name),
+            );
+            let text = std::fs::read_to_string(&path).unwrap();
+            let (found, seen) = kind_catch_alls(&rel, &text, &enums);
+            problems.extend(found);
+            matches += seen;
+            files += 1;
+        }
+    }
+    assert!(files > 100, "only {files} source files found");
+    // The scan sees the matches it guards (the constructors, wire.rs, the spec's kind tables...).
+    assert!(
+        matches > 30,
+        "only {matches} matches over a kind enum found"
+    );
+    problems.sort();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_catch_all_arm_over_a_kind_enum_is_found() {
+    let text = "fn f(t: &TaskSpec, h: HeadKind, k: Kind) -> u8 {\n\
+        let a = match t {\n\
+            TaskSpec::Forecast { .. } => { 1 }\n\
+            // _ => 9, in a comment\n\
+            _ => 2,\n\
+        };\n\
+        let b = match (t, k) {\n\
+            (TaskSpec::Classify { x, .. }, _) => x.len(),\n\
+            other => 3,\n\
+        };\n\
+        let c = match h { HeadKind::Regression { .. } => 1, HeadKind::Classes { .. } => 2 };\n\
+        let d = match k { Kind::A => 1, _ => \"_ =>\".len() };\n\
+        let e = match n { Some(x) if x > 1 => 1, _ => 0 };\n\
+        matches!(h, HeadKind::NextToken { .. });\n\
+        a + b + c + d + e\n\
+    }\n";
+    let (found, seen) = kind_catch_alls("f.rs", text, &["TaskSpec", "HeadKind"]);
+    assert_eq!(seen, 3, "matches a, b and c are over a kind enum");
+    assert_eq!(
+        found,
+        [
+            "f.rs:5: `_ =>` in a match over a kind enum",
+            "f.rs:9: `other =>` in a match over a kind enum",
+            "f.rs:14: matches! over a kind enum",
+        ]
+    );
+    // With `Kind` as a kind enum (validate's alias), the `_ =>` over it is found too.
+    let (with_alias, _) = kind_catch_alls("f.rs", text, &["TaskSpec", "HeadKind", "Kind"]);
+    assert!(
+        with_alias.contains(&"f.rs:12: `_ =>` in a match over a kind enum".to_string()),
+        "{with_alias:?}"
+    );
+}

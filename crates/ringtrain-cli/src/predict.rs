@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use burn::prelude::Device;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use ringtrain_data::{Fitted, Source, predict_input};
-use ringtrain_spec::DataKind;
+use ringtrain_spec::TaskSpec;
 use ringtrain_train::checkpoint::{Checkpoint, resolve_for_inference};
 use ringtrain_train::inference;
 use std::io::BufRead;
@@ -41,8 +41,20 @@ pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
     let ckpt = Checkpoint::load(&path)?;
     let model = inference::load_model(&ckpt, &device)?;
     let spec = &ckpt.header.spec;
-    match (&ckpt.header.fitted, &spec.data.kind) {
-        (Fitted::Series(normalizer), DataKind::Series(series)) => {
+    let fitted = &ckpt.header.fitted;
+    // The fitted state comes from the checkpoint, beside the spec: a foreign or corrupt file can
+    // pair them wrongly (loading the model has refused most such files already).
+    let inconsistent = || {
+        anyhow::anyhow!(
+            "checkpoint {} holds inconsistent task state",
+            path.display()
+        )
+    };
+    match &spec.task {
+        TaskSpec::Forecast { series, .. } => {
+            let Fitted::Series(normalizer) = fitted else {
+                return Err(inconsistent());
+            };
             let file = args.input.clone().unwrap_or_else(|| spec.data.path.clone());
             let source = Source::resolve(&file, &std::env::current_dir()?)?;
             let input = predict_input(&source, spec.data.format, series, normalizer)?;
@@ -83,7 +95,10 @@ pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
                 }
             }
         }
-        (Fitted::Text { labels, .. }, DataKind::Text(_)) => {
+        TaskSpec::Classify { .. } => {
+            let Fitted::Text { labels, .. } = fitted else {
+                return Err(inconsistent());
+            };
             let texts = read_lines(args.input.as_ref())?;
             if texts.is_empty() {
                 bail!("no text to classify: give --input FILE or lines on stdin");
@@ -109,7 +124,10 @@ pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
                 }
             }
         }
-        (Fitted::Pairs { .. }, DataKind::Pairs(_)) => {
+        TaskSpec::Seq2seq { .. } => {
+            let Fitted::Pairs { .. } = fitted else {
+                return Err(inconsistent());
+            };
             let file = args.input.as_ref();
             let texts = read_lines(file)?;
             if texts.is_empty() {
@@ -134,7 +152,10 @@ pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
                 }
             }
         }
-        (Fitted::Corpus { .. }, DataKind::Corpus(_)) => {
+        TaskSpec::LanguageModel { .. } => {
+            let Fitted::Corpus { .. } = fitted else {
+                return Err(inconsistent());
+            };
             if args.tokens == 0 {
                 bail!("--tokens must be at least 1");
             }
@@ -164,10 +185,6 @@ pub(crate) fn run(args: PredictArgs, device: Device) -> anyhow::Result<()> {
                 }
             }
         }
-        _ => bail!(
-            "checkpoint {} holds inconsistent task state",
-            path.display()
-        ),
     }
     Ok(())
 }

@@ -263,15 +263,6 @@ pub enum DataError {
         /// The bundled datasets.
         available: Vec<String>,
     },
-    /// The spec's data kind does not fit its task (series data needs a forecast task, text a
-    /// classify task).
-    #[error("data kind `{data}` cannot feed task `{task}`")]
-    TaskMismatch {
-        /// The data kind in the spec.
-        data: &'static str,
-        /// The task kind in the spec.
-        task: &'static str,
-    },
     /// Fitted state passed to [`crate::load_with`] (e.g. from a checkpoint) does not match the spec.
     #[error("fitted data state does not match the spec: {reason}")]
     FittedMismatch {

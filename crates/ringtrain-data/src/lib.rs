@@ -38,7 +38,7 @@ pub use source::{Source, check_file};
 pub use text::TextData;
 pub use vocab::{LabelSet, PAD, PAD_TOKEN, Tokenizer, UNK, UNK_TOKEN, Vocab};
 
-use ringtrain_spec::{DataKind, JobSpec, TaskSpec};
+use ringtrain_spec::{JobSpec, TaskSpec};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -158,8 +158,8 @@ pub enum Fitted {
 ///
 /// # Errors
 /// Every [`DataError`] a bad file, column, cell, label or split size produces, naming the file,
-/// line and column; [`DataError::TaskMismatch`] when the data kind does not fit the task kind
-/// (named in the error).
+/// line and column. (The data settings come with the task's [`TaskSpec`] variant, so a task cannot
+/// be handed another kind's data.)
 pub fn load(spec: &JobSpec, base_dir: &Path) -> Result<Prepared, DataError> {
     load_with(spec, base_dir, None)
 }
@@ -180,13 +180,13 @@ pub fn load_with(
     let kind_mismatch = |data| DataError::FittedMismatch {
         reason: format!("the checkpoint holds {data} state but the spec describes other data"),
     };
-    match (&spec.data.kind, &spec.task) {
-        (
-            DataKind::Series(s),
-            TaskSpec::Forecast {
-                horizon, season, ..
-            },
-        ) => {
+    match &spec.task {
+        TaskSpec::Forecast {
+            horizon,
+            season,
+            series: s,
+            ..
+        } => {
             let normalizer = match fitted {
                 None => None,
                 Some(Fitted::Series(n)) => Some(n),
@@ -205,7 +205,7 @@ pub fn load_with(
             )
             .map(Prepared::Series)
         }
-        (DataKind::Text(t), TaskSpec::Classify { .. }) => {
+        TaskSpec::Classify { text: t, .. } => {
             let state = match fitted {
                 None => None,
                 Some(Fitted::Text { vocab, labels }) => Some((vocab, labels)),
@@ -223,7 +223,7 @@ pub fn load_with(
             )
             .map(Prepared::Text)
         }
-        (DataKind::Pairs(p), TaskSpec::Seq2seq { .. }) => {
+        TaskSpec::Seq2seq { pairs: p, .. } => {
             let state = match fitted {
                 None => None,
                 Some(Fitted::Pairs { source, target }) => Some((source, target)),
@@ -241,11 +241,7 @@ pub fn load_with(
             )
             .map(Prepared::Pairs)
         }
-        (DataKind::Pairs(_), _) => Err(DataError::TaskMismatch {
-            data: "pairs",
-            task: spec.task.kind_name(),
-        }),
-        (DataKind::Corpus(c), TaskSpec::LanguageModel { bptt }) => {
+        TaskSpec::LanguageModel { bptt, corpus: c } => {
             let vocab = match fitted {
                 None => None,
                 Some(Fitted::Corpus { vocab }) => Some(vocab),
@@ -263,21 +259,5 @@ pub fn load_with(
             )
             .map(Prepared::Corpus)
         }
-        (DataKind::Corpus(_), _) => Err(DataError::TaskMismatch {
-            data: "corpus",
-            task: spec.task.kind_name(),
-        }),
-        (_, TaskSpec::LanguageModel { .. }) => Err(DataError::TaskMismatch {
-            data: "tabular",
-            task: spec.task.kind_name(),
-        }),
-        (DataKind::Series(_), _) => Err(DataError::TaskMismatch {
-            data: "series",
-            task: spec.task.kind_name(),
-        }),
-        (DataKind::Text(_), _) => Err(DataError::TaskMismatch {
-            data: "text",
-            task: spec.task.kind_name(),
-        }),
     }
 }

@@ -62,6 +62,17 @@ pub enum HeadKind {
     },
 }
 
+impl HeadKind {
+    /// Whether the head predicts the next token at every step (a language model), which makes
+    /// every layer before it causal. Spelled out per kind so that a new head must answer.
+    pub fn is_next_token(self) -> bool {
+        match self {
+            HeadKind::NextToken { .. } => true,
+            HeadKind::Regression { .. } | HeadKind::Classes { .. } | HeadKind::Decoder(_) => false,
+        }
+    }
+}
+
 /// Model input for one batch.
 // One per batch in flight: the size difference of the pair variant costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
@@ -337,7 +348,7 @@ impl Model {
             ));
         }
         check_hybrids(spec)?;
-        if matches!(head, HeadKind::NextToken { .. }) {
+        if head.is_next_token() {
             check_causal(spec)?;
         }
         let mut init = Init::new(seed);
@@ -432,7 +443,7 @@ impl Model {
             // unidirectional layer (every step has seen the whole sequence anyway).
             bidirectional: spec.bidirectional && spec.attention.is_none(),
             classifier,
-            per_step: matches!(head, HeadKind::NextToken { .. }),
+            per_step: head.is_next_token(),
         }));
         Ok(Model { layers })
     }

@@ -36,38 +36,38 @@ pub struct Budget {
 pub fn estimate(spec: &JobSpec) -> Budget {
     let m = &spec.model;
     let b = spec.train.batch_size as f64;
-    let (vocab, mut seq, input_width, target_len) = match &spec.data.kind {
-        DataKind::Series(s) => {
+    // Vocabulary, input sequence, input width, target length and the input block's parameters
+    // (embedding table, or the numeric projection).
+    let (vocab, mut seq, input_width, target_len, input_params) = match &spec.task {
+        TaskSpec::Forecast { series: s, .. } => {
             let width = m.projection.unwrap_or(s.features.len());
-            (0u64, s.window, width, 0usize)
+            let params = m
+                .projection
+                .map_or(0.0, |p| (s.features.len() as f64 + 1.0) * p as f64);
+            (0u64, s.window, width, 0usize, params)
         }
-        DataKind::Text(t) => (t.max_vocab as u64, t.max_len, m.embedding_dim, 0),
-        DataKind::Pairs(p) => (
+        TaskSpec::Classify { text: t, .. } => {
+            let params = t.max_vocab as f64 * m.embedding_dim as f64;
+            (t.max_vocab as u64, t.max_len, m.embedding_dim, 0, params)
+        }
+        TaskSpec::Seq2seq { pairs: p, .. } => (
             p.max_vocab as u64,
             p.max_source_len,
             m.embedding_dim,
             p.max_target_len,
+            p.max_vocab as f64 * m.embedding_dim as f64,
         ),
-        DataKind::Corpus(c) => {
-            let bptt = match spec.task {
-                TaskSpec::LanguageModel { bptt } => bptt,
-                _ => 1,
-            };
-            (c.max_vocab as u64, bptt, m.embedding_dim, 0)
-        }
+        TaskSpec::LanguageModel { bptt, corpus: c } => (
+            c.max_vocab as u64,
+            *bptt,
+            m.embedding_dim,
+            0,
+            c.max_vocab as f64 * m.embedding_dim as f64,
+        ),
     };
     let v = vocab as f64;
-    let mut params = 0.0f64;
+    let mut params = input_params;
     let mut acts = 0.0f64;
-    // Input block: embedding table, or the numeric projection.
-    match &spec.data.kind {
-        DataKind::Series(s) => {
-            if let Some(p) = m.projection {
-                params += (s.features.len() as f64 + 1.0) * p as f64;
-            }
-        }
-        _ => params += v * m.embedding_dim as f64,
-    }
     acts += b * seq as f64 * input_width as f64;
     // Conv1d layers: weights in × out × kernel, activations include the unfolded input.
     let mut width = input_width as f64;
@@ -100,20 +100,15 @@ pub fn estimate(spec: &JobSpec) -> Budget {
     }
     // Head (or the seq2seq decoder).
     match &spec.task {
-        TaskSpec::Forecast { horizon, .. } => {
-            let outs = match &spec.data.kind {
-                DataKind::Series(sd) => sd.targets.len(),
-                _ => 1,
-            } as f64
-                * *horizon as f64;
+        TaskSpec::Forecast {
+            horizon, series, ..
+        } => {
+            let outs = series.targets.len() as f64 * *horizon as f64;
             params += (width + 1.0) * outs;
             acts += b * outs;
         }
-        TaskSpec::Classify { .. } => {
-            let classes = match &spec.data.kind {
-                DataKind::Text(t) => t.labels.as_ref().map_or(1024, Vec::len),
-                _ => 1024,
-            } as f64;
+        TaskSpec::Classify { text, .. } => {
+            let classes = text.labels.as_ref().map_or(1024, Vec::len) as f64;
             params += (width + 1.0) * classes;
             acts += b * s * width + b * classes;
         }

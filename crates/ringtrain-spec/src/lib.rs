@@ -9,6 +9,7 @@ pub mod raw;
 pub mod sandbox;
 pub mod types;
 pub mod validate;
+mod wire;
 
 pub use budget::{Budget, check_budget, estimate};
 pub use error::{FieldError, SpecError};

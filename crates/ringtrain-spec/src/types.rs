@@ -6,7 +6,16 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// A complete, validated training job.
+///
+/// Its serialized form (the resolved spec inside checkpoints) keeps the file layout: `task`
+/// holds the task's own settings and `data` its path, format, split and, under `data.kind`, the
+/// task's data settings; the private `wire` module converts, refusing a task paired with another
+/// kind's data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    try_from = "crate::wire::JobSpecWire",
+    into = "crate::wire::JobSpecWire"
+)]
 pub struct JobSpec {
     /// Human-readable name (defaults to the spec file's stem, or `job`).
     pub name: String,
@@ -14,9 +23,9 @@ pub struct JobSpec {
     pub seed: u64,
     /// Network architecture.
     pub model: ModelSpec,
-    /// What is predicted and how it is scored.
+    /// What is predicted, how it is scored and how its samples are prepared.
     pub task: TaskSpec,
-    /// Where the samples come from and how they are prepared.
+    /// Where the samples come from: file, format and split.
     pub data: DataSpec,
     /// Optimization loop.
     pub train: TrainSpec,
@@ -27,7 +36,6 @@ pub struct JobSpec {
     /// `[limits]`: the resource budget the spec was validated against (see
     /// [`crate::budget`]). Absent in checkpoints written before limits existed, which read as the
     /// defaults.
-    #[serde(default)]
     pub limits: LimitsSpec,
 }
 
@@ -191,9 +199,9 @@ pub enum Pooling {
     Max,
 }
 
-/// The learning problem.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+/// The learning problem, each kind carrying the preparation of its own data (so a task cannot be
+/// paired with another kind's data settings). The spec file keeps those settings under `[data]`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum TaskSpec {
     /// Windowed multivariate series → next `horizon` values of the target columns.
     Forecast {
@@ -204,6 +212,8 @@ pub enum TaskSpec {
         /// Season length for the seasonal-naive baseline (e.g. 12 for monthly data); `None`
         /// reports only the naive (last value) baseline.
         season: Option<usize>,
+        /// The series' columns, windows and scaling (`[data]`).
+        series: SeriesSpec,
     },
     /// Token sequence → one of a fixed set of classes.
     Classify {
@@ -211,6 +221,8 @@ pub enum TaskSpec {
         pooling: Pooling,
         /// Per-class loss weights keyed by label; classes not listed weigh 1.
         class_weights: Vec<(String, f64)>,
+        /// The text and label columns and the tokenizer (`[data]`).
+        text: TextSpec,
     },
     /// Next-token language model over a text corpus, trained with truncated backpropagation
     /// through time: the hidden state is carried from one chunk of `bptt` tokens to the next
@@ -218,6 +230,8 @@ pub enum TaskSpec {
     LanguageModel {
         /// Tokens per training chunk, the truncation length of BPTT (≥ 1).
         bptt: usize,
+        /// The corpus' tokenizer and vocabulary (`[data]`).
+        corpus: CorpusSpec,
     },
     /// Source token sequence → target token sequence (translation): a recurrent encoder and an
     /// attentional recurrent decoder.
@@ -232,6 +246,8 @@ pub enum TaskSpec {
         /// Length normalization `α ≥ 0` of beam search: hypotheses are ranked by
         /// `log p / length^α` (0 = raw log-probability).
         length_penalty: f64,
+        /// The source and target columns and the tokenizer (`[data]`).
+        pairs: PairSpec,
     },
 }
 
@@ -396,8 +412,9 @@ pub struct Split {
     pub test: f64,
 }
 
-/// Data source and preparation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Data source: where the samples are and how they are split. How they are prepared depends on
+/// the task and is carried by its [`TaskSpec`] variant.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DataSpec {
     /// Dataset file. Relative paths are resolved against the spec file's directory.
     pub path: PathBuf,
@@ -405,21 +422,6 @@ pub struct DataSpec {
     pub format: DataFormat,
     /// Split fractions. Forecasting splits chronologically; classification shuffles by seed first.
     pub split: Split,
-    /// Task-specific preparation.
-    pub kind: DataKind,
-}
-
-/// Task-specific data preparation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum DataKind {
-    /// Numeric time series.
-    Series(SeriesSpec),
-    /// Labelled text.
-    Text(TextSpec),
-    /// Pairs of source and target texts (sequence-to-sequence).
-    Pairs(PairSpec),
-    /// A plain text corpus read as one token stream (language model).
-    Corpus(CorpusSpec),
 }
 
 /// Preparation of a text corpus for a language model. The token stream is cut contiguously

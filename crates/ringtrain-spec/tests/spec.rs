@@ -76,14 +76,15 @@ fn toml_and_json_forms_are_the_same_spec() {
     assert_eq!(a.model.cell, CellKind::Rnn);
     assert_eq!(a.model.activation, Activation::Relu);
     assert_eq!(a.model.projection, Some(16));
-    assert_eq!(
+    assert!(matches!(
         a.task,
         TaskSpec::Forecast {
             horizon: 3,
             loss: ForecastLoss::Mae,
-            season: Some(12)
+            season: Some(12),
+            ..
         }
-    );
+    ));
     assert_eq!(
         a.train.optimizer,
         OptimizerSpec::Sgd {
@@ -126,7 +127,7 @@ fn defaults_are_documented_values() {
             test: 0.1
         }
     );
-    let DataKind::Text(t) = &s.data.kind else {
+    let TaskSpec::Classify { text: t, .. } = &s.task else {
         panic!("text data expected")
     };
     assert_eq!(
@@ -175,6 +176,27 @@ fn validated_spec_round_trips_through_json() {
 }
 
 #[test]
+fn serialized_spec_keeps_the_file_layout_and_refuses_a_task_with_another_kinds_data() {
+    // In memory the task carries its data settings; serialized (checkpoint headers, cluster
+    // jobs) they stay under `data.kind`, as before the fold, so older checkpoints load.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/full.toml");
+    let spec = load(&path).unwrap();
+    let mut v = serde_json::to_value(&spec).unwrap();
+    assert_eq!(v["task"]["kind"], "forecast");
+    assert_eq!(v["task"]["horizon"], 3);
+    assert!(v["task"].get("series").is_none());
+    assert!(v["data"]["kind"]["Series"]["window"].is_u64());
+    v["task"] = serde_json::json!({"kind": "language_model", "bptt": 8});
+    let err = serde_json::from_value::<JobSpec>(v)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("task.kind = \"language_model\" cannot use data.kind = \"Series\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn seq2seq_defaults_and_round_trip() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/minimal-seq2seq.toml");
@@ -187,20 +209,17 @@ fn seq2seq_defaults_and_round_trip() {
             teacher_forcing: 1.0,
             beam_width: 1,
             length_penalty: 0.0,
+            pairs: PairSpec {
+                source_column: "source".into(),
+                target_column: "target".into(),
+                tokenizer: TokenizerKind::Word,
+                lowercase: true,
+                min_freq: 1,
+                max_vocab: 20_000,
+                max_source_len: 100,
+                max_target_len: 100,
+            },
         }
-    );
-    assert_eq!(
-        s.data.kind,
-        DataKind::Pairs(PairSpec {
-            source_column: "source".into(),
-            target_column: "target".into(),
-            tokenizer: TokenizerKind::Word,
-            lowercase: true,
-            min_freq: 1,
-            max_vocab: 20_000,
-            max_source_len: 100,
-            max_target_len: 100,
-        })
     );
     // embedding, one recurrent layer, the decoder
     assert_eq!(layer_count(&s.model, &s.task), 3);
@@ -226,7 +245,7 @@ fn seq2seq_defaults_and_round_trip() {
             ..
         }
     ));
-    let DataKind::Pairs(p) = &luong.data.kind else {
+    let TaskSpec::Seq2seq { pairs: p, .. } = &luong.task else {
         panic!("pairs expected")
     };
     assert_eq!((p.max_source_len, p.max_target_len), (7, 9));
@@ -238,17 +257,19 @@ fn language_model_spec_reads_a_text_corpus_with_its_defaults() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/language_model.toml");
     let spec = load(&path).unwrap();
-    assert_eq!(spec.task, TaskSpec::LanguageModel { bptt: 24 });
-    assert_eq!(spec.data.format, DataFormat::Text);
     assert_eq!(
-        spec.data.kind,
-        DataKind::Corpus(CorpusSpec {
-            tokenizer: TokenizerKind::Word,
-            lowercase: false,
-            min_freq: 2,
-            max_vocab: 50_000,
-        })
+        spec.task,
+        TaskSpec::LanguageModel {
+            bptt: 24,
+            corpus: CorpusSpec {
+                tokenizer: TokenizerKind::Word,
+                lowercase: false,
+                min_freq: 2,
+                max_vocab: 50_000,
+            },
+        }
     );
+    assert_eq!(spec.data.format, DataFormat::Text);
     // embedding, two recurrent layers, head
     assert_eq!(layer_count(&spec.model, &spec.task), 4);
     let back: JobSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
@@ -257,8 +278,10 @@ fn language_model_spec_reads_a_text_corpus_with_its_defaults() {
     let text =
         "[model]\ncell = \"gru\"\n[task]\nkind = \"language_model\"\n[data]\npath = \"c.txt\"\n";
     let spec = parse_str(text, SpecFormat::Toml, "<t>", "job").unwrap();
-    assert_eq!(spec.task, TaskSpec::LanguageModel { bptt: 64 });
-    assert!(matches!(&spec.data.kind, DataKind::Corpus(c) if c.tokenizer == TokenizerKind::Char));
+    assert!(matches!(
+        &spec.task,
+        TaskSpec::LanguageModel { bptt: 64, corpus } if corpus.tokenizer == TokenizerKind::Char
+    ));
 }
 
 #[test]
@@ -332,7 +355,7 @@ fn check_validated_accepts_validated_specs_and_refuses_crafted_ones() {
         ),
         (
             |s| {
-                if let DataKind::Series(d) = &mut s.data.kind {
+                if let TaskSpec::Forecast { series: d, .. } = &mut s.task {
                     d.window = 0
                 }
             },

@@ -8,7 +8,7 @@ use crate::tensors::{numeric_batch, to_vec, token_batch};
 use burn::prelude::*;
 use ringtrain_data::{Fitted, PredictInput, TextBatch};
 use ringtrain_models::{ForwardCtx, Model, flat};
-use ringtrain_spec::{DataKind, TaskSpec};
+use ringtrain_spec::TaskSpec;
 
 /// Rebuilds the checkpoint's model with its trained parameters on `device`.
 ///
@@ -38,12 +38,12 @@ pub fn forecast(
             "this checkpoint is a classifier, not a forecaster".into(),
         ));
     };
-    let (
-        DataKind::Series(series),
-        TaskSpec::Forecast {
-            horizon, season, ..
-        },
-    ) = (&ckpt.header.spec.data.kind, &ckpt.header.spec.task)
+    let TaskSpec::Forecast {
+        horizon,
+        season,
+        series,
+        ..
+    } = &ckpt.header.spec.task
     else {
         return Err(TrainError::Input(
             "this checkpoint is not a forecaster (task.kind = \"forecast\")".into(),

@@ -3,7 +3,7 @@
 //! embedding). It reuses the per-step logits head of the language model and the classification
 //! report, trains with the ordinary `Learner` and is scored by the ordinary `evaluate`, which
 //! shows what a new kind needs from this crate: this one file (plus, to be reachable from a
-//! spec, the `TaskSpec`/`TaskKind` variants and one arm in each constructor).
+//! spec, the files ARCHITECTURE.md's "How to add a task kind" lists).
 
 use burn::prelude::*;
 use burn::tensor::TensorData;

@@ -6,7 +6,7 @@ use ringtrain_data::synth::seasonal_series;
 use ringtrain_data::{
     Fitted, Prepared, SeriesData, Source, SplitName, load, load_with, predict_input,
 };
-use ringtrain_spec::{DataFormat, DataKind};
+use ringtrain_spec::{DataFormat, TaskSpec};
 use std::path::Path;
 use tempfile::TempDir;
 
@@ -256,7 +256,7 @@ fn predict_input_is_the_last_window_normalized() {
     write(dir.path(), "s.csv", s.to_text(DataFormat::Csv));
     let spec = seasonal_spec("s.csv", "");
     let d = series(load(&spec, dir.path()).unwrap());
-    let DataKind::Series(ss) = &spec.data.kind else {
+    let TaskSpec::Forecast { series: ss, .. } = &spec.task else {
         unreachable!()
     };
     let p = predict_input(
@@ -381,7 +381,7 @@ fn seasonal_delta_targets_are_changes_from_the_seasonal_naive_forecast() {
     }
     // Past the end of the file: step h (season 12) is relative to the value 12 − h rows before
     // the last row, i.e. row 299 − 12 + h.
-    let DataKind::Series(ss) = &spec.data.kind else {
+    let TaskSpec::Forecast { series: ss, .. } = &spec.task else {
         unreachable!()
     };
     let p = predict_input(

@@ -450,6 +450,16 @@ fn classify_task() -> ringtrain_spec::TaskSpec {
     ringtrain_spec::TaskSpec::Classify {
         pooling: Pooling::Last,
         class_weights: Vec::new(),
+        text: ringtrain_spec::TextSpec {
+            text_column: "text".into(),
+            label_column: "label".into(),
+            tokenizer: ringtrain_spec::TokenizerKind::Word,
+            lowercase: true,
+            min_freq: 1,
+            max_vocab: 10,
+            max_len: 8,
+            labels: None,
+        },
     }
 }
 

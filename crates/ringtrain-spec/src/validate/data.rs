@@ -148,202 +148,214 @@ pub(super) fn data(c: &mut Checker, d: Option<&RawData>, kind: Option<Kind>) -> 
         c.forbid("data.max_source_len", &d.max_source_len, why);
         c.forbid("data.max_target_len", &d.max_target_len, why);
     }
-    let data_kind = match kind {
-        Kind::Forecast => {
-            let why = "only for task.kind = \"classify\"";
-            c.forbid("data.text_column", &d.text_column, why);
-            c.forbid("data.label_column", &d.label_column, why);
-            c.forbid("data.tokenizer", &d.tokenizer, why);
-            c.forbid("data.lowercase", &d.lowercase, why);
-            c.forbid("data.min_freq", &d.min_freq, why);
-            c.forbid("data.max_vocab", &d.max_vocab, why);
-            c.forbid("data.max_len", &d.max_len, why);
-            c.forbid("data.labels", &d.labels, why);
-            let features = c
-                .required("data.features", &d.features, "the input column names")
-                .cloned()
-                .unwrap_or_default();
-            if d.features.is_some() && features.is_empty() {
-                c.err("data.features", "[]", "must name at least one column");
-            }
-            let targets = d.targets.clone().unwrap_or_else(|| features.clone());
-            if d.targets.as_ref().is_some_and(|t| t.is_empty()) {
-                c.err("data.targets", "[]", "must name at least one column");
-            }
-            for (field, cols) in [("data.features", &features), ("data.targets", &targets)] {
-                let mut seen = std::collections::BTreeSet::new();
-                for col in cols {
-                    if !seen.insert(col) {
-                        c.err(field, format!("{col:?}"), "column listed twice");
-                    }
-                }
-            }
-            if c.required("data.window", &d.window, "input window length in steps")
-                .is_none()
-            {
-                // error recorded
-            }
-            DataKind::Series(SeriesSpec {
-                features,
-                targets,
-                window: c.int("data.window", d.window, 1, 1, 1_000_000),
-                stride: c.int("data.stride", d.stride, 1, 1, 1_000_000),
-                normalize: c.choice(
-                    "data.normalize",
-                    d.normalize.as_deref(),
-                    Normalization::Zscore,
-                    NORMS,
-                ),
-                forecast_mode: c.choice(
-                    "data.forecast_mode",
-                    d.forecast_mode.as_deref(),
-                    ForecastMode::Level,
-                    FORECAST_MODES,
-                ),
-            })
-        }
-        Kind::Classify => {
-            let why = "only for task.kind = \"forecast\"";
-            c.forbid("data.features", &d.features, why);
-            c.forbid("data.targets", &d.targets, why);
-            c.forbid("data.window", &d.window, why);
-            c.forbid("data.stride", &d.stride, why);
-            c.forbid("data.normalize", &d.normalize, why);
-            c.forbid("data.forecast_mode", &d.forecast_mode, why);
-            if path.starts_with("builtin:") {
-                c.err(
-                    "data.path",
-                    format!("{path:?}"),
-                    "builtin datasets are numeric series (forecast only)",
-                );
-            }
-            if let Some(labels) = &d.labels {
-                let mut seen = std::collections::BTreeSet::new();
-                if labels.len() < 2 {
-                    c.err(
-                        "data.labels",
-                        format!("{labels:?}"),
-                        "needs at least 2 classes",
-                    );
-                }
-                for l in labels {
-                    if !seen.insert(l) {
-                        c.err("data.labels", format!("{l:?}"), "label listed twice");
-                    }
-                }
-            }
-            DataKind::Text(TextSpec {
-                text_column: d.text_column.clone().unwrap_or_else(|| "text".into()),
-                label_column: d.label_column.clone().unwrap_or_else(|| "label".into()),
-                tokenizer: c.choice(
-                    "data.tokenizer",
-                    d.tokenizer.as_deref(),
-                    TokenizerKind::Word,
-                    TOKENIZERS,
-                ),
-                lowercase: d.lowercase.unwrap_or(true),
-                min_freq: c.int("data.min_freq", d.min_freq, 1, 1, i64::MAX),
-                max_vocab: c.int("data.max_vocab", d.max_vocab, 20_000, 3, 10_000_000),
-                max_len: c.int("data.max_len", d.max_len, 256, 1, 1_000_000),
-                labels: d.labels.clone(),
-            })
-        }
-        Kind::Seq2seq => {
-            let why = "only for task.kind = \"forecast\"";
-            c.forbid("data.features", &d.features, why);
-            c.forbid("data.targets", &d.targets, why);
-            c.forbid("data.window", &d.window, why);
-            c.forbid("data.stride", &d.stride, why);
-            c.forbid("data.normalize", &d.normalize, why);
-            c.forbid("data.forecast_mode", &d.forecast_mode, why);
-            let why = "only for task.kind = \"classify\"";
-            c.forbid("data.text_column", &d.text_column, why);
-            c.forbid("data.label_column", &d.label_column, why);
-            c.forbid("data.labels", &d.labels, why);
-            c.forbid(
-                "data.max_len",
-                &d.max_len,
-                "seq2seq uses data.max_source_len and data.max_target_len",
-            );
-            if path.starts_with("builtin:") {
-                c.err(
-                    "data.path",
-                    format!("{path:?}"),
-                    "builtin datasets are numeric series (forecast only); seq2seq reads a file of text pairs",
-                );
-            }
-            let source_column = d.source_column.clone().unwrap_or_else(|| "source".into());
-            let target_column = d.target_column.clone().unwrap_or_else(|| "target".into());
-            if source_column.is_empty() {
-                c.err("data.source_column", "\"\"", "must name a column");
-            }
-            if target_column.is_empty() {
-                c.err("data.target_column", "\"\"", "must name a column");
-            } else if target_column == source_column {
-                c.err(
-                    "data.target_column",
-                    format!("{target_column:?}"),
-                    "must differ from data.source_column",
-                );
-            }
-            DataKind::Pairs(PairSpec {
-                source_column,
-                target_column,
-                tokenizer: c.choice(
-                    "data.tokenizer",
-                    d.tokenizer.as_deref(),
-                    TokenizerKind::Word,
-                    TOKENIZERS,
-                ),
-                lowercase: d.lowercase.unwrap_or(true),
-                min_freq: c.int("data.min_freq", d.min_freq, 1, 1, i64::MAX),
-                max_vocab: c.int("data.max_vocab", d.max_vocab, 20_000, 5, 10_000_000),
-                max_source_len: c.int("data.max_source_len", d.max_source_len, 100, 1, 100_000),
-                max_target_len: c.int("data.max_target_len", d.max_target_len, 100, 1, 100_000),
-            })
-        }
-        Kind::LanguageModel => {
-            let why = "not used by task.kind = \"language_model\"";
-            for (key, set) in [
-                ("data.features", d.features.is_some()),
-                ("data.targets", d.targets.is_some()),
-                ("data.window", d.window.is_some()),
-                ("data.stride", d.stride.is_some()),
-                ("data.normalize", d.normalize.is_some()),
-                ("data.forecast_mode", d.forecast_mode.is_some()),
-                ("data.text_column", d.text_column.is_some()),
-                ("data.label_column", d.label_column.is_some()),
-                ("data.max_len", d.max_len.is_some()),
-                ("data.labels", d.labels.is_some()),
-            ] {
-                if set {
-                    c.err(key, "(set)", format!("not allowed: {why}"));
-                }
-            }
-            if path.starts_with("builtin:") {
-                c.err(
-                    "data.path",
-                    format!("{path:?}"),
-                    "builtin datasets are numeric series (forecast only)",
-                );
-            }
-            DataKind::Corpus(CorpusSpec {
-                tokenizer: c.choice(
-                    "data.tokenizer",
-                    d.tokenizer.as_deref(),
-                    TokenizerKind::Char,
-                    TOKENIZERS,
-                ),
-                lowercase: d.lowercase.unwrap_or(false),
-                min_freq: c.int("data.min_freq", d.min_freq, 1, 1, i64::MAX),
-                max_vocab: c.int("data.max_vocab", d.max_vocab, 50_000, 3, 10_000_000),
-            })
-        }
-    };
     Some(DataSpec {
         path: PathBuf::from(path),
         format,
         split,
-        kind: data_kind,
     })
+}
+
+/// `[data]` settings of a forecast's numeric series: `data.features`, `data.targets`, the window
+/// and its scaling (the other kinds' keys refused).
+pub(super) fn series(c: &mut Checker, d: &RawData) -> SeriesSpec {
+    let why = "only for task.kind = \"classify\"";
+    c.forbid("data.text_column", &d.text_column, why);
+    c.forbid("data.label_column", &d.label_column, why);
+    c.forbid("data.tokenizer", &d.tokenizer, why);
+    c.forbid("data.lowercase", &d.lowercase, why);
+    c.forbid("data.min_freq", &d.min_freq, why);
+    c.forbid("data.max_vocab", &d.max_vocab, why);
+    c.forbid("data.max_len", &d.max_len, why);
+    c.forbid("data.labels", &d.labels, why);
+    let features = c
+        .required("data.features", &d.features, "the input column names")
+        .cloned()
+        .unwrap_or_default();
+    if d.features.is_some() && features.is_empty() {
+        c.err("data.features", "[]", "must name at least one column");
+    }
+    let targets = d.targets.clone().unwrap_or_else(|| features.clone());
+    if d.targets.as_ref().is_some_and(|t| t.is_empty()) {
+        c.err("data.targets", "[]", "must name at least one column");
+    }
+    for (field, cols) in [("data.features", &features), ("data.targets", &targets)] {
+        let mut seen = std::collections::BTreeSet::new();
+        for col in cols {
+            if !seen.insert(col) {
+                c.err(field, format!("{col:?}"), "column listed twice");
+            }
+        }
+    }
+    if c.required("data.window", &d.window, "input window length in steps")
+        .is_none()
+    {
+        // error recorded
+    }
+    SeriesSpec {
+        features,
+        targets,
+        window: c.int("data.window", d.window, 1, 1, 1_000_000),
+        stride: c.int("data.stride", d.stride, 1, 1, 1_000_000),
+        normalize: c.choice(
+            "data.normalize",
+            d.normalize.as_deref(),
+            Normalization::Zscore,
+            NORMS,
+        ),
+        forecast_mode: c.choice(
+            "data.forecast_mode",
+            d.forecast_mode.as_deref(),
+            ForecastMode::Level,
+            FORECAST_MODES,
+        ),
+    }
+}
+
+/// `[data]` settings of a classifier's labelled text: its columns, tokenizer and vocabulary (the
+/// other kinds' keys refused).
+pub(super) fn text(c: &mut Checker, d: &RawData) -> TextSpec {
+    let path = d.path.clone().unwrap_or_default();
+    let why = "only for task.kind = \"forecast\"";
+    c.forbid("data.features", &d.features, why);
+    c.forbid("data.targets", &d.targets, why);
+    c.forbid("data.window", &d.window, why);
+    c.forbid("data.stride", &d.stride, why);
+    c.forbid("data.normalize", &d.normalize, why);
+    c.forbid("data.forecast_mode", &d.forecast_mode, why);
+    if path.starts_with("builtin:") {
+        c.err(
+            "data.path",
+            format!("{path:?}"),
+            "builtin datasets are numeric series (forecast only)",
+        );
+    }
+    if let Some(labels) = &d.labels {
+        let mut seen = std::collections::BTreeSet::new();
+        if labels.len() < 2 {
+            c.err(
+                "data.labels",
+                format!("{labels:?}"),
+                "needs at least 2 classes",
+            );
+        }
+        for l in labels {
+            if !seen.insert(l) {
+                c.err("data.labels", format!("{l:?}"), "label listed twice");
+            }
+        }
+    }
+    TextSpec {
+        text_column: d.text_column.clone().unwrap_or_else(|| "text".into()),
+        label_column: d.label_column.clone().unwrap_or_else(|| "label".into()),
+        tokenizer: c.choice(
+            "data.tokenizer",
+            d.tokenizer.as_deref(),
+            TokenizerKind::Word,
+            TOKENIZERS,
+        ),
+        lowercase: d.lowercase.unwrap_or(true),
+        min_freq: c.int("data.min_freq", d.min_freq, 1, 1, i64::MAX),
+        max_vocab: c.int("data.max_vocab", d.max_vocab, 20_000, 3, 10_000_000),
+        max_len: c.int("data.max_len", d.max_len, 256, 1, 1_000_000),
+        labels: d.labels.clone(),
+    }
+}
+
+/// `[data]` settings of a seq2seq task's text pairs: source and target columns, tokenizer and
+/// lengths (the other kinds' keys refused).
+pub(super) fn pairs(c: &mut Checker, d: &RawData) -> PairSpec {
+    let path = d.path.clone().unwrap_or_default();
+    let why = "only for task.kind = \"forecast\"";
+    c.forbid("data.features", &d.features, why);
+    c.forbid("data.targets", &d.targets, why);
+    c.forbid("data.window", &d.window, why);
+    c.forbid("data.stride", &d.stride, why);
+    c.forbid("data.normalize", &d.normalize, why);
+    c.forbid("data.forecast_mode", &d.forecast_mode, why);
+    let why = "only for task.kind = \"classify\"";
+    c.forbid("data.text_column", &d.text_column, why);
+    c.forbid("data.label_column", &d.label_column, why);
+    c.forbid("data.labels", &d.labels, why);
+    c.forbid(
+        "data.max_len",
+        &d.max_len,
+        "seq2seq uses data.max_source_len and data.max_target_len",
+    );
+    if path.starts_with("builtin:") {
+        c.err(
+                "data.path",
+                format!("{path:?}"),
+                "builtin datasets are numeric series (forecast only); seq2seq reads a file of text pairs",
+            );
+    }
+    let source_column = d.source_column.clone().unwrap_or_else(|| "source".into());
+    let target_column = d.target_column.clone().unwrap_or_else(|| "target".into());
+    if source_column.is_empty() {
+        c.err("data.source_column", "\"\"", "must name a column");
+    }
+    if target_column.is_empty() {
+        c.err("data.target_column", "\"\"", "must name a column");
+    } else if target_column == source_column {
+        c.err(
+            "data.target_column",
+            format!("{target_column:?}"),
+            "must differ from data.source_column",
+        );
+    }
+    PairSpec {
+        source_column,
+        target_column,
+        tokenizer: c.choice(
+            "data.tokenizer",
+            d.tokenizer.as_deref(),
+            TokenizerKind::Word,
+            TOKENIZERS,
+        ),
+        lowercase: d.lowercase.unwrap_or(true),
+        min_freq: c.int("data.min_freq", d.min_freq, 1, 1, i64::MAX),
+        max_vocab: c.int("data.max_vocab", d.max_vocab, 20_000, 5, 10_000_000),
+        max_source_len: c.int("data.max_source_len", d.max_source_len, 100, 1, 100_000),
+        max_target_len: c.int("data.max_target_len", d.max_target_len, 100, 1, 100_000),
+    }
+}
+
+/// `[data]` settings of a language model's text corpus: tokenizer and vocabulary (the other
+/// kinds' keys refused).
+pub(super) fn corpus(c: &mut Checker, d: &RawData) -> CorpusSpec {
+    let path = d.path.clone().unwrap_or_default();
+    let why = "not used by task.kind = \"language_model\"";
+    for (key, set) in [
+        ("data.features", d.features.is_some()),
+        ("data.targets", d.targets.is_some()),
+        ("data.window", d.window.is_some()),
+        ("data.stride", d.stride.is_some()),
+        ("data.normalize", d.normalize.is_some()),
+        ("data.forecast_mode", d.forecast_mode.is_some()),
+        ("data.text_column", d.text_column.is_some()),
+        ("data.label_column", d.label_column.is_some()),
+        ("data.max_len", d.max_len.is_some()),
+        ("data.labels", d.labels.is_some()),
+    ] {
+        if set {
+            c.err(key, "(set)", format!("not allowed: {why}"));
+        }
+    }
+    if path.starts_with("builtin:") {
+        c.err(
+            "data.path",
+            format!("{path:?}"),
+            "builtin datasets are numeric series (forecast only)",
+        );
+    }
+    CorpusSpec {
+        tokenizer: c.choice(
+            "data.tokenizer",
+            d.tokenizer.as_deref(),
+            TokenizerKind::Char,
+            TOKENIZERS,
+        ),
+        lowercase: d.lowercase.unwrap_or(false),
+        min_freq: c.int("data.min_freq", d.min_freq, 1, 1, i64::MAX),
+        max_vocab: c.int("data.max_vocab", d.max_vocab, 50_000, 3, 10_000_000),
+    }
 }

@@ -153,7 +153,7 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
             c.err(
                 "task.kind",
                 "(missing)",
-                "required: forecast | classify | seq2seq | language_model",
+                format!("required: {}", kind_names(" | ")),
             );
             None
         }
@@ -162,22 +162,19 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
             c.err(
                 "task.kind",
                 format!("{other:?}"),
-                "must be one of forecast, classify, seq2seq, language_model",
+                format!("must be one of {}", kind_names(", ")),
             );
             None
         }
     };
 
     let model = model::model(&mut c, raw.model.as_ref(), kind);
-    let task = model::task(&mut c, &raw_task, kind);
+    let raw_data = raw.data.clone().unwrap_or_default();
+    let task = model::task(&mut c, &raw_task, &raw_data, kind);
     let data = data::data(&mut c, raw.data.as_ref(), kind);
-    if let (
-        Some(TaskSpec::Forecast { season, .. }),
-        Some(DataSpec {
-            kind: DataKind::Series(s),
-            ..
-        }),
-    ) = (&task, &data)
+    if let Some(TaskSpec::Forecast {
+        season, series: s, ..
+    }) = &task
         && s.forecast_mode == ForecastMode::SeasonalDelta
     {
         match season {
@@ -267,6 +264,12 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
     }
 }
 
+/// Every `task.kind` name, in [`TaskKind::ALL`]'s order, joined by `sep` (so a new kind is
+/// listed in the messages without editing them).
+fn kind_names(sep: &str) -> String {
+    Kind::ALL.map(Kind::name).join(sep)
+}
+
 /// Re-checks a [`JobSpec`] that did not come through [`validate`] — one deserialized from a
 /// checkpoint header — before anything is sized by it: the name, every size field's range (the
 /// same bounds validation applies), the cross-field checks and the budget against `limits`.
@@ -352,29 +355,31 @@ pub fn check_validated(spec: &JobSpec, limits: &LimitsSpec) -> Result<(), SpecEr
                 range(&mut c, "task.season", *s, 1, 1_000_000);
             }
         }
-        TaskSpec::LanguageModel { bptt } => range(&mut c, "task.bptt", *bptt, 1, 100_000),
+        TaskSpec::LanguageModel { bptt, .. } => range(&mut c, "task.bptt", *bptt, 1, 100_000),
         TaskSpec::Seq2seq { beam_width, .. } => {
             range(&mut c, "task.beam_width", *beam_width, 1, 1024)
         }
         TaskSpec::Classify { .. } => {}
     }
-    match &spec.data.kind {
-        DataKind::Series(s) => {
+    match &spec.task {
+        TaskSpec::Forecast { series: s, .. } => {
             range(&mut c, "data.window", s.window, 1, 1_000_000);
             range(&mut c, "data.stride", s.stride, 1, 1_000_000);
             range(&mut c, "data.features", s.features.len(), 1, 65_536);
             range(&mut c, "data.targets", s.targets.len(), 1, 65_536);
         }
-        DataKind::Text(t) => {
+        TaskSpec::Classify { text: t, .. } => {
             range(&mut c, "data.max_vocab", t.max_vocab, 3, 10_000_000);
             range(&mut c, "data.max_len", t.max_len, 1, 1_000_000);
         }
-        DataKind::Pairs(p) => {
+        TaskSpec::Seq2seq { pairs: p, .. } => {
             range(&mut c, "data.max_vocab", p.max_vocab, 5, 10_000_000);
             range(&mut c, "data.max_source_len", p.max_source_len, 1, 100_000);
             range(&mut c, "data.max_target_len", p.max_target_len, 1, 100_000);
         }
-        DataKind::Corpus(k) => range(&mut c, "data.max_vocab", k.max_vocab, 3, 10_000_000),
+        TaskSpec::LanguageModel { corpus: k, .. } => {
+            range(&mut c, "data.max_vocab", k.max_vocab, 3, 10_000_000)
+        }
     }
     range(
         &mut c,

@@ -223,7 +223,14 @@ fn attention(c: &mut Checker, raw: &RawAttention, width: usize) -> AttentionSpec
     }
 }
 
-pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<TaskSpec> {
+/// `[task]` and, for its kind, the data preparation under `[data]` (`d`), which the kind's
+/// [`TaskSpec`] variant carries. `None` when the kind is missing or unknown (already reported).
+pub(super) fn task(
+    c: &mut Checker,
+    t: &RawTask,
+    d: &RawData,
+    kind: Option<Kind>,
+) -> Option<TaskSpec> {
     if kind? != Kind::Seq2seq {
         let why = "only for task.kind = \"seq2seq\"";
         c.forbid("task.attention", &t.attention, why);
@@ -247,6 +254,7 @@ pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<T
                 season: t
                     .season
                     .map(|s| c.int("task.season", Some(s), 1, 1, 1_000_000)),
+                series: super::data::series(c, d),
             })
         }
         Kind::Classify => {
@@ -279,6 +287,7 @@ pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<T
                     POOLINGS,
                 ),
                 class_weights,
+                text: super::data::text(c, d),
             })
         }
         Kind::Seq2seq => {
@@ -329,6 +338,7 @@ pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<T
                     |x| x >= 0.0,
                     "a finite number >= 0",
                 ),
+                pairs: super::data::pairs(c, d),
             })
         }
         Kind::LanguageModel => {
@@ -344,6 +354,7 @@ pub(super) fn task(c: &mut Checker, t: &RawTask, kind: Option<Kind>) -> Option<T
             c.forbid("task.class_weights", &t.class_weights, why);
             Some(TaskSpec::LanguageModel {
                 bptt: c.int("task.bptt", t.bptt, 64, 1, 100_000),
+                corpus: super::data::corpus(c, d),
             })
         }
     }

@@ -205,6 +205,7 @@ impl TaskData {
                 TaskSpec::Classify {
                     pooling,
                     class_weights,
+                    ..
                 },
                 Prepared::Text(t),
             ) => Box::new(Classify::new(t, *pooling, class_weights)?),
