@@ -92,7 +92,7 @@ pub struct RawAttention {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTask {
-    /// `task.kind`: forecast | classify | language_model
+    /// `task.kind`: forecast | classify | language_model | seq2seq
     pub kind: Option<String>,
     /// `task.horizon` (forecast)
     pub horizon: Option<i64>,

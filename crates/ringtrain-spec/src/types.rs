@@ -1,5 +1,5 @@
 //! The validated job spec: the only form the rest of ringtrain sees. Every value here has passed
-//! [`crate::validate`], so consumers never re-check ranges (a learning rate is finite and positive,
+//! [`crate::validate()`], so consumers never re-check ranges (a learning rate is finite and positive,
 //! a window is at least 1, fractions sum to 1, ...).
 
 use serde::{Deserialize, Serialize};
