@@ -482,6 +482,31 @@ fn io_errors_print_their_cause_once() {
     let err = run_fail(&["train", missing_data.to_str().unwrap()]);
     assert!(err.contains("absent.csv: cannot read"), "{err}");
     assert_eq!(err.matches(cause).count(), 1, "{err}");
+
+    // The coordinator's secret file and state lock (auth and store errors) say it once too.
+    let state = dir.path().join("state.db");
+    let secret = dir.path().join("absent-secret");
+    let err = run_fail(&[
+        "coordinator",
+        "--listen",
+        "127.0.0.1:0",
+        "--state",
+        state.to_str().unwrap(),
+        "--cluster-secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    assert!(err.contains("absent-secret"), "{err}");
+    assert_eq!(err.matches(cause).count(), 1, "{err}");
+    let nowhere = dir.path().join("absent-dir/state.db");
+    let err = run_fail(&[
+        "coordinator",
+        "--listen",
+        "127.0.0.1:0",
+        "--state",
+        nowhere.to_str().unwrap(),
+    ]);
+    assert!(err.contains("state database lock"), "{err}");
+    assert_eq!(err.matches(cause).count(), 1, "{err}");
 }
 
 /// An example whose dataset is downloaded (not committed) names its fetch script instead of

@@ -36,15 +36,15 @@ pub enum CoordinatorError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A listener could not be bound.
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error("cannot listen on {addr} ({what}): {error}")]
     Bind {
         /// Address asked for.
         addr: SocketAddr,
         /// Which listener.
         what: &'static str,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
+        /// Underlying error. Part of the message, and for that reason not the error's
+        /// `source()`: a printer of the cause chain (the CLI's) then shows it once, not twice.
+        error: std::io::Error,
     },
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
@@ -152,14 +152,14 @@ impl Coordinator {
                 .map_err(|source| CoordinatorError::Bind {
                     addr: config.listen,
                     what: "gRPC",
-                    source,
+                    error: source,
                 })?;
         let grpc_addr = listener
             .local_addr()
             .map_err(|source| CoordinatorError::Bind {
                 addr: config.listen,
                 what: "gRPC",
-                source,
+                error: source,
             })?;
         let metrics_task = match config.metrics_listen {
             Some(addr) => {
@@ -169,7 +169,7 @@ impl Coordinator {
                         .map_err(|source| CoordinatorError::Bind {
                             addr,
                             what: "metrics",
-                            source,
+                            error: source,
                         })?;
                 let s = shared.clone();
                 let task = tokio::spawn(metrics::serve(

@@ -57,13 +57,13 @@ const CREDENTIAL_KEY: &str = "credential_key";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite failed (IO error, disk full, locked, ...).
-    #[error("state database {path}: {source}")]
+    #[error("state database {path}: {error}")]
     Sqlite {
         /// The database file.
         path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: rusqlite::Error,
+        /// Underlying error. Part of the message, and for that reason not the error's
+        /// `source()`: a printer of the cause chain (the CLI's) then shows it once, not twice.
+        error: rusqlite::Error,
     },
     /// The file exists but is not a ringtrain state database.
     #[error("{path} is not a ringtrain state database ({detail})")]
@@ -96,13 +96,13 @@ pub enum StoreError {
         holder: String,
     },
     /// The lock file beside the database cannot be created or locked.
-    #[error("state database lock {path}: {source}")]
+    #[error("state database lock {path}: {error}")]
     Lock {
         /// The lock file.
         path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
+        /// Underlying error. Part of the message, and for that reason not the error's
+        /// `source()`: a printer of the cause chain (the CLI's) then shows it once, not twice.
+        error: std::io::Error,
     },
     /// A stored value cannot be read back.
     #[error("state database {path}: corrupt {what}")]
@@ -164,7 +164,7 @@ fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
     let lock_path = PathBuf::from(format!("{}.lock", path.display()));
     let io = |source| StoreError::Lock {
         path: lock_path.clone(),
-        source,
+        error: source,
     };
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -278,7 +278,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let sql = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         let lock = lock(path)?;
         let conn = Connection::open(path).map_err(sql)?;
@@ -447,7 +447,7 @@ impl Store {
     fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
-            source,
+            error: source,
         }
     }
 
@@ -478,7 +478,7 @@ impl Store {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
-            source,
+            error: source,
         };
         let tx = self.conn.transaction().map_err(err)?;
         // Job rows first (transitions and log lines reference them), each once per event and

@@ -39,15 +39,15 @@ pub const MAX_USER_BYTES: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// A secret file could not be read.
-    #[error("cannot read {what} file {path}: {source}")]
+    #[error("cannot read {what} file {path}: {error}")]
     Read {
         /// What the file holds.
         what: &'static str,
         /// The file.
         path: String,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
+        /// Underlying error. Part of the message, and for that reason not the error's
+        /// `source()`: a printer of the cause chain (the CLI's) then shows it once, not twice.
+        error: std::io::Error,
     },
     /// A secret file may be read by any user of the machine.
     #[error(
@@ -157,7 +157,7 @@ fn read_private(path: &Path, what: &'static str, limit: u64) -> Result<String, A
     let read_err = |source| AuthError::Read {
         what,
         path: path.display().to_string(),
-        source,
+        error: source,
     };
     let meta = std::fs::metadata(path).map_err(read_err)?;
     #[cfg(unix)]

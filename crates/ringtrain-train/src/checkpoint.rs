@@ -46,13 +46,13 @@ pub const BEST: &str = "best.ckpt";
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// File system error.
-    #[error("checkpoint {path}: {source}")]
+    #[error("checkpoint {path}: {error}")]
     Io {
         /// File involved.
         path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
+        /// Underlying error. Part of the message, and for that reason not the error's
+        /// `source()`: a printer of the cause chain (the CLI's) then shows it once, not twice.
+        error: std::io::Error,
     },
     /// Not a checkpoint, truncated, or its contents fail the checksum.
     #[error("checkpoint {path} is corrupt: {reason}")]
@@ -197,7 +197,7 @@ impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
         let io = |source| CheckpointError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         let mut arrays: Vec<(&str, &[f32])> = vec![
             ("params", &self.params),
@@ -305,7 +305,12 @@ impl Checkpoint {
         let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(CheckpointError::Io { path, source }),
+            Err(source) => {
+                return Err(CheckpointError::Io {
+                    path,
+                    error: source,
+                });
+            }
         };
         // A latest that fails its check does not end the job: the previous good one of the
         // same run is used (with a warning), so restarts do not retry a corrupt file forever.
@@ -384,7 +389,7 @@ impl Checkpoint {
         };
         let io = |source| CheckpointError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         let meta = std::fs::metadata(path).map_err(io)?;
         if !meta.is_file() {
@@ -610,7 +615,7 @@ fn read_header(file: &mut std::fs::File, path: &Path) -> Result<Header, Checkpoi
         .read_to_end(&mut json)
         .map_err(|source| CheckpointError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
     if json.len() as u64 != header_len {
         return Err(corrupt(format!(

@@ -303,14 +303,14 @@ impl Worker {
                 .map_err(|source| WorkerError::Bind {
                     what: "peer connections",
                     addr: config.listen,
-                    source,
+                    error: source,
                 })?;
         let peer_addr = peer_listener
             .local_addr()
             .map_err(|source| WorkerError::Bind {
                 what: "peer connections",
                 addr: config.listen,
-                source,
+                error: source,
             })?;
         let metrics = Arc::new(WorkerMetrics::new().map_err(WorkerError::Metrics)?);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -323,12 +323,12 @@ impl Worker {
                         .map_err(|source| WorkerError::Bind {
                             what: "metrics",
                             addr,
-                            source,
+                            error: source,
                         })?;
                 let local = listener.local_addr().map_err(|source| WorkerError::Bind {
                     what: "metrics",
                     addr,
-                    source,
+                    error: source,
                 })?;
                 tasks.push(tokio::spawn(crate::metrics::serve(
                     listener,

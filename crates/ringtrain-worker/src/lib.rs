@@ -82,15 +82,15 @@ pub enum WorkerError {
     #[error("worker configuration: {0}")]
     Config(String),
     /// A listener could not be bound.
-    #[error("cannot listen for {what} on {addr}: {source}")]
+    #[error("cannot listen for {what} on {addr}: {error}")]
     Bind {
         /// `peer connections` or `metrics`.
         what: &'static str,
         /// The address asked for.
         addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause. Part of the message, and for that reason not the error's
+        /// `source()`: a printer of the cause chain (the CLI's) then shows it once, not twice.
+        error: std::io::Error,
     },
     /// The coordinator could not be reached in time.
     #[error("coordinator {url} unreachable after {after:?}: {detail}")]

@@ -21,13 +21,13 @@ pub const MAX_EVENTS: usize = 1_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum TimelineError {
     /// Reading or writing a file failed.
-    #[error("timeline {path}: {source}")]
+    #[error("timeline {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause. Part of the message, and for that reason not the error's
+        /// `source()`: a printer of the cause chain (the CLI's) then shows it once, not twice.
+        error: std::io::Error,
     },
     /// A file is not a Chrome trace (`{"traceEvents": [...]}`).
     #[error("timeline {path} is not a Chrome trace: {detail}")]
@@ -162,7 +162,7 @@ impl RankTimeline {
 fn write_trace(path: &Path, trace: &Trace) -> Result<(), TimelineError> {
     let io = |source| TimelineError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
@@ -186,7 +186,7 @@ pub fn merge(files: &[PathBuf], out: &Path) -> Result<usize, TimelineError> {
     for path in files {
         let text = std::fs::read(path).map_err(|source| TimelineError::Io {
             path: path.clone(),
-            source,
+            error: source,
         })?;
         let trace: Trace = serde_json::from_slice(&text).map_err(|e| TimelineError::Format {
             path: path.clone(),

@@ -104,7 +104,7 @@ fn write_metrics(dir: &Path, report: &TrainReport) -> Result<(), TrainError> {
     let path = dir.join("metrics.json");
     let io = |source| checkpoint::CheckpointError::Io {
         path: path.clone(),
-        source,
+        error: source,
     };
     let text = serde_json::to_string_pretty(report).map_err(|e| io(std::io::Error::other(e)))?;
     let tmp = dir.join("metrics.json.tmp");

@@ -303,7 +303,7 @@ impl<'a> Run<'a> {
                     std::fs::remove_file(&path).map_err(|source| {
                         checkpoint::CheckpointError::Io {
                             path: path.clone(),
-                            source,
+                            error: source,
                         }
                     })?;
                     tracing::info!(path = %path.display(), "removed a checkpoint of an earlier run");
