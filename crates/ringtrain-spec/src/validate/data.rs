@@ -186,11 +186,8 @@ pub(super) fn series(c: &mut Checker, d: &RawData) -> SeriesSpec {
             }
         }
     }
-    if c.required("data.window", &d.window, "input window length in steps")
-        .is_none()
-    {
-        // error recorded
-    }
+    // Records the error when absent; the range check below reads the value itself.
+    c.required("data.window", &d.window, "input window length in steps");
     SeriesSpec {
         features,
         targets,
