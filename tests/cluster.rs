@@ -10,7 +10,9 @@
 mod common;
 
 use common::services::Service;
-use common::{assert_same_training, examples, ringtrain, run_local, run_train};
+use common::{
+    assert_same_training, cluster_spec as spec, examples, ringtrain, run_local, run_train,
+};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -208,49 +210,6 @@ impl Cluster {
             c.stop();
         }
     }
-}
-
-/// A small forecasting job on the bundled seasonal series, with dropout off so that data-parallel
-/// and single-process runs are comparable.
-fn spec(dir: &Path, name: &str, data: u32, batch: usize, epochs: u32, extra: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    let ckpt = dir.join(format!("runs/{name}"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "{name}"
-seed = 5
-[model]
-cell = "lstm"
-hidden = 12
-layers = 2
-[task]
-kind = "forecast"
-horizon = 1
-season = 12
-[data]
-path = "{data_path}"
-features = ["demand", "temperature"]
-targets = ["demand"]
-window = 12
-split = [0.7, 0.15, 0.15]
-[train]
-epochs = {epochs}
-batch_size = {batch}
-optimizer = {{ kind = "adam", lr = 0.01 }}
-clip = {{ norm = 1.0 }}
-{extra}
-[parallel]
-data = {data}
-[checkpoint]
-dir = "{ckpt}"
-"#,
-            data_path = examples().join("data/seasonal.csv").display(),
-            ckpt = ckpt.display()
-        ),
-    )
-    .unwrap();
-    path
 }
 
 /// The numerics contract through `ringtrain local`: N workers with batch b end where one process

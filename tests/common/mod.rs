@@ -161,5 +161,57 @@ pub fn assert_same_training(
     diff
 }
 
+/// A small forecasting job on the bundled seasonal series (`NAME.toml` in `dir`, checkpoints in
+/// `dir/runs/NAME`), with dropout off so that data-parallel and single-process runs are comparable;
+/// `data` ranks, global batch `batch`, `extra` lines appended to `[train]`.
+pub fn cluster_spec(
+    dir: &Path,
+    name: &str,
+    data: u32,
+    batch: usize,
+    epochs: u32,
+    extra: &str,
+) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let ckpt = dir.join(format!("runs/{name}"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "{name}"
+seed = 5
+[model]
+cell = "lstm"
+hidden = 12
+layers = 2
+[task]
+kind = "forecast"
+horizon = 1
+season = 12
+[data]
+path = "{data_path}"
+features = ["demand", "temperature"]
+targets = ["demand"]
+window = 12
+split = [0.7, 0.15, 0.15]
+[train]
+epochs = {epochs}
+batch_size = {batch}
+optimizer = {{ kind = "adam", lr = 0.01 }}
+clip = {{ norm = 1.0 }}
+{extra}
+[parallel]
+data = {data}
+[checkpoint]
+dir = "{ckpt}"
+"#,
+            data_path = examples().join("data/seasonal.csv").display(),
+            ckpt = ckpt.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+pub mod netns;
 pub mod services;
 pub mod tls;

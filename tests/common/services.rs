@@ -4,13 +4,14 @@
 //! [`Cluster::secured`] adds the credentials (a cluster secret, client tokens) over plain TCP or
 //! mutual TLS ([`Wire`]), so one attack test runs in both modes.
 
+use super::netns::Net;
 use super::ringtrain;
 use super::tls::Pki;
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Extra command-line flags of each kind of process.
@@ -39,7 +40,17 @@ impl Service {
     /// flags: the cluster secret and client token variables of the test's own environment are
     /// removed.
     pub fn start<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S], log: PathBuf) -> Service {
-        let mut child = ringtrain()
+        Service::spawn(ringtrain(), args, log)
+    }
+
+    /// [`Service::start`] with `program` in place of the bare binary (e.g. the binary run in a
+    /// network namespace: [`Net::command`]).
+    pub fn spawn<S: AsRef<OsStr> + std::fmt::Debug>(
+        mut program: Command,
+        args: &[S],
+        log: PathBuf,
+    ) -> Service {
+        let mut child = program
             .args(args)
             .arg("--stop-on-stdin-eof")
             .env_remove("RINGTRAIN_CLUSTER_SECRET")
@@ -66,6 +77,20 @@ impl Service {
             ready,
             log,
         }
+    }
+
+    /// The process id (the program's own, also when started in a namespace).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`"STOP"`, `"CONT"`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {}", self.pid());
     }
 
     /// Kills the process with SIGKILL and reaps it (a crash, not a clean stop).
@@ -121,6 +146,20 @@ pub struct Cluster {
     pub flags: Flags,
     /// The certificates of a TLS cluster made by [`Cluster::secured`].
     pub pki: Option<Pki>,
+    /// The hosts of a cluster made by [`Cluster::in_namespaces`]: host [`CLIENT_HOST`] runs the
+    /// client commands, [`COORDINATOR_HOST`] the coordinator, and worker `i` host
+    /// [`worker_host`]`(i)`. `None`: every process on 127.0.0.1.
+    pub net: Option<Net>,
+}
+
+/// The host of a namespaced cluster's client commands.
+pub const CLIENT_HOST: usize = 0;
+/// The host of a namespaced cluster's coordinator.
+pub const COORDINATOR_HOST: usize = 1;
+
+/// The host of a namespaced cluster's worker `i`.
+pub fn worker_host(i: usize) -> usize {
+    2 + i
 }
 
 /// How the processes of a [`Cluster::secured`] cluster talk.
@@ -155,7 +194,46 @@ pub fn private(path: &Path, text: &str) {
 impl Cluster {
     /// A cluster with `workers` idle workers and `flags` on every process.
     pub fn start_with(workers: usize, flags: Flags) -> Cluster {
-        Cluster::start_in(tempfile::tempdir().unwrap(), workers, flags, None)
+        Cluster::start_in(tempfile::tempdir().unwrap(), workers, flags, None, None)
+    }
+
+    /// A cluster whose client, coordinator and `hosts - 2` possible workers each run on a host of
+    /// their own ([`Net`]), `workers` of them started; `None` (after printing why) where
+    /// namespaces are unavailable (see [`Net::or_skip`]).
+    pub fn in_namespaces(
+        hosts: usize,
+        workers: usize,
+        flags: Flags,
+        test: &str,
+    ) -> Option<Cluster> {
+        assert!(
+            workers + 2 <= hosts,
+            "{workers} workers need {} hosts",
+            workers + 2
+        );
+        let net = Net::or_skip(hosts, test)?;
+        Some(Cluster::start_in(
+            tempfile::tempdir().unwrap(),
+            workers,
+            flags,
+            None,
+            Some(net),
+        ))
+    }
+
+    /// The binary, to run on `host` of a namespaced cluster (on this host otherwise).
+    fn program(&self, host: usize) -> Command {
+        match &self.net {
+            Some(net) => net.command(host, OsStr::new(env!("CARGO_BIN_EXE_ringtrain"))),
+            None => ringtrain(),
+        }
+    }
+
+    /// The address services on `host` listen on.
+    fn host_addr(&self, host: usize) -> String {
+        self.net
+            .as_ref()
+            .map_or_else(|| "127.0.0.1".to_string(), |net| net.addr(host))
     }
 
     /// A cluster whose coordinator requires the cluster secret ([`SECRET`]) from workers and a
@@ -185,7 +263,7 @@ impl Cluster {
         flags
             .client
             .extend(["--token-file".into(), p("token-alice")]);
-        Cluster::start_in(dir, workers, flags, pki)
+        Cluster::start_in(dir, workers, flags, pki, None)
     }
 
     /// The token file of `user` (one of [`USERS`]) of a [`Cluster::secured`] cluster.
@@ -224,38 +302,23 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("connect to {addr}: {e:?}"))
     }
 
-    fn start_in(dir: tempfile::TempDir, workers: usize, flags: Flags, pki: Option<Pki>) -> Cluster {
-        let state = dir.path().join("state.db");
-        let mut args: Vec<String> = [
-            "coordinator",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--state",
-            state.to_str().unwrap(),
-            "--lease-ms",
-            "3000",
-            "--heartbeat-wait-ms",
-            "300",
-            "--collective-timeout-ms",
-            "10000",
-            "--checksum-every",
-            "5",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(flags.coordinator.iter().cloned());
-        let coordinator = Service::start(&args, dir.path().join("coordinator.log"));
-        let addr = coordinator.ready["grpc"].as_str().unwrap().to_string();
+    fn start_in(
+        dir: tempfile::TempDir,
+        workers: usize,
+        flags: Flags,
+        pki: Option<Pki>,
+        net: Option<Net>,
+    ) -> Cluster {
         let mut c = Cluster {
             dir,
-            coordinator: Some(coordinator),
+            coordinator: None,
             workers: Vec::new(),
-            addr,
+            addr: String::new(),
             flags,
             pki,
+            net,
         };
+        c.start_coordinator();
         for _ in 0..workers {
             c.add_worker();
         }
@@ -263,15 +326,63 @@ impl Cluster {
         c
     }
 
+    /// Starts the coordinator; again after a kill: the same state file and address, so the
+    /// workers find it.
+    pub fn start_coordinator(&mut self) {
+        let state = self.dir.path().join("state.db");
+        let listen = if self.addr.is_empty() {
+            format!("{}:0", self.host_addr(COORDINATOR_HOST))
+        } else {
+            self.addr.clone()
+        };
+        let mut args: Vec<String> = [
+            "coordinator",
+            "--listen",
+            &listen,
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--state",
+            state.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        // Test timings, unless the cluster's flags set their own.
+        for (flag, value) in [
+            ("--lease-ms", "3000"),
+            ("--heartbeat-wait-ms", "300"),
+            ("--collective-timeout-ms", "10000"),
+            ("--checksum-every", "5"),
+        ] {
+            if !self.flags.coordinator.iter().any(|f| f == flag) {
+                args.extend([flag.to_string(), value.to_string()]);
+            }
+        }
+        args.extend(self.flags.coordinator.iter().cloned());
+        // A restarted coordinator logs to a new file, so the crashed one's log is kept.
+        let log = (0..)
+            .map(|n| match n {
+                0 => self.dir.path().join("coordinator.log"),
+                n => self.dir.path().join(format!("coordinator-{n}.log")),
+            })
+            .find(|p| !p.exists())
+            .unwrap();
+        let coordinator = Service::spawn(self.program(COORDINATOR_HOST), &args, log);
+        self.addr = coordinator.ready["grpc"].as_str().unwrap().to_string();
+        self.coordinator = Some(coordinator);
+    }
+
     /// Starts one more worker.
     pub fn add_worker(&mut self) {
         let i = self.workers.len();
+        let host = self.host_addr(worker_host(i));
         let mut args: Vec<String> = [
             "worker",
             "--coordinator",
             &self.addr,
             "--listen",
-            "127.0.0.1:0",
+            &format!("{host}:0"),
+            "--advertise",
+            &host,
             "--metrics-listen",
             "127.0.0.1:0",
             "--threads",
@@ -282,7 +393,8 @@ impl Cluster {
         .map(String::from)
         .to_vec();
         args.extend(self.flags.worker.iter().cloned());
-        let svc = Service::start(&args, self.dir.path().join(format!("worker-{i}.log")));
+        let log = self.dir.path().join(format!("worker-{i}.log"));
+        let svc = Service::spawn(self.program(worker_host(i)), &args, log);
         self.workers.push(svc);
     }
 
@@ -293,7 +405,7 @@ impl Cluster {
 
     /// Runs a client command against this cluster with the given client flags instead.
     pub fn cli_with(&self, args: &[&str], client: &[String]) -> Output {
-        ringtrain()
+        self.program(CLIENT_HOST)
             .args(args)
             .args(["--coordinator", &self.addr])
             .args(client)
@@ -367,6 +479,24 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The index in `workers` of the worker that runs `rank` of `job` (a job document from
+    /// `status`).
+    pub fn worker_of(&self, job: &Value, rank: usize) -> usize {
+        let id = job["workers"][rank].as_str().unwrap();
+        let workers = self.json(&["workers"]);
+        let name =
+            workers
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| w["id"] == id)
+                .unwrap_or_else(|| panic!("worker {id} of rank {rank} is not listed: {workers:#}"))
+                ["name"]
+                .as_str()
+                .unwrap();
+        name.trim_start_matches("test-").parse().unwrap()
     }
 
     /// Every service's log, for failure messages.

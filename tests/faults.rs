@@ -1,0 +1,289 @@
+//! Faults across hosts: the client, the coordinator and every worker each run in a network
+//! namespace of their own on a private bridge (`common::netns`), so a test can cut one host's
+//! link (both ways or one way), cut the coordinator off from one worker only, or stop a process
+//! with SIGSTOP, the way real clusters fail: TCP connections left half-open, a process that
+//! stalls without dying. Every test asserts that nothing hangs (the job reaches a final state
+//! within its deadlines) and nothing is lost (a restarted job ends where one uninterrupted
+//! process ends, within the numerics contract), and prints the detection time (fault → the
+//! coordinator gives the attempt up) and recovery time (fault → the next attempt running).
+//!
+//! Skipped with a message where namespaces cannot be made (not root); `.ci/run` sets
+//! `RINGTRAIN_REQUIRE_NETNS` so that CI fails instead of skipping.
+
+// Tests report timings and skips on stderr.
+#![allow(clippy::print_stderr)]
+
+mod common;
+
+use common::services::{COORDINATOR_HOST, Cluster, Flags, worker_host};
+use common::{assert_same_training, cluster_spec, run_train};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Wall-clock milliseconds, comparable with the coordinator's `history[].at_ms`.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A two-rank data-parallel job that may restart once (checkpoints every 10 steps), and the
+/// one-process spec it must end like.
+fn resilient_pair(dir: &Path) -> (PathBuf, PathBuf) {
+    let extra = "max_steps = 2000";
+    let job = cluster_spec(dir, "resilient", 2, 8, 400, extra);
+    let single = cluster_spec(dir, "single", 1, 8, 400, extra);
+    for path in [&job, &single] {
+        let text = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, format!("{text}every_steps = 10\nmax_restarts = 1\n")).unwrap();
+    }
+    (job, single)
+}
+
+/// What happened to a job across one fault.
+struct Outcome {
+    /// Fault → the attempt given up (the job queued again), milliseconds.
+    detection_ms: u64,
+    /// Fault → the next attempt running, milliseconds.
+    recovery_ms: u64,
+}
+
+/// Runs the resilient job on a namespaced cluster of three workers (two ranks and a spare),
+/// applies `fault` once it has trained 25 steps, `heal`s after `hold`, and asserts that the
+/// job restarted once, on workers that did not include `victim` (the worker index `fault`
+/// returns), and ends within 1e-5 of one uninterrupted process.
+fn restart_across(
+    test: &str,
+    hold: Duration,
+    fault: impl FnOnce(&Cluster, &Value) -> usize,
+    heal: impl FnOnce(&Cluster, usize),
+) -> Option<Outcome> {
+    let cluster = Cluster::in_namespaces(5, 3, Flags::default(), test)?;
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, single) = resilient_pair(dir.path());
+    let id = cluster.submit(&spec);
+    let job = cluster.wait_job(&id, 90, |j| {
+        j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 25
+    });
+    let at = now_ms();
+    let victim = fault(&cluster, &job);
+    let name = format!("test-{victim}");
+    let victim_id = cluster
+        .json(&["workers"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name.as_str())
+        .map(|w| w["id"].clone())
+        .unwrap();
+    std::thread::sleep(hold);
+    heal(&cluster, victim);
+    let done = cluster.wait_job(&id, 180, |j| {
+        j["state"] == "succeeded" || j["state"] == "failed"
+    });
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
+    assert_eq!(done["attempt"], 2, "{done:#}\n{}", cluster.logs());
+    assert!(
+        !done["workers"].as_array().unwrap().contains(&victim_id),
+        "attempt 2 ran on the faulty worker: {done:#}"
+    );
+    let history = done["history"].as_array().unwrap();
+    let requeued = history
+        .iter()
+        .skip(1)
+        .find(|h| h["state"] == "queued")
+        .unwrap_or_else(|| panic!("no restart in {done:#}"));
+    let running_again = history
+        .iter()
+        .filter(|h| h["state"] == "running")
+        .nth(1)
+        .unwrap_or_else(|| panic!("attempt 2 never ran: {done:#}"));
+    let outcome = Outcome {
+        detection_ms: requeued["at_ms"].as_u64().unwrap().saturating_sub(at),
+        recovery_ms: running_again["at_ms"].as_u64().unwrap().saturating_sub(at),
+    };
+    eprintln!(
+        "{test}: detection {} ms, recovery {} ms (lease 3000 ms, collective deadline 10000 ms)",
+        outcome.detection_ms, outcome.recovery_ms
+    );
+    let report = run_train(&single);
+    assert_same_training(
+        test,
+        &dir.path().join("runs/resilient"),
+        &json!({ "job": done }),
+        &dir.path().join("runs/single"),
+        &report,
+    );
+    // The faulty worker comes back and registers again; the cluster stops cleanly.
+    cluster.wait_idle_workers(3);
+    cluster.stop();
+    Some(outcome)
+}
+
+/// Detection is bounded by the lease (the coordinator stops hearing the worker) plus the
+/// heartbeat poll, far below the collective deadline the survivors would otherwise wait out.
+fn assert_bounded(outcome: Option<Outcome>) {
+    if let Some(o) = outcome {
+        assert!(
+            o.detection_ms <= 3_000 + 10_000,
+            "detection {} ms",
+            o.detection_ms
+        );
+        assert!(o.recovery_ms >= o.detection_ms);
+    }
+}
+
+/// A worker's link cut both ways in the middle of training (its connections half-open): the
+/// coordinator gives the attempt up when the lease runs out, the survivor's all-reduce is
+/// stopped, and attempt 2 runs on the survivor and the spare from the last checkpoint.
+#[test]
+fn a_worker_cut_off_mid_allreduce_restarts_the_job_on_a_spare() {
+    assert_bounded(restart_across(
+        "a_worker_cut_off_mid_allreduce_restarts_the_job_on_a_spare",
+        Duration::from_secs(8),
+        |c, job| {
+            let victim = c.worker_of(job, 1);
+            c.net.as_ref().unwrap().cut(worker_host(victim));
+            victim
+        },
+        |c, victim| c.net.as_ref().unwrap().restore(worker_host(victim)),
+    ));
+}
+
+/// The same with a one-way cut: everything the worker sends vanishes, what others send it
+/// still arrives (its heartbeats and gradients are lost, it still hears the others).
+#[test]
+fn a_worker_whose_outbound_traffic_vanishes_is_replaced() {
+    assert_bounded(restart_across(
+        "a_worker_whose_outbound_traffic_vanishes_is_replaced",
+        Duration::from_secs(8),
+        |c, job| {
+            let victim = c.worker_of(job, 1);
+            c.net.as_ref().unwrap().cut_outbound(worker_host(victim));
+            victim
+        },
+        |c, victim| c.net.as_ref().unwrap().restore(worker_host(victim)),
+    ));
+}
+
+/// A worker stopped (SIGSTOP) longer than the collective deadline, then resumed: the job
+/// restarts without it, and when it wakes up inside the old attempt it neither rejoins that
+/// attempt nor disturbs the new one (the job still ends like one process), and it registers
+/// again as an idle worker.
+#[test]
+fn a_worker_stalled_past_the_collective_deadline_does_not_disturb_the_next_attempt() {
+    assert_bounded(restart_across(
+        "a_worker_stalled_past_the_collective_deadline_does_not_disturb_the_next_attempt",
+        Duration::from_secs(14),
+        |c, job| {
+            let victim = c.worker_of(job, 1);
+            c.workers[victim].signal("STOP");
+            victim
+        },
+        |c, victim| c.workers[victim].signal("CONT"),
+    ));
+}
+
+/// The coordinator cut off from rank 0's worker (only from the coordinator: the ring between
+/// the workers still works) for longer than a lease: the attempt is given up and the job
+/// restarts from its checkpoint on the other rank's worker and the spare; the cut-off rank 0,
+/// which writes the checkpoints, must not overwrite the new attempt's.
+#[test]
+fn a_worker_cut_off_from_the_coordinator_longer_than_a_lease_is_replaced() {
+    assert_bounded(restart_across(
+        "a_worker_cut_off_from_the_coordinator_longer_than_a_lease_is_replaced",
+        Duration::from_secs(8),
+        |c, job| {
+            let victim = c.worker_of(job, 0);
+            c.net
+                .as_ref()
+                .unwrap()
+                .cut_between(COORDINATOR_HOST, worker_host(victim));
+            victim
+        },
+        |c, victim| {
+            let net = c.net.as_ref().unwrap();
+            net.restore(COORDINATOR_HOST);
+            net.restore(worker_host(victim));
+        },
+    ));
+}
+
+/// The coordinator cut off from a worker for less than a lease: nothing is given up, the job
+/// keeps its attempt and its workers and ends like one process.
+#[test]
+fn a_cut_shorter_than_a_lease_changes_nothing() {
+    let test = "a_cut_shorter_than_a_lease_changes_nothing";
+    // A lease of 6 s leaves room for TCP's retransmission back-off after a 1 s cut.
+    let flags = Flags {
+        coordinator: vec!["--lease-ms".into(), "6000".into()],
+        ..Flags::default()
+    };
+    let Some(cluster) = Cluster::in_namespaces(4, 2, flags, test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, single) = resilient_pair(dir.path());
+    let id = cluster.submit(&spec);
+    let job = cluster.wait_job(&id, 90, |j| {
+        j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 25
+    });
+    let victim = cluster.worker_of(&job, 1);
+    let net = cluster.net.as_ref().unwrap();
+    net.cut_between(COORDINATOR_HOST, worker_host(victim));
+    std::thread::sleep(Duration::from_secs(1));
+    net.restore(COORDINATOR_HOST);
+    net.restore(worker_host(victim));
+    let done = cluster.wait_job(&id, 180, |j| {
+        j["state"] == "succeeded" || j["state"] == "failed"
+    });
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
+    assert_eq!(done["attempt"], 1, "{done:#}");
+    assert_eq!(done["workers"], job["workers"], "{done:#}");
+    let report = run_train(&single);
+    assert_same_training(
+        test,
+        &dir.path().join("runs/resilient"),
+        &json!({ "job": done }),
+        &dir.path().join("runs/single"),
+        &report,
+    );
+    cluster.stop();
+}
+
+/// The coordinator killed (SIGKILL) on its own host while a job runs, and restarted on the
+/// same address and state file: the job is taken back without a restart and ends like one
+/// process, and a new job gets a new id.
+#[test]
+fn the_coordinator_killed_on_its_host_takes_the_running_job_back() {
+    let test = "the_coordinator_killed_on_its_host_takes_the_running_job_back";
+    let Some(mut cluster) = Cluster::in_namespaces(4, 2, Flags::default(), test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, single) = resilient_pair(dir.path());
+    let id = cluster.submit(&spec);
+    cluster.wait_job(&id, 90, |j| {
+        j["state"] == "running" && j["progress"]["step"].as_u64().unwrap_or(0) > 25
+    });
+    cluster.coordinator.as_mut().unwrap().kill9();
+    cluster.start_coordinator();
+    let done = cluster.wait_job(&id, 180, |j| {
+        j["state"] == "succeeded" || j["state"] == "failed"
+    });
+    assert_eq!(done["state"], "succeeded", "{done:#}\n{}", cluster.logs());
+    let report = run_train(&single);
+    assert_same_training(
+        test,
+        &dir.path().join("runs/resilient"),
+        &json!({ "job": done }),
+        &dir.path().join("runs/single"),
+        &report,
+    );
+    let next = cluster.submit(&cluster_spec(dir.path(), "next", 1, 16, 1, ""));
+    assert_ne!(next, id);
+    cluster.wait_job(&next, 120, |j| j["state"] == "succeeded");
+    cluster.stop();
+}
