@@ -2,8 +2,9 @@
 //! `language_model.rs`): the binary under test, the bundled examples, running a command that
 //! must succeed or fail, running a job through `ringtrain local` and through `ringtrain train`,
 //! and comparing the parameters their checkpoints end with. `services` starts real coordinator and
-//! worker processes with extra flags per process kind; `tls` makes throwaway certificates and the
-//! flags of a TLS or mutual-TLS cluster.
+//! worker processes with extra flags per process kind (on 127.0.0.1, or each on a host of its
+//! own: `netns` makes those hosts with network namespaces and cuts their links); `tls` makes
+//! throwaway certificates and the flags of a TLS or mutual-TLS cluster.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]

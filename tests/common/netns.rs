@@ -122,6 +122,7 @@ impl Net {
 
     /// A net of `hosts` hosts, or `None` after printing why the calling test is skipped; panics
     /// instead when `RINGTRAIN_REQUIRE_NETNS` is set (CI must not pass a fault test by skipping).
+    #[allow(clippy::print_stderr)] // the skip is said where a test's output goes
     pub fn or_skip(hosts: usize, test: &str) -> Option<Net> {
         match Net::new(hosts) {
             Ok(net) => Some(net),

@@ -373,7 +373,20 @@ impl Cluster {
 
     /// Starts one more worker.
     pub fn add_worker(&mut self) {
-        let i = self.workers.len();
+        let svc = self.spawn_worker(self.workers.len());
+        self.workers.push(svc);
+    }
+
+    /// Kills worker `i` (`kill -9`) and starts it again on the same host under the same name
+    /// (a new registration: the coordinator sees a new worker id).
+    pub fn restart_worker(&mut self, i: usize) {
+        self.workers[i].kill9();
+        self.workers[i] = self.spawn_worker(i);
+    }
+
+    /// Starts worker `i` (name `test-<i>`, on host [`worker_host`]`(i)` of a namespaced
+    /// cluster); a restarted worker logs to a new file, so the killed one's log is kept.
+    fn spawn_worker(&self, i: usize) -> Service {
         let host = self.host_addr(worker_host(i));
         let mut args: Vec<String> = [
             "worker",
@@ -393,9 +406,14 @@ impl Cluster {
         .map(String::from)
         .to_vec();
         args.extend(self.flags.worker.iter().cloned());
-        let log = self.dir.path().join(format!("worker-{i}.log"));
-        let svc = Service::spawn(self.program(worker_host(i)), &args, log);
-        self.workers.push(svc);
+        let log = (0..)
+            .map(|n| match n {
+                0 => self.dir.path().join(format!("worker-{i}.log")),
+                n => self.dir.path().join(format!("worker-{i}-{n}.log")),
+            })
+            .find(|p| !p.exists())
+            .unwrap();
+        Service::spawn(self.program(worker_host(i)), &args, log)
     }
 
     /// Runs a client command against this cluster with the cluster's client flags.

@@ -564,7 +564,7 @@ impl ClusterService for ClusterApi {
                 tracing::info!(
                     worker = %worker,
                     start = ?cmds.start.iter().map(|a| format!("{} rank {}", a.job, a.rank)).collect::<Vec<_>>(),
-                    stop = ?cmds.stop.iter().map(|s| s.0.to_string()).collect::<Vec<_>>(),
+                    stop = ?cmds.stop.iter().map(|s| s.job.to_string()).collect::<Vec<_>>(),
                     "commands delivered"
                 );
             }
@@ -580,9 +580,10 @@ impl ClusterService for ClusterApi {
                 stop: cmds
                     .stop
                     .into_iter()
-                    .map(|(job, reason)| pb::StopJob {
-                        job_id: job.to_string(),
-                        reason,
+                    .map(|s| pb::StopJob {
+                        job_id: s.job.to_string(),
+                        reason: s.reason,
+                        abort: s.abort,
                     })
                     .collect(),
                 lease_ms: ms(self.shared.config.lease) as u64,

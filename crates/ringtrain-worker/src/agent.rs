@@ -518,7 +518,12 @@ async fn heartbeat_loop(
                 let resp = resp.into_inner();
                 for stop in resp.stop {
                     if let Some(c) = shared.current().filter(|c| c.job_id == stop.job_id) {
-                        c.request_stop(StopCause::Coordinator(stop.reason));
+                        let cause = StopCause::Coordinator(stop.reason);
+                        if stop.abort {
+                            c.request_abort(cause);
+                        } else {
+                            c.request_stop(cause);
+                        }
                     }
                 }
                 for assignment in resp.start {
@@ -535,7 +540,8 @@ async fn heartbeat_loop(
                     "the coordinator no longer knows this worker; registering again"
                 );
                 if let Some(c) = shared.current() {
-                    c.request_stop(StopCause::Coordinator(
+                    // Its lease ran out: the job went on (or failed) without this worker.
+                    c.request_abort(StopCause::Coordinator(
                         "the coordinator no longer knows this worker".into(),
                     ));
                 }

@@ -28,6 +28,8 @@ pub(crate) struct JobControl {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) stopped: watch::Sender<bool>,
     pub(crate) cause: Mutex<Option<StopCause>>,
+    /// Set when the attempt is over for good (see [`JobControl::request_abort`]).
+    aborted: watch::Sender<bool>,
 }
 
 impl JobControl {
@@ -40,7 +42,22 @@ impl JobControl {
             stop: Arc::new(AtomicBool::new(false)),
             stopped: watch::Sender::new(false),
             cause: Mutex::new(None),
+            aborted: watch::Sender::new(false),
         }
+    }
+
+    /// Stops the rank ([`JobControl::request_stop`]) and, since its attempt is over for good
+    /// (failed, or restarted without it), also fails its communicator at once: a collective
+    /// call waiting for a peer that is gone returns now instead of at the collective deadline.
+    pub(crate) fn request_abort(&self, cause: StopCause) {
+        self.request_stop(cause);
+        self.aborted.send_replace(true);
+    }
+
+    /// Returns once [`JobControl::request_abort`] was called.
+    pub(crate) async fn wait_aborted(&self) {
+        let mut rx = self.aborted.subscribe();
+        let _ = rx.wait_for(|a| *a).await;
     }
 
     /// Asks the rank to stop at its next step boundary; the first cause is kept.

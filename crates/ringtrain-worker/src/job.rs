@@ -5,7 +5,9 @@
 //!
 //! Stops requested by the coordinator (a heartbeat command or a progress answer) and by the
 //! worker's own shutdown set the trainer's stop flag, which travels as a vote with the next
-//! gradients, so every rank stops after the same step. Failures name this rank; collective
+//! gradients, so every rank stops after the same step. A stop that says the attempt is over
+//! for good (an abort: the job failed or restarts without this attempt) also fails the
+//! communicator, so a rank waiting for a lost peer stops at once. Failures name this rank; collective
 //! failures also name the peer they blame.
 //!
 //! A pipelined job (`parallel.pipeline = P > 1`) has `parallel.data × P` ranks on a grid: rank
@@ -24,7 +26,9 @@ use crate::metrics::{RankSeries, StageSeries};
 use crate::shared::Shared;
 use crate::timeline::{RankTimeline, rank_file};
 use burn::prelude::Device;
-use ringtrain_collective::{CommConfig, Communicator, GrpcConfig, GrpcTransport};
+use ringtrain_collective::{
+    CollectiveError, CommConfig, Communicator, GrpcConfig, GrpcTransport, Transport,
+};
 use ringtrain_proto::v1 as pb;
 use ringtrain_proto::v1::report_result_request::Outcome as PbOutcome;
 use ringtrain_spec::{JobSpec, LimitsSpec, SpecFormat, parse_str};
@@ -285,8 +289,22 @@ async fn execute(
             );
         }
     };
+    let transport = Arc::new(transport);
+    // An attempt that is over for good fails the communicator at once, so a collective call
+    // waiting for a peer that is gone (cut off, stalled, dead) ends now, not at the deadline.
+    let aborter = {
+        let (transport, control) = (transport.clone(), control.clone());
+        tokio::spawn(async move {
+            control.wait_aborted().await;
+            let reason = match control.cause() {
+                Some(StopCause::Coordinator(reason)) => reason,
+                _ => "the worker stopped the rank".into(),
+            };
+            transport.abort(&CollectiveError::PeerAborted { rank, reason });
+        })
+    };
     let comm = Communicator::new(
-        Arc::new(transport),
+        transport,
         CommConfig {
             deadline,
             stall_after: (deadline / 2).min(Duration::from_secs(10)),
@@ -364,6 +382,7 @@ async fn execute(
         }
     })
     .await;
+    aborter.abort();
     let (result, comm, timeline) = match joined {
         Ok(j) => j,
         Err(e) => {

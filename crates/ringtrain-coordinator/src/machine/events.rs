@@ -211,9 +211,21 @@ impl Machine {
                 Command::Start(a) => out.start.push(a),
                 Command::Stop { job, reason } => {
                     w.draining.insert(job.clone(), true);
-                    out.stop.push((job, reason));
+                    out.stop.push(Stop {
+                        job,
+                        reason,
+                        abort: false,
+                    });
                 }
             }
+        }
+        for stop in &mut out.stop {
+            // Failed, or back in the queue / running a newer attempt: this worker's attempt is
+            // over for good. Cancelled and succeeded jobs stop at a step boundary.
+            stop.abort = self.job_nums.get(&stop.job).is_some_and(|n| {
+                let state = self.jobs[n].state;
+                state == JobState::Failed || state == JobState::Queued || state.is_active()
+            });
         }
         // The confirmation clock starts at delivery, not at assignment: a worker that dies
         // before taking its assignment is reported by its own lease expiry ("lost"), which

@@ -624,8 +624,21 @@ pub struct ProgressAck {
 pub struct Commands {
     /// Ranks to start.
     pub start: Vec<Assignment>,
-    /// Jobs to stop, with reasons.
-    pub stop: Vec<(JobId, String)>,
+    /// Jobs to stop.
+    pub stop: Vec<Stop>,
+}
+
+/// A job a worker must stop running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stop {
+    /// The job.
+    pub job: JobId,
+    /// Why.
+    pub reason: String,
+    /// The worker's attempt is over (the job failed or restarts without it): its ranks may drop
+    /// collective calls in flight, since a peer may be gone. False when the ranks should stop
+    /// together at a step boundary (a cancel), keeping their checkpoint.
+    pub abort: bool,
 }
 
 /// The state machine. See the module docs for its rules.

@@ -243,10 +243,12 @@ fn first_failure_fails_the_job_naming_the_rank_and_stops_the_others() {
         } else {
             assert_eq!(stops.len(), 1);
             assert!(
-                stops[0].1.contains("rank 1: dataset missing"),
+                stops[0].reason.contains("rank 1: dataset missing"),
                 "{:?}",
                 stops[0]
             );
+            // A failed attempt's ranks drop collectives in flight: a peer may be gone.
+            assert!(stops[0].abort, "{:?}", stops[0]);
         }
     }
     // A later failure of another rank changes nothing.
@@ -291,7 +293,9 @@ fn cancel_is_immediate_and_workers_stay_busy_until_they_stopped() {
         assert_eq!(m.worker(w).unwrap().state(), WorkerState::Busy);
         let cmds = m.take_commands(w, 0).unwrap();
         assert_eq!(cmds.stop.len(), 1);
-        assert_eq!(cmds.stop[0].0, job);
+        assert_eq!(cmds.stop[0].job, job);
+        // A cancel stops the ranks together at a step boundary.
+        assert!(!cmds.stop[0].abort, "{:?}", cmds.stop[0]);
     }
     // Still listed by the first heartbeat after the stop: still busy.
     m.heartbeat(&ws[0], vec![running(&job, 1, 0)], 42).unwrap();
@@ -496,7 +500,7 @@ fn a_heartbeat_listing_a_stray_job_gets_a_stop_and_the_worker_stays_busy() {
     assert_eq!(m.job(&job).unwrap().state, JobState::Queued);
     let stops = m.take_commands(&ws[0], 0).unwrap().stop;
     assert_eq!(stops.len(), 1);
-    assert!(stops[0].1.contains("unknown"), "{}", stops[0].1);
+    assert!(stops[0].reason.contains("unknown"), "{}", stops[0].reason);
     // One stop only, however often it is listed.
     m.heartbeat(&ws[0], vec![running(&ghost, 1, 0)], 3).unwrap();
     assert!(m.take_commands(&ws[0], 0).unwrap().stop.is_empty());
@@ -730,7 +734,12 @@ fn a_failed_attempt_is_restarted_on_idle_workers_while_restarts_remain() {
     // The survivor is told to stop and stays busy until it did; the restart waits for it.
     let stops = m.take_commands(&ws[0], LEASE + 20).unwrap().stop;
     assert_eq!(stops.len(), 1);
-    assert!(stops[0].1.contains("attempt 1 failed"), "{:?}", stops[0]);
+    assert!(
+        stops[0].reason.contains("attempt 1 failed"),
+        "{:?}",
+        stops[0]
+    );
+    assert!(stops[0].abort, "{:?}", stops[0]);
     m.heartbeat(&ws[0], vec![running(&job, 1, 0)], LEASE + 30)
         .unwrap();
     assert_eq!(m.job(&job).unwrap().state, JobState::Queued);
