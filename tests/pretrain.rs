@@ -201,3 +201,94 @@ fn fine_tuning_on_two_workers_matches_one_process() {
         eprintln!("{what}: max abs diff to one process {diff:e}");
     }
 }
+
+/// `init_from.checkpoint` in the job sandbox, through a real coordinator and worker started with
+/// `--data-root` / `--checkpoint-root`: a path outside both is refused at submit naming the
+/// field; a symlink inside the data root that leads outside is refused by the worker, which
+/// resolves it; a pretrained run under the checkpoint root is read, and the job trains.
+#[cfg(unix)]
+#[test]
+fn init_from_is_confined_to_the_sandbox_roots() {
+    use common::services::{Cluster, Flags};
+    let dir = tempfile::tempdir().unwrap();
+    let lm = lm_spec(dir.path());
+    run_ok(&["train", lm.to_str().unwrap(), "--quiet"]);
+    let (data, runs) = (dir.path().join("data"), dir.path().join("runs"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(
+        examples().join("data/sentiment-synth.csv"),
+        data.join("sentiment-synth.csv"),
+    )
+    .unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::copy(runs.join("lm/best.ckpt"), outside.join("best.ckpt")).unwrap();
+    std::os::unix::fs::symlink(&outside, data.join("link")).unwrap();
+    let roots: Vec<String> = vec![
+        "--data-root".into(),
+        data.display().to_string(),
+        "--checkpoint-root".into(),
+        runs.display().to_string(),
+    ];
+    let cluster = Cluster::start_with(
+        1,
+        Flags {
+            coordinator: roots.clone(),
+            worker: roots,
+            client: Vec::new(),
+        },
+    );
+    // A fine-tuning spec in the data root reading `init`, writing under the checkpoint root.
+    let write = |name: &str, init: &str| -> PathBuf {
+        let text = std::fs::read_to_string(finetune_spec(dir.path(), name, "", ""))
+            .unwrap()
+            .replace(
+                &examples()
+                    .join("data/sentiment-synth.csv")
+                    .display()
+                    .to_string(),
+                "sentiment-synth.csv",
+            )
+            .replace(
+                &format!("dir = \"runs/{name}\""),
+                &format!("dir = {:?}", runs.join(name).display().to_string()),
+            )
+            .replace(
+                "checkpoint = \"runs/lm\"",
+                &format!("checkpoint = {init:?}"),
+            );
+        let path = data.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+
+    let out = cluster.cli(&["submit", write("far", "../outside").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("init_from.checkpoint = \"../outside\" resolves to ")
+            && err.contains("outside the allowed data or checkpoint roots")
+            && err.contains("(InvalidArgument)"),
+        "{err}"
+    );
+
+    let id = cluster.submit(&write("linked", "link"));
+    let job = cluster.wait_job(&id, 60, |j| j["state"] == "failed");
+    let reason = job["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("refused by the worker's sandbox")
+            && reason.contains("init_from.checkpoint = \"link\""),
+        "{job:#}"
+    );
+
+    let inside = runs.join("lm").display().to_string();
+    let id = cluster.submit(&write("inside", &inside));
+    let job = cluster.wait_job(&id, 120, |j| {
+        j["state"] == "succeeded" || j["state"] == "failed"
+    });
+    assert_eq!(job["state"], "succeeded", "{job:#}\n{}", cluster.logs());
+    assert_eq!(
+        vocab_tokens(&runs.join("inside").join(&id)),
+        vocab_tokens(&runs.join("lm"))
+    );
+}
