@@ -388,3 +388,47 @@ dir = {ckpt:?}
         "its own normalizer, fitted on its target"
     );
 }
+
+/// A fine-tuning run halted in its frozen first epoch and resumed ends with the parameters of
+/// the uninterrupted run, bit for bit: the resume takes the weights and vocabulary from its own
+/// checkpoint and re-reads the source only to place the frozen and scaled groups.
+#[test]
+fn a_resumed_fine_tuning_run_ends_where_the_uninterrupted_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(dir.path());
+    let lm_dir = dir.path().join("lm");
+    run(&lm_spec(&corpus, &lm_dir, "word"), dir.path()).unwrap();
+    let spec = |ckpt: &Path| {
+        let mut s = classify_spec(
+            ckpt,
+            8,
+            &format!(
+                "checkpoint = {:?}\nlayers = [\"embedding\", \"lstm0\"]\nfreeze_epochs = 1\nlr_scale = 0.5",
+                lm_dir.display().to_string()
+            ),
+        );
+        // 200 training samples: 13 steps per epoch, so the run crosses into the scaled epoch.
+        s.data.split = ringtrain_spec::Split {
+            train: 0.1,
+            val: 0.1,
+            test: 0.8,
+        };
+        s.train.max_steps = Some(20);
+        s.train.epochs = 2;
+        s
+    };
+    let whole = dir.path().join("whole");
+    run(&spec(&whole), &examples()).unwrap();
+    let parts = dir.path().join("parts");
+    let mut opts = options(&examples());
+    opts.halt_after_steps = Some(7);
+    train(&spec(&parts), &opts, &mut Silent).unwrap();
+    let mut opts = options(&examples());
+    opts.resume = Some(parts.clone());
+    train(&spec(&parts), &opts, &mut Silent).unwrap();
+    let a = Checkpoint::load(&whole.join("latest.ckpt")).unwrap();
+    let b = Checkpoint::load(&parts.join("latest.ckpt")).unwrap();
+    assert_eq!(a.header.progress.step, 20);
+    assert_eq!(b.header.progress.step, 20);
+    assert_eq!(a.params, b.params);
+}
