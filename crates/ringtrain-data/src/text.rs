@@ -50,12 +50,8 @@ impl TextData {
         seed: u64,
         fitted: Option<(&Vocab, &LabelSet)>,
     ) -> Result<TextData, DataError> {
-        match fitted {
-            Some((vocab, labels)) => {
-                Self::load_inner(source, format, split, spec, seed, Some(vocab), Some(labels))
-            }
-            None => Self::load_inner(source, format, split, spec, seed, None, None),
-        }
+        let (vocab, labels) = fitted.unzip();
+        Self::load_inner(source, format, split, spec, seed, vocab, labels)
     }
 
     /// As [`TextData::load`] without a fitted state, but encoding with `vocab` (a pretrained

@@ -1,7 +1,8 @@
 //! Setting a run up: resume from a checkpoint, prepare the data and the task, build the model
-//! (with the layers `init_from` takes from another checkpoint) and the learner (the whole model, or this rank's pipeline stage), take the carried state
-//! back, agree on the initial parameters, and clear what an earlier run left — everything the
-//! loop's state ([`Run`]) holds before the first step.
+//! (with the layers `init_from` takes from another checkpoint) and the learner (the whole
+//! model, or this rank's pipeline stage), take the carried state back, agree on the initial
+//! parameters, and clear what an earlier run left — everything the loop's state ([`Run`])
+//! holds before the first step.
 
 use super::carried::{state_segments, streams_to_rank};
 use super::checkpointer::Checkpointer;
