@@ -6,6 +6,16 @@
 #   examples/data/fetched/uci-sentiment.jsonl   {"text": "...", "label": "pos" | "neg"} per line
 #   examples/data/fetched/LICENSE.md            attribution (CC BY 4.0)
 #
+# and, for pretraining without leakage, a fixed split that does not depend on any seed:
+#
+#   examples/data/fetched/uci-sentiment-test.jsonl   every 10th sentence (300): held out
+#   examples/data/fetched/uci-sentiment-pool.jsonl   the other 2,700 (a classifier's train + val)
+#   examples/data/fetched/uci-sentiment-pool.txt     their text only, one sentence a line: the
+#                                                    unlabeled corpus a language model pretrains on
+#
+# The language model never sees a test sentence; the classifier is scored on the test file with
+# `ringtrain eval --data` (examples/sentiment-finetune.toml says how).
+#
 # The directory is git-ignored: the project does not commit third-party text.
 # Needs npm and node. Usage: examples/fetch-sentiment.sh [OUTPUT_DIR]
 set -euo pipefail
@@ -44,6 +54,16 @@ for (const name of ["amazon", "imdb", "yelp"]) {
   console.log(`${name}: ${kept} sentences`);
 }
 fs.writeFileSync(dest, lines.join("\n") + "\n");
+// The fixed hold-out: line i goes to the test file when i % 10 == 9 (100 of each source).
+const test = [], pool = [], text = [];
+lines.forEach((line, i) => {
+  if (i % 10 === 9) { test.push(line); return; }
+  pool.push(line);
+  text.push(JSON.parse(line).text.replace(/\s+/g, " "));
+});
+fs.writeFileSync(dest.replace(/\.jsonl\.tmp$/, "-test.jsonl"), test.join("\n") + "\n");
+fs.writeFileSync(dest.replace(/\.jsonl\.tmp$/, "-pool.jsonl"), pool.join("\n") + "\n");
+fs.writeFileSync(dest.replace(/\.jsonl\.tmp$/, "-pool.txt"), text.join("\n") + "\n");
 JS
 mv "$out/uci-sentiment.jsonl.tmp" "$out/uci-sentiment.jsonl"
 
@@ -65,3 +85,4 @@ whitespace trimmed, and class 1/0 renamed to label "pos"/"neg".
 EOF
 
 echo "wrote $(wc -l <"$out/uci-sentiment.jsonl") sentences to $out/uci-sentiment.jsonl"
+echo "held out $(wc -l <"$out/uci-sentiment-test.jsonl") of them in uci-sentiment-test.jsonl; the other $(wc -l <"$out/uci-sentiment-pool.jsonl") in uci-sentiment-pool.jsonl (text only: uci-sentiment-pool.txt)"

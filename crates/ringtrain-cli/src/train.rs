@@ -25,6 +25,10 @@ pub(crate) struct TrainArgs {
     /// Override checkpoint.dir of the spec.
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: Option<PathBuf>,
+    /// Override init_from.checkpoint of the spec (a checkpoint file or run directory, relative
+    /// to the current directory), e.g. where the pretraining run went.
+    #[arg(long, value_name = "DIR")]
+    init_from: Option<PathBuf>,
     /// Draw the loss curves (and, for forecasts, predicted vs actual on the test split) to a PNG.
     #[arg(long, value_name = "FILE.png")]
     plot: Option<PathBuf>,
@@ -77,6 +81,16 @@ pub(crate) fn run(args: TrainArgs, device: Device) -> anyhow::Result<()> {
         // Outputs of a spec that does not place them go under the current directory (or
         // $RINGTRAIN_RUNS), not beside the spec: see `runs`.
         spec.checkpoint.dir = crate::runs::default_dir(&spec.name)?;
+    }
+    if let Some(path) = args.init_from {
+        let Some(init) = &mut spec.init_from else {
+            anyhow::bail!(
+                "--init-from {}: the spec has no [init_from] section to take it",
+                path.display()
+            );
+        };
+        init.checkpoint = std::path::absolute(&path)
+            .with_context(|| format!("resolving --init-from {}", path.display()))?;
     }
     spec.resolve_paths(&spec_dir);
     crate::fetch::require_data(&spec_dir, &spec)?;

@@ -164,6 +164,53 @@ pub fn load(spec: &JobSpec, base_dir: &Path) -> Result<Prepared, DataError> {
     load_with(spec, base_dir, None)
 }
 
+/// Like [`load`], but tokens are encoded with `vocab`, a pretrained model's vocabulary
+/// (`init_from` taking its embedding), instead of one built on the train split. Only token
+/// tasks that read one vocabulary can adopt it: `classify` (its labels still come from the spec
+/// or the train split) and `language_model`.
+///
+/// # Errors
+/// As [`load`]; [`DataError::FittedMismatch`] when `vocab` uses another tokenizer or
+/// lowercasing than the spec, or the task is `forecast` (no tokens) or `seq2seq` (two
+/// vocabularies).
+pub fn load_with_vocab(
+    spec: &JobSpec,
+    base_dir: &Path,
+    vocab: &Vocab,
+) -> Result<Prepared, DataError> {
+    let source = Source::resolve(&spec.data.path, base_dir)?;
+    check_file(&source, spec.limits.max_data_bytes)?;
+    let refuse = |why: &str| {
+        Err(DataError::FittedMismatch {
+            reason: format!("a pretrained vocabulary cannot be used by {why}"),
+        })
+    };
+    match &spec.task {
+        TaskSpec::Classify { text: t, .. } => TextData::load_with_vocab(
+            &source,
+            spec.data.format,
+            &spec.data.split,
+            t,
+            spec.seed,
+            vocab,
+        )
+        .map(Prepared::Text),
+        TaskSpec::LanguageModel { bptt, corpus: c } => CorpusData::load(
+            &source,
+            &spec.data.split,
+            c,
+            spec.train.batch_size,
+            *bptt,
+            Some(&vocab.clone().with_max_len(usize::MAX)),
+        )
+        .map(Prepared::Corpus),
+        TaskSpec::Forecast { .. } => refuse("a forecast (its inputs are numbers, not tokens)"),
+        TaskSpec::Seq2seq { .. } => {
+            refuse("a seq2seq model (it has separate source and target vocabularies)")
+        }
+    }
+}
+
 /// Like [`load`], but with `fitted = Some(..)` reuses a trained model's normalizer or vocabulary
 /// and labels instead of fitting them (evaluating a checkpoint on the same or another file).
 ///

@@ -50,6 +50,39 @@ impl TextData {
         seed: u64,
         fitted: Option<(&Vocab, &LabelSet)>,
     ) -> Result<TextData, DataError> {
+        let (vocab, labels) = fitted.unzip();
+        Self::load_inner(source, format, split, spec, seed, vocab, labels)
+    }
+
+    /// As [`TextData::load`] without a fitted state, but encoding with `vocab` (a pretrained
+    /// model's) instead of a vocabulary built on the train split; the labels are still taken
+    /// from the spec or the train split.
+    ///
+    /// # Errors
+    /// As [`TextData::load`]; [`DataError::FittedMismatch`] when `vocab` uses another tokenizer
+    /// or lowercasing than the spec.
+    pub fn load_with_vocab(
+        source: &Source,
+        format: DataFormat,
+        split: &Split,
+        spec: &TextSpec,
+        seed: u64,
+        vocab: &Vocab,
+    ) -> Result<TextData, DataError> {
+        // The pretrained vocabulary's truncation length is its own task's (a corpus has none).
+        let vocab = vocab.clone().with_max_len(spec.max_len);
+        Self::load_inner(source, format, split, spec, seed, Some(&vocab), None)
+    }
+
+    fn load_inner(
+        source: &Source,
+        format: DataFormat,
+        split: &Split,
+        spec: &TextSpec,
+        seed: u64,
+        fitted_vocab: Option<&Vocab>,
+        fitted_labels: Option<&LabelSet>,
+    ) -> Result<TextData, DataError> {
         let table = read_table(
             source,
             format,
@@ -82,8 +115,9 @@ impl TextData {
         // rather than as a split problem.
         let parts = shuffled_parts(&table.file, &order, split)?;
 
-        let (vocab, labels) = match fitted {
-            Some((v, l)) => {
+        let train = parts[SplitName::Train.index()];
+        let vocab = match fitted_vocab {
+            Some(v) => {
                 if v.tokenizer() != tokenizer || v.max_len() != spec.max_len {
                     return Err(DataError::FittedMismatch {
                         reason: format!(
@@ -95,23 +129,20 @@ impl TextData {
                         ),
                     });
                 }
-                (v.clone(), l.clone())
+                v.clone()
             }
-            None => {
-                let train = parts[SplitName::Train.index()];
-                let vocab = Vocab::build(
-                    tokenizer,
-                    spec.max_len,
-                    train.iter().map(|&r| samples[r].0.as_slice()),
-                    spec.min_freq,
-                    spec.max_vocab,
-                );
-                let labels = match &spec.labels {
-                    Some(list) => LabelSet::explicit(list.clone()),
-                    None => LabelSet::from_train(train.iter().map(|&r| samples[r].1.as_str())),
-                };
-                (vocab, labels)
-            }
+            None => Vocab::build(
+                tokenizer,
+                spec.max_len,
+                train.iter().map(|&r| samples[r].0.as_slice()),
+                spec.min_freq,
+                spec.max_vocab,
+            ),
+        };
+        let labels = match (fitted_labels, &spec.labels) {
+            (Some(l), _) => l.clone(),
+            (None, Some(list)) => LabelSet::explicit(list.clone()),
+            (None, None) => LabelSet::from_train(train.iter().map(|&r| samples[r].1.as_str())),
         };
 
         let mut class = Vec::with_capacity(n);

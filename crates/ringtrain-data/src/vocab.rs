@@ -147,6 +147,13 @@ impl Vocab {
         }
     }
 
+    /// The same tokens and ids with another truncation length (a pretrained vocabulary
+    /// adopted by a task that truncates its sequences differently).
+    pub fn with_max_len(mut self, max_len: usize) -> Vocab {
+        self.max_len = max_len;
+        self
+    }
+
     /// The tokenizer the vocabulary was built with.
     pub fn tokenizer(&self) -> Tokenizer {
         self.tokenizer

@@ -31,6 +31,24 @@ pub struct RawSpec {
     /// `[limits]`
     #[serde(default)]
     pub limits: RawLimits,
+    /// `[init_from]`
+    pub init_from: Option<RawInitFrom>,
+}
+
+/// `[init_from]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInitFrom {
+    /// `init_from.checkpoint`: a checkpoint file or run directory
+    pub checkpoint: Option<String>,
+    /// `init_from.format`: ringtrain
+    pub format: Option<String>,
+    /// `init_from.layers`: layer names
+    pub layers: Option<Vec<String>>,
+    /// `init_from.freeze_epochs`
+    pub freeze_epochs: Option<i64>,
+    /// `init_from.lr_scale`
+    pub lr_scale: Option<f64>,
 }
 
 /// `[model]`

@@ -25,7 +25,7 @@ impl Roots {
 }
 
 /// Why a spec does not fit the sandbox. Each names the spec field (`data.path`,
-/// `checkpoint.dir`) or `base_dir`.
+/// `checkpoint.dir`, `init_from.checkpoint`) or `base_dir`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SandboxError {
     /// A path that must be absolute is not.
@@ -47,7 +47,7 @@ pub enum SandboxError {
         value: String,
         /// Where it resolves (bounded).
         resolved: String,
-        /// `data` or `checkpoint`.
+        /// `data`, `checkpoint`, or `data or checkpoint` (for `init_from.checkpoint`).
         kind: &'static str,
         /// The roots, comma separated.
         roots: String,
@@ -130,6 +130,26 @@ pub fn check_with(
             base_dir,
             &roots.checkpoint,
             "checkpoint",
+            resolve,
+        )?;
+    }
+    // `init_from.checkpoint` is read like data: confined when data reads are, and allowed
+    // under a checkpoint root too, where a pretraining job wrote it.
+    if let Some(init) = &spec.init_from
+        && !roots.data.is_empty()
+    {
+        let readable: Vec<PathBuf> = roots
+            .data
+            .iter()
+            .chain(&roots.checkpoint)
+            .cloned()
+            .collect();
+        inside(
+            "init_from.checkpoint",
+            &init.checkpoint,
+            base_dir,
+            &readable,
+            "data or checkpoint",
             resolve,
         )?;
     }
@@ -288,6 +308,40 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn init_from_is_read_only_inside_a_data_or_checkpoint_root() {
+        let with = |init: &str| {
+            let mut s = spec("a.csv", "/srv/runs/x");
+            s.init_from = with_init(init);
+            check(&s, Path::new("/srv/data"), &roots())
+        };
+        assert!(with("/srv/runs/lm/best.ckpt").is_ok());
+        assert!(with("pretrained/lm.ckpt").is_ok());
+        let e = with("../../etc/lm.ckpt").unwrap_err().to_string();
+        assert!(
+            e.contains("init_from.checkpoint = \"../../etc/lm.ckpt\" resolves to \"/etc/lm.ckpt\", outside the allowed data or checkpoint roots"),
+            "{e}"
+        );
+        // Unrestricted reads (no data root) leave it unrestricted too.
+        let mut s = spec("a.csv", "/srv/runs/x");
+        s.init_from = with_init("/etc/lm.ckpt");
+        let only_ckpt = Roots {
+            data: Vec::new(),
+            checkpoint: vec!["/srv/runs".into()],
+        };
+        assert!(check(&s, Path::new("/srv"), &only_ckpt).is_ok());
+    }
+
+    fn with_init(path: &str) -> Option<crate::types::InitFrom> {
+        Some(crate::types::InitFrom {
+            checkpoint: path.into(),
+            format: crate::types::InitFormat::Ringtrain,
+            layers: None,
+            freeze_epochs: 0,
+            lr_scale: 1.0,
+        })
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct JobSpec {
     /// [`crate::budget`]). Absent in checkpoints written before limits existed, which read as the
     /// defaults.
     pub limits: LimitsSpec,
+    /// `[init_from]`: start from another run's weights (transfer learning, pretraining →
+    /// fine-tuning) instead of the seeded initialization; `None` when absent. A resumed run
+    /// continues from its own checkpoint and does not load them again.
+    pub init_from: Option<InitFrom>,
 }
 
 impl JobSpec {
@@ -52,7 +56,46 @@ impl JobSpec {
         if self.checkpoint.dir.is_relative() {
             self.checkpoint.dir = base.join(&self.checkpoint.dir);
         }
+        if let Some(init) = &mut self.init_from
+            && init.checkpoint.is_relative()
+        {
+            init.checkpoint = base.join(&init.checkpoint);
+        }
     }
+}
+
+/// `[init_from]`: the weights a run starts from instead of its seeded initialization — some or
+/// all layers of another model, matched by layer name (`embedding`, `projection`, `conv0`,
+/// `lstm0`, `bigru1`, `attention`, `transformer`, `head`, `decoder`: the names a stage plan
+/// prints), each shape-checked. A `language_model` checkpoint gives a `classify` model its
+/// vocabulary with its embedding. Layers that are not taken keep their seeded initialization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitFrom {
+    /// The checkpoint file, or a run directory (its `best.ckpt`, else its `latest.ckpt`).
+    /// Relative paths are resolved against the spec file's directory; a cluster worker reads it
+    /// only inside its data or checkpoint roots.
+    pub checkpoint: PathBuf,
+    /// What `checkpoint` is.
+    pub format: InitFormat,
+    /// The layers to take, by name; `None`: every layer that both models have, except an
+    /// output layer (`head`, `decoder`) whose shapes differ (a language model's next-token head
+    /// is never a classifier's).
+    pub layers: Option<Vec<String>>,
+    /// Epochs (from the first) during which the taken layers are frozen: neither they nor
+    /// their optimizer state change, so the new layers adapt to them first (0 = none).
+    pub freeze_epochs: u32,
+    /// Learning-rate multiplier of the taken layers once they train (discriminative
+    /// fine-tuning, as in ULMFiT); `(0, 10]`, default 1.
+    pub lr_scale: f64,
+}
+
+/// The file format of `init_from.checkpoint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitFormat {
+    /// A ringtrain checkpoint (`.ckpt`, or a run directory holding one). A safetensors file in
+    /// PyTorch's layout is the planned second source (issue 15); it is refused until then.
+    Ringtrain,
 }
 
 /// Recurrent cell type.

@@ -24,6 +24,9 @@ pub(crate) struct JobSpecWire {
     // Absent in checkpoints written before limits existed, which read as the defaults.
     #[serde(default)]
     limits: LimitsSpec,
+    // Absent when the run did not start from another model (and in older checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    init_from: Option<InitFrom>,
 }
 
 /// `task`: a [`TaskSpec`] without its data settings.
@@ -161,6 +164,7 @@ impl TryFrom<JobSpecWire> for JobSpec {
             parallel: w.parallel,
             checkpoint: w.checkpoint,
             limits: w.limits,
+            init_from: w.init_from,
         })
     }
 }
@@ -227,6 +231,7 @@ impl From<JobSpec> for JobSpecWire {
             parallel: s.parallel,
             checkpoint: s.checkpoint,
             limits: s.limits,
+            init_from: s.init_from,
         }
     }
 }

@@ -155,6 +155,40 @@ fn defaults_are_documented_values() {
     assert_eq!(s.parallel.fusion_bytes, 64 << 20);
     assert_eq!(s.checkpoint.dir, PathBuf::from("runs/minimal-classify"));
     assert_eq!(layer_count(&s.model, &s.task), 3);
+    assert_eq!(s.init_from, None);
+}
+
+#[test]
+fn init_from_parses_resolves_and_round_trips() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/finetune-classify.toml");
+    let mut s = load(&path).unwrap();
+    let init = s.init_from.clone().unwrap();
+    assert_eq!(
+        init,
+        InitFrom {
+            checkpoint: PathBuf::from("runs/lm"),
+            format: InitFormat::Ringtrain,
+            layers: Some(vec!["embedding".into(), "lstm0".into()]),
+            freeze_epochs: 1,
+            lr_scale: 0.5,
+        }
+    );
+    s.resolve_paths(Path::new("/specs"));
+    assert_eq!(
+        s.init_from.as_ref().unwrap().checkpoint,
+        PathBuf::from("/specs/runs/lm")
+    );
+    // The serialized form (checkpoint headers, cluster jobs) keeps it; a spec without it
+    // serializes without the key, as before.
+    let json = serde_json::to_string(&s).unwrap();
+    let back: JobSpec = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s);
+    let plain = load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/minimal-classify.toml"),
+    )
+    .unwrap();
+    assert!(!serde_json::to_string(&plain).unwrap().contains("init_from"));
 }
 
 #[test]

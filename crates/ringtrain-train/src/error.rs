@@ -124,6 +124,80 @@ pub enum TrainError {
     /// Input given at predict time is unusable.
     #[error("{0}")]
     Input(String),
+    /// `init_from` names a checkpoint or layers that cannot initialize this model.
+    #[error(transparent)]
+    Init(Box<InitError>),
+}
+
+impl From<InitError> for TrainError {
+    fn from(e: InitError) -> Self {
+        TrainError::Init(Box::new(e))
+    }
+}
+
+/// Why `init_from` cannot initialize a model: each names the spec field and the checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The checkpoint is missing, unreadable, corrupt or holds an invalid spec.
+    #[error("init_from.checkpoint: {0}")]
+    Checkpoint(Box<CheckpointError>),
+    /// A named layer is not in one of the two models.
+    #[error(
+        "{field} = {name:?}: {model} has no layer of that name (its layers: {available}; \
+         checkpoint {path})"
+    )]
+    UnknownLayer {
+        /// `init_from.layers[i]`.
+        field: String,
+        /// The name given.
+        name: String,
+        /// `this model` or `the checkpoint's model`.
+        model: &'static str,
+        /// That model's layer names, comma-separated.
+        available: String,
+        /// The checkpoint file.
+        path: String,
+    },
+    /// A layer's parameter shapes differ between the two models.
+    #[error(
+        "{field}: layer {name:?} has parameter shapes {expected} in this model but {found} in \
+         checkpoint {path}{hint}"
+    )]
+    Shape {
+        /// `init_from.layers[i]`, or `init_from.layers` for the default selection.
+        field: String,
+        /// The layer name.
+        name: String,
+        /// This model's shapes, e.g. `[[5000, 64]]`.
+        expected: String,
+        /// The checkpoint's shapes.
+        found: String,
+        /// The file.
+        path: String,
+        /// What usually causes it, when known (starts with `: `), else empty.
+        hint: String,
+    },
+    /// The checkpoint's vocabulary cannot be used by this spec's data.
+    #[error("init_from.checkpoint = {path}: {reason}")]
+    Vocabulary {
+        /// The file.
+        path: String,
+        /// What differs.
+        reason: String,
+    },
+    /// The default selection found no layer both models have with the same shapes.
+    #[error(
+        "init_from: no layer of checkpoint {path} ({theirs}) fits this model ({ours}); \
+         list the layers to take in init_from.layers"
+    )]
+    NothingToTake {
+        /// The file.
+        path: String,
+        /// This model's layer names.
+        ours: String,
+        /// The checkpoint model's layer names.
+        theirs: String,
+    },
 }
 
 impl From<DataError> for TrainError {

@@ -10,7 +10,7 @@
 use crate::clip;
 use crate::error::TrainError;
 pub use crate::group::{GradientHook, NoHook};
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, ParamGroups};
 use crate::tensors::{Objective, Targets};
 use burn::optim::GradientsParams;
 use ringtrain_models::{Batch, ForwardCtx, Model, RecurrentState, flat};
@@ -58,6 +58,7 @@ pub struct Learner {
     params: Vec<f32>,
     optimizer: Optimizer,
     clip: ClipSpec,
+    groups: ParamGroups,
 }
 
 impl Learner {
@@ -79,7 +80,14 @@ impl Learner {
             params,
             optimizer,
             clip,
+            groups: ParamGroups::default(),
         })
+    }
+
+    /// Trains the parameter groups `groups` (the layers `init_from` took) by their own rules:
+    /// frozen for their first epochs, then with a scaled learning rate.
+    pub fn set_groups(&mut self, groups: ParamGroups) {
+        self.groups = groups;
     }
 
     /// Replaces the parameters (e.g. from a checkpoint or rank 0's broadcast).
@@ -227,13 +235,14 @@ impl Learner {
         (step, epoch): (u64, u32),
     ) -> Result<Applied, TrainError> {
         let started = Instant::now();
+        self.groups.zero_frozen(grads, epoch);
         let grad_norm = clip::apply(&self.clip, grads);
         let norm_check = grad_norm.unwrap_or_else(|| clip::sum_of_squares(grads) as f32);
         update(
             &mut self.optimizer,
             &mut self.params,
             grads,
-            lr,
+            (lr, &self.groups),
             norm_check,
             (step, epoch),
         )?;
@@ -253,7 +262,8 @@ impl Learner {
 
 /// The update every learner applies after clipping (the whole model's and a pipeline stage's
 /// slice): a non-finite gradient norm (`norm_check`: the clipped norm, or the sum of squares
-/// without norm clipping) stops the run at this step, else the optimizer updates `params`.
+/// without norm clipping) stops the run at this step, else the optimizer updates `params` with
+/// learning rate `lr`, scaled (or frozen) per parameter group in `epoch`.
 ///
 /// # Errors
 /// [`TrainError::Diverged`] for a non-finite norm; [`TrainError::Optim`] on a length mismatch.
@@ -261,7 +271,7 @@ pub(crate) fn update(
     optimizer: &mut Optimizer,
     params: &mut [f32],
     grads: &[f32],
-    lr: f32,
+    (lr, groups): (f32, &ParamGroups),
     norm_check: f32,
     (step, epoch): (u64, u32),
 ) -> Result<(), TrainError> {
@@ -273,7 +283,11 @@ pub(crate) fn update(
             value: norm_check,
         });
     }
-    optimizer.step(params, grads, lr)?;
+    if groups.is_empty() {
+        optimizer.step(params, grads, lr)?;
+    } else {
+        optimizer.step_segments(params, grads, lr, &groups.segments(params.len(), epoch))?;
+    }
     Ok(())
 }
 

@@ -26,6 +26,7 @@ pub mod seq2seq_task;
 pub mod task;
 pub mod tensors;
 pub mod trainer;
+pub mod transfer;
 
 pub use checkpoint::{Checkpoint, CheckpointError, EpochRecord};
 pub use error::TrainError;

@@ -3,6 +3,7 @@
 //! and what is allowed, so a user fixes a spec in one round trip. One submodule per spec section.
 
 mod data;
+mod init_from;
 mod model;
 mod parallel;
 mod train;
@@ -229,6 +230,7 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
         _ => {}
     }
     let limits = limits(&mut c, &raw.limits);
+    let init_from = init_from::init_from(&mut c, raw.init_from.as_ref(), train.epochs);
 
     if !c.errors.is_empty() {
         return Err(SpecError::Invalid(c.errors));
@@ -246,6 +248,7 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
                 parallel,
                 checkpoint,
                 limits,
+                init_from,
             };
             let mut errors = parallel::check_pipeline(&spec);
             errors.extend(model::check_language_model(&spec));

@@ -6,14 +6,17 @@
 //! ([`OptimizerState`]) is plain data for checkpoints: a run restored with
 //! [`Optimizer::from_state`] continues bit-identically.
 
+mod groups;
 mod kernels;
 mod shard;
 #[cfg(test)]
 mod tests;
 
+pub use groups::{ParamGroup, ParamGroups};
 use kernels::{AdamScalars, RmspropScalars, SgdScalars};
 use ringtrain_spec::types::OptimizerSpec;
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 
 /// Errors of the optimizer: buffers whose lengths disagree, or a saved state that does not fit
 /// the spec it is restored under.
@@ -266,6 +269,24 @@ impl Optimizer {
     /// changed then.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f32) -> Result<(), OptimError> {
         let n = self.state.n_params;
+        self.step_segments(params, grads, lr, &[(0..n, 1.0)])
+    }
+
+    /// [`Optimizer::step`] with a learning-rate multiplier per segment of the buffer
+    /// (`segments` as [`ParamGroups::segments`] gives them: disjoint, within `0..n_params`).
+    /// A segment with multiplier 0 is skipped: its parameters and state stay as they are. The
+    /// step count advances once for the whole buffer (Adam's bias correction is per step).
+    ///
+    /// # Errors
+    /// As [`Optimizer::step`]; [`OptimError::SliceOutOfRange`] for a segment outside the buffer.
+    pub fn step_segments(
+        &mut self,
+        params: &mut [f32],
+        grads: &[f32],
+        lr: f32,
+        segments: &[(Range<usize>, f32)],
+    ) -> Result<(), OptimError> {
+        let n = self.state.n_params;
         for (buffer, got) in [("params", params.len()), ("grads", grads.len())] {
             if got != n {
                 return Err(OptimError::LengthMismatch {
@@ -275,9 +296,51 @@ impl Optimizer {
                 });
             }
         }
+        if let Some((r, _)) = segments.iter().find(|(r, _)| r.start > r.end || r.end > n) {
+            return Err(OptimError::SliceOutOfRange {
+                start: r.start,
+                end: r.end,
+                n_params: n,
+            });
+        }
         let first_step = self.state.step == 0;
         self.state.step += 1;
         let t = self.state.step;
+        for (range, scale) in segments {
+            if *scale == 0.0 || range.is_empty() {
+                continue;
+            }
+            self.update_range(
+                &mut params[range.clone()],
+                &grads[range.clone()],
+                range.clone(),
+                lr * scale,
+                first_step,
+                t,
+            );
+        }
+        Ok(())
+    }
+
+    /// The algorithm's update of `params` (positions `range` of the buffer) with learning rate
+    /// `lr` at step `t`.
+    fn update_range(
+        &mut self,
+        params: &mut [f32],
+        grads: &[f32],
+        range: Range<usize>,
+        lr: f32,
+        first_step: bool,
+        t: u64,
+    ) {
+        // Buffers an algorithm does not use are empty and stay so.
+        fn part(buffer: &mut [f32], range: Range<usize>) -> &mut [f32] {
+            if buffer.is_empty() {
+                buffer
+            } else {
+                &mut buffer[range]
+            }
+        }
         let st = &mut self.state;
         match self.spec {
             OptimizerSpec::Sgd {
@@ -292,7 +355,7 @@ impl Optimizer {
                     weight_decay: weight_decay as f32,
                 };
                 let l2 = weight_decay != 0.0;
-                let buf = &mut st.momentum_buffer[..];
+                let buf = part(&mut st.momentum_buffer, range);
                 match (momentum != 0.0, l2, nesterov) {
                     (false, false, _) => kernels::sgd_plain::<false>(params, grads, &s),
                     (false, true, _) => kernels::sgd_plain::<true>(params, grads, &s),
@@ -325,8 +388,8 @@ impl Optimizer {
                     momentum: momentum as f32,
                     weight_decay: weight_decay as f32,
                 };
-                let v = &mut st.exp_avg_sq[..];
-                let buf = &mut st.momentum_buffer[..];
+                let v = part(&mut st.exp_avg_sq, range.clone());
+                let buf = part(&mut st.momentum_buffer, range);
                 match (momentum > 0.0, weight_decay != 0.0) {
                     (false, false) => kernels::rmsprop_plain::<false>(params, grads, v, &s),
                     (false, true) => kernels::rmsprop_plain::<true>(params, grads, v, &s),
@@ -342,7 +405,8 @@ impl Optimizer {
                 ..
             } => {
                 let s = adam_scalars(lr, beta1, beta2, eps, t, weight_decay, 1.0);
-                let (m, v) = (&mut st.exp_avg[..], &mut st.exp_avg_sq[..]);
+                let m = part(&mut st.exp_avg, range.clone());
+                let v = part(&mut st.exp_avg_sq, range);
                 if weight_decay != 0.0 {
                     kernels::adam::<true, false>(params, grads, m, v, &s);
                 } else {
@@ -359,11 +423,11 @@ impl Optimizer {
                 // PyTorch forms `1 - lr * wd` from Python floats, i.e. in f64.
                 let decay = 1.0 - f64::from(lr) * weight_decay;
                 let s = adam_scalars(lr, beta1, beta2, eps, t, 0.0, decay);
-                let (m, v) = (&mut st.exp_avg[..], &mut st.exp_avg_sq[..]);
+                let m = part(&mut st.exp_avg, range.clone());
+                let v = part(&mut st.exp_avg_sq, range);
                 kernels::adam::<false, true>(params, grads, m, v, &s);
             }
         }
-        Ok(())
     }
 }
 

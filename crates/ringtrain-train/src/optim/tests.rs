@@ -365,3 +365,55 @@ fn from_state_rejects_a_state_that_does_not_fit() {
         }
     );
 }
+
+/// Segments: each one steps exactly as an optimizer over that slice alone with `lr × scale`,
+/// a frozen one (scale 0) keeps its parameters and state, and one segment of scale 1 is
+/// `step` bit for bit.
+#[test]
+fn segments_step_like_separate_optimizers_with_scaled_rates() {
+    let spec = OptimizerSpec::Adamw {
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    let p0 = [0.5f32, -1.0, 2.0, 0.25, -0.75, 1.5];
+    let grads = [
+        [0.3f32, -0.2, 0.1, 0.4, -0.5, 0.6],
+        [0.1, 0.2, -0.3, 0.0, 0.5, -0.1],
+    ];
+    let mut whole = Optimizer::new(&spec, 6);
+    let mut p = p0.to_vec();
+    let mut plain = Optimizer::new(&spec, 6);
+    let mut q = p0.to_vec();
+    let (mut head, mut tail) = (Optimizer::new(&spec, 2), Optimizer::new(&spec, 2));
+    let (mut ph, mut pt) = (p0[..2].to_vec(), p0[4..].to_vec());
+    for g in &grads {
+        whole
+            .step_segments(&mut p, g, 0.1, &[(0..2, 0.5), (2..4, 0.0), (4..6, 1.0)])
+            .unwrap();
+        plain.step_segments(&mut q, g, 0.1, &[(0..6, 1.0)]).unwrap();
+        head.step(&mut ph, &g[..2], 0.05).unwrap();
+        tail.step(&mut pt, &g[4..], 0.1).unwrap();
+    }
+    assert_eq!(&p[..2], ph.as_slice());
+    assert_eq!(&p[2..4], &p0[2..4], "a frozen segment does not move");
+    assert_eq!(&p[4..], pt.as_slice());
+    assert_eq!(&whole.state().exp_avg[2..4], &[0.0, 0.0]);
+    assert_eq!(whole.step_count(), 2);
+    let mut reference = Optimizer::new(&spec, 6);
+    let mut r = p0.to_vec();
+    for g in &grads {
+        reference.step(&mut r, g, 0.1).unwrap();
+    }
+    assert_eq!(q, r);
+    assert_eq!(
+        whole.step_segments(&mut p, &grads[0], 0.1, &[(4..7, 1.0)]),
+        Err(OptimError::SliceOutOfRange {
+            start: 4,
+            end: 7,
+            n_params: 6
+        })
+    );
+}

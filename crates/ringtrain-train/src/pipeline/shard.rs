@@ -27,7 +27,7 @@ use crate::clip;
 use crate::error::TrainError;
 use crate::group::{GroupError, decode_f64, encode_f64};
 use crate::learner::{Applied, update};
-use crate::optim::{OptimError, Optimizer, OptimizerState};
+use crate::optim::{OptimError, Optimizer, OptimizerState, ParamGroups};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -62,6 +62,8 @@ pub struct StageLearner<'l> {
     params: Vec<f32>,
     optimizer: Optimizer,
     clip: ClipSpec,
+    /// The parameter groups within this stage's slice (relative to its start).
+    groups: ParamGroups,
 }
 
 impl std::fmt::Debug for StageLearner<'_> {
@@ -193,7 +195,14 @@ impl<'l> StageLearner<'l> {
             params,
             optimizer,
             clip,
+            groups: ParamGroups::default(),
         })
+    }
+
+    /// Trains the parameter groups `groups` of the whole flat buffer (the layers `init_from`
+    /// took) by their own rules; this stage keeps the part within its slice.
+    pub fn set_groups(&mut self, groups: &ParamGroups) {
+        self.groups = groups.restrict(&self.range);
     }
 
     /// The engine of this stage.
@@ -236,20 +245,21 @@ impl<'l> StageLearner<'l> {
     }
 
     /// Clamps `grads` (this stage's averaged gradient slice) by value when `train.clip.value` is
-    /// set, then all-gathers the step's scalars over the replica's stages: this stage's sum of
-    /// squares, `loss` and `stop` vote.
+    /// set and zeroes the groups frozen in `epoch`, then all-gathers the step's scalars over the
+    /// replica's stages: this stage's sum of squares, `loss` and `stop` vote.
     ///
     /// # Errors
     /// [`TrainError::Collective`] when the all-gather fails or returns another length.
     pub fn clip_and_exchange(
         &mut self,
         grads: &mut [f32],
-        loss: f32,
-        stop: f32,
+        (loss, stop): (f32, f32),
+        epoch: u32,
     ) -> Result<StepScalars, TrainError> {
         if let Some(value) = self.clip.value {
             clip::clip_by_value(grads, value as f32);
         }
+        self.groups.zero_frozen(grads, epoch);
         let stage = self.engine.stage();
         let mut mine = encode_f64(&[clip::sum_of_squares(grads)]);
         mine.extend([loss, stop]);
@@ -309,7 +319,7 @@ impl<'l> StageLearner<'l> {
             &mut self.optimizer,
             &mut self.params,
             grads,
-            lr,
+            (lr, &self.groups),
             norm_check,
             (step, epoch),
         )?;

@@ -1,7 +1,8 @@
 //! Setting a run up: resume from a checkpoint, prepare the data and the task, build the model
-//! and the learner (the whole model, or this rank's pipeline stage), take the carried state
-//! back, agree on the initial parameters, and clear what an earlier run left — everything the
-//! loop's state ([`Run`]) holds before the first step.
+//! (with the layers `init_from` takes from another checkpoint) and the learner (the whole
+//! model, or this rank's pipeline stage), take the carried state back, agree on the initial
+//! parameters, and clear what an earlier run left — everything the loop's state ([`Run`])
+//! holds before the first step.
 
 use super::carried::{state_segments, streams_to_rank};
 use super::checkpointer::Checkpointer;
@@ -15,15 +16,16 @@ use crate::error::TrainError;
 use crate::evaluate::evaluate_distributed;
 use crate::group::Group;
 use crate::learner::Learner;
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, ParamGroups};
 use crate::pipeline::shard::StageLearner;
 use crate::pipeline::{PipelineError, StageEngine, StageFootprint, StageLink, StagePlan};
 use crate::report::EvalReport;
 use crate::schedule::lr_at;
 use crate::task::TaskData;
+use crate::transfer::{self, Pretrained};
 use burn::prelude::*;
 use ringtrain_core::Epoch;
-use ringtrain_data::{Fitted, ShardPlan, SplitName};
+use ringtrain_data::{Fitted, ShardPlan, SplitName, Vocab};
 use ringtrain_models::{Model, RecurrentState, flat};
 use ringtrain_spec::JobSpec;
 use std::time::{Instant, SystemTime};
@@ -161,8 +163,26 @@ impl<'a> Run<'a> {
             }
             None => None,
         };
-        let fitted = resumed.as_ref().map(|c| &c.header.fitted);
-        let data = ringtrain_data::load_with(spec, &opts.base_dir, fitted)?;
+        // init_from: a fresh run loads the taken layers (and, with the embedding, encodes its
+        // data with the checkpoint's vocabulary); a resumed one has both in its own checkpoint
+        // and re-reads the source only to find the taken layers' positions for their groups.
+        let pretrained = match &spec.init_from {
+            Some(init) if resumed.is_none() || init.freeze_epochs > 0 || init.lr_scale != 1.0 => {
+                Some(Pretrained::open(init, &spec.limits, &opts.device)?)
+            }
+            _ => None,
+        };
+        let vocab = match (&pretrained, &spec.init_from, &resumed) {
+            (Some(p), Some(init), None) => p.vocabulary(init, spec)?,
+            _ => None,
+        };
+        let data = match &vocab {
+            Some(v) => ringtrain_data::load_with_vocab(spec, &opts.base_dir, v)?,
+            None => {
+                let fitted = resumed.as_ref().map(|c| &c.header.fitted);
+                ringtrain_data::load_with(spec, &opts.base_dir, fitted)?
+            }
+        };
         let fitted: Fitted = data.fitted();
         let task = TaskData::new(spec, data)?;
         // Validation allows only the kind's metrics; this keeps a kind added without updating
@@ -188,7 +208,25 @@ impl<'a> Run<'a> {
 
         let train_device = opts.device.clone().autodiff();
         let eval_device = opts.device.clone();
-        let model = build(spec, &task, &train_device)?;
+        let mut model = build(spec, &task, &train_device)?;
+        let mut groups = ParamGroups::default();
+        if let (Some(p), Some(init)) = (&pretrained, &spec.init_from) {
+            let taken = p.select(init, &model)?;
+            if resumed.is_none() {
+                model = p.load(model, &taken)?;
+                if lead {
+                    let names: Vec<&str> = taken.iter().map(|t| t.name.as_str()).collect();
+                    tracing::info!(
+                        checkpoint = %p.path().display(),
+                        layers = %names.join(", "),
+                        vocabulary = vocab.as_ref().map(Vocab::len),
+                        "init_from: layers taken from the checkpoint"
+                    );
+                }
+            }
+            groups = transfer::groups(init, &taken);
+        }
+        drop(pretrained);
         let layers = model.layer_infos();
         let n_params = flat::param_count(&model);
         let (progress, early, history) = match &resumed {
@@ -204,7 +242,7 @@ impl<'a> Run<'a> {
         let mut learner: Box<dyn Trainee + 'a> = match link {
             Some(link) => {
                 let engine = stage_engine(spec, &layers, &*link, batch, rank, world)?;
-                Box::new(StageLearner::new(
+                let mut stage = StageLearner::new(
                     engine,
                     link,
                     model,
@@ -213,7 +251,9 @@ impl<'a> Run<'a> {
                         .map(|c| (c.params.as_slice(), &c.optimizer)),
                     &spec.train.optimizer,
                     spec.train.clip,
-                )?)
+                )?;
+                stage.set_groups(&groups);
+                Box::new(stage)
             }
             None => {
                 let optimizer = match &resumed {
@@ -223,6 +263,7 @@ impl<'a> Run<'a> {
                     None => Optimizer::new(&spec.train.optimizer, n_params),
                 };
                 let mut learner = Learner::new(model, optimizer, spec.train.clip)?;
+                learner.set_groups(groups);
                 if let Some(c) = &resumed {
                     learner.set_params(c.params.clone())?;
                 }

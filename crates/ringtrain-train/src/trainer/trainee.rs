@@ -238,7 +238,7 @@ impl Trainee for StageLearner<'_> {
             "gradient all-reduce of pipeline stage {s} at step {step}"
         )))?;
         let allreduce = exchange_started.elapsed();
-        let scalars = self.clip_and_exchange(&mut slice, extras[0], extras[1])?;
+        let scalars = self.clip_and_exchange(&mut slice, (extras[0], extras[1]), epoch)?;
         let exchange = exchange_started.elapsed();
         let engine = self.engine();
         observer.on_pipeline_step(&PipelineStepStats {
