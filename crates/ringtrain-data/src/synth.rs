@@ -5,6 +5,8 @@
 //! - [`seasonal_series`]: trend + period-12 seasonality + AR(1) noise + white noise, with a second
 //!   feature that leads the seasonal pattern by one step. The AR noise is predictable from recent
 //!   values but invisible to the seasonal-naive baseline, so a model can beat that baseline.
+//! - [`smooth_series`]: a clean daily cycle with small, slowly varying noise (hourly rows),
+//!   where the seasonal-naive error is a small fraction of the level's spread.
 //! - [`sentiment_rows`]: a sentiment-like grammar. The label is a deterministic function of the
 //!   sentence ([`sentiment_label`]): the adjective's polarity, flipped by a negation, while
 //!   intensifiers and distractor clauses vary the wording and the length (4–30 words).
@@ -84,6 +86,45 @@ impl SeasonalSeries {
                 ),
                 _ => writeln!(out, "{i}{sep}{d:.3}{sep}{t:.3}"),
             };
+        }
+        out
+    }
+}
+
+/// A generated smooth daily-cycle series (hourly rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmoothSeries {
+    /// The target: `100 + 10 sin(2πt/24) + 3 cos(4πt/24) + a(t) + e(t)` with `a` AR(1) noise
+    /// (coefficient 0.95, innovation σ 0.1) and `e` white noise (σ 0.05). The day-to-day
+    /// change the seasonal-naive forecast misses is about 1/20 of the level's spread: a model
+    /// that predicts corrections to seasonal-naive on the level's scale starts with head noise
+    /// far larger than them (the case target scaling is for).
+    pub load: Vec<f64>,
+    /// The hour of the day of the row, `t mod 24`.
+    pub hour: Vec<f64>,
+}
+
+/// Generates `rows` hours of the smooth series from `seed`.
+pub fn smooth_series(rows: usize, seed: u64) -> SmoothSeries {
+    let mut rng = chacha(seed, 1);
+    let mut ar = 0.0;
+    let (mut load, mut hour) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+    for i in 0..rows {
+        let t = i as f64;
+        ar = 0.95 * ar + 0.1 * normal(&mut rng);
+        let cycle = 10.0 * (2.0 * PI * t / 24.0).sin() + 3.0 * (4.0 * PI * t / 24.0).cos();
+        load.push(100.0 + cycle + ar + 0.05 * normal(&mut rng));
+        hour.push((i % 24) as f64);
+    }
+    SmoothSeries { load, hour }
+}
+
+impl SmoothSeries {
+    /// The series as CSV with columns `step`, `load` (3 decimals), `hour`.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("step,load,hour\n");
+        for (i, (l, h)) in self.load.iter().zip(&self.hour).enumerate() {
+            let _ = writeln!(out, "{i},{l:.3},{h}");
         }
         out
     }
@@ -356,6 +397,10 @@ pub fn example_files() -> Vec<(&'static str, String)> {
             )),
         ),
         ("keyed-lines.txt", keyed_lines(1500, EXAMPLE_SEED)),
+        (
+            "smooth-daily.csv",
+            smooth_series(1200, EXAMPLE_SEED).to_csv(),
+        ),
     ]
 }
 
