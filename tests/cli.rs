@@ -683,7 +683,9 @@ fn forecast_reports_carry_the_statistical_baselines() {
     .unwrap();
     for split in ["val", "test"] {
         let m = &metrics[split]["metrics"];
-        let stats = m["statistical"].as_array().unwrap_or_else(|| panic!("{m:#}"));
+        let stats = m["statistical"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{m:#}"));
         let names: Vec<&str> = stats.iter().map(|b| b["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["AutoETS", "MSTL + AutoETS"], "{split}");
         for b in stats {
@@ -693,7 +695,10 @@ fn forecast_reports_carry_the_statistical_baselines() {
             assert!(mse.is_finite() && mse > 0.0, "{b:#}");
             let ratio = b["vs_model"]["mse_ratio"].as_f64().unwrap();
             let model = m["model"]["mse"].as_f64().unwrap();
-            assert!((ratio - model / mse).abs() < 1e-9 * ratio.abs().max(1.0), "{b:#}");
+            assert!(
+                (ratio - model / mse).abs() < 1e-9 * ratio.abs().max(1.0),
+                "{b:#}"
+            );
             assert!(b["unavailable"].is_null(), "{b:#}");
             assert!(!b["forms"][0].as_str().unwrap().is_empty(), "{b:#}");
         }

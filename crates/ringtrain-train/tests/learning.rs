@@ -163,7 +163,7 @@ horizon = 6
 season = 24
 [data]
 path = "data/smooth-daily.csv"
-features = ["load", "hour"]
+features = ["load", "temperature"]
 targets = ["load"]
 window = 48
 split = [0.7, 0.15, 0.15]
@@ -203,5 +203,8 @@ fn scaled_targets_make_epoch_0_no_worse_than_seasonal_naive() {
          test MSE {test:.4} (seasonal-naive {test_naive:.4})"
     );
     assert!(val <= val_naive, "val {val} vs seasonal-naive {val_naive}");
-    assert!(test <= test_naive, "test {test} vs seasonal-naive {test_naive}");
+    assert!(
+        test <= test_naive,
+        "test {test} vs seasonal-naive {test_naive}"
+    );
 }

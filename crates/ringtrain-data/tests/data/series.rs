@@ -427,9 +427,8 @@ fn target_scaling_standardizes_the_training_corrections_and_inverts_exactly() {
     let scaled = series(load(&spec, dir.path()).unwrap());
     let level = series(load(&seasonal_spec("s.csv", ""), dir.path()).unwrap());
     assert_eq!(level.normalizer().residuals, None);
-    let level_scaled = series(
-        load(&seasonal_spec("s.csv", "scale_targets = true"), dir.path()).unwrap(),
-    );
+    let level_scaled =
+        series(load(&seasonal_spec("s.csv", "scale_targets = true"), dir.path()).unwrap());
     assert!(level_scaled.normalizer().residuals.is_some());
 
     let r = &scaled.normalizer().residuals.as_ref().expect("fitted")[0];
@@ -442,10 +441,21 @@ fn target_scaling_standardizes_the_training_corrections_and_inverts_exactly() {
     // and standard deviation 1 over the training windows.
     let n = s.y.len() as f64;
     let mean = s.y.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = s.y.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
-    assert!(mean.abs() < 1e-4 && (var.sqrt() - 1.0).abs() < 1e-3, "{mean} {var}");
+    let var =
+        s.y.iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+    assert!(
+        mean.abs() < 1e-4 && (var.sqrt() - 1.0).abs() < 1e-3,
+        "{mean} {var}"
+    );
     // The corrections are much smaller than the level's spread (what scaling is for).
-    assert!(r.scale < 0.5, "correction spread {} in level units", r.scale);
+    assert!(
+        r.scale < 0.5,
+        "correction spread {} in level units",
+        r.scale
+    );
     for (pv, sv) in p.y.iter().zip(&s.y) {
         let back = f64::from(*sv) * r.scale + r.shift;
         assert!((back - f64::from(*pv)).abs() < 1e-5, "{back} vs {pv}");
@@ -459,14 +469,19 @@ fn target_scaling_standardizes_the_training_corrections_and_inverts_exactly() {
             .normalizer()
             .outputs_to_original(&mut y, &scaled.offsets(split, &idx));
         for (got, want) in y.iter().zip(scaled.targets_original(split, &idx)) {
-            assert!((got - want).abs() <= 1e-3 * want.abs().max(1.0), "{got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+                "{got} vs {want}"
+            );
         }
     }
     // A zero output is the seasonal-naive forecast plus the mean training correction.
     let mut zero = vec![0.0f32; 3];
     let offsets = scaled.offsets(SplitName::Test, &[0]);
     scaled.normalizer().outputs_to_original(&mut zero, &offsets);
-    let naive = scaled.seasonal_naive_forecast(SplitName::Test, &[0]).unwrap();
+    let naive = scaled
+        .seasonal_naive_forecast(SplitName::Test, &[0])
+        .unwrap();
     let t = &scaled.normalizer().targets[0];
     for (z, nv) in zero.iter().zip(&naive) {
         let want = f64::from(*nv) + r.shift * t.scale;
@@ -483,7 +498,9 @@ fn statistical_baselines_forecast_every_window_from_its_origin() {
     let names: Vec<&str> = fits.iter().map(|(k, _)| k.name()).collect();
     assert_eq!(names, ["AutoETS", "MSTL + AutoETS"]);
     for (kind, fit) in &fits {
-        let b = fit.as_ref().unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
+        let b = fit
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
         let idx: Vec<usize> = (0..sd.len(SplitName::Test)).collect();
         let f = sd.stat_forecast(b, SplitName::Test, &idx);
         let target = sd.targets_original(SplitName::Test, &idx);
