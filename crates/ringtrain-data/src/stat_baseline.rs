@@ -88,7 +88,9 @@ impl EtsPath {
                 // crate's fitted value.
                 let mine = path.forecast_from(state, 1);
                 let theirs = fitted_values.get(r).copied().unwrap_or(f64::NAN);
-                if !((mine - theirs).abs() <= CHECK_TOLERANCE * theirs.abs().max(1.0)) {
+                // Written so that a NaN on either side also fails the check.
+                let close = (mine - theirs).abs() <= CHECK_TOLERANCE * theirs.abs().max(1.0);
+                if !close {
                     return Err(format!(
                         "the filter does not reproduce augurs-ets's fitted value at row {r} \
                          ({mine} vs {theirs})"
