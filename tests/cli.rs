@@ -660,3 +660,59 @@ fn a_second_local_run_keeps_the_first() {
     );
     assert_eq!(std::fs::read(&ckpt).unwrap(), kept);
 }
+
+/// Every forecast report carries the statistical baselines (AutoETS; MSTL + AutoETS with a
+/// season) next to naive and seasonal-naive: the table, metrics.json and `eval`'s JSON.
+#[test]
+fn forecast_reports_carry_the_statistical_baselines() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "ets",
+        &FORECAST.replace("epochs = 3", "epochs = 1"),
+    );
+    let out = run_ok(&["train", spec.to_str().unwrap()]);
+    let text = stdout(&out);
+    for want in ["AutoETS (", "MSTL + AutoETS (", "seasonal naive"] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(!text.contains("unavailable"), "{text}");
+    let metrics: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("runs/ets/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    for split in ["val", "test"] {
+        let m = &metrics[split]["metrics"];
+        let stats = m["statistical"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{m:#}"));
+        let names: Vec<&str> = stats.iter().map(|b| b["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["AutoETS", "MSTL + AutoETS"], "{split}");
+        for b in stats {
+            // Scored on exactly the model's values (samples × horizon).
+            assert_eq!(b["metrics"]["count"], m["model"]["count"], "{b:#}");
+            let mse = b["metrics"]["mse"].as_f64().unwrap();
+            assert!(mse.is_finite() && mse > 0.0, "{b:#}");
+            let ratio = b["vs_model"]["mse_ratio"].as_f64().unwrap();
+            let model = m["model"]["mse"].as_f64().unwrap();
+            assert!(
+                (ratio - model / mse).abs() < 1e-9 * ratio.abs().max(1.0),
+                "{b:#}"
+            );
+            assert!(b["unavailable"].is_null(), "{b:#}");
+            assert!(!b["forms"][0].as_str().unwrap().is_empty(), "{b:#}");
+        }
+    }
+    let eval = run_ok(&[
+        "eval",
+        "--checkpoint",
+        dir.path().join("runs/ets").to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert_eq!(
+        report["metrics"]["statistical"], metrics["test"]["metrics"]["statistical"],
+        "eval scores the baselines exactly as training did"
+    );
+}

@@ -238,3 +238,40 @@ fn bad_input_is_a_clear_error() {
     let err = run_fail(&["train", pipe.to_str().unwrap()]);
     assert!(err.contains("parallel.pipeline = 2: must be 1"), "{err}");
 }
+
+/// With `beam_width = 3` the test split is decoded with the beam (greedy alongside) and every
+/// label says which decoder produced it; validation stays greedy.
+#[test]
+fn test_metrics_use_the_configured_beam_and_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = spec(
+        dir.path(),
+        "beam",
+        &reverse_data(),
+        "[train]\nepochs = 1\nbatch_size = 32\noptimizer = { kind = \"adam\", lr = 0.01 }",
+    );
+    let out = run_ok(&["train", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for want in [
+        "BLEU-4 (beam 3)",
+        "BLEU-4 (greedy)",
+        "exact match (beam 3)",
+        "exact match (greedy)",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let metrics: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("runs/beam/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let (val, test) = (&metrics["val"]["metrics"], &metrics["test"]["metrics"]);
+    assert_eq!(val["decoder"], "greedy", "{val:#}");
+    assert!(val["greedy"].is_null(), "{val:#}");
+    assert_eq!(test["decoder"], "beam 3", "{test:#}");
+    let greedy = test["greedy"]["bleu"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&greedy), "{test:#}");
+    eprintln!(
+        "test BLEU beam 3: {}, greedy: {greedy}",
+        test["bleu"].as_f64().unwrap()
+    );
+}

@@ -1,9 +1,12 @@
 //! `--plot FILE.png`: the training loss per step with per-epoch train/validation loss and, for
-//! forecasts, predicted vs actual values on the test split (first target, first horizon step).
+//! forecasts, predicted vs actual values on the test split (first target, first horizon step),
+//! with the statistical baselines' forecasts of the same values.
 
 use anyhow::{Context, anyhow};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
+use ringtrain_data::{Prepared, SplitName};
+use ringtrain_spec::JobSpec;
 use ringtrain_train::TrainReport;
 use std::path::Path;
 
@@ -14,11 +17,35 @@ fn register_font() -> anyhow::Result<()> {
         .map_err(|_| anyhow!("the bundled DejaVu font could not be loaded"))
 }
 
-/// Draws the training plots of `report` into a PNG at `path`.
+/// The statistical baselines' forecasts of each test window's first output (first target,
+/// first horizon step), in window order, for the forecast plot: the series is read again and the
+/// baselines fitted on its training rows as the report's are. Empty for other tasks or when the
+/// data cannot be read (the plot then shows the model alone).
+pub(crate) fn baseline_lines(spec: &JobSpec, base_dir: &Path) -> Vec<(&'static str, Vec<f64>)> {
+    let Ok(Prepared::Series(s)) = ringtrain_data::load(spec, base_dir) else {
+        return Vec::new();
+    };
+    let idx: Vec<usize> = (0..s.len(SplitName::Test)).collect();
+    let outputs = (s.horizon() * s.targets().len()).max(1);
+    s.fit_stat_baselines()
+        .into_iter()
+        .filter_map(|(kind, fit)| {
+            let f = s.stat_forecast(&fit.ok()?, SplitName::Test, &idx);
+            Some((
+                kind.name(),
+                f.iter().step_by(outputs).map(|&v| f64::from(v)).collect(),
+            ))
+        })
+        .collect()
+}
+
+/// Draws the training plots of `report` into a PNG at `path`, with `baselines` (named forecast
+/// lines from [`baseline_lines`]) next to the model's test forecasts.
 pub(crate) fn training(
     path: &Path,
     report: &TrainReport,
     step_losses: &[(u64, f64)],
+    baselines: &[(&str, Vec<f64>)],
 ) -> anyhow::Result<()> {
     register_font()?;
     let forecasts = report
@@ -53,7 +80,7 @@ pub(crate) fn training(
             .step_by(outputs)
             .map(|&v| f64::from(v))
             .collect();
-        draw_forecast(&area, &pred, &actual)?;
+        draw_forecast(&area, &pred, &actual, baselines)?;
     }
     root.present()
         .with_context(|| format!("writing {}", path.display()))?;
@@ -143,11 +170,22 @@ fn draw_forecast<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     pred: &[f64],
     actual: &[f64],
+    baselines: &[(&str, Vec<f64>)],
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
-    let (lo, hi) = range(pred.iter().chain(actual).copied());
+    // Only baselines scored on the same windows are drawn.
+    let baselines: Vec<&(&str, Vec<f64>)> = baselines
+        .iter()
+        .filter(|(_, v)| v.len() == pred.len())
+        .collect();
+    let (lo, hi) = range(
+        pred.iter()
+            .chain(actual)
+            .chain(baselines.iter().flat_map(|(_, v)| v))
+            .copied(),
+    );
     let mut chart = ChartBuilder::on(area)
         .caption("test split: predicted vs actual", ("sans-serif", 22))
         .margin(12)
@@ -173,6 +211,15 @@ where
         ))?
         .label("predicted")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
+    for ((name, values), color) in baselines.iter().zip([BLUE, GREEN, MAGENTA, CYAN]) {
+        chart
+            .draw_series(LineSeries::new(
+                values.iter().enumerate().map(|(i, &v)| (i as f64, v)),
+                color.stroke_width(1),
+            ))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+    }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))

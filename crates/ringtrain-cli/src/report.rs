@@ -92,7 +92,23 @@ fn print_forecast(f: &ForecastReport) {
     if let Some(s) = &f.seasonal_naive {
         t.add_row(row("seasonal naive", s, f.model.mse));
     }
+    for b in &f.statistical {
+        let name = if b.forms.is_empty() {
+            b.name.clone()
+        } else {
+            format!("{} ({})", b.name, b.forms.join("/"))
+        };
+        match &b.metrics {
+            Some(m) => t.add_row(row(&name, m, f.model.mse)),
+            None => t.add_row(vec![name, "unavailable".to_string()]),
+        };
+    }
     println!("{t}");
+    for b in &f.statistical {
+        if let Some(why) = &b.unavailable {
+            println!("{} unavailable: {why}", b.name);
+        }
+    }
     if f.model.mape_skipped_zero_targets > 0 {
         println!(
             "MAPE skips {} zero targets (undefined there)",
@@ -152,15 +168,21 @@ fn print_classification(c: &ClassificationReport) {
 fn print_translation(r: &ringtrain_train::metrics::TranslationReport) {
     let mut t = table(&["metric", "value"]);
     t.add_row(vec![
-        "BLEU-4 (greedy)".to_string(),
+        format!("BLEU-4 ({})", r.decoder),
         format!("{:.2}", 100.0 * r.bleu),
     ]);
+    if let Some(g) = &r.greedy {
+        t.add_row(vec![
+            "BLEU-4 (greedy)".to_string(),
+            format!("{:.2}", 100.0 * g.bleu),
+        ]);
+    }
     t.add_row(vec![
         "BLEU-4 of copying the source (baseline)".to_string(),
         format!("{:.2}", 100.0 * r.copy_source_bleu),
     ]);
     t.add_row(vec![
-        "n-gram precisions".to_string(),
+        format!("n-gram precisions ({})", r.decoder),
         r.precisions
             .iter()
             .map(|p| format!("{:.1}", 100.0 * p))
@@ -175,9 +197,15 @@ fn print_translation(r: &ringtrain_train::metrics::TranslationReport) {
         ),
     ]);
     t.add_row(vec![
-        "exact match (greedy)".to_string(),
+        format!("exact match ({})", r.decoder),
         format!("{:.4}", r.exact_match),
     ]);
+    if let Some(g) = &r.greedy {
+        t.add_row(vec![
+            "exact match (greedy)".to_string(),
+            format!("{:.4}", g.exact_match),
+        ]);
+    }
     t.add_row(vec![
         "token accuracy (teacher-forced)".to_string(),
         format!("{:.4}", r.token_accuracy),

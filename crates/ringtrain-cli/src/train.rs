@@ -135,7 +135,8 @@ pub(crate) fn run(args: TrainArgs, device: Device) -> anyhow::Result<()> {
         _ => {}
     }
     if let Some(path) = &args.plot {
-        plot::training(path, &report, &progress.step_losses)
+        let baselines = plot::baseline_lines(&spec, &opts.base_dir);
+        plot::training(path, &report, &progress.step_losses, &baselines)
             .with_context(|| format!("drawing {}", path.display()))?;
         tracing::info!(plot = %path.display(), "plot written");
     }

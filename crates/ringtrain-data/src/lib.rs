@@ -19,6 +19,7 @@ mod pairs;
 mod series;
 mod shard;
 mod source;
+pub mod stat_baseline;
 pub mod synth;
 pub mod synth_pairs;
 mod table;

@@ -18,6 +18,7 @@ use crate::error::DataError;
 use crate::normalize::{ColumnScale, Normalizer};
 use crate::order::{fraction, split_sizes};
 use crate::source::{Source, read_table};
+use crate::stat_baseline::{StatBaseline, StatKind};
 use crate::table::Table;
 use ringtrain_spec::{DataFormat, ForecastMode, SeriesSpec, Split};
 use std::ops::Range;
@@ -182,7 +183,7 @@ impl SeriesData {
         let y = gather(&t_idx, Some(&normalizer.targets));
         let y_orig = gather(&t_idx, None);
 
-        Ok(SeriesData {
+        let mut data = SeriesData {
             file: table.file,
             features: spec.features.clone(),
             targets: spec.targets.clone(),
@@ -197,7 +198,18 @@ impl SeriesData {
             y_orig,
             row_ranges,
             target_starts,
-        })
+        };
+        // A fresh fit scales the targets when asked; a reused normalizer brings its own
+        // scaling (none for checkpoints written before target scaling existed).
+        if fitted.is_none() && spec.scale_targets {
+            let starts = &data.target_starts[SplitName::Train.index()];
+            let mut y = Vec::with_capacity(starts.len() * horizon * spec.targets.len());
+            for &t0 in starts {
+                data.push_model_targets(t0, &mut y);
+            }
+            data.normalizer.fit_residuals(&y);
+        }
+        Ok(data)
     }
 
     /// Name of the source file (or `builtin:NAME`).
@@ -281,13 +293,8 @@ impl SeriesData {
             let t0 = self.target_starts[split.index()][i];
             x.extend_from_slice(&self.x[(t0 - w) * f..t0 * f]);
             let start = y.len();
-            y.extend_from_slice(&self.y[t0 * t..(t0 + h) * t]);
-            if self.mode != ForecastMode::Level {
-                let offsets = self.window_offsets(t0 - 1);
-                for (v, o) in y[start..].iter_mut().zip(offsets) {
-                    *v -= o;
-                }
-            }
+            self.push_model_targets(t0, &mut y);
+            self.normalizer.scale_residuals(&mut y[start..]);
         }
         SeriesBatch {
             x,
@@ -300,13 +307,27 @@ impl SeriesData {
         }
     }
 
+    /// Appends the normalized targets of the window whose first target row is `t0`, minus the
+    /// mode's reference (the delta modes), before target scaling.
+    fn push_model_targets(&self, t0: usize, y: &mut Vec<f32>) {
+        let (t, h) = (self.targets.len(), self.horizon);
+        let start = y.len();
+        y.extend_from_slice(&self.y[t0 * t..(t0 + h) * t]);
+        if self.mode != ForecastMode::Level {
+            let offsets = self.window_offsets(t0 - 1);
+            for (v, o) in y[start..].iter_mut().zip(offsets) {
+                *v -= o;
+            }
+        }
+    }
+
     /// What the model's outputs mean for this series.
     pub fn forecast_mode(&self) -> ForecastMode {
         self.mode
     }
 
-    /// What to add to the model's outputs for the windows `indices` to get normalized target
-    /// levels: zeros in [`ForecastMode::Level`], the window's last normalized target values
+    /// What to add to the model's outputs, after [`Normalizer::unscale_residuals`], for the
+    /// windows `indices` to get normalized target levels: zeros in [`ForecastMode::Level`], the window's last normalized target values
     /// repeated over the horizon in [`ForecastMode::Delta`], the seasonal-naive values in
     /// [`ForecastMode::SeasonalDelta`]. Layout of [`SeriesBatch::y`].
     ///
@@ -391,6 +412,55 @@ impl SeriesData {
     }
 }
 
+impl SeriesData {
+    /// Fits the statistical baselines on the training rows of each target column: AutoETS,
+    /// and with a season MSTL + AutoETS (see [`crate::stat_baseline`]). Each entry is the
+    /// fitted baseline or a short reason why it is unavailable, so a report can say so instead
+    /// of leaving it out. Costs one fit per baseline and column plus one pass over the rows.
+    pub fn fit_stat_baselines(&self) -> Vec<(StatKind, Result<StatBaseline, String>)> {
+        let t = self.targets.len();
+        let columns: Vec<Vec<f64>> = (0..t)
+            .map(|c| {
+                self.y_orig
+                    .iter()
+                    .skip(c)
+                    .step_by(t)
+                    .map(|&v| f64::from(v))
+                    .collect()
+            })
+            .collect();
+        let train = self.row_ranges[SplitName::Train.index()].end;
+        let mut kinds = vec![StatKind::AutoEts];
+        if self.season.is_some() {
+            kinds.push(StatKind::MstlEts);
+        }
+        kinds
+            .into_iter()
+            .map(|k| (k, StatBaseline::fit(k, &columns, train, self.season)))
+            .collect()
+    }
+
+    /// A statistical baseline's forecasts for the windows `indices` of `split` in original
+    /// units, each from the window's last input row: the layout of
+    /// [`SeriesData::targets_original`].
+    ///
+    /// # Panics
+    /// If an index is `>= len(split)`, or `baseline` was fitted on another series.
+    pub fn stat_forecast(
+        &self,
+        baseline: &StatBaseline,
+        split: SplitName,
+        indices: &[usize],
+    ) -> Vec<f32> {
+        let mut out = Vec::with_capacity(indices.len() * self.horizon * self.targets.len());
+        for &i in indices {
+            let last = self.target_starts[split.index()][i] - 1;
+            baseline.push_forecast(last, self.horizon, &mut out);
+        }
+        out
+    }
+}
+
 /// The model input for forecasting past the end of a file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PredictInput {
@@ -436,8 +506,9 @@ impl PredictInput {
 }
 
 /// Reads a series with the spec's feature columns (every row is validated) and returns its last
-/// full input window normalized with `normalizer`, ready for the model. Invert the model's output
-/// with [`Normalizer::invert_targets`] to get the forecast in original units.
+/// full input window normalized with `normalizer`, ready for the model. Map the model's output
+/// with [`Normalizer::outputs_to_original`] and [`PredictInput::offsets`] to get the forecast in
+/// original units.
 ///
 /// # Errors
 /// Read and cell errors as in [`SeriesData::load`]; [`DataError::TooFewRowsToPredict`] when the

@@ -5,6 +5,8 @@
 //! - [`seasonal_series`]: trend + period-12 seasonality + AR(1) noise + white noise, with a second
 //!   feature that leads the seasonal pattern by one step. The AR noise is predictable from recent
 //!   values but invisible to the seasonal-naive baseline, so a model can beat that baseline.
+//! - [`smooth_series`]: a clean daily cycle plus a small, slowly varying temperature effect
+//!   (hourly rows), where the seasonal-naive error is a small fraction of the level's spread.
 //! - [`sentiment_rows`]: a sentiment-like grammar. The label is a deterministic function of the
 //!   sentence ([`sentiment_label`]): the adjective's polarity, flipped by a negation, while
 //!   intensifiers and distractor clauses vary the wording and the length (4–30 words).
@@ -84,6 +86,47 @@ impl SeasonalSeries {
                 ),
                 _ => writeln!(out, "{i}{sep}{d:.3}{sep}{t:.3}"),
             };
+        }
+        out
+    }
+}
+
+/// A generated smooth daily-cycle series (hourly rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmoothSeries {
+    /// The target: `100 + 10 sin(2πt/24) + 3 cos(4πt/24) + 0.3 a(t) + e(t)` with `a` the
+    /// temperature anomaly and `e` white noise (σ 0.05). The day-to-day change the
+    /// seasonal-naive forecast misses is about 1/20 of the level's spread: a model that predicts
+    /// corrections to seasonal-naive on the level's scale starts with head noise far larger
+    /// than them (the case target scaling is for).
+    pub load: Vec<f64>,
+    /// A feature: `20 + 5 sin(2πt/24) + a(t)`, where the anomaly `a` is AR(1) (coefficient
+    /// 0.97, innovation σ 0.3), slowly varying, so it tells how far today is from yesterday.
+    pub temperature: Vec<f64>,
+}
+
+/// Generates `rows` hours of the smooth series from `seed`.
+pub fn smooth_series(rows: usize, seed: u64) -> SmoothSeries {
+    let mut rng = chacha(seed, 1);
+    let mut anomaly = 0.0;
+    let (mut load, mut temperature) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+    for i in 0..rows {
+        let t = i as f64;
+        anomaly = 0.97 * anomaly + 0.3 * normal(&mut rng);
+        let day = 2.0 * PI * t / 24.0;
+        let cycle = 10.0 * day.sin() + 3.0 * (2.0 * day).cos();
+        load.push(100.0 + cycle + 0.3 * anomaly + 0.05 * normal(&mut rng));
+        temperature.push(20.0 + 5.0 * day.sin() + anomaly);
+    }
+    SmoothSeries { load, temperature }
+}
+
+impl SmoothSeries {
+    /// The series as CSV with columns `step`, `load`, `temperature` (3 decimals).
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("step,load,temperature\n");
+        for (i, (l, c)) in self.load.iter().zip(&self.temperature).enumerate() {
+            let _ = writeln!(out, "{i},{l:.3},{c:.3}");
         }
         out
     }
@@ -356,6 +399,10 @@ pub fn example_files() -> Vec<(&'static str, String)> {
             )),
         ),
         ("keyed-lines.txt", keyed_lines(1500, EXAMPLE_SEED)),
+        (
+            "smooth-daily.csv",
+            smooth_series(1200, EXAMPLE_SEED).to_csv(),
+        ),
     ]
 }
 

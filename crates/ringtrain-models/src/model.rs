@@ -476,6 +476,38 @@ impl Model {
         Model { layers }
     }
 
+    /// The same model with the output head's weights and bias set to zero (parameter ids and
+    /// trainability kept; other layers untouched). A regressor trained on scaled corrections to
+    /// a reference forecast then starts at "no correction", so before its first step it is
+    /// exactly as good as that reference; the head's weights still get gradients (its inputs
+    /// are not zero), so learning starts at the first step.
+    pub fn with_zero_head(self) -> Model {
+        struct Zero;
+        impl burn::module::ModuleMapper for Zero {
+            fn map_float<const D: usize>(
+                &mut self,
+                param: burn::module::Param<Tensor<D>>,
+            ) -> burn::module::Param<Tensor<D>> {
+                param.map(|t| {
+                    let require_grad = t.is_require_grad();
+                    t.zeros_like().set_require_grad(require_grad)
+                })
+            }
+        }
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| match l {
+                Layer::Head(mut h) => {
+                    h.linear = h.linear.map(&mut Zero);
+                    Layer::Head(h)
+                }
+                other => other,
+            })
+            .collect();
+        Model { layers }
+    }
+
     /// The layers in order.
     pub fn layers(&self) -> &[Layer] {
         &self.layers

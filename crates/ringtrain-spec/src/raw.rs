@@ -175,6 +175,8 @@ pub struct RawData {
     pub normalize: Option<String>,
     /// `data.forecast_mode` (forecast): level | delta
     pub forecast_mode: Option<String>,
+    /// `data.scale_targets` (forecast): standardize the model's targets on the training split
+    pub scale_targets: Option<bool>,
     /// `data.text_column` (classify)
     pub text_column: Option<String>,
     /// `data.label_column` (classify)

@@ -497,6 +497,13 @@ pub struct SeriesSpec {
     pub normalize: Normalization,
     /// What the model predicts: target levels, or their change from the window's last value.
     pub forecast_mode: ForecastMode,
+    /// Whether the model's targets (the normalized levels, or in the delta modes the changes
+    /// from the mode's reference) are standardized with their own training mean and spread,
+    /// per target column. Default: on in the delta modes (their changes are a small fraction
+    /// of the level's spread), off in level mode. Absent in specs written before the key
+    /// existed, which read as off.
+    #[serde(default)]
+    pub scale_targets: bool,
 }
 
 /// What a forecaster's outputs mean.

@@ -55,10 +55,7 @@ pub fn forecast(
     let batch = numeric_batch(input.x, 1, input.window, input.features, device);
     let mut y = to_vec(model.forward(batch, &ForwardCtx::eval()));
     let targets = normalizer.targets.len().max(1);
-    for (v, o) in y.iter_mut().zip(offsets) {
-        *v += o;
-    }
-    normalizer.invert_targets(&mut y);
+    normalizer.outputs_to_original(&mut y, &offsets);
     Ok(y.chunks(targets).map(<[f32]>::to_vec).collect())
 }
 

@@ -147,3 +147,64 @@ fn max_steps_mid_epoch_validates_the_partial_epoch() {
         .unwrap();
     assert_eq!(report.evaluated_epoch, Some(best.epoch));
 }
+
+/// The smooth daily series of `examples/smooth-daily-seasonal-delta.toml` (corrections to
+/// seasonal-naive ~1/20 of the level's spread), `epochs` epochs, with `extra` `[data]` keys.
+fn smooth_spec(epochs: u32, extra: &str) -> String {
+    format!(
+        r#"
+seed = 5
+[model]
+cell = "gru"
+hidden = 32
+[task]
+kind = "forecast"
+horizon = 6
+season = 24
+[data]
+path = "data/smooth-daily.csv"
+features = ["load", "temperature"]
+targets = ["load"]
+window = 48
+split = [0.7, 0.15, 0.15]
+forecast_mode = "seasonal_delta"
+{extra}
+[train]
+epochs = {epochs}
+batch_size = 32
+optimizer = {{ kind = "adam", lr = 0.003 }}
+clip = {{ norm = 1.0 }}
+"#
+    )
+}
+
+/// (model MSE, seasonal-naive MSE) of a split's report.
+fn mse_and_seasonal(report: Option<&ringtrain_train::EvalReport>) -> (f64, f64) {
+    let Some(TaskMetrics::Forecast(f)) = report.map(|r| &r.metrics) else {
+        panic!("no forecast report");
+    };
+    let seasonal = f.seasonal_naive.as_ref().expect("seasonal baseline");
+    (f.model.mse, seasonal.mse)
+}
+
+#[test]
+fn scaled_targets_make_epoch_0_no_worse_than_seasonal_naive() {
+    // With target scaling (the default in the delta modes) the head starts at "no
+    // correction" and learns the corrections on their own scale: after the first epoch the
+    // model is at least as good as the seasonal-naive forecast it corrects.
+    let scaled = run(&smooth_spec(1, ""));
+    let (val, val_naive) = mse_and_seasonal(scaled.val.as_ref());
+    let (test, test_naive) = mse_and_seasonal(scaled.test.as_ref());
+    // Without it (the behaviour before target scaling) the same epoch is measured too.
+    let unscaled = run(&smooth_spec(1, "scale_targets = false"));
+    let (raw_val, _) = mse_and_seasonal(unscaled.val.as_ref());
+    eprintln!(
+        "epoch 0: val MSE {val:.4} (seasonal-naive {val_naive:.4}, unscaled {raw_val:.4}), \
+         test MSE {test:.4} (seasonal-naive {test_naive:.4})"
+    );
+    assert!(val <= val_naive, "val {val} vs seasonal-naive {val_naive}");
+    assert!(
+        test <= test_naive,
+        "test {test} vs seasonal-naive {test_naive}"
+    );
+}

@@ -330,7 +330,8 @@ fn delta_mode_targets_are_changes_from_the_last_observed_value() {
     let level = series(load(&seasonal_spec("s.csv", ""), dir.path()).unwrap());
     let delta = series(
         load(
-            &seasonal_spec("s.csv", "forecast_mode = \"delta\""),
+            // Unscaled, so the targets are the plain changes.
+            &seasonal_spec("s.csv", "forecast_mode = \"delta\"\nscale_targets = false"),
             dir.path(),
         )
         .unwrap(),
@@ -358,7 +359,10 @@ fn seasonal_delta_targets_are_changes_from_the_seasonal_naive_forecast() {
     let dir = TempDir::new().unwrap();
     seasonal_file(dir.path(), DataFormat::Csv, "s.csv");
     let level = series(load(&seasonal_spec("s.csv", ""), dir.path()).unwrap());
-    let spec = seasonal_spec("s.csv", "forecast_mode = \"seasonal_delta\"");
+    let spec = seasonal_spec(
+        "s.csv",
+        "forecast_mode = \"seasonal_delta\"\nscale_targets = false",
+    );
     let sd = series(load(&spec, dir.path()).unwrap());
     for split in SplitName::ALL {
         let idx: Vec<usize> = (0..sd.len(split)).collect();
@@ -400,5 +404,126 @@ fn seasonal_delta_targets_are_changes_from_the_seasonal_naive_forecast() {
             (b - want).abs() <= 1e-3 * want.abs(),
             "h = {h}: {b} vs {want}"
         );
+    }
+}
+
+#[test]
+fn target_scaling_standardizes_the_training_corrections_and_inverts_exactly() {
+    let dir = TempDir::new().unwrap();
+    seasonal_file(dir.path(), DataFormat::Csv, "s.csv");
+    let plain = series(
+        load(
+            &seasonal_spec(
+                "s.csv",
+                "forecast_mode = \"seasonal_delta\"\nscale_targets = false",
+            ),
+            dir.path(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(plain.normalizer().residuals, None);
+    // On by default in the delta modes, off in level mode unless asked for.
+    let spec = seasonal_spec("s.csv", "forecast_mode = \"seasonal_delta\"");
+    let scaled = series(load(&spec, dir.path()).unwrap());
+    let level = series(load(&seasonal_spec("s.csv", ""), dir.path()).unwrap());
+    assert_eq!(level.normalizer().residuals, None);
+    let level_scaled =
+        series(load(&seasonal_spec("s.csv", "scale_targets = true"), dir.path()).unwrap());
+    assert!(level_scaled.normalizer().residuals.is_some());
+
+    let r = &scaled.normalizer().residuals.as_ref().expect("fitted")[0];
+    let idx: Vec<usize> = (0..scaled.len(SplitName::Train)).collect();
+    let (p, s) = (
+        plain.batch(SplitName::Train, &idx),
+        scaled.batch(SplitName::Train, &idx),
+    );
+    // The scale is the corrections' own training mean and spread: scaled targets have mean 0
+    // and standard deviation 1 over the training windows.
+    let n = s.y.len() as f64;
+    let mean = s.y.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var =
+        s.y.iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+    assert!(
+        mean.abs() < 1e-4 && (var.sqrt() - 1.0).abs() < 1e-3,
+        "{mean} {var}"
+    );
+    // The corrections are much smaller than the level's spread (what scaling is for).
+    assert!(
+        r.scale < 0.5,
+        "correction spread {} in level units",
+        r.scale
+    );
+    for (pv, sv) in p.y.iter().zip(&s.y) {
+        let back = f64::from(*sv) * r.scale + r.shift;
+        assert!((back - f64::from(*pv)).abs() < 1e-5, "{back} vs {pv}");
+    }
+    // Model outputs equal to the scaled targets map back to the targets in original units, on
+    // every split.
+    for split in SplitName::ALL {
+        let idx: Vec<usize> = (0..scaled.len(split)).collect();
+        let mut y = scaled.batch(split, &idx).y;
+        scaled
+            .normalizer()
+            .outputs_to_original(&mut y, &scaled.offsets(split, &idx));
+        for (got, want) in y.iter().zip(scaled.targets_original(split, &idx)) {
+            assert!(
+                (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+                "{got} vs {want}"
+            );
+        }
+    }
+    // A zero output is the seasonal-naive forecast plus the mean training correction.
+    let mut zero = vec![0.0f32; 3];
+    let offsets = scaled.offsets(SplitName::Test, &[0]);
+    scaled.normalizer().outputs_to_original(&mut zero, &offsets);
+    let naive = scaled
+        .seasonal_naive_forecast(SplitName::Test, &[0])
+        .unwrap();
+    let t = &scaled.normalizer().targets[0];
+    for (z, nv) in zero.iter().zip(&naive) {
+        let want = f64::from(*nv) + r.shift * t.scale;
+        assert!((f64::from(*z) - want).abs() < 1e-3, "{z} vs {want}");
+    }
+}
+
+#[test]
+fn statistical_baselines_forecast_every_window_from_its_origin() {
+    let dir = TempDir::new().unwrap();
+    seasonal_file(dir.path(), DataFormat::Csv, "s.csv");
+    let sd = series(load(&seasonal_spec("s.csv", ""), dir.path()).unwrap());
+    let fits = sd.fit_stat_baselines();
+    let names: Vec<&str> = fits.iter().map(|(k, _)| k.name()).collect();
+    assert_eq!(names, ["AutoETS", "MSTL + AutoETS"]);
+    for (kind, fit) in &fits {
+        let b = fit
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
+        let idx: Vec<usize> = (0..sd.len(SplitName::Test)).collect();
+        let f = sd.stat_forecast(b, SplitName::Test, &idx);
+        let target = sd.targets_original(SplitName::Test, &idx);
+        assert_eq!(f.len(), target.len());
+        assert!(f.iter().all(|v| v.is_finite()));
+        // Forecasts from different origins differ: the model is filtered through the split.
+        assert_ne!(f[0], f[3], "{}", kind.name());
+        let mse = f
+            .iter()
+            .zip(&target)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum::<f64>()
+            / f.len() as f64;
+        let naive = sd.naive_forecast(SplitName::Test, &idx);
+        let naive_mse = naive
+            .iter()
+            .zip(&target)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum::<f64>()
+            / f.len() as f64;
+        if *kind == ringtrain_data::stat_baseline::StatKind::MstlEts {
+            // The series is strongly seasonal: removing the season must beat the naive forecast.
+            assert!(mse < naive_mse, "{mse} vs naive {naive_mse}");
+        }
     }
 }

@@ -188,6 +188,12 @@ pub(super) fn series(c: &mut Checker, d: &RawData) -> SeriesSpec {
     }
     // Records the error when absent; the range check below reads the value itself.
     c.required("data.window", &d.window, "input window length in steps");
+    let forecast_mode = c.choice(
+        "data.forecast_mode",
+        d.forecast_mode.as_deref(),
+        ForecastMode::Level,
+        FORECAST_MODES,
+    );
     SeriesSpec {
         features,
         targets,
@@ -199,12 +205,10 @@ pub(super) fn series(c: &mut Checker, d: &RawData) -> SeriesSpec {
             Normalization::Zscore,
             NORMS,
         ),
-        forecast_mode: c.choice(
-            "data.forecast_mode",
-            d.forecast_mode.as_deref(),
-            ForecastMode::Level,
-            FORECAST_MODES,
-        ),
+        forecast_mode,
+        scale_targets: d
+            .scale_targets
+            .unwrap_or(forecast_mode != ForecastMode::Level),
     }
 }
 
@@ -219,6 +223,7 @@ pub(super) fn text(c: &mut Checker, d: &RawData) -> TextSpec {
     c.forbid("data.stride", &d.stride, why);
     c.forbid("data.normalize", &d.normalize, why);
     c.forbid("data.forecast_mode", &d.forecast_mode, why);
+    c.forbid("data.scale_targets", &d.scale_targets, why);
     if path.starts_with("builtin:") {
         c.err(
             "data.path",
@@ -269,6 +274,7 @@ pub(super) fn pairs(c: &mut Checker, d: &RawData) -> PairSpec {
     c.forbid("data.stride", &d.stride, why);
     c.forbid("data.normalize", &d.normalize, why);
     c.forbid("data.forecast_mode", &d.forecast_mode, why);
+    c.forbid("data.scale_targets", &d.scale_targets, why);
     let why = "only for task.kind = \"classify\"";
     c.forbid("data.text_column", &d.text_column, why);
     c.forbid("data.label_column", &d.label_column, why);
@@ -328,6 +334,7 @@ pub(super) fn corpus(c: &mut Checker, d: &RawData) -> CorpusSpec {
         ("data.stride", d.stride.is_some()),
         ("data.normalize", d.normalize.is_some()),
         ("data.forecast_mode", d.forecast_mode.is_some()),
+        ("data.scale_targets", d.scale_targets.is_some()),
         ("data.text_column", d.text_column.is_some()),
         ("data.label_column", d.label_column.is_some()),
         ("data.max_len", d.max_len.is_some()),

@@ -1,7 +1,8 @@
 //! Forecasting metrics in original units (the caller undoes normalization first): MSE, RMSE,
 //! MAE and MAPE for the model and for the naive (repeat the last observed value) and
 //! seasonal-naive (repeat the value one season earlier) baselines on the same samples, so every
-//! report says whether the network beats the trivial forecasts.
+//! report says whether the network beats the trivial forecasts. Statistical baselines
+//! (AutoETS, MSTL + AutoETS) are tracked the same way, as extra forecasters after those three.
 //!
 //! MAPE divides by the target, so targets equal to zero are skipped (and counted): including
 //! them would make it infinite, and silently dropping them would overstate accuracy.
@@ -136,6 +137,56 @@ pub struct ForecastReport {
     pub vs_naive: BaselineComparison,
     /// Model relative to the seasonal-naive baseline, when there is one.
     pub vs_seasonal_naive: Option<BaselineComparison>,
+    /// Statistical baselines fitted on the training split (AutoETS; MSTL + AutoETS with a
+    /// season), on the same windows and horizons; an unavailable one says why. Empty in
+    /// reports written before they existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statistical: Vec<StatisticalBaseline>,
+}
+
+/// One statistical baseline's result on a split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatisticalBaseline {
+    /// `"AutoETS"` or `"MSTL + AutoETS"`.
+    pub name: String,
+    /// The ETS form selected per target column (e.g. `"AAdN"`), empty when unavailable.
+    pub forms: Vec<String>,
+    /// Its errors; `None` when it is unavailable.
+    pub metrics: Option<ForecastMetrics>,
+    /// Model relative to it; `None` when it is unavailable.
+    pub vs_model: Option<BaselineComparison>,
+    /// Why it is unavailable (the fit failed or could not be reproduced), if it is.
+    pub unavailable: Option<String>,
+}
+
+impl StatisticalBaseline {
+    /// The entry of a fitted baseline with errors `sums`, compared with the `model`.
+    pub fn available(
+        name: &str,
+        forms: Vec<String>,
+        sums: &ErrorSums,
+        model: &ForecastMetrics,
+    ) -> Self {
+        let metrics = sums.metrics();
+        StatisticalBaseline {
+            name: name.to_owned(),
+            forms,
+            vs_model: Some(BaselineComparison::new(model, &metrics)),
+            metrics: Some(metrics),
+            unavailable: None,
+        }
+    }
+
+    /// The entry of a baseline that could not be fitted, with the reason.
+    pub fn unavailable(name: &str, reason: &str) -> Self {
+        StatisticalBaseline {
+            name: name.to_owned(),
+            forms: Vec::new(),
+            metrics: None,
+            vs_model: None,
+            unavailable: Some(reason.to_owned()),
+        }
+    }
 }
 
 /// Error sums of the model and its baselines over one evaluation, mergeable across shards.
@@ -144,6 +195,8 @@ pub struct ForecastAccumulator {
     model: ErrorSums,
     naive: ErrorSums,
     seasonal: Option<ErrorSums>,
+    /// Statistical baselines, in the task's order.
+    statistical: Vec<ErrorSums>,
 }
 
 impl ForecastAccumulator {
@@ -154,7 +207,50 @@ impl ForecastAccumulator {
             model: ErrorSums::default(),
             naive: ErrorSums::default(),
             seasonal: seasonal.then(ErrorSums::default),
+            statistical: Vec::new(),
         }
+    }
+
+    /// The same accumulator also tracking `n` statistical baselines (fed with
+    /// [`Self::add_statistical`]; every shard of one evaluation must track the same `n`).
+    pub fn with_statistical(mut self, n: usize) -> Self {
+        self.statistical = vec![ErrorSums::default(); n];
+        self
+    }
+
+    /// Adds statistical baseline `i`'s forecasts `pred` of `target` (original units).
+    ///
+    /// # Errors
+    /// [`MetricsError::LengthMismatch`] if the lengths differ, [`MetricsError::ShapeMismatch`]
+    /// if `i` is not tracked. Nothing is counted on error.
+    pub fn add_statistical(
+        &mut self,
+        i: usize,
+        pred: &[f32],
+        target: &[f32],
+    ) -> Result<(), MetricsError> {
+        let tracked = self.statistical.len();
+        let sums = self
+            .statistical
+            .get_mut(i)
+            .ok_or_else(|| MetricsError::ShapeMismatch {
+                ours: format!("{tracked} statistical baselines"),
+                theirs: format!("baseline {i}"),
+            })?;
+        if pred.len() != target.len() {
+            return Err(MetricsError::LengthMismatch {
+                what: "statistical baseline forecast",
+                expected: target.len(),
+                got: pred.len(),
+            });
+        }
+        sums.add(pred, target);
+        Ok(())
+    }
+
+    /// The statistical baselines' sums, in the order they were added.
+    pub fn statistical_sums(&self) -> &[ErrorSums] {
+        &self.statistical
     }
 
     /// Whether the seasonal-naive baseline is tracked.
@@ -215,6 +311,12 @@ impl ForecastAccumulator {
     /// # Errors
     /// [`MetricsError::ShapeMismatch`] if only one of them tracks the seasonal baseline.
     pub fn merge(&mut self, other: &Self) -> Result<(), MetricsError> {
+        if self.statistical.len() != other.statistical.len() {
+            return Err(MetricsError::ShapeMismatch {
+                ours: format!("{} statistical baselines", self.statistical.len()),
+                theirs: format!("{} statistical baselines", other.statistical.len()),
+            });
+        }
         if self.has_seasonal() != other.has_seasonal() {
             let shape = |s: bool| {
                 if s {
@@ -231,6 +333,9 @@ impl ForecastAccumulator {
         self.model.merge(&other.model);
         self.naive.merge(&other.naive);
         if let (Some(a), Some(b)) = (&mut self.seasonal, &other.seasonal) {
+            a.merge(b);
+        }
+        for (a, b) in self.statistical.iter_mut().zip(&other.statistical) {
             a.merge(b);
         }
         Ok(())
@@ -251,7 +356,37 @@ impl ForecastAccumulator {
         if let Some(s) = &self.seasonal {
             s.push_flat(&mut out);
         }
+        for s in &self.statistical {
+            s.push_flat(&mut out);
+        }
         out
+    }
+
+    /// [`Self::from_flat`] for an accumulator that also tracks `statistical` baselines (their
+    /// sums follow the others in the flat form).
+    ///
+    /// # Errors
+    /// As [`Self::from_flat`].
+    pub fn from_flat_with(
+        seasonal: bool,
+        statistical: usize,
+        flat: &[f64],
+    ) -> Result<Self, MetricsError> {
+        let base = Self::flat_len(seasonal);
+        let expected = base + SUMS_LEN * statistical;
+        if flat.len() != expected {
+            return Err(MetricsError::FlatLength {
+                expected,
+                got: flat.len(),
+            });
+        }
+        let mut acc = Self::from_flat(seasonal, &flat[..base])?;
+        for i in 0..statistical {
+            let at = base + i * SUMS_LEN;
+            acc.statistical
+                .push(ErrorSums::from_flat(at, &flat[at..at + SUMS_LEN])?);
+        }
+        Ok(acc)
     }
 
     /// Rebuilds an accumulator from a (summed) flat buffer written by [`Self::to_flat`].
@@ -272,6 +407,7 @@ impl ForecastAccumulator {
             model: block(0)?,
             naive: block(1)?,
             seasonal: if seasonal { Some(block(2)?) } else { None },
+            statistical: Vec::new(),
         })
     }
 
@@ -293,6 +429,8 @@ impl ForecastAccumulator {
             model,
             naive,
             seasonal_naive,
+            // Names and forms live with the task: it fills these from `statistical_sums`.
+            statistical: Vec::new(),
         }
     }
 }
@@ -456,6 +594,41 @@ mod tests {
                 value: -1.0
             }
         );
+    }
+
+    #[test]
+    fn statistical_baselines_sum_across_shards_after_the_others() {
+        let mut a = ForecastAccumulator::new(false).with_statistical(2);
+        a.add(&MODEL[..2], &TARGET[..2], &NAIVE[..2], None)
+            .expect("shapes");
+        a.add_statistical(1, &SEASONAL[..2], &TARGET[..2])
+            .expect("tracked");
+        let mut b = ForecastAccumulator::new(false).with_statistical(2);
+        b.add(&MODEL[2..], &TARGET[2..], &NAIVE[2..], None)
+            .expect("shapes");
+        b.add_statistical(1, &SEASONAL[2..], &TARGET[2..])
+            .expect("tracked");
+        let summed: Vec<f64> = a
+            .to_flat()
+            .iter()
+            .zip(b.to_flat())
+            .map(|(x, y)| x + y)
+            .collect();
+        assert_eq!(summed.len(), 20);
+        let back = ForecastAccumulator::from_flat_with(false, 2, &summed).expect("valid");
+        assert_eq!(back.statistical_sums()[0].count, 0);
+        close(back.statistical_sums()[1].metrics().mse, 0.25);
+        let m = back.report().model;
+        let entry =
+            StatisticalBaseline::available("AutoETS", vec![], &back.statistical_sums()[1], &m);
+        close(
+            entry.vs_model.expect("set").mse_ratio.expect("non-zero"),
+            6.0,
+        );
+        assert!(a.add_statistical(2, &MODEL, &TARGET).is_err());
+        assert!(a.add_statistical(0, &MODEL[..1], &TARGET).is_err());
+        assert!(a.merge(&ForecastAccumulator::new(false)).is_err());
+        assert!(ForecastAccumulator::from_flat_with(false, 1, &summed).is_err());
     }
 
     #[test]

@@ -23,9 +23,10 @@ pub use classification::{
 };
 pub use forecast::{
     BaselineComparison, ErrorSums, ForecastAccumulator, ForecastMetrics, ForecastReport,
+    StatisticalBaseline,
 };
 pub use language_model::{LanguageModelReport, LmAccumulator, unigram_logp};
-pub use translation::{TranslationAccumulator, TranslationReport, corpus_bleu};
+pub use translation::{GreedyScores, TranslationAccumulator, TranslationReport, corpus_bleu};
 
 use ringtrain_spec::types::MonitorMetric;
 

@@ -44,7 +44,7 @@ pub struct TranslationAccumulator {
 /// The metrics of one split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TranslationReport {
-    /// Corpus BLEU-4 of greedy decodings, in `[0, 1]`.
+    /// Corpus BLEU-4 of the decodings (see `decoder`), in `[0, 1]`.
     pub bleu: f64,
     /// Modified n-gram precisions p_1..p_4.
     pub precisions: [f64; 4],
@@ -56,7 +56,7 @@ pub struct TranslationReport {
     pub ref_len: u64,
     /// Fraction of target tokens predicted correctly under teacher forcing.
     pub token_accuracy: f64,
-    /// Fraction of sentences decoded (greedily) exactly.
+    /// Fraction of sentences decoded exactly (by `decoder`).
     pub exact_match: f64,
     /// Sentences scored.
     pub sentences: u64,
@@ -65,6 +65,26 @@ pub struct TranslationReport {
     /// Missing in reports written before it existed.
     #[serde(default)]
     pub copy_source_bleu: f64,
+    /// The decoder that produced `bleu`, `precisions`, the lengths and `exact_match`:
+    /// `"greedy"` or `"beam K"`. Reports written before it existed were greedy.
+    #[serde(default = "greedy_decoder")]
+    pub decoder: String,
+    /// With a beam decoder, the greedy decodings' scores on the same sentences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greedy: Option<GreedyScores>,
+}
+
+fn greedy_decoder() -> String {
+    "greedy".to_owned()
+}
+
+/// BLEU-4 and exact match of greedy decoding, reported next to a beam's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GreedyScores {
+    /// Corpus BLEU-4 in `[0, 1]`.
+    pub bleu: f64,
+    /// Fraction of sentences decoded exactly.
+    pub exact_match: f64,
 }
 
 fn ngrams<T: Eq + Hash>(seq: &[T], n: usize) -> HashMap<&[T], u64> {
@@ -185,6 +205,9 @@ impl TranslationAccumulator {
             token_accuracy: ratio(self.tokens_correct, self.tokens),
             exact_match: ratio(self.exact, self.sentences),
             sentences: self.sentences,
+            // The caller names another decoder when it used one.
+            decoder: greedy_decoder(),
+            greedy: None,
         }
     }
 }

@@ -43,6 +43,12 @@ pub trait Task: std::fmt::Debug + Send + Sync {
     /// The model's head.
     fn head_kind(&self) -> HeadKind;
 
+    /// Whether a freshly built model starts with a zero output head (a forecaster trained on
+    /// scaled corrections then starts at its mode's reference forecast).
+    fn zero_head(&self) -> bool {
+        false
+    }
+
     /// Whether training windows are consecutive chunks of streams taken in order, with the
     /// recurrent state carried from one chunk to the next (truncated BPTT): the shard plan is
     /// not shuffled and the loop keeps each stream's state between steps.
@@ -213,10 +219,15 @@ impl TaskData {
                 TaskSpec::Seq2seq {
                     attention,
                     teacher_forcing,
+                    beam_width,
+                    length_penalty,
                     ..
                 },
                 Prepared::Pairs(p),
-            ) => Box::new(Seq2seq::new(p, *attention, *teacher_forcing)),
+            ) => Box::new(
+                Seq2seq::new(p, *attention, *teacher_forcing)
+                    .with_beam(*beam_width, *length_penalty),
+            ),
             (TaskSpec::LanguageModel { .. }, Prepared::Corpus(c)) => {
                 Box::new(LanguageModel::new(c))
             }
@@ -250,6 +261,11 @@ impl TaskData {
     /// The model's input block for this data.
     pub fn input_kind(&self) -> InputKind {
         self.task.input_kind()
+    }
+
+    /// Whether a fresh model starts with a zero head ([`Task::zero_head`]).
+    pub fn zero_head(&self) -> bool {
+        self.task.zero_head()
     }
 
     /// The model's head for this task.

@@ -1,11 +1,14 @@
 //! Sequence to sequence: source tokens in, target tokens out through an attentional decoder,
 //! the token-level cross-entropy (a mean over the valid target tokens, so its sample weights
 //! are the token mask and replicas combine by their token counts), teacher-forced token
-//! accuracy and greedy-decoding BLEU-4 and exact match next to the copy-the-source baseline.
+//! accuracy and BLEU-4 and exact match next to the copy-the-source baseline. Validation decodes
+//! greedily (it runs every epoch); the test split decodes with the configured beam
+//! (`task.beam_width`, greedy when 1) and, with a beam, also greedily for comparison; the
+//! report names the decoder of every number.
 
 use super::{EvalSums, LossSums, Task};
 use crate::error::TrainError;
-use crate::metrics::TranslationAccumulator;
+use crate::metrics::{GreedyScores, TranslationAccumulator};
 use crate::report::{EvalReport, TaskMetrics, shard_range};
 use crate::seq2seq_task::{pair_batch, source_tensors, token_loss};
 use crate::tensors::{Targets, argmax, plain_loss, to_vec};
@@ -20,6 +23,10 @@ pub struct Seq2seq {
     data: PairData,
     attention: Seq2seqAttention,
     teacher_forcing: f64,
+    /// Beam width of the test split's decoding (1 = greedy).
+    beam_width: usize,
+    /// Length normalization of the beam.
+    length_penalty: f64,
 }
 
 impl Seq2seq {
@@ -29,7 +36,22 @@ impl Seq2seq {
             data,
             attention,
             teacher_forcing,
+            beam_width: 1,
+            length_penalty: 0.0,
         }
+    }
+
+    /// The same task decoding its test split with beam search of `width` hypotheses ranked
+    /// with length normalization `length_penalty` (greedy when `width` is 1).
+    pub fn with_beam(mut self, width: usize, length_penalty: f64) -> Seq2seq {
+        self.beam_width = width.max(1);
+        self.length_penalty = length_penalty;
+        self
+    }
+
+    /// The beam width `split` is decoded with, when it is not greedy.
+    fn beam_for(&self, split: SplitName) -> Option<usize> {
+        (split == SplitName::Test && self.beam_width > 1).then_some(self.beam_width)
     }
 }
 
@@ -102,8 +124,9 @@ impl Task for Seq2seq {
         Some(host_mask.iter().map(|&m| f64::from(m)).collect())
     }
 
-    /// Teacher-forced loss and token accuracy, greedy decoding (up to the target vocabulary's
-    /// maximum length) for exact match and BLEU.
+    /// Teacher-forced loss and token accuracy, decoding (up to the target vocabulary's maximum
+    /// length) for exact match and BLEU: greedy, or on the test split with a configured beam
+    /// the beam (and greedy alongside).
     fn eval_shard(
         &self,
         model: &Model,
@@ -120,6 +143,9 @@ impl Task for Seq2seq {
         let max_len = data.target_vocab().max_len();
         let mut sums = LossSums::default();
         let mut acc = TranslationAccumulator::new();
+        let beam = self.beam_for(split);
+        // With a beam: the greedy decodings' statistics, reported alongside.
+        let mut greedy_acc = TranslationAccumulator::new();
         for r in sequential_batches(range.len(), batch_size) {
             let idx: Vec<usize> = ((r.start + offset)..(r.end + offset)).collect();
             let pb = data.batch(split, &idx);
@@ -139,7 +165,16 @@ impl Task for Seq2seq {
                 .filter(|((row, y), w)| **w > 0.0 && argmax(row) == **y as usize)
                 .count();
             acc.add_tokens(correct as u64, tokens as u64);
-            let decoded = model.greedy_decode(source, mask, max_len)?;
+            let greedy = model.greedy_decode(source.clone(), mask.clone(), max_len)?;
+            let decoded = match beam {
+                Some(width) => {
+                    for (h, &i) in greedy.iter().zip(&idx) {
+                        greedy_acc.add_sentence(&h.tokens, data.target(split, i));
+                    }
+                    model.beam_decode(source, mask, width, self.length_penalty, max_len)?
+                }
+                None => greedy,
+            };
             for (h, &i) in decoded.iter().zip(&idx) {
                 let reference = data.target(split, i);
                 acc.add_sentence(&h.tokens, reference);
@@ -160,20 +195,37 @@ impl Task for Seq2seq {
                 );
             }
         }
+        let mut flat = acc.to_flat();
+        if beam.is_some() {
+            flat.extend(greedy_acc.to_flat());
+        }
         Ok(EvalSums {
-            flat: sums.flat(acc.to_flat()),
+            flat: sums.flat(flat),
             forecasts: None,
         })
     }
 
     fn report(&self, split: SplitName, sums: EvalSums) -> Result<EvalReport, TrainError> {
         let (loss, rest) = LossSums::parse(&sums.flat)?;
-        let acc = TranslationAccumulator::from_flat(rest)?;
+        let report = match self.beam_for(split) {
+            Some(width) => {
+                let half = rest.len() / 2;
+                let mut report = TranslationAccumulator::from_flat(&rest[..half])?.report();
+                let greedy = TranslationAccumulator::from_flat(&rest[half..])?.report();
+                report.decoder = format!("beam {width}");
+                report.greedy = Some(GreedyScores {
+                    bleu: greedy.bleu,
+                    exact_match: greedy.exact_match,
+                });
+                report
+            }
+            None => TranslationAccumulator::from_flat(rest)?.report(),
+        };
         Ok(EvalReport {
             split,
             samples: loss.samples,
             loss: loss.mean(),
-            metrics: TaskMetrics::Translation(acc.report()),
+            metrics: TaskMetrics::Translation(report),
             forecasts: None,
         })
     }

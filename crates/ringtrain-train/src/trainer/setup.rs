@@ -118,13 +118,18 @@ impl Evaluator {
 
 /// The task's model for `spec` on `device`, initialized from the seed.
 fn build(spec: &JobSpec, task: &TaskData, device: &Device) -> Result<Model, TrainError> {
-    Ok(Model::new(
+    let model = Model::new(
         &spec.model,
         task.input_kind(),
         task.head_kind(),
         spec.seed,
         device,
-    )?)
+    )?;
+    Ok(if task.zero_head() {
+        model.with_zero_head()
+    } else {
+        model
+    })
 }
 
 impl<'a> Run<'a> {
