@@ -20,6 +20,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("ringtrain-proto", &["ringtrain-core"]),
+    // Hyperparameter search: pure functions over the job spec, no IO beyond the sweep file.
+    ("ringtrain-sweep", &["ringtrain-core", "ringtrain-spec"]),
     (
         "ringtrain-collective",
         &["ringtrain-core", "ringtrain-proto"],
