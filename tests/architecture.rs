@@ -38,6 +38,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ringtrain-proto",
             "ringtrain-collective",
             "ringtrain-telemetry",
+            "ringtrain-sweep",
         ],
     ),
     (
@@ -65,6 +66,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ringtrain-collective",
             "ringtrain-coordinator",
             "ringtrain-worker",
+            "ringtrain-sweep",
         ],
     ),
     // Fuzz targets call the readers they test; nothing depends on this crate.
