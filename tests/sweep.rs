@@ -209,3 +209,143 @@ fn http_get(addr: &str, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+/// The trial table as (index, parameters) pairs.
+fn params_table(s: &Value) -> Vec<(u64, Value)> {
+    s["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["index"].as_u64().unwrap(), t["params"].clone()))
+        .collect()
+}
+
+/// Polls the sweep until `pred` holds (at most `secs`).
+fn wait_sweep(c: &Cluster, id: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let s = status(c, id);
+        if pred(&s) {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} did not get there in {secs} s: {s:#}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Same seed, same trials: the parameters of every trial index do not depend on how many
+/// trials ran at once (TPE's start-up trials; random and grid search are pure functions of the
+/// index at any length).
+#[test]
+fn the_same_seed_gives_the_same_trial_table_at_any_concurrency() {
+    let c = Cluster::start_with(3, Flags::default());
+    let dir = c.dir.path().to_path_buf();
+    base_job(&dir, 1);
+    let mut tables = vec![];
+    for (i, concurrent) in [1, 3].into_iter().enumerate() {
+        let sweep = sweep_file(
+            &dir,
+            &format!("det{concurrent}"),
+            &format!(
+                "algorithm = \"tpe\"\nseed = 42\nmax_concurrent = {concurrent}\nbudget = {{ trials = 6 }}\n{SPACE}"
+            ),
+        );
+        c.cli_ok(&["sweep", "submit", sweep.to_str().unwrap(), "--watch"]);
+        let s = status(&c, &format!("sweep-{}", i + 1));
+        assert_eq!(s["state"], "succeeded", "{s:#}");
+        tables.push(params_table(&s));
+    }
+    assert_eq!(tables[0].len(), 6);
+    assert_eq!(tables[0], tables[1]);
+    c.stop();
+}
+
+/// kill -9 of the coordinator in the middle of a sweep, then a restart on the same state file
+/// and address: completed trials keep their values and jobs (not rerun), the active trial's job
+/// goes on, and the sweep finishes with exactly its budget of trials, each index once.
+#[test]
+fn a_sweep_survives_a_coordinator_killed_and_restarted() {
+    let mut c = Cluster::start_with(1, Flags::default());
+    let dir = c.dir.path().to_path_buf();
+    base_job(&dir, 3);
+    let sweep = sweep_file(
+        &dir,
+        "survivor",
+        &format!(
+            "algorithm = \"random\"\nseed = 3\nmax_concurrent = 1\nbudget = {{ trials = 4 }}\n{SPACE}"
+        ),
+    );
+    c.cli_ok(&["sweep", "submit", sweep.to_str().unwrap()]);
+    let before = wait_sweep(&c, "sweep-1", 120, |s| {
+        let trials = s["trials"].as_array().unwrap();
+        trials.iter().filter(|t| t["state"] == "complete").count() >= 1
+            && trials
+                .iter()
+                .any(|t| t["state"] == "queued" || t["state"] == "running")
+    });
+    let addr = c.addr.clone();
+    c.coordinator.as_mut().unwrap().kill9();
+    let state = dir.join("state.db");
+    let restarted = common::services::Service::start(
+        &[
+            "coordinator",
+            "--listen",
+            &addr,
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--state",
+            state.to_str().unwrap(),
+            "--lease-ms",
+            "3000",
+            "--heartbeat-wait-ms",
+            "300",
+        ],
+        dir.join("coordinator-restarted.log"),
+    );
+    c.coordinator = Some(restarted);
+    let after = status(&c, "sweep-1");
+    let done_before: Vec<&Value> = before["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "complete")
+        .collect();
+    for t in &done_before {
+        let same = &after["trials"][t["index"].as_u64().unwrap() as usize];
+        assert_eq!(
+            same["value"], t["value"],
+            "completed trials are kept: {after:#}"
+        );
+        assert_eq!(same["job_id"], t["job_id"], "{after:#}");
+        assert_eq!(same["state"], "complete", "{after:#}");
+    }
+    let end = wait_sweep(&c, "sweep-1", 180, |s| s["state"] != "running");
+    assert_eq!(end["state"], "succeeded", "{end:#}\n{}", c.logs());
+    let trials = end["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 4, "the budget is honoured: {end:#}");
+    assert!(trials.iter().all(|t| t["state"] == "complete"), "{end:#}");
+    for t in &done_before {
+        assert_eq!(
+            trials[t["index"].as_u64().unwrap() as usize]["value"],
+            t["value"]
+        );
+    }
+    // One job per trial: nothing was submitted twice.
+    let jobs = c.json(&["status"]);
+    let mut names: Vec<String> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        (0..4).map(|i| format!("survivor-t{i}")).collect::<Vec<_>>()
+    );
+    c.stop();
+}
