@@ -349,3 +349,103 @@ fn a_sweep_survives_a_coordinator_killed_and_restarted() {
     );
     c.stop();
 }
+
+/// ASHA through real workers: every trial is data-parallel over both workers; a trial with a
+/// useless learning rate is pruned at its first rung, its job cancelled with "pruned at epoch E",
+/// both ranks stop after the same step, and the workers take the next trial. Looped over
+/// several trials (grid: seed × learning rate, a bad one every other trial).
+#[test]
+fn asha_prunes_a_data_parallel_trial_on_every_rank_at_the_same_step() {
+    let c = Cluster::start_with(2, Flags::default());
+    let dir = c.dir.path().to_path_buf();
+    let data = examples().join("data/seasonal.csv");
+    std::fs::write(
+        dir.join("base.toml"),
+        format!(
+            r#"seed = 5
+[model]
+cell = "gru"
+hidden = 48
+[task]
+kind = "forecast"
+horizon = 1
+[data]
+path = "{}"
+features = ["demand"]
+targets = ["demand"]
+window = 24
+split = [0.7, 0.15, 0.15]
+[train]
+epochs = 16
+batch_size = 8
+optimizer = {{ kind = "adam", lr = 0.01 }}
+[parallel]
+data = 2
+"#,
+            data.display()
+        ),
+    )
+    .unwrap();
+    let sweep = sweep_file(
+        &dir,
+        "asha",
+        r#"algorithm = "grid"
+max_concurrent = 1
+objective = { metric = "val_rmse" }
+[[param]]
+path = "seed"
+kind = "grid"
+values = [1, 2, 3]
+[[param]]
+path = "train.optimizer.lr"
+kind = "grid"
+values = [0.01, 1e-7]
+[pruner]
+kind = "asha"
+grace_epochs = 1
+reduction_factor = 2
+"#,
+    );
+    c.cli_ok(&["sweep", "submit", sweep.to_str().unwrap()]);
+    let end = wait_sweep(&c, "sweep-1", 300, |s| s["state"] != "running");
+    assert_eq!(end["state"], "succeeded", "{end:#}\n{}", c.logs());
+    let trials = end["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 6, "{end:#}");
+    let mut pruned = 0;
+    for t in trials {
+        let bad = t["params"]["train.optimizer.lr"].as_f64().unwrap() < 1e-6;
+        if t["state"] != "pruned" {
+            assert!(!bad, "a useless learning rate is pruned: {t:#}\n{end:#}");
+            assert_eq!(t["state"], "complete", "{t:#}");
+            continue;
+        }
+        pruned += 1;
+        let reason = t["reason"].as_str().unwrap();
+        assert!(reason.starts_with("pruned at epoch"), "{t:#}");
+        let job = c.json(&["status", t["job_id"].as_str().unwrap()]);
+        assert_eq!(job["state"], "cancelled", "{job:#}");
+        assert!(
+            job["reason"].as_str().unwrap().contains("pruned at epoch"),
+            "{job:#}"
+        );
+        // Both ranks report the step they stopped after: the same one.
+        let log = c.cli_ok(&["logs", t["job_id"].as_str().unwrap()]);
+        let steps: Vec<&str> = log
+            .lines()
+            .filter_map(|l| l.split("stopped after step ").nth(1))
+            .map(|rest| {
+                rest.trim_end_matches(')')
+                    .trim_end_matches(|ch: char| !ch.is_ascii_digit())
+            })
+            .collect();
+        assert_eq!(steps.len(), 2, "one stop line per rank:\n{log}");
+        assert_eq!(
+            steps[0], steps[1],
+            "ranks stopped after different steps:\n{log}"
+        );
+    }
+    assert!(pruned >= 3, "every bad trial is pruned: {end:#}");
+    // The workers are free again.
+    c.wait_idle_workers(2);
+    c.stop();
+}

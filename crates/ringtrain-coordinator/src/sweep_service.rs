@@ -122,9 +122,9 @@ impl SweepService for SweepApi {
             spec,
             base_dir,
         };
-        let id = self
-            .shared
-            .apply_sweep(|m, book, now| Ok(driver::submit(book, m, now, &roots, new)))?;
+        let id = self.shared.apply_sweep(|m, book, store, now| {
+            Ok(driver::submit(book, m, store, now, &roots, new))
+        })?;
         tracing::info!(sweep = %id, name = %name, user = user.as_deref().unwrap_or("-"), "sweep submitted");
         Ok(Response::new(self.get(&id)?))
     }
@@ -184,7 +184,7 @@ impl SweepService for SweepApi {
             }
             SweepState::Running => {
                 let reason = req.reason.clone();
-                self.shared.apply_sweep(|m, book, now| {
+                self.shared.apply_sweep(|m, book, _store, now| {
                     driver::cancel(book, m, now, num, &reason);
                     Ok(())
                 })?;
@@ -244,12 +244,17 @@ impl Shared {
     /// The event's own refusal, or UNAVAILABLE when the state database write failed.
     pub(crate) fn apply_sweep<T>(
         &self,
-        event: impl FnOnce(&mut crate::machine::Machine, &mut Book, i64) -> Result<T, Status>,
+        event: impl FnOnce(
+            &mut crate::machine::Machine,
+            &mut Book,
+            &crate::store::Store,
+            i64,
+        ) -> Result<T, Status>,
     ) -> Result<T, Status> {
         let mut core = self.lock();
         let core = &mut *core;
         core.ensure_restored()?;
-        let out = event(&mut core.machine, &mut core.sweeps, now_ms());
+        let out = event(&mut core.machine, &mut core.sweeps, &core.store, now_ms());
         let effects = core.machine.drain_effects();
         let mut writes = std::mem::take(&mut core.sweeps.writes);
         writes.sort();
@@ -288,8 +293,8 @@ pub(crate) async fn run_driver(shared: Arc<Shared>, mut shutdown: watch::Receive
             _ = interval.tick() => {}
             _ = stopped(&mut shutdown) => return,
         }
-        if let Err(status) = shared.apply_sweep(|m, book, now| {
-            driver::drive(book, m, now, &roots);
+        if let Err(status) = shared.apply_sweep(|m, book, store, now| {
+            driver::drive(book, m, store, now, &roots);
             Ok(())
         }) {
             tracing::error!(error = %status.message(), "sweep pass failed");

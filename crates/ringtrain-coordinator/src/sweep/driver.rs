@@ -8,6 +8,7 @@
 
 use super::{Book, Sweep, SweepState, Trial, TrialState, Write};
 use crate::machine::{JobState, Machine, NewJob};
+use crate::store::Store;
 use ringtrain_core::JobId;
 use ringtrain_spec::{MonitorMetric, Roots, SpecFormat};
 use ringtrain_sweep::{Finished, History, Outcome, Pending, SweepSpec};
@@ -30,6 +31,7 @@ pub(crate) fn result_metric(m: MonitorMetric) -> &'static str {
 pub(crate) fn submit(
     book: &mut Book,
     machine: &mut Machine,
+    store: &Store,
     now: i64,
     roots: &Roots,
     new: NewSweep,
@@ -54,7 +56,7 @@ pub(crate) fn submit(
         },
     );
     book.writes.push(Write::Sweep(num));
-    drive_one(book, machine, now, roots, num);
+    drive_one(book, machine, store, now, roots, num);
     id
 }
 
@@ -67,7 +69,13 @@ pub(crate) struct NewSweep {
 }
 
 /// One pass over every running sweep.
-pub(crate) fn drive(book: &mut Book, machine: &mut Machine, now: i64, roots: &Roots) {
+pub(crate) fn drive(
+    book: &mut Book,
+    machine: &mut Machine,
+    store: &Store,
+    now: i64,
+    roots: &Roots,
+) {
     let running: Vec<u64> = book
         .sweeps
         .values()
@@ -75,7 +83,7 @@ pub(crate) fn drive(book: &mut Book, machine: &mut Machine, now: i64, roots: &Ro
         .map(|s| s.num)
         .collect();
     for num in running {
-        drive_one(book, machine, now, roots, num);
+        drive_one(book, machine, store, now, roots, num);
     }
 }
 
@@ -110,10 +118,19 @@ pub(crate) fn cancel(book: &mut Book, machine: &mut Machine, now: i64, num: u64,
     book.writes.push(Write::Sweep(num));
 }
 
-fn drive_one(book: &mut Book, machine: &mut Machine, now: i64, roots: &Roots, num: u64) {
+fn drive_one(
+    book: &mut Book,
+    machine: &mut Machine,
+    store: &Store,
+    now: i64,
+    roots: &Roots,
+    num: u64,
+) {
     let Some(sweep) = book.sweeps.get_mut(&num) else {
         return;
     };
+    read_epochs(sweep, machine, store, &mut book.writes);
+    prune(sweep, machine, now, &mut book.writes);
     follow_jobs(sweep, machine, &mut book.writes);
     if sweep.state != SweepState::Running {
         return;
@@ -167,6 +184,8 @@ fn drive_one(book: &mut Book, machine: &mut Machine, now: i64, roots: &Roots, nu
             curve: vec![],
             finished_seq: None,
             pruned_at: None,
+            log_seq: 0,
+            judged: 0,
         };
         match new_job(sweep, &trial, roots) {
             Ok(new) => {
@@ -311,7 +330,7 @@ fn follow_jobs(sweep: &mut Sweep, machine: &Machine, writes: &mut Vec<Write>) {
             JobState::Cancelled => match t.pruned_at {
                 Some(epoch) => {
                     t.state = TrialState::Pruned;
-                    t.value = t.curve.last().copied();
+                    t.value = t.curve.get(epoch as usize - 1).copied();
                     t.reason = format!("pruned at epoch {epoch}");
                 }
                 None => {
@@ -328,5 +347,113 @@ fn follow_jobs(sweep: &mut Sweep, machine: &Machine, writes: &mut Vec<Write>) {
         if (t.state, t.curve.len()) != before {
             writes.push(Write::Trial(sweep.num, t.index));
         }
+    }
+}
+
+/// The value of `metric` in rank 0's per-epoch log line (`epoch E: step S, train loss L, val
+/// loss V, val rmse R, ...`, written by the worker after every epoch's evaluation): the 1-based
+/// count of epochs done and the value.
+pub(crate) fn epoch_value(message: &str, metric: MonitorMetric) -> Option<(u32, f64)> {
+    let rest = message.strip_prefix("epoch ")?;
+    let (epoch, rest) = rest.split_once(':')?;
+    let epoch: u32 = epoch.parse().ok()?;
+    let name = result_metric(metric).strip_prefix("val.")?;
+    let key = format!(", val {name} ");
+    let at = rest.find(&key)? + key.len();
+    let value = rest[at..].split(',').next()?.trim().parse::<f64>().ok()?;
+    Some((epoch + 1, value))
+}
+
+/// Appends the epochs rank 0 logged since the last pass to each active trial's curve.
+fn read_epochs(sweep: &mut Sweep, machine: &Machine, store: &Store, writes: &mut Vec<Write>) {
+    let metric = sweep.spec.objective.metric;
+    for t in sweep.trials.iter_mut().filter(|t| t.state.is_active()) {
+        let Some(job) = t.job.as_ref().and_then(|id| machine.job(id)) else {
+            continue;
+        };
+        let lines = match store.logs(job, t.log_seq, 1000) {
+            Ok(lines) => lines,
+            Err(e) => {
+                tracing::warn!(sweep = %sweep.id, trial = t.index, error = %e, "trial log not read");
+                continue;
+            }
+        };
+        let before = t.curve.len();
+        for line in lines {
+            t.log_seq = t.log_seq.max(line.seq);
+            if line.rank != 0 {
+                continue;
+            }
+            if let Some((epoch, value)) = epoch_value(&line.message, metric)
+                && epoch as usize == t.curve.len() + 1
+            {
+                t.curve.push(value);
+            }
+        }
+        if t.curve.len() != before {
+            writes.push(Write::Trial(sweep.num, t.index));
+        }
+    }
+}
+
+/// Runs the pruner over each active trial's epochs not judged yet; a pruned trial's job is
+/// cancelled with the reason `pruned at epoch E`: the cancel reaches every rank through the
+/// stop flag voted with the gradients, so all ranks stop after the same step, and the workers
+/// are freed for the next trial.
+fn prune(sweep: &mut Sweep, machine: &mut Machine, now: i64, writes: &mut Vec<Write>) {
+    let Some(pruner) = sweep.spec.pruner else {
+        return;
+    };
+    let direction = sweep.spec.objective.direction;
+    for i in 0..sweep.trials.len() {
+        let t = &sweep.trials[i];
+        if !t.state.is_active() || t.pruned_at.is_some() || t.judged >= t.curve.len() {
+            continue;
+        }
+        let mut verdict = None;
+        for epochs in t.judged + 1..=t.curve.len() {
+            let others: Vec<ringtrain_sweep::Curve<'_>> = sweep
+                .trials
+                .iter()
+                .filter(|o| o.index != t.index)
+                .map(|o| ringtrain_sweep::Curve {
+                    values: &o.curve,
+                    complete: o.state == TrialState::Complete,
+                })
+                .collect();
+            if ringtrain_sweep::decide(&pruner, direction, &t.curve[..epochs], &others)
+                == ringtrain_sweep::Verdict::Prune
+            {
+                verdict = Some(epochs as u32);
+                break;
+            }
+        }
+        let t = &mut sweep.trials[i];
+        t.judged = t.curve.len();
+        if let (Some(epoch), Some(job)) = (verdict, t.job.clone()) {
+            let reason = format!("pruned at epoch {epoch}");
+            tracing::info!(sweep = %sweep.id, trial = t.index, job = %job, %reason, "trial pruned");
+            t.pruned_at = Some(epoch);
+            // A job that just finished cannot be cancelled; it is then followed as complete.
+            let _ = machine.cancel(&job, &reason, now);
+            writes.push(Write::Trial(sweep.num, t.index));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_lines_give_the_objective() {
+        let line = "epoch 2: step 30, train loss 0.500000, val loss 0.400000, val rmse 12.500000, val mae 10.000000";
+        assert_eq!(epoch_value(line, MonitorMetric::ValRmse), Some((3, 12.5)));
+        assert_eq!(epoch_value(line, MonitorMetric::ValLoss), Some((3, 0.4)));
+        assert_eq!(epoch_value(line, MonitorMetric::ValMae), Some((3, 10.0)));
+        assert_eq!(epoch_value(line, MonitorMetric::ValAccuracy), None);
+        assert_eq!(epoch_value("checkpoint /x", MonitorMetric::ValLoss), None);
+        let cls = "epoch 0: step 5, train loss 1.0, val loss 0.9, val accuracy 0.750000, val macro_f1 0.700000";
+        assert_eq!(epoch_value(cls, MonitorMetric::ValF1), Some((1, 0.7)));
     }
 }

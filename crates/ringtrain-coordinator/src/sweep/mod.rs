@@ -120,6 +120,12 @@ pub(crate) struct Trial {
     pub(crate) finished_seq: Option<u64>,
     /// The pruner decided to stop it (its job is being cancelled for that reason).
     pub(crate) pruned_at: Option<u32>,
+    /// Newest job log line read for epoch values (in memory: after a restart the log is read
+    /// again from the start, and epochs already in `curve` are skipped).
+    pub(crate) log_seq: u64,
+    /// Epochs of `curve` the pruner has judged (epochs read back after a restart are not
+    /// judged again: their verdict was continue, or the trial would be pruned).
+    pub(crate) judged: usize,
 }
 
 /// One sweep.

@@ -168,6 +168,8 @@ pub(crate) fn load(store: &Store) -> Result<Book, StoreError> {
             curve: vec![],
             finished_seq: finished_seq.map(|s| s as u64),
             pruned_at: pruned_at.map(|e| e as u32),
+            log_seq: 0,
+            judged: 0,
         });
     }
     drop(stmt);
@@ -195,6 +197,7 @@ pub(crate) fn load(store: &Store) -> Result<Book, StoreError> {
             && epoch as usize == t.curve.len() + 1
         {
             t.curve.push(value.unwrap_or(f64::NAN));
+            t.judged = t.curve.len();
         }
     }
     Ok(book)
