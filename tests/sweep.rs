@@ -449,3 +449,41 @@ reduction_factor = 2
     c.wait_idle_workers(2);
     c.stop();
 }
+
+/// `ringtrain local --sweep`: a whole cluster on this machine runs a sweep to its end.
+#[test]
+fn local_runs_a_sweep_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    base_job(dir.path(), 1);
+    let sweep = sweep_file(
+        dir.path(),
+        "local",
+        &format!(
+            "algorithm = \"grid\"\nmax_concurrent = 2\n{}",
+            SPACE
+                .replace(
+                    "kind = \"log_uniform\"\nlow = 0.001\nhigh = 0.05",
+                    "kind = \"grid\"\nvalues = [0.01, 0.02]"
+                )
+                .replace("high = 12", "high = 5")
+        ),
+    );
+    let out = common::ringtrain()
+        .args([
+            "local",
+            "--sweep",
+            sweep.to_str().unwrap(),
+            "--workers",
+            "2",
+        ])
+        .env("RINGTRAIN_RUNS", dir.path().join("runs"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("complete").count(), 4, "{stdout}");
+}

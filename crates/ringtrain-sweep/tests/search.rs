@@ -583,3 +583,19 @@ fn median_rule() {
         Verdict::Continue
     );
 }
+
+#[test]
+fn the_example_sweep_validates() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sweep-seasonal.toml");
+    let s = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.params.len(), 4);
+    assert_eq!(
+        s.pruner,
+        Some(Pruner::Asha {
+            grace_epochs: 3,
+            reduction_factor: 3,
+            max_epochs: 30
+        })
+    );
+}
