@@ -11,7 +11,7 @@ cargo run --release --locked -q -p ringtrain-sweep --example search_bench
 if [[ "${1:-}" == "--prunes" ]]; then
   for i in 1 2 3 4 5 6 7; do
     echo "== prune run $i =="
-    cargo test --locked -q --workspace --test sweep asha_prunes_a_data_parallel_trial -- --exact \
+    cargo test --locked -q --workspace --test sweep -- --exact \
       asha_prunes_a_data_parallel_trial_on_every_rank_at_the_same_step
   done
 fi

@@ -202,3 +202,121 @@ pub(crate) fn load(store: &Store) -> Result<Book, StoreError> {
     }
     Ok(book)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::{Machine, MachineConfig};
+    use ringtrain_sweep::ParamValue;
+
+    const SWEEP: &str = r#"
+name = "s"
+algorithm = "random"
+objective = { metric = "val_loss" }
+budget = { trials = 3 }
+[[param]]
+path = "model.hidden"
+kind = "int"
+low = 4
+high = 8
+[job.model]
+cell = "gru"
+hidden = 8
+[job.task]
+kind = "forecast"
+horizon = 1
+[job.data]
+path = "x.csv"
+features = ["y"]
+targets = ["y"]
+window = 4
+split = [0.6, 0.2, 0.2]
+[job.train]
+epochs = 2
+batch_size = 4
+optimizer = { kind = "adam", lr = 0.01 }
+"#;
+
+    #[test]
+    fn a_version_4_file_gets_the_sweep_tables_and_a_book_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(Store::open(&path).unwrap());
+        // What a schema 4 coordinator wrote: no sweep tables.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE trial_metrics; DROP TABLE trials; DROP TABLE sweeps; PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        drop(conn);
+        let mut store = Store::open(&path).unwrap();
+        assert!(load(&store).unwrap().sweeps.is_empty());
+
+        let spec = ringtrain_sweep::parse_str(SWEEP, "<test>", "s").unwrap();
+        let text = ringtrain_sweep::to_toml(&spec);
+        let trial = |index: u64, state, value, curve: Vec<f64>, seq| Trial {
+            index,
+            point: Point(vec![ParamValue::Int(4 + index as i64)]),
+            job: Some(JobId::new(format!("job-{}", index + 1))),
+            state,
+            value,
+            reason: String::new(),
+            curve,
+            finished_seq: seq,
+            pruned_at: None,
+            log_seq: 9,
+            judged: 0,
+        };
+        let mut book = Book::default();
+        book.sweeps.insert(
+            1,
+            Sweep {
+                num: 1,
+                id: "sweep-1".into(),
+                owner: "alice".into(),
+                text,
+                spec,
+                base_dir: "/data".into(),
+                state: SweepState::Running,
+                reason: String::new(),
+                submitted_ms: 5,
+                finished_ms: 0,
+                trials: vec![
+                    trial(0, TrialState::Complete, Some(0.5), vec![0.9, 0.5], Some(0)),
+                    trial(1, TrialState::Running, None, vec![0.8], None),
+                ],
+            },
+        );
+        book.next = 2;
+        let writes = [Write::Sweep(1), Write::Trial(1, 0), Write::Trial(1, 1)];
+        let machine = Machine::new(MachineConfig {
+            lease_ms: 1000,
+            collective_timeout_ms: 1000,
+            checksum_every: 0,
+            progress_save_ms: 0,
+        });
+        let rows = |tx: &Transaction<'_>| write(tx, &book, &writes);
+        store.apply_with(&machine, &[], Some(&rows)).unwrap();
+        drop(store);
+
+        let back = load(&Store::open(&path).unwrap()).unwrap();
+        assert_eq!(back.next, 2);
+        let s = &back.sweeps[&1];
+        assert_eq!(
+            (s.owner.as_str(), s.base_dir.as_str(), s.state),
+            ("alice", "/data", SweepState::Running)
+        );
+        assert_eq!(s.spec, book.sweeps[&1].spec);
+        assert_eq!(s.trials.len(), 2);
+        for (a, b) in s.trials.iter().zip(&book.sweeps[&1].trials) {
+            assert_eq!(
+                (a.index, &a.point, &a.job, a.state, a.value),
+                (b.index, &b.point, &b.job, b.state, b.value)
+            );
+            assert_eq!((&a.curve, a.finished_seq), (&b.curve, b.finished_seq));
+            // Read back: the log is read again from the start, but epochs already stored are
+            // not judged again.
+            assert_eq!((a.log_seq, a.judged), (0, a.curve.len()));
+        }
+    }
+}
