@@ -487,3 +487,63 @@ fn local_runs_a_sweep_to_its_end() {
     );
     assert_eq!(stdout.matches("complete").count(), 4, "{stdout}");
 }
+
+/// SweepService takes the job API's credentials: no token, no sweep; another user may not
+/// cancel alice's sweep, an admin may.
+#[test]
+fn sweeps_are_authenticated_and_only_their_owner_or_an_admin_cancels_them() {
+    use common::services::Wire;
+    let c = Cluster::secured(0, Wire::Plain);
+    let dir = c.dir.path().to_path_buf();
+    base_job(&dir, 1);
+    let sweep = sweep_file(
+        &dir,
+        "owned",
+        &format!("algorithm = \"random\"\nbudget = {{ trials = 2 }}\n{SPACE}"),
+    );
+    let anonymous = c.cli_with(&["sweep", "submit", sweep.to_str().unwrap()], &[]);
+    assert!(!anonymous.status.success());
+    assert!(
+        String::from_utf8_lossy(&anonymous.stderr).contains("Unauthenticated"),
+        "{}",
+        String::from_utf8_lossy(&anonymous.stderr)
+    );
+    c.cli_ok(&["sweep", "submit", sweep.to_str().unwrap()]);
+    let s = status(&c, "sweep-1");
+    assert_eq!(s["owner"], "alice", "{s:#}");
+    // Its trials' jobs are alice's too (no workers: they wait queued).
+    let jobs = c.json(&["status"]);
+    assert_eq!(jobs.as_array().unwrap().len(), 1, "max_concurrent 1: {jobs:#}");
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["owner"] == "alice"),
+        "{jobs:#}"
+    );
+    let bob = c.cli_with(&["sweep", "cancel", "sweep-1"], &c.client_flags_as("bob"));
+    assert!(!bob.status.success());
+    assert!(
+        String::from_utf8_lossy(&bob.stderr).contains("PermissionDenied"),
+        "{}",
+        String::from_utf8_lossy(&bob.stderr)
+    );
+    assert_eq!(status(&c, "sweep-1")["state"], "running");
+    let ops = c.cli_with(&["sweep", "cancel", "sweep-1"], &c.client_flags_as("ops"));
+    assert!(
+        ops.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ops.stderr)
+    );
+    let s = status(&c, "sweep-1");
+    assert_eq!(s["state"], "cancelled", "{s:#}");
+    assert!(
+        s["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "cancelled"),
+        "{s:#}"
+    );
+    c.stop();
+}
