@@ -513,7 +513,11 @@ fn sweeps_are_authenticated_and_only_their_owner_or_an_admin_cancels_them() {
     assert_eq!(s["owner"], "alice", "{s:#}");
     // Its trials' jobs are alice's too (no workers: they wait queued).
     let jobs = c.json(&["status"]);
-    assert_eq!(jobs.as_array().unwrap().len(), 1, "max_concurrent 1: {jobs:#}");
+    assert_eq!(
+        jobs.as_array().unwrap().len(),
+        1,
+        "max_concurrent 1: {jobs:#}"
+    );
     assert!(
         jobs.as_array()
             .unwrap()
