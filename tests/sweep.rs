@@ -36,6 +36,9 @@ epochs = {epochs}
 batch_size = 32
 max_steps = 40
 optimizer = {{ kind = "adam", lr = 0.01 }}
+[checkpoint]
+# A trial whose ranks were forming their ring when the coordinator died restarts, as any job.
+max_restarts = 2
 "#,
             data.display()
         ),
