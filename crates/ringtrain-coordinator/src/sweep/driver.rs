@@ -239,7 +239,8 @@ fn history(sweep: &Sweep) -> (Vec<Finished>, Vec<Pending>) {
             outcome: match (t.state, t.value) {
                 (TrialState::Complete, Some(v)) => Outcome::Complete(v),
                 (TrialState::Pruned, Some(v)) => Outcome::Pruned {
-                    epochs: t.curve.len() as u32,
+                    // The epoch judged, not the last one reported before the stop arrived.
+                    epochs: t.pruned_at.unwrap_or(t.curve.len() as u32),
                     value: v,
                 },
                 _ => Outcome::Failed,
