@@ -20,6 +20,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("ringtrain-proto", &["ringtrain-core"]),
+    // Hyperparameter search: pure functions over the job spec, no IO beyond the sweep file.
+    ("ringtrain-sweep", &["ringtrain-core", "ringtrain-spec"]),
     (
         "ringtrain-collective",
         &["ringtrain-core", "ringtrain-proto"],
@@ -36,6 +38,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ringtrain-proto",
             "ringtrain-collective",
             "ringtrain-telemetry",
+            "ringtrain-sweep",
         ],
     ),
     (
@@ -63,6 +66,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ringtrain-collective",
             "ringtrain-coordinator",
             "ringtrain-worker",
+            "ringtrain-sweep",
         ],
     ),
     // Fuzz targets call the readers they test; nothing depends on this crate.

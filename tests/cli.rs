@@ -347,7 +347,12 @@ fn errors_name_what_is_wrong() {
 fn check_prints_the_validated_spec() {
     for entry in std::fs::read_dir(examples()).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
+        // `sweep-*.toml` are sweep specs (`ringtrain sweep submit`), checked by ringtrain-sweep's
+        // tests.
+        let sweep = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("sweep-"));
+        if path.extension().is_some_and(|e| e == "toml") && !sweep {
             let out = run_ok(&["check", path.to_str().unwrap()]);
             let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             assert!(

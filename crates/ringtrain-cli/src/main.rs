@@ -71,6 +71,9 @@ enum Command {
     Cancel(cluster::client::CancelArgs),
     /// List the workers the coordinator knows.
     Workers(cluster::client::WorkersArgs),
+    /// Hyperparameter search on a coordinator: submit, status, watch, best, cancel.
+    #[command(subcommand)]
+    Sweep(cluster::sweep::SweepCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -111,6 +114,13 @@ fn main() -> std::process::ExitCode {
         Command::Local(args) => cluster::local::run(args).and_then(job_outcome),
         Command::Submit(args) => cluster::client::submit(args).and_then(job_outcome),
         Command::Watch(args) => cluster::watch::run(args).and_then(job_outcome),
+        Command::Sweep(command) => cluster::sweep::run(command).and_then(|succeeded| {
+            if succeeded {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("the sweep did not succeed"))
+            }
+        }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

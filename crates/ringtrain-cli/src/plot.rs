@@ -227,3 +227,124 @@ where
         .draw()?;
     Ok(())
 }
+
+/// `ringtrain sweep status --plot DIR`: `objective.png` (the objective of every trial with a
+/// value, by trial index, and the best so far) and one `param-<i>.png` per parameter (its value
+/// against the objective; choices of a non-numeric parameter at their positions in order of
+/// first appearance). Returns the files written.
+pub(crate) fn sweep_plots(
+    sweep: &ringtrain_proto::v1::Sweep,
+    dir: &Path,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    register_font()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let max = sweep.direction == "max";
+    let valued: Vec<(&ringtrain_proto::v1::Trial, f64)> = sweep
+        .trials
+        .iter()
+        .filter(|t| t.has_value && t.value.is_finite())
+        .map(|t| (t, t.value))
+        .collect();
+    let mut written = vec![];
+    let path = dir.join("objective.png");
+    {
+        let root = BitMapBackend::new(&path, (WIDTH, 450)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let n = sweep.trials.len().max(1) as f64;
+        let (lo, hi) = range(valued.iter().map(|v| v.1));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{}: {} per trial", sweep.name, sweep.metric),
+                ("sans-serif", 22),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(-0.5f64..n - 0.5, lo..hi)?;
+        chart
+            .configure_mesh()
+            .x_desc("trial")
+            .y_desc(sweep.metric.as_str())
+            .draw()?;
+        chart
+            .draw_series(
+                valued
+                    .iter()
+                    .map(|(t, v)| Circle::new((t.index as f64, *v), 4, BLUE.filled())),
+            )?
+            .label("trial")
+            .legend(|(x, y)| Circle::new((x + 8, y), 4, BLUE.filled()));
+        let mut best: Option<f64> = None;
+        let mut line = vec![];
+        for (t, v) in &valued {
+            best = Some(match best {
+                Some(b) if (max && b >= *v) || (!max && b <= *v) => b,
+                _ => *v,
+            });
+            line.push((t.index as f64, best.unwrap_or(*v)));
+        }
+        chart
+            .draw_series(LineSeries::new(line, RED.stroke_width(2)))?
+            .label("best so far")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    written.push(path);
+    for (i, param) in sweep.params.iter().enumerate() {
+        let mut categories: Vec<String> = vec![];
+        let points: Vec<(f64, f64)> = valued
+            .iter()
+            .filter_map(|(t, v)| {
+                let params: serde_json::Value = serde_json::from_str(&t.params_json).ok()?;
+                let x = params.get(param)?;
+                let x = match x.as_f64() {
+                    Some(x) => x,
+                    None => {
+                        let key = x.to_string();
+                        let pos = categories
+                            .iter()
+                            .position(|c| *c == key)
+                            .unwrap_or_else(|| {
+                                categories.push(key);
+                                categories.len() - 1
+                            });
+                        pos as f64
+                    }
+                };
+                Some((x, *v))
+            })
+            .collect();
+        let path = dir.join(format!("param-{i}.png"));
+        written.push(path.clone());
+        let root = BitMapBackend::new(&path, (WIDTH / 2, 450)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (xlo, xhi) = range(points.iter().map(|p| p.0));
+        let (lo, hi) = range(points.iter().map(|p| p.1));
+        let desc = if categories.is_empty() {
+            param.clone()
+        } else {
+            format!("{param}: {}", categories.join(", "))
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("{} vs {}", sweep.metric, param), ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(xlo..xhi, lo..hi)?;
+        chart
+            .configure_mesh()
+            .x_desc(desc)
+            .y_desc(sweep.metric.as_str())
+            .draw()?;
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 4, BLUE.filled())))?;
+        root.present()
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(written)
+}

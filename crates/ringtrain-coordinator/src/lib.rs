@@ -30,6 +30,8 @@ mod metrics;
 mod service;
 mod session;
 mod shared;
+mod sweep;
+mod sweep_service;
 
 pub use server::{
     Coordinator, CoordinatorConfig, CoordinatorError, MAX_REQUEST_BYTES, MAX_SPEC_BYTES, Retention,

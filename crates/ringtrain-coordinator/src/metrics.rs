@@ -8,6 +8,8 @@
 //! `ringtrain_coordinator_queue_wait_seconds` and
 //! `ringtrain_coordinator_rpc_duration_seconds{method}` (histograms with explicit buckets, so
 //! they render as `_bucket`/`_sum`/`_count`). Heartbeat durations include the long-poll hold.
+//! `ringtrain_coordinator_sweep_trials{state}` (gauge, every trial state always present) counts
+//! the trials of every sweep.
 
 use crate::machine::{JobState, Machine, WorkerState};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
@@ -23,6 +25,7 @@ const WORKERS: &str = "ringtrain_coordinator_workers";
 const SUBMITTED: &str = "ringtrain_coordinator_jobs_submitted_total";
 const QUEUE_WAIT: &str = "ringtrain_coordinator_queue_wait_seconds";
 const RPC: &str = "ringtrain_coordinator_rpc_duration_seconds";
+const TRIALS: &str = "ringtrain_coordinator_sweep_trials";
 
 /// Every RPC method the coordinator serves (its own services; rendezvous calls are not timed).
 pub const METHODS: [&str; 11] = [
@@ -50,6 +53,7 @@ pub(crate) struct Metrics {
     submitted: Counter,
     queue_wait: Histogram,
     rpc: HashMap<&'static str, Histogram>,
+    trials: Vec<(crate::sweep::TrialState, Gauge)>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -108,6 +112,19 @@ impl Metrics {
                 (*s, g)
             })
             .collect();
+        recorder.describe_gauge(
+            TRIALS.into(),
+            None,
+            "Trials of every sweep, by state".into(),
+        );
+        let trials = crate::sweep::TrialState::ALL
+            .iter()
+            .map(|s| {
+                let g = recorder.register_gauge(&labelled(TRIALS, "state", s.as_str()), &METADATA);
+                g.set(0.0);
+                (*s, g)
+            })
+            .collect();
         let submitted = recorder.register_counter(&Key::from_name(SUBMITTED), &METADATA);
         submitted.absolute(0);
         let queue_wait = recorder.register_histogram(&Key::from_name(QUEUE_WAIT), &METADATA);
@@ -127,7 +144,18 @@ impl Metrics {
             submitted,
             queue_wait,
             rpc,
+            trials,
         })
+    }
+
+    /// Sets the trial gauges from the sweeps' trial counts.
+    pub(crate) fn observe_trials(
+        &self,
+        counts: &std::collections::BTreeMap<crate::sweep::TrialState, usize>,
+    ) {
+        for (state, gauge) in &self.trials {
+            gauge.set(counts.get(state).copied().unwrap_or(0) as f64);
+        }
     }
 
     /// Sets the job and worker gauges from the machine.

@@ -115,6 +115,7 @@ impl Coordinator {
             config.client_tokens.clone(),
         );
         let loaded = store.load()?;
+        let sweeps = crate::sweep::load(&store)?;
         let (jobs, workers) = (loaded.jobs.len(), loaded.workers.len());
         let mut machine =
             Machine::restore(machine_config, loaded.jobs, loaded.workers, 0, 0, now_ms());
@@ -139,6 +140,7 @@ impl Coordinator {
                 wakers: HashMap::new(),
                 watchers: HashMap::new(),
                 stale: false,
+                sweeps,
             }),
             config: config.clone(),
             metrics,
@@ -187,6 +189,10 @@ impl Coordinator {
             .max_decoding_message_size(MAX_REQUEST_BYTES);
         let cluster_api = ClusterServiceServer::new(ClusterApi::new(shared.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
+        let sweep_api = ringtrain_proto::v1::sweep_service_server::SweepServiceServer::new(
+            crate::sweep_service::SweepApi::new(shared.clone()),
+        )
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
         let guard = Arc::new(SessionGuard {
             shared: Arc::downgrade(&shared),
         });
@@ -212,6 +218,7 @@ impl Coordinator {
             builder
                 .add_service(job_api)
                 .add_service(cluster_api)
+                .add_service(sweep_api)
                 .add_service(rendezvous)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                     stopped(&mut stop).await;
@@ -221,6 +228,10 @@ impl Coordinator {
         });
 
         warn_if_open(&config, grpc_addr);
+        let sweeper = tokio::spawn(crate::sweep_service::run_driver(
+            shared.clone(),
+            shutdown_rx.clone(),
+        ));
         let ticker = tokio::spawn(ticker(shared.clone(), shutdown_rx));
         tracing::info!(%grpc_addr, metrics = ?metrics_task.as_ref().map(|m| m.0), tls = config.tls.is_some(), "coordinator listening");
         Ok(RunningCoordinator {
@@ -230,7 +241,7 @@ impl Coordinator {
             metrics_addr: metrics_task.as_ref().map(|m| m.0),
             shutdown: shutdown_tx,
             server: Some(server),
-            tasks: [Some(ticker), metrics_task.map(|m| m.1)]
+            tasks: [Some(ticker), Some(sweeper), metrics_task.map(|m| m.1)]
                 .into_iter()
                 .flatten()
                 .collect(),

@@ -33,6 +33,8 @@ pub(crate) struct Core {
     /// The machine may hold effects of an event whose commit failed: it must be rebuilt from
     /// the store before anything reads it or feeds it another event.
     pub(crate) stale: bool,
+    /// Hyperparameter sweeps and their trials (written with the machine's effects).
+    pub(crate) sweeps: crate::sweep::Book,
 }
 
 impl Core {
@@ -43,7 +45,7 @@ impl Core {
     /// # Errors
     /// UNAVAILABLE when the store cannot be read or the restore's own effects cannot be
     /// committed; the core stays stale and the next call tries again.
-    fn ensure_restored(&mut self) -> Result<(), Status> {
+    pub(crate) fn ensure_restored(&mut self) -> Result<(), Status> {
         if !self.stale {
             return Ok(());
         }
@@ -54,6 +56,7 @@ impl Core {
             )
         };
         let loaded = self.store.load().map_err(unavailable)?;
+        let sweeps = crate::sweep::load(&self.store).map_err(unavailable)?;
         let mut machine = Machine::restore(
             self.machine.config(),
             loaded.jobs,
@@ -66,6 +69,7 @@ impl Core {
         let effects = machine.drain_effects();
         self.store.apply(&machine, &effects).map_err(unavailable)?;
         self.machine = machine;
+        self.sweeps = sweeps;
         self.stale = false;
         for waker in self.wakers.values() {
             waker.notify_one();
@@ -126,7 +130,13 @@ impl Shared {
                 format!("coordinator cannot write its state: {e}"),
             ));
         }
-        for effect in &effects {
+        self.after_commit(core, &effects);
+        out.map_err(|e| machine_status(&e))
+    }
+
+    /// What follows a committed event: wake workers, tell watchers, log, update the metrics.
+    pub(crate) fn after_commit(&self, core: &mut Core, effects: &[Effect]) {
+        for effect in effects {
             match effect {
                 Effect::Wake(worker) => {
                     core.wakers
@@ -154,7 +164,6 @@ impl Shared {
             }
         }
         self.metrics.observe(&core.machine);
-        out.map_err(|e| machine_status(&e))
     }
 
     /// The locked core for a read, once its machine holds only committed state (see

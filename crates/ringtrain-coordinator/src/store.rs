@@ -27,8 +27,8 @@ pub const APPLICATION_ID: i32 = 0x5254_726e;
 
 /// Schema version this build reads and writes (`PRAGMA user_version`). Version 1 files (before
 /// `jobs.max_restarts`), version 2 files (before `secrets`) and version 3 files (before
-/// `jobs.owner`) are migrated in place when opened.
-pub const SCHEMA_VERSION: i32 = 4;
+/// `jobs.owner`) and version 4 files (before the sweep tables) are migrated in place when opened.
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Upgrades a version 1 file: jobs submitted before restarts existed get none.
 const MIGRATE_1_TO_2: &str = "BEGIN;
@@ -52,6 +52,43 @@ COMMIT;";
 
 /// Name of the credential key's row in `secrets`.
 const CREDENTIAL_KEY: &str = "credential_key";
+
+/// The hyperparameter sweep tables (schema 5; `IF NOT EXISTS` since the same text migrates a
+/// schema 4 file). Written and read by the sweep module's `store`.
+pub(crate) const SWEEP_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sweeps (
+    num INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    base_dir TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    submitted_ms INTEGER NOT NULL,
+    finished_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    sweep_num INTEGER NOT NULL REFERENCES sweeps(num),
+    idx INTEGER NOT NULL,
+    params TEXT NOT NULL,
+    job_id TEXT,
+    state TEXT NOT NULL,
+    value REAL,
+    reason TEXT NOT NULL,
+    finished_seq INTEGER,
+    pruned_at INTEGER,
+    PRIMARY KEY (sweep_num, idx)
+);
+CREATE TABLE IF NOT EXISTS trial_metrics (
+    sweep_num INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    value REAL,
+    PRIMARY KEY (sweep_num, idx, epoch)
+);
+";
+
+/// Rows another module writes in the transaction of [`Store::apply_with`].
+pub(crate) type ExtraRows<'a> = &'a dyn Fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Why the state database cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -340,8 +377,15 @@ impl Store {
                 store.conn.execute_batch(MIGRATE_2_TO_3).map_err(sql)?;
                 tracing::info!(path = %path.display(), "state database migrated from schema 2 to 3");
             }
-            store.conn.execute_batch(MIGRATE_3_TO_4).map_err(sql)?;
-            tracing::info!(path = %path.display(), "state database migrated from schema 3 to 4");
+            if version <= 3 {
+                store.conn.execute_batch(MIGRATE_3_TO_4).map_err(sql)?;
+                tracing::info!(path = %path.display(), "state database migrated from schema 3 to 4");
+            }
+            // Version 4 to 5 adds the hyperparameter sweep tables (empty: no sweep existed).
+            let migrate_4_to_5 =
+                format!("BEGIN; {} PRAGMA user_version = 5; COMMIT;", SWEEP_SCHEMA);
+            store.conn.execute_batch(&migrate_4_to_5).map_err(sql)?;
+            tracing::info!(path = %path.display(), "state database migrated from schema 4 to 5");
         } else if version != SCHEMA_VERSION {
             return Err(StoreError::Corrupt {
                 path: path.to_path_buf(),
@@ -375,7 +419,8 @@ impl Store {
 
     fn create(&self) -> Result<(), StoreError> {
         let batch = format!(
-            "BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {SCHEMA} {} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+            SWEEP_SCHEMA
         );
         self.conn.execute_batch(&batch).map_err(|e| self.err(e))
     }
@@ -464,15 +509,33 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`] when the transaction cannot be committed (nothing of it is kept).
     pub fn apply(&mut self, machine: &Machine, effects: &[Effect]) -> Result<(), StoreError> {
-        if !effects.iter().any(|e| {
-            matches!(
-                e,
-                Effect::SaveJob(_)
-                    | Effect::SaveWorker(_)
-                    | Effect::Transition { .. }
-                    | Effect::Log { .. }
-            )
-        }) {
+        self.apply_with(machine, effects, None)
+    }
+
+    /// The connection, for reads of tables other modules own (the sweep tables).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// [`Store::apply`] plus `extra` in the same transaction (the sweep driver's rows with the
+    /// jobs it submits, so a trial and its job are committed together or not at all).
+    pub(crate) fn apply_with(
+        &mut self,
+        machine: &Machine,
+        effects: &[Effect],
+        extra: Option<ExtraRows<'_>>,
+    ) -> Result<(), StoreError> {
+        if extra.is_none()
+            && !effects.iter().any(|e| {
+                matches!(
+                    e,
+                    Effect::SaveJob(_)
+                        | Effect::SaveWorker(_)
+                        | Effect::Transition { .. }
+                        | Effect::Log { .. }
+                )
+            })
+        {
             return Ok(());
         }
         let path = self.path.clone();
@@ -600,6 +663,9 @@ impl Store {
                 }
             }
             log_bytes.push((num, total));
+        }
+        if let Some(extra) = extra {
+            extra(&tx).map_err(err)?;
         }
         #[cfg(any(test, feature = "fault-injection"))]
         if self
@@ -1248,14 +1314,14 @@ mod tests {
             matches!(
                 err,
                 StoreError::NewerSchema {
-                    found: 5,
-                    supported: 4,
+                    found: 6,
+                    supported: 5,
                     ..
                 }
             ),
             "{err}"
         );
-        assert!(err.to_string().contains("schema version 5"));
+        assert!(err.to_string().contains("schema version 6"));
     }
 
     #[test]

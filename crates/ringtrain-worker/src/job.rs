@@ -405,7 +405,15 @@ async fn execute(
         }
     }
     match result {
-        Ok(report) if report.stop == StopReason::Interrupted => stop_outcome(control, shared),
+        // The step is part of the reason so a job's log shows that every rank stopped after
+        // the same step (the stop flag is voted with the gradients).
+        Ok(report) if report.stop == StopReason::Interrupted => match stop_outcome(control, shared)
+        {
+            Outcome::Stopped(reason) => {
+                Outcome::Stopped(format!("{reason} (stopped after step {})", report.steps))
+            }
+            other => other,
+        },
         Ok(report) => Outcome::Success(Box::new(job_result(&report, rank == 0))),
         Err(e)
             if is_link_failure(&e)

@@ -26,8 +26,13 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, clap::Args)]
 pub(crate) struct LocalArgs {
     /// Job spec (TOML, or JSON when the file ends in .json).
-    spec: PathBuf,
-    /// Worker processes to start (default: the job's parallel.data × parallel.pipeline).
+    #[arg(required_unless_present = "sweep")]
+    spec: Option<PathBuf>,
+    /// Run a hyperparameter sweep (SWEEP.toml) instead of one job, and follow it to the end.
+    #[arg(long, value_name = "SWEEP.toml", conflicts_with = "spec")]
+    sweep: Option<PathBuf>,
+    /// Worker processes to start (default: the job's parallel.data × parallel.pipeline; for a
+    /// sweep, that of its base job × max_concurrent).
     #[arg(long)]
     workers: Option<usize>,
     /// Compute threads per worker.
@@ -163,11 +168,48 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// What a local cluster runs: one job, or a sweep.
+enum Work {
+    Job(ringtrain_proto::v1::SubmitJobRequest, PathBuf),
+    Sweep(PathBuf),
+}
+
 pub(crate) fn run(args: LocalArgs) -> Result<bool> {
+    let work = match (&args.sweep, &args.spec) {
+        (Some(sweep), _) => {
+            // Validated here first, like a job spec: a bad sweep costs no cluster start-up.
+            let s = ringtrain_sweep::load(sweep)?;
+            let first =
+                ringtrain_sweep::Point(s.params.iter().map(|p| p.dist.corners()[0]).collect());
+            let (_, base) = ringtrain_sweep::trial_spec(&s, 0, &first)?;
+            let world = base.parallel.data * base.parallel.pipeline;
+            let workers = args.workers.unwrap_or(world * s.max_concurrent as usize);
+            if workers < world {
+                bail!(
+                    "sweep {:?}: its trials need {world} workers, but --workers is {workers}",
+                    s.name
+                );
+            }
+            (Work::Sweep(sweep.clone()), workers)
+        }
+        (None, Some(spec)) => {
+            let (request, workers) = job_request(&args, spec)?;
+            (Work::Job(request, spec.clone()), workers)
+        }
+        (None, None) => bail!("give a job spec or --sweep SWEEP.toml"),
+    };
+    start_and_run(args, work)
+}
+
+/// The submit request of a job spec for a fresh local cluster, and the workers it needs.
+fn job_request(
+    args: &LocalArgs,
+    spec_path: &Path,
+) -> Result<(ringtrain_proto::v1::SubmitJobRequest, usize)> {
     // Validate here first: a bad spec should not cost a cluster start-up.
-    let spec = ringtrain_spec::load(&args.spec)?;
+    let spec = ringtrain_spec::load(spec_path)?;
     {
-        let spec_dir = crate::spec_dir(&args.spec)?;
+        let spec_dir = crate::spec_dir(spec_path)?;
         let mut resolved = spec.clone();
         resolved.resolve_paths(&spec_dir);
         crate::fetch::require_data(&spec_dir, &resolved)?;
@@ -177,17 +219,17 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
     // fresh state file numbers jobs from 1: an earlier `local` run's `job-1` must not be
     // overwritten, so the default directory moves on to `<name>-2`, ... and a directory the spec
     // names is refused when it already holds that job.
-    let mut request = client::submit_request(&args.spec)?;
-    if !crate::runs::sets_checkpoint_dir(&args.spec)? {
+    let mut request = client::submit_request(spec_path)?;
+    if !crate::runs::sets_checkpoint_dir(spec_path)? {
         let dir = if args.state.is_none() {
             crate::runs::fresh_default_dir(&spec.name)?
         } else {
             crate::runs::default_dir(&spec.name)?
         };
-        request.spec = crate::runs::with_checkpoint_dir(&args.spec, &request.spec, &dir)?;
+        request.spec = crate::runs::with_checkpoint_dir(spec_path, &request.spec, &dir)?;
     } else if args.state.is_none() {
         let mut resolved = spec.clone();
-        resolved.resolve_paths(&crate::spec_dir(&args.spec)?);
+        resolved.resolve_paths(&crate::spec_dir(spec_path)?);
         let first = resolved.checkpoint.dir.join("job-1");
         if first.exists() {
             bail!(
@@ -210,6 +252,10 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
             spec.parallel.pipeline
         );
     }
+    Ok((request, workers))
+}
+
+fn start_and_run(args: LocalArgs, (work, workers): (Work, usize)) -> Result<bool> {
     let scratch = tempfile::Builder::new()
         .prefix("ringtrain-local-")
         .tempdir()
@@ -299,15 +345,34 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
     let coordinator_arg = super::CoordinatorArg::plain(&addr);
     let outcome = super::runtime()?.block_on(async {
         wait_for_workers(&coordinator_arg, workers).await?;
-        let job = client::submit_prepared(&coordinator_arg, &args.spec, request).await?;
-        tracing::info!(job = %job.id, "submitted");
-        watch::follow(
-            &coordinator_arg,
-            &job.id,
-            WatchMode::from_output(args.output),
-            Some(stop_rx),
-        )
-        .await
+        match work {
+            Work::Job(request, spec) => {
+                let job = client::submit_prepared(&coordinator_arg, &spec, request).await?;
+                tracing::info!(job = %job.id, "submitted");
+                watch::follow(
+                    &coordinator_arg,
+                    &job.id,
+                    WatchMode::from_output(args.output),
+                    Some(stop_rx),
+                )
+                .await
+                .map(|end| {
+                    let what = format!(
+                        "job {} {}: {}",
+                        end.job.id,
+                        super::render::state_name(end.job.state),
+                        end.job.reason
+                    );
+                    (end.succeeded(), what)
+                })
+            }
+            Work::Sweep(path) => {
+                let sweep = super::sweep::submit_file(&coordinator_arg, &path).await?;
+                tracing::info!(sweep = %sweep.id, "submitted");
+                let ok = super::sweep::follow(&coordinator_arg, &sweep.id).await?;
+                Ok((ok, format!("sweep {} did not succeed", sweep.id)))
+            }
+        }
     });
 
     // Stop everything, workers first so none reports into a stopped coordinator.
@@ -345,14 +410,9 @@ pub(crate) fn run(args: LocalArgs) -> Result<bool> {
         }
     };
     match outcome {
-        Ok(end) if end.succeeded() => Ok(true),
-        Ok(end) => {
-            keep_logs(&format!(
-                "job {} {}: {}",
-                end.job.id,
-                super::render::state_name(end.job.state),
-                end.job.reason
-            ));
+        Ok((true, _)) => Ok(true),
+        Ok((false, what)) => {
+            keep_logs(&what);
             Ok(false)
         }
         Err(e) => {

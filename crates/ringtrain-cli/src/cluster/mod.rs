@@ -7,6 +7,7 @@ pub(crate) mod client;
 pub(crate) mod local;
 pub(crate) mod render;
 pub(crate) mod serve;
+pub(crate) mod sweep;
 pub(crate) mod tls;
 pub(crate) mod watch;
 
