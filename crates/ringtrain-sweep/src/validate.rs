@@ -21,8 +21,9 @@ use std::path::PathBuf;
 pub const MAX_PARAMS: usize = 64;
 /// Most values of one `choice` / `grid` parameter.
 pub const MAX_CHOICES: usize = 1000;
-/// Most trials a budget may ask for, and most points of a grid.
-pub const MAX_TRIALS: u32 = 100_000;
+/// Most trials a budget may ask for, and most points of a grid. `GetSweep` returns every trial
+/// in one message, which must stay within a client's default 4 MiB limit for typical spaces.
+pub const MAX_TRIALS: u32 = 10_000;
 /// Most trials running at once.
 pub const MAX_CONCURRENT: u32 = 1024;
 /// Longest sweep name: room is left for `-t<index>` within the job name limit.

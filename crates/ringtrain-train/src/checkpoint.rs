@@ -27,9 +27,14 @@ use std::path::{Path, PathBuf};
 const MAGIC_V1: &[u8; 8] = b"RTCKPT01";
 /// Magic of format 2: a trailing CRC over the whole file.
 const MAGIC: &[u8; 8] = b"RTCKPT02";
-/// Version of the header layout; bumped on incompatible changes (format 2 files carry 2, format
-/// 1 files 1).
-pub const FORMAT_VERSION: u32 = 2;
+/// Newest version of the header layout; bumped on incompatible changes. Format 1 files carry 1;
+/// format 2 files carry 2, or 3 when their meaning needs a reader that knows target scaling
+/// (a series normalizer with residual scales): a reader from before scaling refuses those
+/// instead of ignoring the scales and forecasting in the wrong units. Everything else is still
+/// written as 2, so older readers keep reading it.
+pub const FORMAT_VERSION: u32 = 3;
+/// Header version of format 2 files that need nothing newer.
+const FORMAT_VERSION_PLAIN: u32 = 2;
 /// Largest JSON header read (it holds the spec, the fitted vocabulary and the history; the
 /// arrays are outside it).
 pub const MAX_HEADER_BYTES: u64 = 256 << 20;
@@ -222,7 +227,12 @@ impl Checkpoint {
         header.crc32 = crc32fast::hash(&payload);
         header.optimizer_kind = self.optimizer.kind;
         header.optimizer_step = self.optimizer.step;
-        header.format_version = FORMAT_VERSION;
+        let scaled = matches!(&header.fitted, Fitted::Series(n) if n.residuals.is_some());
+        header.format_version = if scaled {
+            FORMAT_VERSION
+        } else {
+            FORMAT_VERSION_PLAIN
+        };
         let json = serde_json::to_vec(&header).map_err(|e| io(std::io::Error::other(e)))?;
         let dir = path
             .parent()
@@ -444,12 +454,17 @@ impl Checkpoint {
         let header_end = 16 + header_len as usize;
         let header: Header = serde_json::from_slice(&body[16..header_end])
             .map_err(|e| corrupt(format!("unreadable header: {e}")))?;
-        let want_version = if v2 { FORMAT_VERSION } else { 1 };
-        if header.format_version != want_version {
+        let known = if v2 {
+            FORMAT_VERSION_PLAIN..=FORMAT_VERSION
+        } else {
+            1..=1
+        };
+        if !known.contains(&header.format_version) {
             return Err(corrupt(format!(
-                "format version {} in a format {want_version} file (this ringtrain reads 1 and \
+                "format version {} in a format {} file (this ringtrain reads versions 1 to \
                  {FORMAT_VERSION})",
-                header.format_version
+                header.format_version,
+                if v2 { 2 } else { 1 }
             )));
         }
         let payload = &body[header_end..];

@@ -208,3 +208,35 @@ fn scaled_targets_make_epoch_0_no_worse_than_seasonal_naive() {
         "test {test} vs seasonal-naive {test_naive}"
     );
 }
+
+#[test]
+fn checkpoints_with_target_scaling_need_a_reader_that_knows_it() {
+    // A scaled model's outputs mean nothing without its residual scales, so its checkpoints
+    // carry header version 3, which readers from before target scaling refuse; an unscaled
+    // run still writes version 2, which they read.
+    for (extra, version, scaled) in [("", 3, true), ("scale_targets = false", 2, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "{}\n[checkpoint]\ndir = {:?}\n",
+            smooth_spec(1, extra).replace("epochs = 1", "epochs = 1\nmax_steps = 3"),
+            dir.path().display().to_string()
+        );
+        let spec = parse_str(&toml, SpecFormat::Toml, "<test>", "t").unwrap();
+        let opts = TrainOptions {
+            base_dir: examples(),
+            resume: None,
+            halt_after_steps: None,
+            stop: None,
+            device: Device::flex(),
+            run_id: None,
+        };
+        train(&spec, &opts, &mut Silent).unwrap();
+        let ckpt = ringtrain_train::Checkpoint::load(&dir.path().join("latest.ckpt")).unwrap();
+        assert_eq!(ckpt.header.format_version, version, "{extra:?}");
+        let has_scales = matches!(
+            &ckpt.header.fitted,
+            ringtrain_data::Fitted::Series(n) if n.residuals.is_some()
+        );
+        assert_eq!(has_scales, scaled, "{extra:?}");
+    }
+}
