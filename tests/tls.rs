@@ -13,51 +13,15 @@ mod common;
 
 use common::services::{Cluster, Flags, Service};
 use common::tls::{Pki, https_get};
-use common::{assert_same_training, examples, ringtrain, run_train};
+use common::{assert_same_training, cluster_spec, ringtrain, run_train};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-/// A small forecasting job on the bundled seasonal series, dropout off, so a data-parallel run
-/// and one process are comparable (as in `cluster.rs`).
+/// The forecasting job of `cluster.rs` (dropout off, so a data-parallel run and one process
+/// are comparable), two epochs.
 fn spec(dir: &Path, name: &str, data: u32, batch: usize) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    let ckpt = dir.join(format!("runs/{name}"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "{name}"
-seed = 5
-[model]
-cell = "lstm"
-hidden = 12
-layers = 2
-[task]
-kind = "forecast"
-horizon = 1
-season = 12
-[data]
-path = "{data_path}"
-features = ["demand", "temperature"]
-targets = ["demand"]
-window = 12
-split = [0.7, 0.15, 0.15]
-[train]
-epochs = 2
-batch_size = {batch}
-optimizer = {{ kind = "adam", lr = 0.01 }}
-clip = {{ norm = 1.0 }}
-[parallel]
-data = {data}
-[checkpoint]
-dir = "{ckpt}"
-"#,
-            data_path = examples().join("data/seasonal.csv").display(),
-            ckpt = ckpt.display()
-        ),
-    )
-    .unwrap();
-    path
+    cluster_spec(dir, name, data, batch, 2, "")
 }
 
 fn stderr(out: &Output) -> String {

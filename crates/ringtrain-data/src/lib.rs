@@ -153,6 +153,18 @@ pub enum Fitted {
     },
 }
 
+impl Fitted {
+    /// Whether the model's outputs are in scaled units that only a reader knowing target scaling
+    /// can undo (a series normalizer with residual scales); checkpoints record it in their
+    /// header version.
+    pub fn scales_targets(&self) -> bool {
+        match self {
+            Fitted::Series(n) => n.residuals.is_some(),
+            Fitted::Text { .. } | Fitted::Pairs { .. } | Fitted::Corpus { .. } => false,
+        }
+    }
+}
+
 /// Loads and prepares the dataset of `spec`, fitting normalization or vocabulary on its train
 /// split. A relative `spec.data.path` is resolved against `base_dir` (the spec file's directory);
 /// `builtin:air-passengers` and `builtin:vic-elec` select the bundled series (see [`Builtin`]).

@@ -227,8 +227,7 @@ impl Checkpoint {
         header.crc32 = crc32fast::hash(&payload);
         header.optimizer_kind = self.optimizer.kind;
         header.optimizer_step = self.optimizer.step;
-        let scaled = matches!(&header.fitted, Fitted::Series(n) if n.residuals.is_some());
-        header.format_version = if scaled {
+        header.format_version = if header.fitted.scales_targets() {
             FORMAT_VERSION
         } else {
             FORMAT_VERSION_PLAIN
