@@ -10,6 +10,7 @@ mod bench_train;
 mod check;
 mod cluster;
 mod eval;
+mod export;
 mod fetch;
 mod generate;
 mod logging;
@@ -51,6 +52,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Forecast past the end of a CSV, or classify lines of text.
     Predict(predict::PredictArgs),
+    /// Write a trained model as safetensors in PyTorch's layout (`nn.LSTM` parameter names).
+    Export(export::ExportArgs),
     /// Validate a job spec and print it with every default filled in.
     Check(check::CheckArgs),
     /// Run a whole cluster on this machine: a coordinator and N workers on 127.0.0.1, one job.
@@ -98,6 +101,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => device().and_then(|d| train::run(args, d)),
         Command::Eval(args) => device().and_then(|d| eval::run(args, d)),
         Command::Predict(args) => device().and_then(|d| predict::run(args, d)),
+        Command::Export(args) => device().and_then(|d| export::run(args, d)),
         Command::Check(args) => check::run(args),
         Command::Generate(args) => device().and_then(|d| generate::run(args, d)),
         Command::Bench(BenchCommand::Train(args)) => {

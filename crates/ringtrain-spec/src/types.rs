@@ -93,9 +93,12 @@ pub struct InitFrom {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitFormat {
-    /// A ringtrain checkpoint (`.ckpt`, or a run directory holding one). A safetensors file in
-    /// PyTorch's layout is the planned second source (issue 15); it is refused until then.
+    /// A ringtrain checkpoint (`.ckpt`, or a run directory holding one).
     Ringtrain,
+    /// A safetensors file in PyTorch's layout (`rnn.weight_ih_l0`, ...): `ringtrain export
+    /// --format safetensors` output, or a PyTorch `state_dict` saved with the `safetensors`
+    /// package under the same names. The default for a path ending in `.safetensors`.
+    Safetensors,
 }
 
 /// Recurrent cell type.

@@ -8,6 +8,7 @@ use crate::metrics::MetricsError;
 use crate::optim::OptimError;
 use ringtrain_data::DataError;
 use ringtrain_models::{BoundaryShape, ModelError};
+use std::path::PathBuf;
 
 /// Why a training, evaluation or prediction run failed.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +128,15 @@ pub enum TrainError {
     /// `init_from` names a checkpoint or layers that cannot initialize this model.
     #[error(transparent)]
     Init(Box<InitError>),
+    /// An export could not be written.
+    #[error(transparent)]
+    Export(Box<ExportError>),
+}
+
+impl From<ExportError> for TrainError {
+    fn from(e: ExportError) -> Self {
+        TrainError::Export(Box::new(e))
+    }
 }
 
 impl From<InitError> for TrainError {
@@ -141,6 +151,10 @@ pub enum InitError {
     /// The checkpoint is missing, unreadable, corrupt or holds an invalid spec.
     #[error("init_from.checkpoint: {0}")]
     Checkpoint(Box<CheckpointError>),
+    /// The safetensors file (`init_from.format = "safetensors"`) is missing, unreadable, not
+    /// safetensors, too large, or has a layer only partly.
+    #[error("init_from.checkpoint: {0}")]
+    Safetensors(Box<ExportError>),
     /// A named layer is not in one of the two models.
     #[error(
         "{field} = {name:?}: {model} has no layer of that name (its layers: {available}; \
@@ -308,5 +322,77 @@ pub enum PlanError {
         expected: BoundaryShape,
         /// What the previous stage's last layer gives.
         got: BoundaryShape,
+    },
+}
+
+/// Why an export could not be written or a safetensors file not read.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is larger than the run's limits allow for a model's weights.
+    #[error(
+        "{path}: {bytes} bytes, more than limits.max_parameters = {max_parameters} f32 values \
+         plus {allowance} bytes of metadata"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        bytes: u64,
+        /// The limit it was checked against.
+        max_parameters: u64,
+        /// Metadata allowed on top.
+        allowance: u64,
+    },
+    /// The safetensors reader or writer refused the data.
+    #[error("{path}: not a valid safetensors file: {source}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What the reader found.
+        source: safetensors::SafeTensorError,
+    },
+    /// A tensor has a dtype that cannot be read as `f32` weights.
+    #[error("{path}: tensor {name:?} has dtype {dtype}; weights must be F32, F64, F16 or BF16")]
+    Dtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's key.
+        name: String,
+        /// Its dtype.
+        dtype: String,
+    },
+    /// A layer is only partly in the file.
+    #[error(
+        "{path}: layer {layer:?} is only partly there: it has {present:?} but not {missing:?} \
+         (a {hint})"
+    )]
+    PartialLayer {
+        /// The file.
+        path: PathBuf,
+        /// The layer's ringtrain name.
+        layer: String,
+        /// A key that is there.
+        present: String,
+        /// A key of the same layer that is not.
+        missing: String,
+        /// What usually causes it.
+        hint: &'static str,
+    },
+    /// The `ringtrain.fitted` metadata is not a normalizer or vocabulary (or, on export, the
+    /// spec or fitted state could not be encoded).
+    #[error("{path}: metadata ringtrain.fitted: {reason}")]
+    Metadata {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
     },
 }

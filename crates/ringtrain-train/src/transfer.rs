@@ -12,58 +12,20 @@
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::error::{InitError, TrainError};
+use crate::export::TorchFile;
+pub use crate::layout::{LayerParams, layer_params};
 use crate::optim::{ParamGroup, ParamGroups};
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::prelude::*;
+use burn::prelude::Device;
 use ringtrain_data::{Fitted, Tokenizer, Vocab};
 use ringtrain_models::{Model, flat};
-use ringtrain_spec::{InitFrom, JobSpec, LimitsSpec, TaskSpec};
+use ringtrain_spec::{InitFormat, InitFrom, JobSpec, LimitsSpec, TaskSpec};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// Names of output layers: task-specific, so the default selection skips them when their
 /// shapes differ (a language model's next-token head is never a classifier's).
 const OUTPUT_LAYERS: [&str; 2] = ["head", "decoder"];
-
-/// One layer's parameters: its name, the shape of each tensor in visit order, and its
-/// positions in the model's flat buffer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerParams {
-    /// The layer's name (`embedding`, `lstm0`, `head`, ...).
-    pub name: String,
-    /// Shapes of its tensors in visit order.
-    pub shapes: Vec<Vec<usize>>,
-    /// Its slice of the flat parameter buffer.
-    pub range: Range<usize>,
-}
-
-/// The layers of `model` with their tensor shapes and flat ranges (the flat buffer lays the
-/// layers out one after the other, each in its own visit order).
-pub fn layer_params(model: &Model) -> Vec<LayerParams> {
-    struct Shapes(Vec<Vec<usize>>);
-    impl ModuleVisitor for Shapes {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.push(param.val().dims().to_vec());
-        }
-    }
-    let mut at = 0;
-    model
-        .layers()
-        .iter()
-        .map(|layer| {
-            let mut shapes = Shapes(Vec::new());
-            layer.visit(&mut shapes);
-            let n: usize = shapes.0.iter().map(|s| s.iter().product::<usize>()).sum();
-            let range = at..at + n;
-            at += n;
-            LayerParams {
-                name: layer.name(),
-                shapes: shapes.0,
-                range,
-            }
-        })
-        .collect()
-}
 
 /// One layer taken from the checkpoint: where its values are there and here.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,8 +42,24 @@ pub struct Taken {
 #[derive(Debug)]
 pub struct Pretrained {
     path: PathBuf,
-    ckpt: Checkpoint,
-    layers: Vec<LayerParams>,
+    source: Source,
+}
+
+/// Where the weights come from.
+#[derive(Debug)]
+enum Source {
+    /// A ringtrain checkpoint and its model's layers (known from its own spec).
+    Checkpoint {
+        ckpt: Box<Checkpoint>,
+        layers: Vec<LayerParams>,
+    },
+    /// A safetensors file in PyTorch's layout, whose layers are only known against the model
+    /// that takes them: matched on the first [`Pretrained::select`], then kept with their
+    /// values in that model's orientation.
+    Safetensors {
+        file: Box<TorchFile>,
+        matched: OnceLock<(Vec<LayerParams>, Vec<f32>)>,
+    },
 }
 
 fn names(layers: &[LayerParams]) -> String {
@@ -110,6 +88,20 @@ impl Pretrained {
         limits: &LimitsSpec,
         device: &Device,
     ) -> Result<Pretrained, TrainError> {
+        match init.format {
+            InitFormat::Ringtrain => {}
+            InitFormat::Safetensors => {
+                let file = TorchFile::open(&init.checkpoint, limits.max_parameters)
+                    .map_err(|e| InitError::Safetensors(Box::new(e)))?;
+                return Ok(Pretrained {
+                    path: init.checkpoint.clone(),
+                    source: Source::Safetensors {
+                        file: Box::new(file),
+                        matched: OnceLock::new(),
+                    },
+                });
+            }
+        }
         let path = checkpoint::resolve_for_inference(&init.checkpoint).map_err(checkpoint_error)?;
         let ckpt = Checkpoint::load_within(&path, limits).map_err(checkpoint_error)?;
         let (input, head) = crate::task::model_shape(&ckpt)?;
@@ -126,22 +118,47 @@ impl Pretrained {
                 ),
             }));
         }
-        Ok(Pretrained { path, ckpt, layers })
+        Ok(Pretrained {
+            path,
+            source: Source::Checkpoint {
+                ckpt: Box::new(ckpt),
+                layers,
+            },
+        })
     }
 
-    /// The checkpoint file read.
+    /// The file read.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The checkpoint.
-    pub fn checkpoint(&self) -> &Checkpoint {
-        &self.ckpt
+    /// The checkpoint, when the source is a ringtrain checkpoint.
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+        match &self.source {
+            Source::Checkpoint { ckpt, .. } => Some(ckpt),
+            Source::Safetensors { .. } => None,
+        }
     }
 
-    /// The checkpoint model's layers.
-    pub fn layers(&self) -> &[LayerParams] {
-        &self.layers
+    /// The source's layers that `model` can take from, with the source's flat values: a
+    /// checkpoint's own layers, or a safetensors file's tensors matched to `model`'s keys.
+    fn source_layers(&self, model: &Model) -> Result<(&[LayerParams], &[f32]), TrainError> {
+        match &self.source {
+            Source::Checkpoint { ckpt, layers } => Ok((layers, &ckpt.params)),
+            Source::Safetensors { file, matched } => {
+                if matched.get().is_none() {
+                    let found = file
+                        .layers_for(model)
+                        .map_err(|e| InitError::Safetensors(Box::new(e)))?;
+                    // A second caller racing here computed the same value from the same file.
+                    let _ = matched.set(found);
+                }
+                let (layers, params) = matched.get().ok_or_else(|| {
+                    TrainError::Input("init_from: safetensors layers were not matched".into())
+                })?;
+                Ok((layers, params))
+            }
+        }
     }
 
     fn display(&self) -> String {
@@ -162,9 +179,13 @@ impl Pretrained {
             | TaskSpec::Seq2seq { .. } => true,
             TaskSpec::Forecast { .. } => false,
         };
+        let has_embedding = match &self.source {
+            Source::Checkpoint { layers, .. } => layers.iter().any(|l| l.name == "embedding"),
+            Source::Safetensors { file, .. } => file.has("embedding.weight"),
+        };
         let takes = match &init.layers {
             Some(list) => list.iter().any(|n| n == "embedding"),
-            None => token_task && self.layers.iter().any(|l| l.name == "embedding"),
+            None => token_task && has_embedding,
         };
         if !takes || !token_task {
             // A forecaster listing `embedding` is refused by the layer check, naming the field.
@@ -177,7 +198,18 @@ impl Pretrained {
             }
             .into()
         };
-        let vocab = match &self.ckpt.header.fitted {
+        let fitted = match &self.source {
+            Source::Checkpoint { ckpt, .. } => &ckpt.header.fitted,
+            Source::Safetensors { file, .. } => file.fitted().ok_or_else(|| {
+                refuse(
+                    "the file has no ringtrain.fitted metadata (it was not exported by \
+                     ringtrain), so its token ids cannot be matched to this data's words; leave \
+                     `embedding` out of init_from.layers"
+                        .into(),
+                )
+            })?,
+        };
+        let vocab = match fitted {
             Fitted::Text { vocab, .. } | Fitted::Corpus { vocab } => vocab,
             Fitted::Pairs { .. } => {
                 return Err(refuse(
@@ -242,6 +274,7 @@ impl Pretrained {
     /// when the default selection is empty.
     pub fn select(&self, init: &InitFrom, model: &Model) -> Result<Vec<Taken>, TrainError> {
         let ours = layer_params(model);
+        let (theirs_all, _) = self.source_layers(model)?;
         let find = |layers: &[LayerParams], name: &str| layers.iter().position(|l| l.name == name);
         let mut taken = Vec::new();
         match &init.layers {
@@ -259,17 +292,17 @@ impl Pretrained {
                         .into()
                     };
                     let a = find(&ours, name).ok_or_else(|| unknown("this model", &ours))?;
-                    let b = find(&self.layers, name)
-                        .ok_or_else(|| unknown("the checkpoint's model", &self.layers))?;
-                    taken.push(self.take(&field, &ours[a], &self.layers[b])?);
+                    let b = find(theirs_all, name)
+                        .ok_or_else(|| unknown("the checkpoint's model", theirs_all))?;
+                    taken.push(self.take(&field, &ours[a], &theirs_all[b])?);
                 }
             }
             None => {
                 for layer in &ours {
-                    let Some(b) = find(&self.layers, &layer.name) else {
+                    let Some(b) = find(theirs_all, &layer.name) else {
                         continue;
                     };
-                    let theirs = &self.layers[b];
+                    let theirs = &theirs_all[b];
                     if layer.shapes != theirs.shapes && OUTPUT_LAYERS.contains(&layer.name.as_str())
                     {
                         continue;
@@ -280,7 +313,7 @@ impl Pretrained {
                     return Err(InitError::NothingToTake {
                         path: self.display(),
                         ours: names(&ours),
-                        theirs: names(&self.layers),
+                        theirs: names(theirs_all),
                     }
                     .into());
                 }
@@ -332,12 +365,12 @@ impl Pretrained {
     /// # Errors
     /// [`TrainError::Model`] if `taken` does not fit `model` (it was selected for another).
     pub fn load(&self, model: Model, taken: &[Taken]) -> Result<Model, TrainError> {
+        let (_, source) = self.source_layers(&model)?;
         let mut params = flat::flatten_params(&model);
         for t in taken {
-            let (Some(dst), Some(src)) = (
-                params.get_mut(t.ours.clone()),
-                self.ckpt.params.get(t.theirs.clone()),
-            ) else {
+            let (Some(dst), Some(src)) =
+                (params.get_mut(t.ours.clone()), source.get(t.theirs.clone()))
+            else {
                 return Err(ringtrain_models::ModelError::ParamCount {
                     expected: t.ours.end,
                     got: params.len(),

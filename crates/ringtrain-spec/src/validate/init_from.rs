@@ -34,29 +34,20 @@ pub(super) fn init_from(
         }
         Some(p) => p.to_string(),
     };
-    let format = match raw.format.as_deref() {
-        Some("safetensors") => {
-            c.err(
-                "init_from.format",
-                "\"safetensors\"",
-                "not supported yet (PyTorch-layout import is planned); must be ringtrain",
-            );
-            InitFormat::Ringtrain
-        }
-        other => c.choice(
-            "init_from.format",
-            other,
-            InitFormat::Ringtrain,
-            &[("ringtrain", InitFormat::Ringtrain)],
-        ),
+    let inferred = if checkpoint.ends_with(".safetensors") {
+        InitFormat::Safetensors
+    } else {
+        InitFormat::Ringtrain
     };
-    if raw.format.is_none() && checkpoint.ends_with(".safetensors") {
-        c.err(
-            "init_from.checkpoint",
-            format!("{checkpoint:?}"),
-            "safetensors files are not supported yet; name a ringtrain checkpoint (.ckpt) or run directory",
-        );
-    }
+    let format = c.choice(
+        "init_from.format",
+        raw.format.as_deref(),
+        inferred,
+        &[
+            ("ringtrain", InitFormat::Ringtrain),
+            ("safetensors", InitFormat::Safetensors),
+        ],
+    );
     let layers = raw.layers.as_ref().map(|names| {
         if names.is_empty() {
             c.err(
