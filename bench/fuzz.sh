@@ -4,7 +4,7 @@
 # thread (every input runs on it), so a run on a loaded machine still does that much work. Exit
 # status non-zero when something was found; the input is then in fuzz-crashes/ (replay:
 # ringtrain-fuzz TARGET --replay FILE).
-#   bench/fuzz.sh [--cpu] TARGET|all SECONDS [SEED]     targets: spec data checkpoint wire
+#   bench/fuzz.sh [--cpu] TARGET|all SECONDS [SEED]     targets: spec data checkpoint wire safetensors
 set -euo pipefail
 cpu=()
 if [ "${1:-}" = --cpu ]; then
@@ -21,7 +21,7 @@ cd "$here/.."
 cargo build --locked --quiet -p ringtrain-fuzz --bin ringtrain-fuzz
 bin="${CARGO_TARGET_DIR:-target}/debug/ringtrain-fuzz"
 if [ "$target" = all ]; then
-  set -- spec data checkpoint wire
+  set -- spec data checkpoint wire safetensors
 else
   set -- "$target"
 fi

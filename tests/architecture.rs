@@ -69,13 +69,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ringtrain-sweep",
         ],
     ),
+    // The device-side runtime: reads an export with no ringtrain crate, no burn, no tokio and no
+    // gRPC (checked below), so it builds small and `no_std`.
+    ("ringtrain-infer", &[]),
     // Fuzz targets call the readers they test; nothing depends on this crate.
     (
         "ringtrain-fuzz",
         &[
             "ringtrain-spec",
             "ringtrain-data",
+            "ringtrain-models",
             "ringtrain-train",
+            "ringtrain-infer",
             "ringtrain-proto",
             "ringtrain-collective",
         ],
@@ -85,6 +90,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
 /// Crates allowed to depend on burn (the collective library and the future coordinator must not).
 const BURN_USERS: &[&str] = &[
     "ringtrain-models",
+    // Builds the model its safetensors target matches inputs against.
+    "ringtrain-fuzz",
     "ringtrain-train",
     "ringtrain-worker",
     "ringtrain-cli",
@@ -128,6 +135,11 @@ fn crate_dependencies_follow_the_architecture() {
             }
             if dep_name == "burn" && !BURN_USERS.contains(&name) {
                 problems.push(format!("{name} must not depend on burn"));
+            }
+            if name == "ringtrain-infer" && ["tokio", "tonic", "prost"].contains(&dep_name) {
+                problems.push(format!(
+                    "{name} must not depend on {dep_name} (a device runtime)"
+                ));
             }
         }
     }

@@ -2,7 +2,9 @@
 //! PyTorch's layout (the `nn.LSTM` constructor printed), then taken back with
 //! `init_from.format = "safetensors"`: fine-tuning from the export ends bit-identical to
 //! fine-tuning from the checkpoint itself, and a file of another cell type is refused naming
-//! the layer, both shapes and the file.
+//! the layer, both shapes and the file; and the small inference runtime (`ringtrain-infer`),
+//! fed the last window of raw CSV rows one step at a time, forecasts what `ringtrain predict`
+//! prints.
 
 mod common;
 
@@ -130,4 +132,63 @@ fn export_to_safetensors_and_fine_tune_from_it() {
             && e.contains("source.safetensors"),
         "{e}"
     );
+}
+
+#[test]
+fn the_inference_runtime_streams_the_export_to_what_predict_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let source = spec(d, "source", "gru", "");
+    run_ok(&["train", source.to_str().unwrap(), "--quiet"]);
+    let run = d.join("runs/source");
+    let out = d.join("m.safetensors");
+    run_ok(&[
+        "export",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let printed = run_ok(&[
+        "predict",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let rows: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let want: Vec<f32> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["demand"].as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(want.len(), 2, "{rows}");
+
+    let net = ringtrain_infer::Network::from_safetensors(&std::fs::read(&out).unwrap()).unwrap();
+    let scaling = net.scaling().expect("an export carries its normalizer");
+    let csv = std::fs::read_to_string(examples().join("data/seasonal.csv")).unwrap();
+    // step,demand,temperature → the spec's features [demand, temperature].
+    let raw: Vec<[f32; 2]> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<f32> = l.split(',').map(|v| v.parse().unwrap()).collect();
+            [c[1], c[2]]
+        })
+        .collect();
+    let mut stream = ringtrain_infer::Stream::new(&net).unwrap();
+    let mut x = [0.0f32; 2];
+    let mut got = Vec::new();
+    for row in &raw[raw.len() - 12..] {
+        scaling.normalize(row, &mut x).unwrap();
+        got = stream.step(&x).unwrap().to_vec();
+    }
+    scaling.denormalize(&mut got, &[]).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+            "runtime {got:?} vs predict {want:?}"
+        );
+    }
 }

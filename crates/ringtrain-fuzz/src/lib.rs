@@ -1,6 +1,6 @@
-//! A coverage-less mutational fuzzer that runs on the stable toolchain, and the four targets of
-//! issue 12: the spec parser, the dataset readers, the checkpoint reader and the peer frame
-//! decoder. libFuzzer (cargo-fuzz) needs a nightly `-Zsanitizer`, and afl.rs needs AFL++ built
+//! A coverage-less mutational fuzzer that runs on the stable toolchain, and its targets: the
+//! spec parser, the dataset readers, the checkpoint reader, the peer frame decoder (issue 12) and
+//! the two safetensors readers (`init_from` and the device runtime). libFuzzer (cargo-fuzz) needs a nightly `-Zsanitizer`, and afl.rs needs AFL++ built
 //! and every dependency (burn included) rebuilt instrumented, which this project's 2-core build
 //! machine cannot afford; so each target is an ordinary function fed seeded mutations of a
 //! small generated corpus (bit flips, byte and integer substitutions, truncations, splices,
@@ -23,7 +23,7 @@ pub use mutate::Rng;
 /// A fuzz target: a function of bytes that must return (never panic, abort, hang or allocate
 /// without bound) whatever the bytes are.
 pub trait Target {
-    /// Name used on the command line (`spec`, `data`, `checkpoint`, `wire`).
+    /// Name used on the command line (`spec`, `data`, `checkpoint`, `wire`, `safetensors`).
     fn name(&self) -> &'static str;
     /// Valid or nearly valid inputs to start from.
     fn seeds(&mut self) -> Vec<Vec<u8>>;
@@ -205,6 +205,7 @@ pub fn target(name: &str) -> Option<Box<dyn Target>> {
         "data" => Some(Box::new(targets::data::DataTarget::new())),
         "checkpoint" => Some(Box::new(targets::checkpoint::CheckpointTarget::new())),
         "wire" => Some(Box::new(targets::wire::WireTarget)),
+        "safetensors" => Some(Box::new(targets::safetensors::SafetensorsTarget::new())),
         _ => None,
     }
 }

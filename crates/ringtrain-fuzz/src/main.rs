@@ -1,5 +1,5 @@
 //! `ringtrain-fuzz TARGET SECONDS [--cpu] [--seed N] [--crash-dir DIR]`: fuzzes one target
-//! (`spec`, `data`, `checkpoint`, `wire`) for a wall-clock budget (with `--cpu`: CPU seconds of
+//! (`spec`, `data`, `checkpoint`, `wire`, `safetensors`) for a wall-clock budget (with `--cpu`: CPU seconds of
 //! the fuzzing thread) and exits 0 when nothing was found.
 //! Exit 1: a panic; 2: usage; 3: a single allocation above the ceiling (unbounded allocation);
 //! 4: one input ran longer than the hang limit. The offending input is written to the crash
@@ -105,7 +105,7 @@ fn now_ms() -> u64 {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: ringtrain-fuzz TARGET SECONDS [--cpu] [--seed N] [--crash-dir DIR] | \
-                 ringtrain-fuzz TARGET --replay FILE  (targets: spec, data, checkpoint, wire)";
+                 ringtrain-fuzz TARGET --replay FILE  (targets: spec, data, checkpoint, wire, safetensors)";
     let Some(name) = args.first() else {
         let _ = writeln!(std::io::stderr(), "{usage}");
         std::process::exit(2);

@@ -1,0 +1,170 @@
+//! `ringtrain-infer MODEL.safetensors`: the device-side example. It reads raw sensor rows from
+//! stdin (comma-separated, one value per feature in the spec's order; a first line that is
+//! not numbers is taken as a header), feeds each to a [`Stream`] and prints the forecast after
+//! it, in raw units when the export carries its normalizer. The state carries over the whole
+//! input, as in a long-running device.
+//!
+//! `ringtrain-infer --bench [STEPS]`: per-step latency of the runtime at batch 1 for a 1-layer
+//! LSTM 64 and a 2-layer LSTM 128 (4 input features, 1 output), with the model's size and one
+//! stream's RAM. Their weights are random (latency does not depend on them), written in the
+//! export's layout and loaded like an export.
+
+// The binary's output is its interface.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use ringtrain_infer::{Network, Stream};
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::time::Instant;
+
+const FEATURES: usize = 4;
+
+/// A deterministic pseudo-random sequence in [-0.1, 0.1).
+fn values(n: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..n)
+        .flat_map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let v = ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2;
+            v.to_le_bytes()
+        })
+        .collect()
+}
+
+fn lstm_file(layers: usize, hidden: usize) -> Vec<u8> {
+    let g = 4 * hidden;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for l in 0..layers {
+        let input = if l == 0 { FEATURES } else { hidden };
+        let seed = l as u64 * 10;
+        tensors.push((
+            format!("rnn.weight_ih_l{l}"),
+            vec![g, input],
+            values(g * input, seed),
+        ));
+        tensors.push((
+            format!("rnn.weight_hh_l{l}"),
+            vec![g, hidden],
+            values(g * hidden, seed + 1),
+        ));
+        tensors.push((format!("rnn.bias_ih_l{l}"), vec![g], values(g, seed + 2)));
+        tensors.push((format!("rnn.bias_hh_l{l}"), vec![g], values(g, seed + 3)));
+    }
+    tensors.push((
+        "head.linear.weight".into(),
+        vec![1, hidden],
+        values(hidden, 99),
+    ));
+    tensors.push(("head.linear.bias".into(), vec![1], values(1, 98)));
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), d).expect("sizes match"),
+            )
+        })
+        .collect();
+    safetensors::serialize(views, None).expect("serializable")
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--bench") => {
+            bench(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000));
+            ExitCode::SUCCESS
+        }
+        Some(path) if !path.starts_with('-') => match stream_stdin(path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!(
+                "usage: ringtrain-infer MODEL.safetensors < rows.csv | ringtrain-infer --bench [STEPS]"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn stream_stdin(path: &str) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let net = Network::from_safetensors(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    let mut stream = Stream::new(&net).map_err(|e| format!("{path}: {e}"))?;
+    let mut x = vec![0.0f32; net.features()];
+    let mut y = vec![0.0f32; net.outputs()];
+    let mut out = std::io::stdout().lock();
+    for (i, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.map_err(|e| format!("stdin: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: Result<Vec<f32>, _> = line.split(',').map(|v| v.trim().parse::<f32>()).collect();
+        let row = match row {
+            Ok(r) => r,
+            Err(_) if i == 0 => continue,
+            Err(e) => {
+                let snippet: String = line.chars().take(40).collect();
+                return Err(format!("stdin:{}: {e} in {snippet:?}", i + 1));
+            }
+        };
+        let fail = |e: ringtrain_infer::InferError| format!("stdin:{}: {e}", i + 1);
+        match net.scaling() {
+            Some(s) => s.normalize(&row, &mut x).map_err(fail)?,
+            None if row.len() == x.len() => x.copy_from_slice(&row),
+            None => {
+                return Err(format!(
+                    "stdin:{}: expected {} values, got {}",
+                    i + 1,
+                    x.len(),
+                    row.len()
+                ));
+            }
+        }
+        y.copy_from_slice(stream.step(&x).map_err(fail)?);
+        if let Some(s) = net.scaling() {
+            s.denormalize(&mut y, &[]).map_err(fail)?;
+        }
+        let text: Vec<String> = y.iter().map(|v| format!("{v}")).collect();
+        use std::io::Write;
+        writeln!(out, "{}", text.join(",")).map_err(|e| format!("stdout: {e}"))?;
+    }
+    Ok(())
+}
+
+fn bench(steps: usize) {
+    println!("| model | parameters | fp32 file bytes | stream RAM bytes | µs/step (batch 1) |");
+    println!("|---|---|---|---|---|");
+    for (layers, hidden) in [(1, 64), (2, 128)] {
+        let bytes = lstm_file(layers, hidden);
+        let net = Network::from_safetensors(&bytes).expect("a valid file");
+        let mut stream = Stream::new(&net).expect("unidirectional");
+        let x: Vec<[f32; FEATURES]> = (0..1024)
+            .map(|i| std::array::from_fn(|f| ((i * FEATURES + f) as f32 * 0.01).sin()))
+            .collect();
+        let mut sink = 0.0f32;
+        for row in x.iter().take(1000) {
+            sink += stream.step(row).expect("right width")[0];
+        }
+        let start = Instant::now();
+        for i in 0..steps {
+            sink += stream.step(&x[i % x.len()]).expect("right width")[0];
+        }
+        let per_step = start.elapsed().as_secs_f64() * 1e6 / steps as f64;
+        println!(
+            "| {layers}-layer LSTM {hidden} | {} | {} | {} | {per_step:.2} |",
+            net.parameters(),
+            bytes.len(),
+            stream.state_bytes()
+        );
+        std::hint::black_box(sink);
+    }
+}
