@@ -93,6 +93,49 @@ fn export_to_safetensors_and_fine_tune_from_it() {
     assert_eq!(st.tensor("rnn.weight_ih_l0").unwrap().shape(), [32, 2]);
     assert_eq!(st.tensor("head.linear.weight").unwrap().shape(), [2, 8]);
 
+    // int8: smaller, refused by init_from (f32 only), and `eval --quantize int8` measures it.
+    let int8 = d.join("source-int8.safetensors");
+    let printed = run_ok(&[
+        "export",
+        "--checkpoint",
+        d.join("runs/source").to_str().unwrap(),
+        "--out",
+        int8.to_str().unwrap(),
+        "--quantize",
+        "int8",
+    ]);
+    let stdout = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        stdout.contains("int8: ") && stdout.contains("x smaller than the f32 export's"),
+        "{stdout}"
+    );
+    assert!(std::fs::metadata(&int8).unwrap().len() < bytes.len() as u64);
+    let eval = |extra: &[&str]| -> f64 {
+        let mut args = vec![
+            "eval",
+            "--checkpoint",
+            d.join("runs/source").to_str().unwrap(),
+            "--output",
+            "json",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_ok(&refs);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["loss"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{report:#}"))
+    };
+    let (plain, quantized) = (eval(&[]), eval(&["--quantize", "int8"]));
+    assert!(plain != quantized, "int8 changed nothing");
+    assert!(
+        (plain - quantized).abs() <= 0.05 * plain,
+        "test loss {plain} -> {quantized}"
+    );
+
     // The same fine-tuning from the checkpoint and from its export: the same run, bit for bit.
     let layers = "layers = [\"lstm0\", \"lstm1\"]\nfreeze_epochs = 1";
     let from_ckpt = spec(

@@ -1,5 +1,6 @@
 //! `ringtrain eval --checkpoint DIR`: score a trained model on a split of its dataset, or on
-//! every sample of another file prepared with the checkpoint's normalization/vocabulary.
+//! every sample of another file prepared with the checkpoint's normalization/vocabulary; with
+//! `--quantize int8`, the weights an int8 export holds.
 
 use crate::{Output, report};
 use burn::prelude::Device;
@@ -27,6 +28,10 @@ pub(crate) struct EvalArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// Evaluate the weights an int8 export holds (`ringtrain export --quantize int8`): what
+    /// int8 costs, beside the plain evaluation.
+    #[arg(long, value_enum)]
+    quantize: Option<crate::export::Quantize>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -45,7 +50,13 @@ pub(crate) fn run(args: EvalArgs, device: Device) -> anyhow::Result<()> {
         );
     }
     let path = resolve_for_inference(&args.checkpoint)?;
-    let ckpt = Checkpoint::load(&path)?;
+    let mut ckpt = Checkpoint::load(&path)?;
+    match args.quantize {
+        Some(crate::export::Quantize::Int8) => {
+            ringtrain_train::export::fake_quantize_checkpoint(&mut ckpt, &device)?;
+        }
+        None => {}
+    }
     let mut spec = ckpt.header.spec.clone();
     let split = match &args.data {
         Some(file) => {

@@ -1,5 +1,5 @@
-//! `ringtrain export --checkpoint DIR --out FILE`: writes a trained model as safetensors in
-//! PyTorch's layout (the names and orientations are documented in
+//! `ringtrain export --checkpoint DIR --out FILE [--quantize int8]`: writes a trained model as
+//! safetensors in PyTorch's layout (the names and orientations are documented in
 //! `ringtrain_train::export`), atomically (a temporary file beside `FILE`, then a rename), and
 //! prints what a PyTorch user needs to load it: the recurrent stack's `nn.LSTM` / `nn.GRU` /
 //! `nn.RNN` constructor, the tensor count and the file's size.
@@ -8,6 +8,7 @@ use anyhow::Context;
 use burn::prelude::Device;
 use ringtrain_spec::{Activation, CellKind};
 use ringtrain_train::checkpoint::{Checkpoint, resolve_for_inference};
+use ringtrain_train::export::{Precision, to_safetensors};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -16,6 +17,13 @@ use std::path::PathBuf;
 pub(crate) enum ExportFormat {
     /// safetensors with PyTorch's `nn.LSTM`/`nn.GRU`/`nn.RNN` parameter names.
     Safetensors,
+}
+
+/// Weight quantizations `export` offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Quantize {
+    /// int8 weights with one f32 scale per output channel (for ringtrain-infer).
+    Int8,
 }
 
 /// Arguments of `ringtrain export`.
@@ -30,16 +38,22 @@ pub(crate) struct ExportArgs {
     /// File to write (replaced if it exists).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// Store matrices as int8 (per output channel); `ringtrain eval --quantize int8` measures
+    /// what it costs.
+    #[arg(long, value_enum)]
+    quantize: Option<Quantize>,
 }
 
 pub(crate) fn run(args: ExportArgs, device: Device) -> anyhow::Result<()> {
     crate::set_threads(1);
     let path = resolve_for_inference(&args.checkpoint)?;
     let ckpt = Checkpoint::load(&path)?;
+    let precision = match args.quantize {
+        None => Precision::F32,
+        Some(Quantize::Int8) => Precision::Int8,
+    };
     let exported = match args.format {
-        ExportFormat::Safetensors => {
-            ringtrain_train::export::to_safetensors(&ckpt, &args.out, &device)?
-        }
+        ExportFormat::Safetensors => to_safetensors(&ckpt, precision, &args.out, &device)?,
     };
     let dir = match args.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -69,6 +83,17 @@ pub(crate) fn run(args: ExportArgs, device: Device) -> anyhow::Result<()> {
         exported.bytes.len(),
         args.out.display()
     );
+    if precision == Precision::Int8 {
+        let f32_bytes = to_safetensors(&ckpt, Precision::F32, &args.out, &device)?
+            .bytes
+            .len();
+        println!(
+            "int8: {} bytes, {:.2}x smaller than the f32 export's {f32_bytes} bytes (for \
+             ringtrain-infer; PyTorch and init_from read the f32 export)",
+            exported.bytes.len(),
+            f32_bytes as f64 / exported.bytes.len().max(1) as f64
+        );
+    }
     println!(
         "recurrent stack (keys rnn.*): {ctor}input_size={}, hidden_size={}, num_layers={}, \
          bidirectional={}, batch_first=True)",

@@ -24,7 +24,8 @@ pub struct Network {
     pub(crate) scaling: Option<Scaling>,
 }
 
-/// The tensor `name` as `f32` values, checked to be `F32` of `shape`.
+/// The tensor `name` as `f32` values, checked to be of `shape` and either `F32` or (a matrix of
+/// an int8 export) `I8` with its per-row scales in `{name}.scale`, dequantized here.
 fn tensor(st: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, InferError> {
     let view = st
         .tensor(name)
@@ -33,17 +34,29 @@ fn tensor(st: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, Inf
         name: name.to_string(),
         reason,
     };
-    if view.dtype() != Dtype::F32 {
-        return Err(bad(format!("dtype {}, expected F32", view.dtype())));
-    }
     if view.shape() != shape {
         return Err(bad(format!("shape {:?}, expected {shape:?}", view.shape())));
     }
-    Ok(view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
+    match (view.dtype(), shape) {
+        (Dtype::F32, _) => Ok(view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()),
+        (Dtype::I8, &[rows, cols, ..]) if rows > 0 => {
+            let scales = tensor(st, &format!("{name}.scale"), &[rows])?;
+            let per_row = cols * shape[2..].iter().product::<usize>();
+            Ok(view
+                .data()
+                .iter()
+                .enumerate()
+                .map(|(i, b)| f32::from(i8::from_le_bytes([*b])) * scales[i / per_row.max(1)])
+                .collect())
+        }
+        (other, _) => Err(bad(format!(
+            "dtype {other}, expected F32 (or I8 with per-row scales for a matrix)"
+        ))),
+    }
 }
 
 /// The shape of tensor `name`, if it is there.

@@ -360,7 +360,10 @@ pub enum ExportError {
         source: safetensors::SafeTensorError,
     },
     /// A tensor has a dtype that cannot be read as `f32` weights.
-    #[error("{path}: tensor {name:?} has dtype {dtype}; weights must be F32, F64, F16 or BF16")]
+    #[error(
+        "{path}: tensor {name:?} has dtype {dtype}; weights must be F32, F64, F16 or BF16 (an \
+         int8 export is for ringtrain-infer: export without --quantize for init_from)"
+    )]
     Dtype {
         /// The file.
         path: PathBuf,

@@ -73,6 +73,7 @@ pub struct Exported {
 /// over its 100 MB limit).
 pub fn to_safetensors(
     ckpt: &Checkpoint,
+    precision: Precision,
     path: &Path,
     device: &Device,
 ) -> Result<Exported, crate::TrainError> {
@@ -95,20 +96,133 @@ pub fn to_safetensors(
             json("fitted", serde_json::to_string(&ckpt.header.fitted))?,
         ),
     ]);
-    serialize(&model, &ckpt.params, metadata, path)
+    serialize_with(&model, &ckpt.params, metadata, precision, path)
 }
 
-/// `params` (the flat buffer of `model`) as a safetensors file in the PyTorch layout, with
-/// `metadata` plus `ringtrain.format` and `ringtrain.layers`; `path` only names the file in
-/// errors.
+/// `ckpt`'s parameters replaced by their int8 round trip ([`fake_quantize_int8`]).
+///
+/// # Errors
+/// As [`to_safetensors`] for a checkpoint whose model cannot be rebuilt.
+pub fn fake_quantize_checkpoint(
+    ckpt: &mut Checkpoint,
+    device: &Device,
+) -> Result<(), crate::TrainError> {
+    let (input, head) = crate::task::model_shape(ckpt)?;
+    let spec = &ckpt.header.spec;
+    let model = Model::new(&spec.model, input, head, spec.seed, device)?;
+    fake_quantize_int8(&model, &mut ckpt.params)
+}
+
+/// How an export stores its weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// Every tensor `F32` (loadable by PyTorch and by `init_from`).
+    F32,
+    /// Every tensor of two or more dimensions as `I8` with one `F32` scale per output channel
+    /// (its first dimension in the file) under `{key}.scale`; vectors stay `F32`. For the
+    /// device runtime (`ringtrain-infer`), which dequantizes on load.
+    Int8,
+}
+
+/// Per-output-channel symmetric int8 of `values` (a tensor in file layout whose first
+/// dimension has `rows` channels): `scale_r = max|w_r| / 127` (1 for an all-zero or
+/// non-finite row), `q = round(w / scale_r)` clamped to `±127`. Each value is off by at most
+/// half its row's scale.
+pub fn quantize_rows(values: &[f32], rows: usize) -> (Vec<i8>, Vec<f32>) {
+    let cols = values.len().checked_div(rows).unwrap_or(0).max(1);
+    let mut q = Vec::with_capacity(values.len());
+    let mut scales = Vec::with_capacity(rows);
+    for row in values.chunks(cols) {
+        let max = row.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        let scale = if max > 0.0 && max.is_finite() {
+            max / 127.0
+        } else {
+            1.0
+        };
+        scales.push(scale);
+        q.extend(
+            row.iter()
+                .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8),
+        );
+    }
+    (q, scales)
+}
+
+/// `t`'s values from the flat buffer in file layout.
+fn file_values(t: &TorchTensor, params: &[f32]) -> Vec<f32> {
+    let values = &params[t.range.clone()];
+    let mut data = Vec::with_capacity(values.len());
+    match (t.transposed, t.shape.as_slice()) {
+        (true, [rows, cols]) => push_transposed(&mut data, values, *rows, *cols),
+        _ => data.extend_from_slice(values),
+    }
+    data
+}
+
+/// Replaces `params` (the flat buffer of `model`) by what an int8 export of it holds once
+/// dequantized, so that evaluating the result measures what int8 costs
+/// (`ringtrain eval --quantize int8`).
+///
+/// # Errors
+/// [`ringtrain_models::ModelError::ParamCount`] when `params` is not `model`'s size.
+pub fn fake_quantize_int8(model: &Model, params: &mut [f32]) -> Result<(), crate::TrainError> {
+    let layout = torch_layout(model);
+    let total = layout.last().map_or(0, |t| t.range.end);
+    if total != params.len() {
+        return Err(ringtrain_models::ModelError::ParamCount {
+            expected: total,
+            got: params.len(),
+        }
+        .into());
+    }
+    for t in layout.iter().filter(|t| t.shape.len() >= 2) {
+        let rows = t.file_shape()[0];
+        let (q, scales) = quantize_rows(&file_values(t, params), rows);
+        let cols = q.len().checked_div(rows).unwrap_or(0).max(1);
+        let back: Vec<f32> = q
+            .iter()
+            .enumerate()
+            .map(|(i, v)| f32::from(*v) * scales[i / cols])
+            .collect();
+        let dst = &mut params[t.range.clone()];
+        match (t.transposed, t.shape.as_slice()) {
+            // The file holds the transpose: transposing back restores ringtrain's layout.
+            (true, [rows, cols]) => {
+                let mut restored = Vec::with_capacity(back.len());
+                push_transposed(&mut restored, &back, *cols, *rows);
+                dst.copy_from_slice(&restored);
+            }
+            _ => dst.copy_from_slice(&back),
+        }
+    }
+    Ok(())
+}
+
+/// [`serialize_with`] at [`Precision::F32`].
+///
+/// # Errors
+/// As [`serialize_with`].
+pub fn serialize(
+    model: &Model,
+    params: &[f32],
+    metadata: HashMap<String, String>,
+    path: &Path,
+) -> Result<Exported, crate::TrainError> {
+    serialize_with(model, params, metadata, Precision::F32, path)
+}
+
+/// `params` (the flat buffer of `model`) as a safetensors file in the PyTorch layout at
+/// `precision`, with `metadata` plus `ringtrain.format`, `ringtrain.precision` (`f32` or
+/// `int8`) and `ringtrain.layers`; `path` only names the file in errors.
 ///
 /// # Errors
 /// [`ringtrain_models::ModelError::ParamCount`] when `params` is not `model`'s size;
 /// [`ExportError::Format`] if the writer refuses (a header over its 100 MB limit).
-pub fn serialize(
+pub fn serialize_with(
     model: &Model,
     params: &[f32],
     mut metadata: HashMap<String, String>,
+    precision: Precision,
     path: &Path,
 ) -> Result<Exported, crate::TrainError> {
     let layout = torch_layout(model);
@@ -122,14 +236,25 @@ pub fn serialize(
     }
     let mut buffers = Vec::with_capacity(layout.len());
     for t in &layout {
-        let values = &params[t.range.clone()];
-        let mut data = Vec::with_capacity(values.len());
-        match (t.transposed, t.shape.as_slice()) {
-            (true, [rows, cols]) => push_transposed(&mut data, values, *rows, *cols),
-            _ => data.extend_from_slice(values),
+        let data = file_values(t, params);
+        let shape = t.file_shape();
+        let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        match (precision, shape.len() >= 2) {
+            (Precision::Int8, true) => {
+                let (q, scales) = quantize_rows(&data, shape[0]);
+                let bytes = q.iter().map(|v| v.to_le_bytes()[0]).collect();
+                buffers.push((
+                    format!("{}.scale", t.name),
+                    vec![shape[0]],
+                    Dtype::F32,
+                    f32_bytes(&scales),
+                ));
+                buffers.push((t.name.clone(), shape, Dtype::I8, bytes));
+            }
+            (Precision::Int8, false) | (Precision::F32, _) => {
+                buffers.push((t.name.clone(), shape, Dtype::F32, f32_bytes(&data)));
+            }
         }
-        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        buffers.push((t.name.clone(), t.file_shape(), bytes));
     }
     let format_error = |source| ExportError::Format {
         path: path.to_path_buf(),
@@ -137,13 +262,21 @@ pub fn serialize(
     };
     let views = buffers
         .iter()
-        .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
+        .map(|(name, shape, dtype, bytes)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(format_error)?;
     metadata.insert("ringtrain.format".to_string(), FORMAT.to_string());
+    metadata.insert(
+        "ringtrain.precision".to_string(),
+        match precision {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+        .to_string(),
+    );
     metadata.insert(
         "ringtrain.layers".to_string(),
         model

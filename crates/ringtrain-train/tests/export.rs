@@ -354,3 +354,55 @@ fn a_broken_or_partial_file_is_refused_naming_file_and_key() {
     let e = TorchFile::open(&path, 1000).unwrap_err();
     assert!(matches!(e, ExportError::TooLarge { .. }), "{e}");
 }
+
+#[test]
+fn int8_is_within_half_a_scale_per_output_channel() {
+    use ringtrain_train::export::{fake_quantize_int8, quantize_rows};
+    // Two rows of very different magnitude: each gets its own scale.
+    let values = [0.5f32, -1.0, 0.25, 0.001, -0.002, 0.0005];
+    let (q, scales) = quantize_rows(&values, 2);
+    assert_eq!(q[1], -127);
+    assert_eq!(q[4], -127);
+    assert!((scales[0] - 1.0 / 127.0).abs() < 1e-9 && (scales[1] - 0.002 / 127.0).abs() < 1e-9);
+    for (i, v) in values.iter().enumerate() {
+        let back = f32::from(q[i]) * scales[i / 3];
+        assert!(
+            (back - v).abs() <= scales[i / 3] / 2.0 + 1e-9,
+            "{i}: {v} -> {back}"
+        );
+    }
+    // An all-zero row keeps scale 1 and zeros.
+    assert_eq!(quantize_rows(&[0.0, 0.0], 1), (vec![0, 0], vec![1.0]));
+
+    // On a model: every matrix moves by at most half a scale, every vector stays exact.
+    let device = Device::flex();
+    let model = Model::new(
+        &spec(CellKind::Lstm, Activation::Tanh, 2, true),
+        InputKind::Numeric { features: FEATURES },
+        HeadKind::Regression { outputs: OUTPUTS },
+        3,
+        &device,
+    )
+    .unwrap();
+    let params = flat::flatten_params(&model);
+    let mut q = params.clone();
+    fake_quantize_int8(&model, &mut q).unwrap();
+    let mut moved = 0;
+    for t in torch_layout(&model) {
+        let (a, b) = (&params[t.range.clone()], &q[t.range.clone()]);
+        if t.shape.len() < 2 {
+            assert_eq!(a, b, "{}", t.name);
+            continue;
+        }
+        // Largest magnitude of the tensor bounds every row's scale.
+        let bound = a.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0 / 2.0 + 1e-7;
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= bound, "{}: moved {worst} > {bound}", t.name);
+        moved += a.iter().zip(b).filter(|(x, y)| x != y).count();
+    }
+    assert!(moved > 0, "quantization changed nothing");
+}
