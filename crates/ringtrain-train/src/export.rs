@@ -159,13 +159,8 @@ fn file_values(t: &TorchTensor, params: &[f32]) -> Vec<f32> {
     data
 }
 
-/// Replaces `params` (the flat buffer of `model`) by what an int8 export of it holds once
-/// dequantized, so that evaluating the result measures what int8 costs
-/// (`ringtrain eval --quantize int8`).
-///
-/// # Errors
-/// [`ringtrain_models::ModelError::ParamCount`] when `params` is not `model`'s size.
-pub fn fake_quantize_int8(model: &Model, params: &mut [f32]) -> Result<(), crate::TrainError> {
+/// `model`'s [`torch_layout`], checked to cover exactly `params`.
+fn checked_layout(model: &Model, params: &[f32]) -> Result<Vec<TorchTensor>, crate::TrainError> {
     let layout = torch_layout(model);
     let total = layout.last().map_or(0, |t| t.range.end);
     if total != params.len() {
@@ -175,6 +170,17 @@ pub fn fake_quantize_int8(model: &Model, params: &mut [f32]) -> Result<(), crate
         }
         .into());
     }
+    Ok(layout)
+}
+
+/// Replaces `params` (the flat buffer of `model`) by what an int8 export of it holds once
+/// dequantized, so that evaluating the result measures what int8 costs
+/// (`ringtrain eval --quantize int8`).
+///
+/// # Errors
+/// [`ringtrain_models::ModelError::ParamCount`] when `params` is not `model`'s size.
+pub fn fake_quantize_int8(model: &Model, params: &mut [f32]) -> Result<(), crate::TrainError> {
+    let layout = checked_layout(model, params)?;
     for t in layout.iter().filter(|t| t.shape.len() >= 2) {
         let rows = t.file_shape()[0];
         let (q, scales) = quantize_rows(&file_values(t, params), rows);
@@ -225,15 +231,7 @@ pub fn serialize_with(
     precision: Precision,
     path: &Path,
 ) -> Result<Exported, crate::TrainError> {
-    let layout = torch_layout(model);
-    let total = layout.last().map_or(0, |t| t.range.end);
-    if total != params.len() {
-        return Err(ringtrain_models::ModelError::ParamCount {
-            expected: total,
-            got: params.len(),
-        }
-        .into());
-    }
+    let layout = checked_layout(model, params)?;
     let mut buffers = Vec::with_capacity(layout.len());
     for t in &layout {
         let data = file_values(t, params);
@@ -295,7 +293,7 @@ pub fn serialize_with(
     Ok(Exported {
         bytes,
         tensors: layout.len(),
-        parameters: total,
+        parameters: params.len(),
         recurrent_input,
     })
 }
