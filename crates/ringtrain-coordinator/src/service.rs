@@ -104,6 +104,29 @@ impl JobApi {
     }
 }
 
+/// A request's `base_dir`: an absolute directory, or empty for the coordinator's working
+/// directory, resolved now so that every worker gets an explicit absolute directory (jobs and
+/// sweeps alike).
+pub(crate) fn resolve_base_dir(base_dir: String) -> Result<String, Status> {
+    if base_dir.is_empty() {
+        Ok(std::env::current_dir()
+            .map_err(|e| {
+                to_status(
+                    ErrorKind::Internal,
+                    format!("coordinator working directory: {e}"),
+                )
+            })?
+            .display()
+            .to_string())
+    } else if Path::new(&base_dir).is_absolute() {
+        Ok(base_dir)
+    } else {
+        Err(invalid(format!(
+            "base_dir must be an absolute directory, got {base_dir:?}"
+        )))
+    }
+}
+
 /// Checks and parses a submitted spec into the machine's new-job form; `roots` is the
 /// coordinator's sandbox (see [`CoordinatorConfig::roots`](crate::CoordinatorConfig)).
 fn new_job(
@@ -124,26 +147,7 @@ fn new_job(
         Ok(pb::SpecFormat::Json) => ringtrain_spec::SpecFormat::Json,
         Err(_) => return Err(invalid(format!("unknown spec format {}", req.format))),
     };
-    let base_dir = if req.base_dir.is_empty() {
-        // "Empty means the coordinator's working directory": resolved now, so every worker
-        // gets an explicit absolute directory.
-        std::env::current_dir()
-            .map_err(|e| {
-                to_status(
-                    ErrorKind::Internal,
-                    format!("coordinator working directory: {e}"),
-                )
-            })?
-            .display()
-            .to_string()
-    } else if Path::new(&req.base_dir).is_absolute() {
-        req.base_dir
-    } else {
-        return Err(invalid(format!(
-            "base_dir must be an absolute directory, got {:?}",
-            req.base_dir
-        )));
-    };
+    let base_dir = resolve_base_dir(req.base_dir)?;
     check_len("base_dir", &base_dir, MAX_PATH_BYTES)?;
     check_len("origin", &req.origin, MAX_PATH_BYTES)?;
     let origin = if req.origin.is_empty() {

@@ -70,24 +70,7 @@ impl SweepService for SweepApi {
         }
         check_len("base_dir", &req.base_dir, MAX_PATH_BYTES)?;
         check_len("origin", &req.origin, MAX_PATH_BYTES)?;
-        let base_dir = if req.base_dir.is_empty() {
-            std::env::current_dir()
-                .map_err(|e| {
-                    to_status(
-                        ErrorKind::Internal,
-                        format!("coordinator working directory: {e}"),
-                    )
-                })?
-                .display()
-                .to_string()
-        } else if Path::new(&req.base_dir).is_absolute() {
-            req.base_dir
-        } else {
-            return Err(invalid(format!(
-                "base_dir must be an absolute directory, got {:?}",
-                req.base_dir
-            )));
-        };
+        let base_dir = crate::service::resolve_base_dir(req.base_dir)?;
         let origin = if req.origin.is_empty() {
             "<submitted>".to_string()
         } else {
