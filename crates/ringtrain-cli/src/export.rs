@@ -1,14 +1,25 @@
-//! `ringtrain export --checkpoint DIR --out FILE [--quantize int8]`: writes a trained model as
-//! safetensors in PyTorch's layout (the names and orientations are documented in
-//! `ringtrain_train::export`), atomically (a temporary file beside `FILE`, then a rename), and
-//! prints what a PyTorch user needs to load it: the recurrent stack's `nn.LSTM` / `nn.GRU` /
-//! `nn.RNN` constructor, the tensor count and the file's size.
+//! `ringtrain export --checkpoint DIR --out FILE [--format safetensors|onnx] [--quantize int8]`:
+//! writes a trained model as safetensors in PyTorch's layout (the names and orientations are
+//! documented in `ringtrain_train::export`) or as an ONNX graph (`ringtrain_train::onnx`),
+//! atomically (a temporary file beside `FILE`, then a rename), and prints what a user needs to
+//! load it: the recurrent stack's `nn.LSTM` / `nn.GRU` / `nn.RNN` constructor, the tensor count
+//! and the file's size. A forecaster's export also carries the one-step-ahead residual
+//! statistics of its validation split (`ringtrain.residuals`, for `ringtrain-infer --anomaly`)
+//! when the training data is readable from here.
 
 use anyhow::Context;
 use burn::prelude::Device;
+use ringtrain_data::SplitName;
+use ringtrain_models::InputKind;
+use ringtrain_spec::TaskSpec;
 use ringtrain_spec::{Activation, CellKind};
 use ringtrain_train::checkpoint::{Checkpoint, resolve_for_inference};
-use ringtrain_train::export::{Precision, to_safetensors};
+use ringtrain_train::export::{
+    Precision, RESIDUALS_KEY, ResidualStats, residual_stats, to_safetensors,
+};
+use ringtrain_train::onnx::to_onnx;
+use ringtrain_train::{TaskData, evaluate, inference};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -17,6 +28,8 @@ use std::path::PathBuf;
 pub(crate) enum ExportFormat {
     /// safetensors with PyTorch's `nn.LSTM`/`nn.GRU`/`nn.RNN` parameter names.
     Safetensors,
+    /// An ONNX graph (opset 17) of standard operators (LSTM/GRU/RNN, MatMul, Conv, ...).
+    Onnx,
 }
 
 /// Weight quantizations `export` offers.
@@ -52,8 +65,31 @@ pub(crate) fn run(args: ExportArgs, device: Device) -> anyhow::Result<()> {
         None => Precision::F32,
         Some(Quantize::Int8) => Precision::Int8,
     };
-    let exported = match args.format {
-        ExportFormat::Safetensors => to_safetensors(&ckpt, precision, &args.out, &device)?,
+    let mut extra = HashMap::new();
+    match residuals(&ckpt, &device) {
+        Ok(Some(stats)) => {
+            println!(
+                "validation residuals ({} split, {} samples, one step ahead): mean {:?}, std {:?} \
+                 (for ringtrain-infer --anomaly K)",
+                stats.split, stats.samples, stats.mean, stats.std
+            );
+            extra.insert(RESIDUALS_KEY.to_string(), serde_json::to_string(&stats)?);
+        }
+        Ok(None) => {}
+        Err(e) => println!(
+            "no validation residuals stored (ringtrain-infer --anomaly needs them): the \
+             training data could not be read here: {e:#}"
+        ),
+    }
+    let exported = match (args.format, precision) {
+        (ExportFormat::Safetensors, _) => {
+            to_safetensors(&ckpt, precision, extra.clone(), &args.out, &device)?
+        }
+        (ExportFormat::Onnx, Precision::F32) => to_onnx(&ckpt, extra.clone(), &args.out, &device)?,
+        (ExportFormat::Onnx, Precision::Int8) => anyhow::bail!(
+            "--quantize int8 is for the safetensors export (ringtrain-infer); the ONNX export \
+             is f32"
+        ),
     };
     let dir = match args.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -84,23 +120,77 @@ pub(crate) fn run(args: ExportArgs, device: Device) -> anyhow::Result<()> {
         args.out.display()
     );
     if precision == Precision::Int8 {
-        let f32_bytes = to_safetensors(&ckpt, Precision::F32, &args.out, &device)?
-            .bytes
-            .len();
+        let f32_file = to_safetensors(&ckpt, Precision::F32, extra, &args.out, &device)?.bytes;
+        let (q, f) = (&exported.bytes, &f32_file);
         println!(
-            "int8: {} bytes, {:.2}x smaller than the f32 export's {f32_bytes} bytes (for \
-             ringtrain-infer; PyTorch and init_from read the f32 export)",
-            exported.bytes.len(),
-            f32_bytes as f64 / exported.bytes.len().max(1) as f64
+            "int8: {} bytes ({} of tensors), {:.2}x smaller than the f32 export's {} bytes ({} of \
+             tensors: {:.2}x); for ringtrain-infer, while PyTorch and init_from read the f32 export",
+            q.len(),
+            tensor_bytes(q),
+            f.len() as f64 / q.len().max(1) as f64,
+            f.len(),
+            tensor_bytes(f),
+            tensor_bytes(f) as f64 / tensor_bytes(q).max(1) as f64,
         );
     }
-    println!(
-        "recurrent stack (keys rnn.*): {ctor}input_size={}, hidden_size={}, num_layers={}, \
-         bidirectional={}, batch_first=True)",
-        exported.recurrent_input,
-        model.hidden,
-        model.layers,
-        if model.bidirectional { "True" } else { "False" }
-    );
+    match args.format {
+        ExportFormat::Safetensors => println!(
+            "recurrent stack (keys rnn.*): {ctor}input_size={}, hidden_size={}, num_layers={}, \
+             bidirectional={}, batch_first=True)",
+            exported.recurrent_input,
+            model.hidden,
+            model.layers,
+            if model.bidirectional { "True" } else { "False" }
+        ),
+        ExportFormat::Onnx => {
+            let input = match ringtrain_train::task::model_shape(&ckpt)?.0 {
+                InputKind::Numeric { features } => {
+                    format!("\"input\" float [batch, time, {features}]")
+                }
+                InputKind::Tokens { vocab } => {
+                    format!("\"tokens\" int64 [batch, time] (ids below {vocab})")
+                }
+            };
+            println!(
+                "ONNX opset {}: input {input}, output \"output\"; every step of an input is read \
+                 as valid (feed sequences unpadded)",
+                ringtrain_train::onnx::OPSET,
+            );
+        }
+    }
     Ok(())
+}
+
+/// Bytes of a safetensors file after its header (the tensors themselves).
+fn tensor_bytes(file: &[u8]) -> usize {
+    let header = file
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_le_bytes);
+    file.len()
+        .saturating_sub(8)
+        .saturating_sub(usize::try_from(header).unwrap_or(usize::MAX))
+}
+
+/// The one-step-ahead residuals of a forecaster on its validation split (the test split when
+/// the run had none); `None` for other tasks.
+fn residuals(ckpt: &Checkpoint, device: &Device) -> anyhow::Result<Option<ResidualStats>> {
+    let spec = &ckpt.header.spec;
+    let (TaskSpec::Forecast { .. }, ringtrain_data::Fitted::Series(normalizer)) =
+        (&spec.task, &ckpt.header.fitted)
+    else {
+        return Ok(None);
+    };
+    let targets = normalizer.targets.len();
+    let data =
+        ringtrain_data::load_with(spec, &std::env::current_dir()?, Some(&ckpt.header.fitted))?;
+    let task = TaskData::new(spec, data)?;
+    let model = inference::load_model(ckpt, device)?;
+    let split = if task.task().check_split(SplitName::Val).is_ok() {
+        SplitName::Val
+    } else {
+        SplitName::Test
+    };
+    let report = evaluate(&model, &task, split, 256, device)?;
+    Ok(residual_stats(&report, targets))
 }

@@ -37,4 +37,7 @@ pub enum InferError {
         /// Values given.
         got: usize,
     },
+    /// An argument is out of range.
+    #[error("{0}")]
+    Argument(String),
 }

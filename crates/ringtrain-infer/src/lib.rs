@@ -10,7 +10,9 @@
 //! needs the whole sequence), and the forecast head on the last step. Files with an embedding,
 //! Conv1d layers, attention or a decoder are refused by name. The network reads and writes
 //! the model's normalized units; [`Network::scaling`] maps raw sensor rows in and forecasts
-//! out with the normalizer stored in the file (level and delta forecast modes).
+//! out with the normalizer stored in the file (level and delta forecast modes), and a
+//! [`Detector`] flags rows whose one-step-ahead residual is beyond `K` standard deviations of
+//! the validation residuals stored at export ([`Network::residuals`]).
 //!
 //! Everything read is untrusted: the safetensors reader checks the header and offsets, and
 //! every tensor's dtype and shape is checked against the architecture before it is used.
@@ -19,12 +21,14 @@
 
 extern crate alloc;
 
+mod anomaly;
 mod cell;
 mod error;
 mod network;
 mod scaling;
 mod stream;
 
+pub use anomaly::{Detector, Residuals, Score};
 pub use cell::CellKind;
 pub use error::InferError;
 pub use network::Network;

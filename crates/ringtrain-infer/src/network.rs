@@ -1,5 +1,6 @@
 //! Loading a model from a ringtrain safetensors export and running it over a whole sequence.
 
+use crate::anomaly::Residuals;
 use crate::cell::{CellKind, Direction, affine};
 use crate::error::InferError;
 use crate::scaling::Scaling;
@@ -22,6 +23,7 @@ pub struct Network {
     pub(crate) head_w: Vec<f32>,
     pub(crate) head_b: Vec<f32>,
     pub(crate) scaling: Option<Scaling>,
+    pub(crate) residuals: Option<Residuals>,
 }
 
 /// The tensor `name` as `f32` values, checked to be of `shape` and either `F32` or (a matrix of
@@ -114,7 +116,8 @@ impl Network {
     /// [`InferError::Format`] for bytes the safetensors reader refuses; [`InferError::Missing`]
     /// / [`InferError::Tensor`] for a tensor that is absent or of the wrong dtype or shape;
     /// [`InferError::Unsupported`] naming the first tensor or setting outside what this runtime
-    /// runs; [`InferError::Metadata`] for unreadable `ringtrain.spec` metadata.
+    /// runs; [`InferError::Metadata`] for unreadable `ringtrain.spec`, `ringtrain.fitted` or
+    /// `ringtrain.residuals` metadata.
     pub fn from_safetensors(bytes: &[u8]) -> Result<Network, InferError> {
         let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(InferError::Format)?;
         let st = SafeTensors::deserialize(bytes).map_err(InferError::Format)?;
@@ -133,6 +136,10 @@ impl Network {
             Some(fitted) => Scaling::parse(fitted, facts.forecast_mode.as_deref())?,
             None => None,
         };
+        let residuals = meta
+            .and_then(|m| m.get("ringtrain.residuals"))
+            .map(|json| Residuals::parse(json))
+            .transpose()?;
         let (gh, in0) = match shape_of(&st, "rnn.weight_ih_l0").as_deref() {
             Some(&[gh, input]) => (gh, input),
             Some(other) => {
@@ -227,12 +234,19 @@ impl Network {
             head_w,
             head_b,
             scaling,
+            residuals,
         })
     }
 
     /// The normalizer of a ringtrain export (`None` for a file without one).
     pub fn scaling(&self) -> Option<&Scaling> {
         self.scaling.as_ref()
+    }
+
+    /// The one-step-ahead validation residuals stored at export (`ringtrain.residuals`), which
+    /// a [`crate::Detector`] scores rows against; `None` when the export has none.
+    pub fn residuals(&self) -> Option<&Residuals> {
+        self.residuals.as_ref()
     }
 
     /// The cell type.

@@ -16,6 +16,9 @@ pub struct Scaling {
     features: Vec<Column>,
     targets: Vec<Column>,
     residuals: Option<Vec<Column>>,
+    /// Position of each target among the feature columns (matched by column name), when every
+    /// target is also a feature.
+    target_positions: Option<Vec<usize>>,
     /// `data.forecast_mode = "delta"`: outputs are changes from the last observed target.
     delta: bool,
 }
@@ -64,7 +67,24 @@ impl Scaling {
             None | Some(Value::Null) => None,
             Some(r) => Some(columns(Some(r), "residuals")?),
         };
+        let names = |key: &str| -> Vec<Option<&str>> {
+            series
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|c| c.get("column").and_then(Value::as_str))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let feature_names = names("features");
+        let target_positions = names("targets")
+            .iter()
+            .map(|t| t.and_then(|t| feature_names.iter().position(|f| *f == Some(t))))
+            .collect::<Option<Vec<usize>>>();
         Ok(Some(Scaling {
+            target_positions,
             features: columns(series.get("features"), "features")?,
             targets: columns(series.get("targets"), "targets")?,
             residuals,
@@ -80,6 +100,18 @@ impl Scaling {
     /// Target columns (a forecast holds `horizon × targets` values, target `i % targets`).
     pub fn targets(&self) -> usize {
         self.targets.len()
+    }
+
+    /// Where each target sits in a raw row (`None` when a target is not among the features,
+    /// so a row does not carry its actual value).
+    pub fn target_positions(&self) -> Option<&[usize]> {
+        self.target_positions.as_deref()
+    }
+
+    /// Whether outputs are changes from the last observed targets (`data.forecast_mode =
+    /// "delta"`), which [`Scaling::denormalize`] then needs.
+    pub fn is_delta(&self) -> bool {
+        self.delta
     }
 
     /// Writes the model-unit values of the raw `row` into `out`.

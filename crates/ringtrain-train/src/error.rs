@@ -389,6 +389,14 @@ pub enum ExportError {
         /// What usually causes it.
         hint: &'static str,
     },
+    /// A layer that the ONNX export does not cover (see [`crate::onnx`]).
+    #[error("ONNX export: layer {layer:?}: {reason}")]
+    Onnx {
+        /// The layer's ringtrain name.
+        layer: String,
+        /// Why it cannot be exported.
+        reason: String,
+    },
     /// The `ringtrain.fitted` metadata is not a normalizer or vocabulary (or, on export, the
     /// spec or fitted state could not be encoded).
     #[error("{path}: metadata ringtrain.fitted: {reason}")]

@@ -74,29 +74,98 @@ pub struct Exported {
 pub fn to_safetensors(
     ckpt: &Checkpoint,
     precision: Precision,
+    extra: HashMap<String, String>,
     path: &Path,
     device: &Device,
 ) -> Result<Exported, crate::TrainError> {
     let (input, head) = crate::task::model_shape(ckpt)?;
     let spec = &ckpt.header.spec;
     let model = Model::new(&spec.model, input, head, spec.seed, device)?;
+    let mut metadata = metadata(ckpt, path)?;
+    metadata.extend(extra);
+    serialize_with(&model, &ckpt.params, metadata, precision, path)
+}
+
+/// Metadata key of the one-step-ahead validation residuals ([`ResidualStats`] as JSON).
+pub const RESIDUALS_KEY: &str = "ringtrain.residuals";
+
+/// The one-step-ahead residuals (actual − forecast, original units) of a forecaster over one
+/// split, per target: what `ringtrain-infer --anomaly K` scores new rows against.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResidualStats {
+    /// The split measured (`val`, or `test` for a run without a validation split).
+    pub split: String,
+    /// Samples measured.
+    pub samples: u64,
+    /// Mean residual per target.
+    pub mean: Vec<f64>,
+    /// Standard deviation per target (sample deviation, floored at a tiny positive value so
+    /// that a perfect fit still scores finite residuals).
+    pub std: Vec<f64>,
+}
+
+/// The statistics of the first forecast step in `report` (a forecaster's evaluation holding
+/// its forecasts and targets, `[samples, horizon × targets]`, step 1 first); `None` when the
+/// report has no forecasts or fewer than 2 samples.
+pub fn residual_stats(
+    report: &crate::evaluate::EvalReport,
+    targets: usize,
+) -> Option<ResidualStats> {
+    let (forecast, actual) = report.forecasts.as_ref()?;
+    let samples = report.samples;
+    if samples < 2 || targets == 0 || forecast.len() != actual.len() {
+        return None;
+    }
+    let outputs = forecast.len() / samples;
+    if outputs < targets || outputs * samples != forecast.len() {
+        return None;
+    }
+    let residual = |s: usize, j: usize| {
+        f64::from(actual[s * outputs + j]) - f64::from(forecast[s * outputs + j])
+    };
+    let n = samples as f64;
+    let mean: Vec<f64> = (0..targets)
+        .map(|j| (0..samples).map(|s| residual(s, j)).sum::<f64>() / n)
+        .collect();
+    let std = (0..targets)
+        .map(|j| {
+            let var = (0..samples)
+                .map(|s| (residual(s, j) - mean[j]).powi(2))
+                .sum::<f64>()
+                / (n - 1.0);
+            var.sqrt().max(1e-12 * (1.0 + mean[j].abs()))
+        })
+        .collect();
+    Some(ResidualStats {
+        split: crate::report::split_name(report.split).to_string(),
+        samples: samples as u64,
+        mean,
+        std,
+    })
+}
+
+/// The metadata every export of `ckpt` carries: `ringtrain.spec` (the job spec) and
+/// `ringtrain.fitted` (the normalizer or vocabulary), both JSON.
+pub(crate) fn metadata(
+    ckpt: &Checkpoint,
+    path: &Path,
+) -> Result<HashMap<String, String>, ExportError> {
     let json = |what: &str, v: Result<String, serde_json::Error>| {
         v.map_err(|e| ExportError::Metadata {
             path: path.to_path_buf(),
             reason: format!("{what}: {e}"),
         })
     };
-    let metadata = HashMap::from([
+    Ok(HashMap::from([
         (
             "ringtrain.spec".to_string(),
-            json("spec", serde_json::to_string(spec))?,
+            json("spec", serde_json::to_string(&ckpt.header.spec))?,
         ),
         (
             "ringtrain.fitted".to_string(),
             json("fitted", serde_json::to_string(&ckpt.header.fitted))?,
         ),
-    ]);
-    serialize_with(&model, &ckpt.params, metadata, precision, path)
+    ]))
 }
 
 /// `ckpt`'s parameters replaced by their int8 round trip ([`fake_quantize_int8`]).
@@ -149,7 +218,7 @@ pub fn quantize_rows(values: &[f32], rows: usize) -> (Vec<i8>, Vec<f32>) {
 }
 
 /// `t`'s values from the flat buffer in file layout.
-fn file_values(t: &TorchTensor, params: &[f32]) -> Vec<f32> {
+pub(crate) fn file_values(t: &TorchTensor, params: &[f32]) -> Vec<f32> {
     let values = &params[t.range.clone()];
     let mut data = Vec::with_capacity(values.len());
     match (t.transposed, t.shape.as_slice()) {
@@ -160,7 +229,10 @@ fn file_values(t: &TorchTensor, params: &[f32]) -> Vec<f32> {
 }
 
 /// `model`'s [`torch_layout`], checked to cover exactly `params`.
-fn checked_layout(model: &Model, params: &[f32]) -> Result<Vec<TorchTensor>, crate::TrainError> {
+pub(crate) fn checked_layout(
+    model: &Model,
+    params: &[f32],
+) -> Result<Vec<TorchTensor>, crate::TrainError> {
     let layout = torch_layout(model);
     let total = layout.last().map_or(0, |t| t.range.end);
     if total != params.len() {

@@ -20,6 +20,7 @@ pub mod layout;
 pub mod learner;
 pub mod lm;
 pub mod metrics;
+pub mod onnx;
 pub mod optim;
 pub mod pipeline;
 pub mod report;

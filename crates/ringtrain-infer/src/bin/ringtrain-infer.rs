@@ -2,7 +2,9 @@
 //! stdin (comma-separated, one value per feature in the spec's order; a first line that is
 //! not numbers is taken as a header), feeds each to a [`Stream`] and prints the forecast after
 //! it, in raw units when the export carries its normalizer. The state carries over the whole
-//! input, as in a long-running device.
+//! input, as in a long-running device. With `--anomaly K` each line also carries the row's
+//! score — how many standard deviations of the validation residuals (stored at export) its
+//! actual targets are from the forecast made one row before — and a `1` flag beyond `K`.
 //!
 //! `ringtrain-infer --bench [STEPS]`: per-step latency of the runtime at batch 1 for a 1-layer
 //! LSTM 64 and a 2-layer LSTM 128 (4 input features, 1 output), with the model's size and one
@@ -12,7 +14,7 @@
 // The binary's output is its interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use ringtrain_infer::{Network, Stream};
+use ringtrain_infer::{Detector, Network, Stream};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use std::io::BufRead;
@@ -74,33 +76,83 @@ fn lstm_file(layers: usize, hidden: usize) -> Vec<u8> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--bench") => {
-            bench(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000));
+    let usage = || {
+        eprintln!(
+            "usage: ringtrain-infer MODEL.safetensors [--anomaly K] < rows.csv | ringtrain-infer --bench [STEPS]"
+        );
+        ExitCode::from(2)
+    };
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["--bench", rest @ ..] => {
+            bench(rest.first().and_then(|s| s.parse().ok()).unwrap_or(200_000));
             ExitCode::SUCCESS
         }
-        Some(path) if !path.starts_with('-') => match stream_stdin(path) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
+        [path, rest @ ..] if !path.starts_with('-') => {
+            let anomaly = match rest {
+                [] => None,
+                ["--anomaly", k] => match k.parse::<f64>() {
+                    Ok(k) => Some(k),
+                    Err(_) => {
+                        eprintln!("error: --anomaly {k:?}: not a number of standard deviations");
+                        return ExitCode::from(2);
+                    }
+                },
+                _ => return usage(),
+            };
+            match stream_stdin(path, anomaly) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
-        _ => {
-            eprintln!(
-                "usage: ringtrain-infer MODEL.safetensors < rows.csv | ringtrain-infer --bench [STEPS]"
-            );
-            ExitCode::from(2)
         }
+        _ => usage(),
     }
 }
 
-fn stream_stdin(path: &str) -> Result<(), String> {
+/// Streams stdin's rows through the model, printing each forecast (raw units when the export
+/// has its normalizer); with `anomaly = Some(K)` each line also gets the row's score (`|z|` of
+/// its one-step-ahead residual, empty for the first row) and `1` when it exceeds `K`, else `0`,
+/// and a count of flagged rows goes to stderr at the end.
+fn stream_stdin(path: &str, anomaly: Option<f64>) -> Result<(), String> {
+    use std::io::Write;
     let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
     let net = Network::from_safetensors(&bytes).map_err(|e| format!("{path}: {e}"))?;
     let mut stream = Stream::new(&net).map_err(|e| format!("{path}: {e}"))?;
+    let positions = net.scaling().and_then(|s| s.target_positions());
+    let mut detector = match anomaly {
+        None => None,
+        Some(k) => {
+            let residuals = net.residuals().ok_or_else(|| {
+                format!(
+                    "{path}: --anomaly needs the validation residuals an export stores                      (ringtrain.residuals); export again where the training data is readable"
+                )
+            })?;
+            if positions.is_none_or(|p| p.len() != residuals.targets()) {
+                return Err(format!(
+                    "{path}: --anomaly needs every target among the input columns, to read                      its actual value from each row"
+                ));
+            }
+            Some(Detector::new(residuals.clone(), k).map_err(|e| e.to_string())?)
+        }
+    };
+    let delta = net.scaling().is_some_and(|s| s.is_delta());
+    if delta && positions.is_none() {
+        return Err(format!(
+            "{path}: a delta-mode forecaster needs every target among the input columns"
+        ));
+    }
+    let positions = positions.unwrap_or(&[]);
     let mut x = vec![0.0f32; net.features()];
     let mut y = vec![0.0f32; net.outputs()];
+    let mut actual = vec![0.0f32; positions.len()];
+    let (mut rows, mut flagged) = (0usize, 0usize);
     let mut out = std::io::stdout().lock();
     for (i, line) in std::io::stdin().lock().lines().enumerate() {
         let line = line.map_err(|e| format!("stdin: {e}"))?;
@@ -129,13 +181,34 @@ fn stream_stdin(path: &str) -> Result<(), String> {
                 ));
             }
         }
+        // `normalize` checked the row's width, so every position is in it.
+        for (a, p) in actual.iter_mut().zip(positions) {
+            *a = row[*p];
+        }
         y.copy_from_slice(stream.step(&x).map_err(fail)?);
         if let Some(s) = net.scaling() {
-            s.denormalize(&mut y, &[]).map_err(fail)?;
+            s.denormalize(&mut y, &actual).map_err(fail)?;
         }
-        let text: Vec<String> = y.iter().map(|v| format!("{v}")).collect();
-        use std::io::Write;
+        let mut text: Vec<String> = y.iter().map(|v| format!("{v}")).collect();
+        if let Some(d) = &mut detector {
+            rows += 1;
+            match d.observe(&actual, &y).map_err(fail)? {
+                None => text.extend([String::new(), "0".into()]),
+                Some(score) => {
+                    flagged += usize::from(score.anomaly);
+                    text.extend([
+                        format!("{:.3}", score.z),
+                        if score.anomaly { "1" } else { "0" }.into(),
+                    ]);
+                }
+            }
+        }
         writeln!(out, "{}", text.join(",")).map_err(|e| format!("stdout: {e}"))?;
+    }
+    if let (Some(k), true) = (anomaly, detector.is_some()) {
+        eprintln!(
+            "{flagged} of {rows} rows beyond {k} standard deviations of the validation residuals"
+        );
     }
     Ok(())
 }
