@@ -4,7 +4,8 @@
 //! fine-tuning from the checkpoint itself, and a file of another cell type is refused naming
 //! the layer, both shapes and the file; and the small inference runtime (`ringtrain-infer`),
 //! fed the last window of raw CSV rows one step at a time, forecasts what `ringtrain predict`
-//! prints.
+//! prints, as does the `--format onnx` export run by tract; a forecaster's export stores its
+//! one-step-ahead validation residuals for `ringtrain-infer --anomaly`.
 
 mod common;
 
@@ -185,13 +186,18 @@ fn the_inference_runtime_streams_the_export_to_what_predict_prints() {
     run_ok(&["train", source.to_str().unwrap(), "--quiet"]);
     let run = d.join("runs/source");
     let out = d.join("m.safetensors");
-    run_ok(&[
+    let printed = run_ok(&[
         "export",
         "--checkpoint",
         run.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
     ]);
+    let stdout = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        stdout.contains("validation residuals (val split, "),
+        "{stdout}"
+    );
     let printed = run_ok(&[
         "predict",
         "--checkpoint",
@@ -234,4 +240,78 @@ fn the_inference_runtime_streams_the_export_to_what_predict_prints() {
             "runtime {got:?} vs predict {want:?}"
         );
     }
+
+    // The residuals stored for --anomaly: one target, measured on the validation windows.
+    let residuals = net
+        .residuals()
+        .expect("a forecaster's export stores its residuals");
+    assert_eq!(residuals.split, "val");
+    assert_eq!(residuals.targets(), 1);
+    assert!(
+        residuals.samples > 10 && residuals.std[0] > 0.0,
+        "{residuals:?}"
+    );
+
+    // The ONNX export of the same checkpoint, run by tract on the normalized last window,
+    // forecasts what predict prints once mapped back to raw units.
+    let onnx = d.join("m.onnx");
+    let printed = run_ok(&[
+        "export",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--out",
+        onnx.to_str().unwrap(),
+        "--format",
+        "onnx",
+    ]);
+    let stdout = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        stdout.contains("ONNX opset 17: input \"input\" float [batch, time, 2]"),
+        "{stdout}"
+    );
+    let mut window = Vec::new();
+    for row in &raw[raw.len() - 12..] {
+        scaling.normalize(row, &mut x).unwrap();
+        window.extend_from_slice(&x);
+    }
+    let mut y = onnx_forecast(&onnx, &window, 12, 2);
+    scaling.denormalize(&mut y, &[]).unwrap();
+    for (g, w) in y.iter().zip(&want) {
+        assert!(
+            (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+            "onnx {y:?} vs predict {want:?}"
+        );
+    }
+    let e = run_fail(&[
+        "export",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--out",
+        onnx.to_str().unwrap(),
+        "--format",
+        "onnx",
+        "--quantize",
+        "int8",
+    ]);
+    assert!(e.contains("the ONNX export is f32"), "{e}");
+}
+
+/// The ONNX model at `path` run by tract on one window `[time, features]`.
+fn onnx_forecast(path: &Path, window: &[f32], time: usize, features: usize) -> Vec<f32> {
+    use tract_onnx::prelude::{DatumExt, Framework, InferenceModelExt, IntoTValue, Tensor, tvec};
+    use tract_onnx::tract_core::model::IntoRunnable;
+    let model = tract_onnx::onnx()
+        .model_for_path(path)
+        .and_then(|m| m.with_input_fact(0, f32::fact([1, time, features]).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .unwrap();
+    let input = Tensor::from_shape(&[1, time, features], window).unwrap();
+    let out = model.run(tvec![input.into_tvalue()]).unwrap();
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }

@@ -24,8 +24,9 @@ pub enum InferError {
         "{0} is not supported by ringtrain-infer (numeric input, rnn/lstm/gru layers and a forecast head only)"
     )]
     Unsupported(String),
-    /// The `ringtrain.spec` metadata is unreadable.
-    #[error("metadata ringtrain.spec: {0}")]
+    /// The `ringtrain.spec`, `ringtrain.fitted` or `ringtrain.residuals` metadata is
+    /// unreadable (the message starts with the key).
+    #[error("metadata {0}")]
     Metadata(String),
     /// An input has the wrong length.
     #[error("{what}: expected {expected} values, got {got}")]

@@ -80,8 +80,8 @@ fn spec_facts(json: Option<&String>) -> Result<SpecFacts, InferError> {
             forecast_mode: None,
         });
     };
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| InferError::Metadata(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| InferError::Metadata(format!("ringtrain.spec: {e}")))?;
     let kind = v
         .pointer("/task/kind")
         .and_then(|k| k.as_str())

@@ -9,7 +9,8 @@
 //! `ringtrain-infer --bench [STEPS]`: per-step latency of the runtime at batch 1 for a 1-layer
 //! LSTM 64 and a 2-layer LSTM 128 (4 input features, 1 output), with the model's size and one
 //! stream's RAM. Their weights are random (latency does not depend on them), written in the
-//! export's layout and loaded like an export.
+//! export's layout and loaded like an export. `ringtrain-infer --bench STEPS MODEL` times a
+//! given export the same way (bench/edge_latency.sh runs it beside onnxruntime and tract).
 
 // The binary's output is its interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = || {
         eprintln!(
-            "usage: ringtrain-infer MODEL.safetensors [--anomaly K] < rows.csv | ringtrain-infer --bench [STEPS]"
+            "usage: ringtrain-infer MODEL.safetensors [--anomaly K] < rows.csv | ringtrain-infer --bench [STEPS [MODEL.safetensors]]"
         );
         ExitCode::from(2)
     };
@@ -88,6 +89,18 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
+        ["--bench", steps, model] => match (steps.parse(), bench_file(model)) {
+            (Ok(steps), Ok(net)) => {
+                let (per_step, state) = time_steps(&net, steps);
+                println!("{per_step:.3} us/step, {state} bytes of stream state ({model})");
+                ExitCode::SUCCESS
+            }
+            (Err(_), _) => usage(),
+            (_, Err(e)) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         ["--bench", rest @ ..] => {
             bench(rest.first().and_then(|s| s.parse().ok()).unwrap_or(200_000));
             ExitCode::SUCCESS
@@ -213,31 +226,47 @@ fn stream_stdin(path: &str, anomaly: Option<f64>) -> Result<(), String> {
     Ok(())
 }
 
+fn bench_file(path: &str) -> Result<Network, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    Network::from_safetensors(&bytes).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Microseconds per [`Stream::step`] of `net` at batch 1 over `steps` steps (after 1,000 steps
+/// of warm-up), and the stream's state bytes.
+fn time_steps(net: &Network, steps: usize) -> (f64, usize) {
+    let features = net.features();
+    let mut stream = Stream::new(net).expect("a unidirectional model");
+    let x: Vec<Vec<f32>> = (0..1024)
+        .map(|i| {
+            (0..features)
+                .map(|f| ((i * features + f) as f32 * 0.01).sin())
+                .collect()
+        })
+        .collect();
+    let mut sink = 0.0f32;
+    for row in x.iter().take(1000) {
+        sink += stream.step(row).expect("right width")[0];
+    }
+    let start = Instant::now();
+    for i in 0..steps {
+        sink += stream.step(&x[i % x.len()]).expect("right width")[0];
+    }
+    let per_step = start.elapsed().as_secs_f64() * 1e6 / steps.max(1) as f64;
+    std::hint::black_box(sink);
+    (per_step, stream.state_bytes())
+}
+
 fn bench(steps: usize) {
     println!("| model | parameters | fp32 file bytes | stream RAM bytes | µs/step (batch 1) |");
     println!("|---|---|---|---|---|");
     for (layers, hidden) in [(1, 64), (2, 128)] {
         let bytes = lstm_file(layers, hidden);
         let net = Network::from_safetensors(&bytes).expect("a valid file");
-        let mut stream = Stream::new(&net).expect("unidirectional");
-        let x: Vec<[f32; FEATURES]> = (0..1024)
-            .map(|i| std::array::from_fn(|f| ((i * FEATURES + f) as f32 * 0.01).sin()))
-            .collect();
-        let mut sink = 0.0f32;
-        for row in x.iter().take(1000) {
-            sink += stream.step(row).expect("right width")[0];
-        }
-        let start = Instant::now();
-        for i in 0..steps {
-            sink += stream.step(&x[i % x.len()]).expect("right width")[0];
-        }
-        let per_step = start.elapsed().as_secs_f64() * 1e6 / steps as f64;
+        let (per_step, state) = time_steps(&net, steps);
         println!(
-            "| {layers}-layer LSTM {hidden} | {} | {} | {} | {per_step:.2} |",
+            "| {layers}-layer LSTM {hidden} | {} | {} | {state} | {per_step:.2} |",
             net.parameters(),
             bytes.len(),
-            stream.state_bytes()
         );
-        std::hint::black_box(sink);
     }
 }
