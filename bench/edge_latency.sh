@@ -6,7 +6,8 @@
 # examples/data/seasonal.csv, trained for 2 steps (latency does not depend on the weights),
 # exported with `ringtrain export` as safetensors and as ONNX.
 # The ONNX runtimes run the exported graph on one step ([1, 1, features]) from a zero state;
-# ringtrain-infer carries its state. Both are one cell update per layer plus the head.
+# ringtrain-infer carries its state. Both are one cell update per layer plus the head. The last
+# column is ringtrain-infer on the int8 export (matrices kept int8 in RAM).
 #   bench/edge_latency.sh [STEPS]     default 100000
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -24,8 +25,8 @@ cargo build --locked --quiet -p ringtrain-train --example tract_step
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 ort_version="$("$python" -c 'import onnxruntime; print(onnxruntime.__version__)')"
-echo "| model | ringtrain-infer µs/step | onnxruntime $ort_version µs/step | tract 0.23 µs/step | stream state bytes |"
-echo "|---|---|---|---|---|"
+echo "| model | ringtrain-infer µs/step | onnxruntime $ort_version µs/step | tract 0.23 µs/step | ringtrain-infer, int8 export, µs/step | stream state bytes |"
+echo "|---|---|---|---|---|---|"
 for model in "1 64" "2 128"; do
   set -- $model
   layers=$1 hidden=$2
@@ -57,9 +58,11 @@ TOML
   "$target/debug/ringtrain" train "$work/$name.toml" --quiet > /dev/null 2>&1
   "$target/debug/ringtrain" export --checkpoint "$work/runs/$name" --out "$work/$name.safetensors" > /dev/null
   "$target/debug/ringtrain" export --checkpoint "$work/runs/$name" --out "$work/$name.onnx" --format onnx > /dev/null
+  "$target/debug/ringtrain" export --checkpoint "$work/runs/$name" --out "$work/$name-int8.safetensors" --quantize int8 > /dev/null
   ours="$("$target/release/ringtrain-infer" --bench "$steps" "$work/$name.safetensors")"
   ort="$("$python" bench/onnxruntime_step.py "$work/$name.onnx" 2 "$steps")"
   tract="$("$target/debug/examples/tract_step" "$work/$name.onnx" 2 "$steps")"
+  int8="$("$target/release/ringtrain-infer" --bench "$steps" "$work/$name-int8.safetensors")"
   state="$(echo "$ours" | sed -E 's/.*us\/step, ([0-9]+) bytes.*/\1/')"
-  echo "| $layers-layer LSTM $hidden | ${ours%% us/step*} | ${ort%% us/step*} | ${tract%% us/step*} | $state |"
+  echo "| $layers-layer LSTM $hidden | ${ours%% us/step*} | ${ort%% us/step*} | ${tract%% us/step*} | ${int8%% us/step*} | $state |"
 done

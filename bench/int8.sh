@@ -2,7 +2,8 @@
 # What int8 export costs on the bundled examples: trains each (debug build with optimized
 # dependencies, like tests/), evaluates the test split with the f32 weights and with the
 # weights an int8 export holds (`ringtrain eval --quantize int8`), and exports both to compare
-# file sizes. Prints one markdown row per example.
+# file sizes (whole file, and the tensors alone: the JSON header with the spec and the
+# normalizer or vocabulary is the same in both). Prints one markdown row per example.
 #   bench/int8.sh [SPEC ...]      default: every bundled example that needs no download
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,8 +16,8 @@ if [ $# -eq 0 ]; then
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-echo "| example | metric | f32 | int8 | change | f32 bytes | int8 bytes | smaller |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| example | metric | f32 | int8 | change | f32 file bytes | int8 file bytes | file smaller | tensors smaller |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for name in "$@"; do
   spec="examples/${name%.toml}.toml"
   run="$work/$name"
@@ -54,6 +55,13 @@ _, y = metric(b)
 relative = key in ("mse", "loss", "bits_per_token", "perplexity")
 change = f"{(y - x) / x * 100:+.2f} %" if relative else f"{(y - x) * 100:+.2f} points"
 fs, qs = os.path.getsize(f"{work}/f32.safetensors"), os.path.getsize(f"{work}/int8.safetensors")
-print(f"| `{name}` | {key} | {x:.6g} | {y:.6g} | {change} | {fs:,} | {qs:,} | {fs / qs:.2f}x |")
+def tensor_bytes(path):
+    # A safetensors file: 8-byte header length, the JSON header (names, shapes, metadata),
+    # then the tensors.
+    with open(path, "rb") as f:
+        header = int.from_bytes(f.read(8), "little")
+    return os.path.getsize(path) - 8 - header
+ft, qt = tensor_bytes(f"{work}/f32.safetensors"), tensor_bytes(f"{work}/int8.safetensors")
+print(f"| `{name}` | {key} | {x:.6g} | {y:.6g} | {change} | {fs:,} | {qs:,} | {fs / qs:.2f}x | {ft / qt:.2f}x |")
 PY
 done

@@ -67,6 +67,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ringtrain-coordinator",
             "ringtrain-worker",
             "ringtrain-sweep",
+            "ringtrain-infer",
         ],
     ),
     // The device-side runtime: reads an export with no ringtrain crate, no burn, no tokio and no

@@ -195,7 +195,8 @@ fn the_inference_runtime_streams_the_export_to_what_predict_prints() {
     ]);
     let stdout = String::from_utf8_lossy(&printed.stdout);
     assert!(
-        stdout.contains("validation residuals (val split, "),
+        stdout.contains("validation residuals (val split, ")
+            && stdout.contains("bytes per stream (state and scratch)"),
         "{stdout}"
     );
     let printed = run_ok(&[

@@ -133,6 +133,21 @@ pub(crate) fn run(args: ExportArgs, device: Device) -> anyhow::Result<()> {
             tensor_bytes(f) as f64 / tensor_bytes(q).max(1) as f64,
         );
     }
+    if args.format == ExportFormat::Safetensors {
+        // What a device needs for this file, if the device runtime runs it.
+        match ringtrain_infer::Network::from_safetensors(&exported.bytes) {
+            Ok(net) => match ringtrain_infer::Stream::new(&net) {
+                Ok(stream) => println!(
+                    "ringtrain-infer: {} bytes of weights in RAM, {} bytes per stream (state and \
+                     scratch)",
+                    net.weight_bytes(),
+                    stream.state_bytes()
+                ),
+                Err(e) => println!("ringtrain-infer streams unidirectional models only ({e})"),
+            },
+            Err(e) => println!("ringtrain-infer does not run this model: {e}"),
+        }
+    }
     match args.format {
         ExportFormat::Safetensors => println!(
             "recurrent stack (keys rnn.*): {ctor}input_size={}, hidden_size={}, num_layers={}, \

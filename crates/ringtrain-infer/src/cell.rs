@@ -36,13 +36,47 @@ impl CellKind {
     }
 }
 
+/// A weight matrix `[rows, cols]`, row-major, as the file stores it: `f32`, or (an int8
+/// export) `i8` with one scale per row, kept as `i8` in RAM so that a step streams a quarter of
+/// the bytes.
+#[derive(Debug, Clone)]
+pub(crate) enum Matrix {
+    /// Plain values.
+    F32(Vec<f32>),
+    /// `value = q · scales[row]`.
+    I8 {
+        /// The quantized values.
+        q: Vec<i8>,
+        /// One scale per row.
+        scales: Vec<f32>,
+    },
+}
+
+impl Matrix {
+    /// Number of values.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Matrix::F32(v) => v.len(),
+            Matrix::I8 { q, .. } => q.len(),
+        }
+    }
+
+    /// Bytes it holds in RAM.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Matrix::F32(v) => v.len() * 4,
+            Matrix::I8 { q, scales } => q.len() + scales.len() * 4,
+        }
+    }
+}
+
 /// Weights of one direction.
 #[derive(Debug, Clone)]
 pub(crate) struct Direction {
     pub(crate) input: usize,
     pub(crate) hidden: usize,
-    pub(crate) w_ih: Vec<f32>,
-    pub(crate) w_hh: Vec<f32>,
+    pub(crate) w_ih: Matrix,
+    pub(crate) w_hh: Matrix,
     pub(crate) b_ih: Vec<f32>,
     pub(crate) b_hh: Vec<f32>,
 }
@@ -73,15 +107,44 @@ fn dot(row: &[f32], x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// `row · x` for an int8 row (the row's scale applied by the caller), with the same lanes and
+/// summation order as [`dot`].
+fn dot_i8(row: &[i8], x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (rc, rr) = row.split_at(row.len() / LANES * LANES);
+    let (xc, xr) = x.split_at(rc.len());
+    for (r, v) in rc.chunks_exact(LANES).zip(xc.chunks_exact(LANES)) {
+        for k in 0..LANES {
+            acc[k] += f32::from(r[k]) * v[k];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (a, v) in rr.iter().zip(xr) {
+        tail += f32::from(*a) * v;
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// `out = W x + b` for `W: [out.len(), x.len()]` row-major.
-pub(crate) fn affine(w: &[f32], b: &[f32], x: &[f32], out: &mut [f32]) {
+pub(crate) fn affine(w: &Matrix, b: &[f32], x: &[f32], out: &mut [f32]) {
     let n = x.len();
     if n == 0 {
         out.copy_from_slice(&b[..out.len()]);
         return;
     }
-    for ((o, row), bias) in out.iter_mut().zip(w.chunks_exact(n)).zip(b) {
-        *o = bias + dot(row, x);
+    match w {
+        Matrix::F32(w) => {
+            for ((o, row), bias) in out.iter_mut().zip(w.chunks_exact(n)).zip(b) {
+                *o = bias + dot(row, x);
+            }
+        }
+        Matrix::I8 { q, scales } => {
+            for (((o, row), bias), scale) in
+                out.iter_mut().zip(q.chunks_exact(n)).zip(b).zip(scales)
+            {
+                *o = bias + scale * dot_i8(row, x);
+            }
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Loading a model from a ringtrain safetensors export and running it over a whole sequence.
 
 use crate::anomaly::Residuals;
-use crate::cell::{CellKind, Direction, affine};
+use crate::cell::{CellKind, Direction, Matrix, affine};
 use crate::error::InferError;
 use crate::scaling::Scaling;
 use alloc::format;
@@ -16,19 +16,30 @@ pub struct Network {
     pub(crate) cell: CellKind,
     pub(crate) features: usize,
     /// `(W [P, features], b [P])`.
-    pub(crate) projection: Option<(Vec<f32>, Vec<f32>)>,
+    pub(crate) projection: Option<(Matrix, Vec<f32>)>,
     /// Per layer, one direction or (forward, backward).
     pub(crate) layers: Vec<Vec<Direction>>,
     pub(crate) hidden: usize,
-    pub(crate) head_w: Vec<f32>,
+    pub(crate) head_w: Matrix,
     pub(crate) head_b: Vec<f32>,
     pub(crate) scaling: Option<Scaling>,
     pub(crate) residuals: Option<Residuals>,
 }
 
-/// The tensor `name` as `f32` values, checked to be of `shape` and either `F32` or (a matrix of
-/// an int8 export) `I8` with its per-row scales in `{name}.scale`, dequantized here.
+/// The tensor `name` as `f32` values, checked to be `F32` and of `shape`.
 fn tensor(st: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, InferError> {
+    match matrix(st, name, shape)? {
+        Matrix::F32(v) => Ok(v),
+        Matrix::I8 { .. } => Err(InferError::Tensor {
+            name: name.to_string(),
+            reason: "dtype I8, expected F32 (only matrices are int8 in an int8 export)".into(),
+        }),
+    }
+}
+
+/// The matrix `name`, checked to be of `shape` and either `F32` or (an int8 export) `I8` with
+/// its per-row scales in `{name}.scale`, kept as int8.
+fn matrix(st: &SafeTensors, name: &str, shape: &[usize]) -> Result<Matrix, InferError> {
     let view = st
         .tensor(name)
         .map_err(|_| InferError::Missing(name.to_string()))?;
@@ -40,21 +51,20 @@ fn tensor(st: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, Inf
         return Err(bad(format!("shape {:?}, expected {shape:?}", view.shape())));
     }
     match (view.dtype(), shape) {
-        (Dtype::F32, _) => Ok(view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()),
-        (Dtype::I8, &[rows, cols, ..]) if rows > 0 => {
-            let scales = tensor(st, &format!("{name}.scale"), &[rows])?;
-            let per_row = cols * shape[2..].iter().product::<usize>();
-            Ok(view
+        (Dtype::F32, _) => Ok(Matrix::F32(
+            view.data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        )),
+        (Dtype::I8, &[rows, _]) if rows > 0 => Ok(Matrix::I8 {
+            q: view
                 .data()
                 .iter()
-                .enumerate()
-                .map(|(i, b)| f32::from(i8::from_le_bytes([*b])) * scales[i / per_row.max(1)])
-                .collect())
-        }
+                .map(|b| i8::from_le_bytes([*b]))
+                .collect(),
+            scales: tensor(st, &format!("{name}.scale"), &[rows])?,
+        }),
         (other, _) => Err(bad(format!(
             "dtype {other}, expected F32 (or I8 with per-row scales for a matrix)"
         ))),
@@ -184,8 +194,8 @@ impl Network {
                 directions.push(Direction {
                     input,
                     hidden,
-                    w_ih: tensor(&st, &key("weight_ih"), &[gh, input])?,
-                    w_hh: tensor(&st, &key("weight_hh"), &[gh, hidden])?,
+                    w_ih: matrix(&st, &key("weight_ih"), &[gh, input])?,
+                    w_hh: matrix(&st, &key("weight_hh"), &[gh, hidden])?,
                     b_ih: tensor(&st, &key("bias_ih"), &[gh])?,
                     b_hh: tensor(&st, &key("bias_hh"), &[gh])?,
                 });
@@ -198,7 +208,7 @@ impl Network {
             Some(&[p, f]) if p == in0 => (
                 f,
                 Some((
-                    tensor(&st, "projection.weight", &[in0, f])?,
+                    matrix(&st, "projection.weight", &[in0, f])?,
                     tensor(&st, "projection.bias", &[in0])?,
                 )),
             ),
@@ -223,7 +233,7 @@ impl Network {
                 ));
             }
         };
-        let head_w = tensor(&st, "head.linear.weight", &[outputs, input])?;
+        let head_w = matrix(&st, "head.linear.weight", &[outputs, input])?;
         let head_b = tensor(&st, "head.linear.bias", &[outputs])?;
         Ok(Network {
             cell,
@@ -292,6 +302,21 @@ impl Network {
             .map(|d| d.w_ih.len() + d.w_hh.len() + d.b_ih.len() + d.b_hh.len())
             .sum();
         proj + rnn + self.head_w.len() + self.head_b.len()
+    }
+
+    /// Bytes of weights it holds in RAM (an int8 export's matrices stay int8).
+    pub fn weight_bytes(&self) -> usize {
+        let proj = self
+            .projection
+            .as_ref()
+            .map_or(0, |(w, b)| w.bytes() + b.len() * 4);
+        let rnn: usize = self
+            .layers
+            .iter()
+            .flatten()
+            .map(|d| d.w_ih.bytes() + d.w_hh.bytes() + (d.b_ih.len() + d.b_hh.len()) * 4)
+            .sum();
+        proj + rnn + self.head_w.bytes() + self.head_b.len() * 4
     }
 
     /// The input width of the first recurrent layer.
