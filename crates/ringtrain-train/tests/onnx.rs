@@ -1,17 +1,20 @@
 //! The ONNX export against two independent ONNX runtimes: tract (a Rust dev-dependency, always)
 //! and onnxruntime (from PyPI, through `RINGTRAIN_PYTHON`; required in CI). For every cell,
 //! 1–3 layers, uni- and bidirectional, forecast and classify heads (last, mean, max pooling),
-//! over 1,000 steps, plus the token, projection, Conv1d and next-token front and back ends,
-//! the runtimes' outputs are within 1e-5 of the model's own forward pass.
+//! over 1,000 steps, plus the token, projection, Conv1d, self-attention, Transformer and
+//! next-token front and back ends, the runtimes' outputs are within 1e-5 of the model's own
+//! forward pass; a seq2seq decoder is refused by name.
 
 // The tests report their measured differences on stderr.
 #![allow(clippy::print_stderr)]
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use ringtrain_models::{Batch, ForwardCtx, HeadKind, InputKind, Inputs, Model, flat};
+use ringtrain_models::{
+    Batch, DecoderConfig, ForwardCtx, HeadKind, InputKind, Inputs, Model, flat,
+};
 use ringtrain_spec::{
     Activation, AttentionKind, AttentionSpec, CellKind, ConvActivation, ConvSpec, ModelSpec,
-    Pooling,
+    Pooling, Seq2seqAttention,
 };
 use ringtrain_train::onnx::serialize;
 use std::collections::HashMap;
@@ -191,6 +194,35 @@ fn cases() -> Vec<Case> {
         HeadKind::Regression { outputs: 4 },
         STEPS + 1,
     ));
+    for (kind, heads) in [
+        (AttentionKind::SelfAttention, 2),
+        (AttentionKind::Transformer, 1),
+    ] {
+        let mut s = spec(CellKind::Lstm, Activation::Tanh, 1, true);
+        s.attention = Some(AttentionSpec {
+            kind,
+            heads,
+            dropout: 0.0,
+            ff_hidden: 8,
+        });
+        out.push(case(
+            format!("biLSTM + {kind:?} forecast"),
+            &s,
+            InputKind::Numeric { features: FEATURES },
+            HeadKind::Regression { outputs: 2 },
+            300,
+        ));
+        out.push(case(
+            format!("embedding + biLSTM + {kind:?} classify Max"),
+            &s,
+            InputKind::Tokens { vocab: VOCAB },
+            HeadKind::Classes {
+                classes: 3,
+                pooling: Pooling::Max,
+            },
+            300,
+        ));
+    }
     out.push(case(
         "embedding + biLSTM classify Mean".into(),
         &spec(CellKind::Lstm, Activation::Tanh, 2, true),
@@ -359,27 +391,26 @@ fn onnxruntime_runs_every_export_like_the_model() {
 }
 
 #[test]
-fn attention_is_refused_with_the_layer_named() {
+fn a_seq2seq_decoder_is_refused_with_the_layer_named() {
     let device = Device::flex();
-    let mut s = spec(CellKind::Lstm, Activation::Tanh, 1, false);
-    s.attention = Some(AttentionSpec {
-        kind: AttentionKind::SelfAttention,
-        heads: 1,
-        dropout: 0.0,
-        ff_hidden: 8,
-    });
     let model = Model::new(
-        &s,
-        InputKind::Numeric { features: FEATURES },
-        HeadKind::Regression { outputs: 1 },
+        &spec(CellKind::Gru, Activation::Tanh, 1, false),
+        InputKind::Tokens { vocab: VOCAB },
+        HeadKind::Decoder(DecoderConfig {
+            vocab: VOCAB,
+            attention: Seq2seqAttention::LuongDot,
+            teacher_forcing: 1.0,
+            bos: 1,
+            eos: 2,
+        }),
         1,
         &device,
     )
     .unwrap();
     let params = flat::flatten_params(&model);
     let err = serialize(&model, &params, HashMap::new())
-        .expect_err("attention is not exported")
+        .expect_err("a decoder is not exported")
         .to_string();
-    assert!(err.contains("\"attention\""), "{err}");
-    assert!(err.contains("not exported to ONNX"), "{err}");
+    assert!(err.contains("layer \"decoder\""), "{err}");
+    assert!(err.contains("beam search"), "{err}");
 }

@@ -14,6 +14,9 @@
 //!   from ringtrain's (PyTorch's) order to ONNX's: LSTM i, f, g, o → i, o, f, c; GRU r, z, n →
 //!   z, r, h with `linear_before_reset = 1` (PyTorch's GRU applies the reset gate after the
 //!   recurrent matrix product); an Elman layer with ReLU sets `activations`;
+//! - `attention` / `transformer`: multi-head scaled dot-product self-attention (`MatMul`,
+//!   `Softmax`) with its residual, and for the Transformer block the post-norm
+//!   `LayerNormalization`s and the ReLU feed-forward layer, as `ringtrain_models::attention`;
 //! - the head: the last step (for a bidirectional layer, the forward half of the last step and
 //!   the backward half of step 0), the mean or the maximum over steps, then `MatMul` + `Add`
 //!   → output `output` `[batch, outputs]` — forecasts in the normalized units of the
@@ -25,11 +28,10 @@
 //! `ringtrain.fitted` (normalizer or vocabulary) and `ringtrain.layers`, like the safetensors
 //! export.
 //!
-//! Not exported, with the reason in the error: self-attention and Transformer blocks (ONNX can
-//! express them with `MatMul` / `Softmax` / `LayerNormalization`; this exporter does not build
-//! them yet), the seq2seq decoder (its autoregressive beam search is a data-dependent loop,
-//! which ONNX only offers through `Loop`, and no runtime this project checks against runs one
-//! fast), and burn-nn reference layers (a test path no checkpoint is built with).
+//! Not exported, with the reason in the error: the seq2seq decoder (its autoregressive beam
+//! search is a data-dependent loop, which ONNX only offers through `Loop`, and no runtime this
+//! project checks against runs one fast) and burn-nn reference layers (a test path no
+//! checkpoint is built with).
 
 pub mod proto;
 
@@ -57,6 +59,7 @@ pub const IR_VERSION: i64 = 8;
 
 /// An attribute value.
 enum Attr {
+    Float(f32),
     Int(i64),
     Ints(Vec<i64>),
     Str(&'static str),
@@ -113,6 +116,10 @@ impl Builder {
                         ..AttributeProto::default()
                     };
                     match a {
+                        Attr::Float(f) => {
+                            p.f = f;
+                            p.r#type = attribute_type::FLOAT;
+                        }
                         Attr::Int(i) => {
                             p.i = i;
                             p.r#type = attribute_type::INT;
@@ -303,6 +310,106 @@ fn recurrent(
     Ok(g.op("Reshape", &[&y, &shape], Vec::new()))
 }
 
+/// `LayerNormalization` over the last axis with the norm's gain and bias (`{stem}.gamma`,
+/// `{stem}.beta`).
+fn layer_norm(
+    g: &mut Builder,
+    x: &str,
+    stem: &str,
+    tensors: &Tensors<'_>,
+) -> Result<String, ExportError> {
+    let (shape, gamma) = tensors.ringtrain(&format!("{stem}.gamma"))?;
+    let (_, beta) = tensors.ringtrain(&format!("{stem}.beta"))?;
+    let gamma = g.init_f32(&format!("{stem}.gamma"), &shape, gamma);
+    let beta = g.init_f32(&format!("{stem}.beta"), &shape, beta);
+    Ok(g.op(
+        "LayerNormalization",
+        &[x, &gamma, &beta],
+        vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(1e-5))],
+    ))
+}
+
+/// Appends a self-attention block (with its residual) or a post-norm Transformer encoder block
+/// on the time-major sequence `x` (see `ringtrain_models::attention`), every key valid.
+fn attention(
+    g: &mut Builder,
+    x: &str,
+    a: &ringtrain_models::Attention,
+    name: &str,
+    tensors: &Tensors<'_>,
+) -> Result<String, ExportError> {
+    let width = a.width();
+    let heads = a.heads.max(1);
+    let head_dim = width / heads;
+    let key = |f: &str| format!("{name}.{f}");
+    let (shape, w) = tensors.ringtrain(&key("in_proj"))?;
+    let (_, qv_bias) = tensors.ringtrain(&key("in_bias"))?;
+    // [q bias | no key bias | v bias], the layout of the fused projection.
+    let mut bias = Vec::with_capacity(3 * width);
+    bias.extend_from_slice(&qv_bias[..width]);
+    bias.extend(std::iter::repeat_n(0.0, width));
+    bias.extend_from_slice(&qv_bias[width..2 * width]);
+    let xb = g.transpose(x, &[1, 0, 2]);
+    let qkv = g.linear(
+        &xb,
+        (&key("in_proj"), &shape, w),
+        (&key("in_bias_qkv"), &bias),
+    );
+    let split = |g: &mut Builder, i: usize| {
+        let s = g.init_i64("start", &[1], &[(i * width) as i64]);
+        let e = g.init_i64("end", &[1], &[((i + 1) * width) as i64]);
+        let axes = g.init_i64("axes", &[1], &[2]);
+        let part = g.op("Slice", &[&qkv, &s, &e, &axes], Vec::new());
+        let shape = g.init_i64("shape", &[4], &[0, 0, heads as i64, head_dim as i64]);
+        let part = g.op("Reshape", &[&part, &shape], Vec::new());
+        // [B, T, heads, d] → [B, heads, T, d]
+        g.transpose(&part, &[0, 2, 1, 3])
+    };
+    let (q, k, v) = (split(g, 0), split(g, 1), split(g, 2));
+    let kt = g.transpose(&k, &[0, 1, 3, 2]);
+    let scores = g.op("MatMul", &[&q, &kt], Vec::new());
+    let scale_name = g.fresh("scale");
+    let scale = g.init_f32(&scale_name, &[], &[(1.0 / (head_dim as f64).sqrt()) as f32]);
+    let scores = g.op("Mul", &[&scores, &scale], Vec::new());
+    let weights = g.op("Softmax", &[&scores], vec![("axis", Attr::Int(-1))]);
+    let context = g.op("MatMul", &[&weights, &v], Vec::new());
+    let context = g.transpose(&context, &[0, 2, 1, 3]);
+    let flat = g.init_i64("shape", &[3], &[0, 0, width as i64]);
+    let context = g.op("Reshape", &[&context, &flat], Vec::new());
+    let (shape, w) = tensors.ringtrain(&key("out_proj.weight"))?;
+    let (_, b) = tensors.ringtrain(&key("out_proj.bias"))?;
+    let attended = g.linear(
+        &context,
+        (&key("out_proj.weight"), &shape, w),
+        (&key("out_proj.bias"), b),
+    );
+    let residual = g.op("Add", &[&xb, &attended], Vec::new());
+    let y = match &a.encoder {
+        None => residual,
+        Some(_) => {
+            let u = layer_norm(g, &residual, &key("encoder.norm1"), tensors)?;
+            let (shape, w) = tensors.ringtrain(&key("encoder.ff_in.weight"))?;
+            let (_, b) = tensors.ringtrain(&key("encoder.ff_in.bias"))?;
+            let hidden = g.linear(
+                &u,
+                (&key("encoder.ff_in.weight"), &shape, w),
+                (&key("encoder.ff_in.bias"), b),
+            );
+            let hidden = g.op("Relu", &[&hidden], Vec::new());
+            let (shape, w) = tensors.ringtrain(&key("encoder.ff_out.weight"))?;
+            let (_, b) = tensors.ringtrain(&key("encoder.ff_out.bias"))?;
+            let ff = g.linear(
+                &hidden,
+                (&key("encoder.ff_out.weight"), &shape, w),
+                (&key("encoder.ff_out.bias"), b),
+            );
+            let sum = g.op("Add", &[&u, &ff], Vec::new());
+            layer_norm(g, &sum, &key("encoder.norm2"), tensors)?
+        }
+    };
+    Ok(g.transpose(&y, &[1, 0, 2]))
+}
+
 /// `model` with the flat parameters `params` as a serialized ONNX model whose metadata holds
 /// `metadata` plus `ringtrain.format` and `ringtrain.layers`.
 ///
@@ -479,13 +586,7 @@ pub fn serialize(
                     y
                 }
             }
-            Layer::Attention(_) => {
-                return Err(unsupported(
-                    "self-attention and Transformer blocks are not exported to ONNX yet (the \
-                     safetensors export has their weights)",
-                )
-                .into());
-            }
+            Layer::Attention(a) => attention(&mut g, &x, a, &name, &tensors)?,
             Layer::Decoder(_) => {
                 return Err(unsupported(
                     "a seq2seq decoder's autoregressive beam search is a data-dependent loop, \
