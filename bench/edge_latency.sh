@@ -5,8 +5,9 @@
 # Models: a 1-layer LSTM 64 and a 2-layer LSTM 128 over the 2 features of
 # examples/data/seasonal.csv, trained for 2 steps (latency does not depend on the weights),
 # exported with `ringtrain export` as safetensors and as ONNX.
-# The ONNX runtimes run the exported graph on one step ([1, 1, features]) from a zero state;
-# ringtrain-infer carries its state. Both are one cell update per layer plus the head. The last
+# All three stream: the ONNX export has its recurrent states as inputs and outputs
+# (`--onnx-state`), which each run feeds back, as ringtrain-infer's Stream carries its own;
+# every run is one step ([1, 1, features]): one cell update per layer plus the head. The last
 # column is ringtrain-infer on the int8 export (matrices kept int8 in RAM).
 #   bench/edge_latency.sh [STEPS]     default 100000
 set -euo pipefail
@@ -57,11 +58,11 @@ dir = "$work/runs/$name"
 TOML
   "$target/debug/ringtrain" train "$work/$name.toml" --quiet > /dev/null 2>&1
   "$target/debug/ringtrain" export --checkpoint "$work/runs/$name" --out "$work/$name.safetensors" > /dev/null
-  "$target/debug/ringtrain" export --checkpoint "$work/runs/$name" --out "$work/$name.onnx" --format onnx > /dev/null
+  "$target/debug/ringtrain" export --checkpoint "$work/runs/$name" --out "$work/$name.onnx" --format onnx --onnx-state > /dev/null
   "$target/debug/ringtrain" export --checkpoint "$work/runs/$name" --out "$work/$name-int8.safetensors" --quantize int8 > /dev/null
   ours="$("$target/release/ringtrain-infer" --bench "$steps" "$work/$name.safetensors")"
   ort="$("$python" bench/onnxruntime_step.py "$work/$name.onnx" 2 "$steps")"
-  tract="$("$target/debug/examples/tract_step" "$work/$name.onnx" 2 "$steps")"
+  tract="$("$target/debug/examples/tract_step" "$work/$name.onnx" 2 "$hidden" "$steps")"
   int8="$("$target/release/ringtrain-infer" --bench "$steps" "$work/$name-int8.safetensors")"
   state="$(echo "$ours" | sed -E 's/.*us\/step, ([0-9]+) bytes.*/\1/')"
   echo "| $layers-layer LSTM $hidden | ${ours%% us/step*} | ${ort%% us/step*} | ${tract%% us/step*} | ${int8%% us/step*} | $state |"

@@ -17,7 +17,7 @@ use ringtrain_train::checkpoint::{Checkpoint, resolve_for_inference};
 use ringtrain_train::export::{
     Precision, RESIDUALS_KEY, ResidualStats, residual_stats, to_safetensors,
 };
-use ringtrain_train::onnx::to_onnx;
+use ringtrain_train::onnx::{State, to_onnx};
 use ringtrain_train::{TaskData, evaluate, inference};
 use std::collections::HashMap;
 use std::io::Write;
@@ -51,6 +51,10 @@ pub(crate) struct ExportArgs {
     /// File to write (replaced if it exists).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// ONNX only: make each recurrent layer's state a graph input (`state_h{k}`, `state_c{k}`)
+    /// and output (`..._out`), to stream a sequence one call at a time.
+    #[arg(long)]
+    onnx_state: bool,
     /// Store matrices as int8 (per output channel); `ringtrain eval --quantize int8` measures
     /// what it costs.
     #[arg(long, value_enum)]
@@ -65,6 +69,9 @@ pub(crate) fn run(args: ExportArgs, device: Device) -> anyhow::Result<()> {
         None => Precision::F32,
         Some(Quantize::Int8) => Precision::Int8,
     };
+    if args.onnx_state && args.format != ExportFormat::Onnx {
+        anyhow::bail!("--onnx-state is for --format onnx");
+    }
     let mut extra = HashMap::new();
     match residuals(&ckpt, &device) {
         Ok(Some(stats)) => {
@@ -85,7 +92,14 @@ pub(crate) fn run(args: ExportArgs, device: Device) -> anyhow::Result<()> {
         (ExportFormat::Safetensors, _) => {
             to_safetensors(&ckpt, precision, extra.clone(), &args.out, &device)?
         }
-        (ExportFormat::Onnx, Precision::F32) => to_onnx(&ckpt, extra.clone(), &args.out, &device)?,
+        (ExportFormat::Onnx, Precision::F32) => {
+            let state = if args.onnx_state {
+                State::Carried
+            } else {
+                State::Reset
+            };
+            to_onnx(&ckpt, state, extra.clone(), &args.out, &device)?
+        }
         (ExportFormat::Onnx, Precision::Int8) => anyhow::bail!(
             "--quantize int8 is for the safetensors export (ringtrain-infer); the ONNX export \
              is f32"

@@ -90,7 +90,9 @@ fn sigmoid(x: f32) -> f32 {
 const LANES: usize = 8;
 
 /// `row · x` with [`LANES`] partial sums (the summation order is fixed, so results do not
-/// depend on the target).
+/// depend on the target). Always inlined, so that [`affine`]'s AVX2 copy vectorises it with
+/// 256-bit registers.
+#[inline(always)]
 fn dot(row: &[f32], x: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let (rc, rr) = row.split_at(row.len() / LANES * LANES);
@@ -109,6 +111,7 @@ fn dot(row: &[f32], x: &[f32]) -> f32 {
 
 /// `row · x` for an int8 row (the row's scale applied by the caller), with the same lanes and
 /// summation order as [`dot`].
+#[inline(always)]
 fn dot_i8(row: &[i8], x: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let (rc, rr) = row.split_at(row.len() / LANES * LANES);
@@ -125,8 +128,29 @@ fn dot_i8(row: &[i8], x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `out = W x + b` for `W: [out.len(), x.len()]` row-major.
+/// `out = W x + b` for `W: [out.len(), x.len()]` row-major. With the `std` feature on x86-64
+/// it runs a copy compiled for AVX2 when the CPU has it (checked at run time; the baseline
+/// x86-64 build only has SSE2). Rust never contracts a multiply and an add into an FMA, so both
+/// copies round every operation the same way and give the same bits.
 pub(crate) fn affine(w: &Matrix, b: &[f32], x: &[f32], out: &mut [f32]) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { affine_avx2(w, b, x, out) };
+        return;
+    }
+    affine_portable(w, b, x, out);
+}
+
+/// [`affine_portable`] compiled with AVX2 enabled.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+fn affine_avx2(w: &Matrix, b: &[f32], x: &[f32], out: &mut [f32]) {
+    affine_portable(w, b, x, out);
+}
+
+#[inline(always)]
+fn affine_portable(w: &Matrix, b: &[f32], x: &[f32], out: &mut [f32]) {
     let n = x.len();
     if n == 0 {
         out.copy_from_slice(&b[..out.len()]);
@@ -191,6 +215,40 @@ impl Direction {
                     let cand = libm::tanhf(gi[2 * n + k] + r * gh[2 * n + k]);
                     h[k] = (1.0 - z) * cand + z * h[k];
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// The AVX2 copy of `affine` gives the portable copy's bits (no FMA contraction, same
+    /// summation order), for f32 and int8 matrices and widths with and without a tail.
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[test]
+    fn the_avx2_copy_gives_the_portable_bits() {
+        if !std::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        for cols in [1, 7, 8, 29, 128] {
+            let rows = 13;
+            let w: Vec<f32> = (0..rows * cols)
+                .map(|i| libm::sinf(i as f32 * 0.37) * 0.5)
+                .collect();
+            let q: Vec<i8> = (0..rows * cols).map(|i| ((i * 37) % 255) as i8).collect();
+            let scales: Vec<f32> = (0..rows).map(|r| 0.01 + r as f32 * 1e-3).collect();
+            let b: Vec<f32> = (0..rows).map(|r| r as f32 * 0.1).collect();
+            let x: Vec<f32> = (0..cols).map(|i| libm::cosf(i as f32 * 0.11)).collect();
+            for m in [Matrix::F32(w), Matrix::I8 { q, scales }] {
+                let (mut a, mut p) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+                // SAFETY: AVX2 is available, checked above.
+                unsafe { affine_avx2(&m, &b, &x, &mut a) };
+                affine_portable(&m, &b, &x, &mut p);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&p), "cols {cols}");
             }
         }
     }

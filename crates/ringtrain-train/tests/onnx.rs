@@ -414,3 +414,105 @@ fn a_seq2seq_decoder_is_refused_with_the_layer_named() {
     assert!(err.contains("layer \"decoder\""), "{err}");
     assert!(err.contains("beam search"), "{err}");
 }
+
+/// Runs a tract plan of `onnx` for inputs of the given shapes (the first `f32`).
+fn tract_plan(
+    onnx: &[u8],
+    shapes: &[Vec<usize>],
+) -> std::sync::Arc<tract_onnx::prelude::TypedRunnableModel> {
+    let mut model = tract_onnx::onnx().model_for_read(&mut &onnx[..]).unwrap();
+    for (i, shape) in shapes.iter().enumerate() {
+        model = model
+            .with_input_fact(i, f32::fact(shape.clone()).into())
+            .unwrap();
+    }
+    model.into_optimized().unwrap().into_runnable().unwrap()
+}
+
+fn values(t: &TValue) -> Vec<f32> {
+    t.to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
+}
+
+#[test]
+fn a_graph_with_state_inputs_streams_a_sequence_step_by_step_like_the_whole_window() {
+    use ringtrain_train::onnx::{State, serialize_with};
+    let device = Device::flex();
+    let time = 200;
+    for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+        let s = spec(cell, Activation::Tanh, 2, false);
+        let model = Model::new(
+            &s,
+            InputKind::Numeric { features: FEATURES },
+            HeadKind::Regression { outputs: 2 },
+            5,
+            &device,
+        )
+        .unwrap();
+        let params = flat::flatten_params(&model);
+        let whole = serialize(&model, &params, HashMap::new()).unwrap().bytes;
+        let carried = serialize_with(&model, &params, HashMap::new(), State::Carried)
+            .unwrap()
+            .bytes;
+        let x: Vec<f32> = (0..BATCH * time * FEATURES)
+            .map(|i| ((i as f32) * 0.021 + (i % 5) as f32).sin() * 0.7)
+            .collect();
+        let plan = tract_plan(&whole, &[vec![BATCH, time, FEATURES]]);
+        let input = TractTensor::from_shape(&[BATCH, time, FEATURES], &x).unwrap();
+        let want = values(&plan.run(tvec![input.into_tvalue()]).unwrap()[0]);
+
+        // One call per step, each layer's state fed back: h (and c) per layer.
+        let states = 2 * if cell == CellKind::Lstm { 2 } else { 1 };
+        let mut shapes = vec![vec![BATCH, 1, FEATURES]];
+        shapes.extend((0..states).map(|_| vec![1, BATCH, HIDDEN]));
+        let plan = tract_plan(&carried, &shapes);
+        let mut state: Vec<TValue> = (0..states)
+            .map(|_| {
+                TractTensor::from_shape(&[1, BATCH, HIDDEN], &[0.0f32; BATCH * HIDDEN])
+                    .unwrap()
+                    .into_tvalue()
+            })
+            .collect();
+        let mut got = Vec::new();
+        for t in 0..time {
+            let step: Vec<f32> = (0..BATCH)
+                .flat_map(|b| x[(b * time + t) * FEATURES..][..FEATURES].to_vec())
+                .collect();
+            let mut inputs = tvec![
+                TractTensor::from_shape(&[BATCH, 1, FEATURES], &step)
+                    .unwrap()
+                    .into_tvalue()
+            ];
+            inputs.extend(state.drain(..));
+            let mut out = plan.run(inputs).unwrap();
+            state = out.drain(1..).collect();
+            got = values(&out[0]);
+        }
+        let d = max_diff(&got, &want);
+        assert!(
+            d <= 1e-5,
+            "{cell:?}: streamed {got:?} vs whole window {want:?} ({d:e})"
+        );
+    }
+    // What cannot carry a state is refused by name.
+    let bi = spec(CellKind::Lstm, Activation::Tanh, 1, true);
+    let model = Model::new(
+        &bi,
+        InputKind::Numeric { features: FEATURES },
+        HeadKind::Regression { outputs: 1 },
+        1,
+        &device,
+    )
+    .unwrap();
+    let params = flat::flatten_params(&model);
+    let e = serialize_with(&model, &params, HashMap::new(), State::Carried)
+        .expect_err("bidirectional")
+        .to_string();
+    assert!(
+        e.contains("\"bilstm0\"") && e.contains("no state to carry"),
+        "{e}"
+    );
+}

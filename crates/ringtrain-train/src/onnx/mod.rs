@@ -23,6 +23,9 @@
 //!   `ringtrain.fitted` metadata, or class logits; a next-token head gives `output`
 //!   `[batch, time, vocab]` logits at every step.
 //!
+//! With [`State::Carried`] (`--onnx-state`) each recurrent layer's state is a graph input and
+//! output, so a device can stream a sequence one call (one step) at a time.
+//!
 //! Every step of the input is taken as valid: feed sequences unpadded (a batch of equal
 //! lengths, or one sequence at a time). The model's metadata carries `ringtrain.spec`,
 //! `ringtrain.fitted` (normalizer or vocabulary) and `ringtrain.layers`, like the safetensors
@@ -71,6 +74,11 @@ struct Builder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     next: usize,
+    /// Whether recurrent states are graph inputs and outputs ([`State::Carried`]).
+    carried: bool,
+    /// State inputs and outputs, in layer order.
+    state_inputs: Vec<ValueInfoProto>,
+    state_outputs: Vec<ValueInfoProto>,
 }
 
 impl Builder {
@@ -103,10 +111,23 @@ impl Builder {
     /// Appends `op(inputs) -> one fresh output` and returns the output's name.
     fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&'static str, Attr)>) -> String {
         let out = self.fresh(&op.to_ascii_lowercase());
+        self.op_into(op, inputs, vec![out.clone()], attrs);
+        out
+    }
+
+    /// Appends `op(inputs) -> outputs` (named by the caller).
+    fn op_into(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outputs: Vec<String>,
+        attrs: Vec<(&'static str, Attr)>,
+    ) {
+        let name = self.fresh(&op.to_ascii_lowercase());
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![out.clone()],
-            name: out.clone(),
+            output: outputs,
+            name,
             op_type: op.to_string(),
             attribute: attrs
                 .into_iter()
@@ -141,7 +162,6 @@ impl Builder {
                 })
                 .collect(),
         });
-        out
     }
 
     fn transpose(&mut self, x: &str, perm: &[i64]) -> String {
@@ -303,7 +323,41 @@ fn recurrent(
         (CellKind::Rnn | CellKind::Lstm, Activation::Tanh) | (CellKind::Lstm, Activation::Relu) => {
         }
     }
-    let y = g.op(op, &[x, &w, &u, &b], attrs);
+    let y = if g.carried {
+        if dirs == 2 {
+            return Err(ExportError::Onnx {
+                layer: format!("bi{}{k}", op.to_ascii_lowercase()),
+                reason: "a bidirectional layer reads the whole sequence, so it has no state to \
+                         carry between calls (export without --onnx-state)"
+                    .into(),
+            });
+        }
+        let y = g.fresh("y");
+        let state_dims = [Ok(1), Err("batch"), Ok(r.hidden)];
+        let h_in = format!("state_h{k}");
+        let h_out = format!("state_h{k}_out");
+        let mut node_inputs = vec![x, &w, &u, &b, "", h_in.as_str()];
+        let mut node_outputs = vec![y.clone(), h_out.clone()];
+        let doc = format!("hidden state of recurrent layer {k}: zeros first, then the last call's");
+        g.state_inputs
+            .push(value_info(&h_in, data_type::FLOAT, &state_dims, &doc));
+        g.state_outputs
+            .push(value_info(&h_out, data_type::FLOAT, &state_dims, &doc));
+        let (c_in, c_out) = (format!("state_c{k}"), format!("state_c{k}_out"));
+        if r.cell == CellKind::Lstm {
+            node_inputs.push(&c_in);
+            node_outputs.push(c_out.clone());
+            let doc = format!("LSTM cell state of recurrent layer {k}");
+            g.state_inputs
+                .push(value_info(&c_in, data_type::FLOAT, &state_dims, &doc));
+            g.state_outputs
+                .push(value_info(&c_out, data_type::FLOAT, &state_dims, &doc));
+        }
+        g.op_into(op, &node_inputs, node_outputs, attrs);
+        y
+    } else {
+        g.op(op, &[x, &w, &u, &b], attrs)
+    };
     // [T, D, B, H] → [T, B, D, H] → [T, B, D·H]
     let y = g.transpose(&y, &[0, 2, 1, 3]);
     let shape = g.init_i64("shape", &[3], &[0, 0, -1]);
@@ -422,11 +476,43 @@ pub fn serialize(
     params: &[f32],
     metadata: HashMap<String, String>,
 ) -> Result<Exported, crate::TrainError> {
+    serialize_with(model, params, metadata, State::Reset)
+}
+
+/// Whether the graph starts every call from a zero state or carries it through its inputs and
+/// outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Every call starts from zeros (the whole window in one call).
+    Reset,
+    /// Each recurrent layer `k` has inputs `state_h{k}` (and `state_c{k}` for an LSTM)
+    /// `[1, batch, hidden]` and outputs `state_h{k}_out` (`state_c{k}_out`): feed zeros first,
+    /// then each call's outputs to the next, to stream a sequence in pieces of any length (one
+    /// step at a time on a device). Unidirectional stacks without Conv1d, attention or pooled
+    /// heads only.
+    Carried,
+}
+
+/// [`serialize`] with the recurrent state handled as `state` says.
+///
+/// # Errors
+/// As [`serialize`], plus [`ExportError::Onnx`] for a layer that cannot carry its state
+/// (bidirectional, Conv1d, attention, mean or max pooling) under [`State::Carried`].
+pub fn serialize_with(
+    model: &Model,
+    params: &[f32],
+    metadata: HashMap<String, String>,
+    state: State,
+) -> Result<Exported, crate::TrainError> {
     let layout = crate::export::checked_layout(model, params)?;
+    let carried = state == State::Carried;
     let mut g = Builder {
         nodes: Vec::new(),
         initializers: Vec::new(),
         next: 0,
+        carried,
+        state_inputs: Vec::new(),
+        state_outputs: Vec::new(),
     };
     let layers = model.layers();
     let mut inputs = Vec::new();
@@ -492,6 +578,20 @@ pub fn serialize(
                 let (shape, w) = tensors.ringtrain("projection.weight")?;
                 let (_, b) = tensors.ringtrain("projection.bias")?;
                 g.linear(&x, ("projection.weight", &shape, w), ("projection.bias", b))
+            }
+            Layer::Conv(_) | Layer::Attention(_) if carried => {
+                return Err(unsupported(
+                    "it reads a window of steps around each step, so a stream cut into calls \
+                     would not see what the whole sequence sees (export without --onnx-state)",
+                )
+                .into());
+            }
+            Layer::Head(h) if carried && !h.per_step && h.pooling != Pooling::Last => {
+                return Err(unsupported(
+                    "mean and max pooling cover the whole sequence, not one call's piece of it \
+                     (export without --onnx-state)",
+                )
+                .into());
             }
             Layer::Conv(c) => {
                 let key = |f: &str| format!("{name}.{f}");
@@ -629,8 +729,8 @@ pub fn serialize(
             name: "ringtrain".to_string(),
             initializer: g.initializers,
             doc_string: String::new(),
-            input: inputs,
-            output: outputs,
+            input: inputs.into_iter().chain(g.state_inputs).collect(),
+            output: outputs.into_iter().chain(g.state_outputs).collect(),
         }),
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
@@ -646,13 +746,14 @@ pub fn serialize(
     })
 }
 
-/// The model in `ckpt` as a serialized ONNX model ([`serialize`] with the spec, the fitted
-/// state and `extra` as metadata); `path` only names the file in errors.
+/// The model in `ckpt` as a serialized ONNX model ([`serialize_with`] at `state`, with the
+/// spec, the fitted state and `extra` as metadata); `path` only names the file in errors.
 ///
 /// # Errors
 /// As [`serialize`], plus [`crate::TrainError`] when the checkpoint's model cannot be rebuilt.
 pub fn to_onnx(
     ckpt: &Checkpoint,
+    state: State,
     extra: HashMap<String, String>,
     path: &Path,
     device: &Device,
@@ -662,5 +763,5 @@ pub fn to_onnx(
     let model = Model::new(&spec.model, input, head, spec.seed, device)?;
     let mut metadata = crate::export::metadata(ckpt, path)?;
     metadata.extend(extra);
-    serialize(&model, &ckpt.params, metadata)
+    serialize_with(&model, &ckpt.params, metadata, state)
 }
