@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 use tract_onnx::prelude::{
-    DatumExt, Framework, InferenceModelExt, IntoTValue, TValue, Tensor, TVec, tvec,
+    DatumExt, Framework, InferenceModelExt, IntoTValue, TValue, TVec, Tensor, tvec,
 };
 use tract_onnx::tract_core::model::IntoRunnable;
 
