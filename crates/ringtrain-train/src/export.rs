@@ -78,11 +78,8 @@ pub fn to_safetensors(
     path: &Path,
     device: &Device,
 ) -> Result<Exported, crate::TrainError> {
-    let (input, head) = crate::task::model_shape(ckpt)?;
-    let spec = &ckpt.header.spec;
-    let model = Model::new(&spec.model, input, head, spec.seed, device)?;
-    let mut metadata = metadata(ckpt, path)?;
-    metadata.extend(extra);
+    let model = crate::inference::skeleton(ckpt, device)?;
+    let metadata = metadata(ckpt, extra, path)?;
     serialize_with(&model, &ckpt.params, metadata, precision, path)
 }
 
@@ -144,10 +141,11 @@ pub fn residual_stats(
     })
 }
 
-/// The metadata every export of `ckpt` carries: `ringtrain.spec` (the job spec) and
-/// `ringtrain.fitted` (the normalizer or vocabulary), both JSON.
+/// The metadata every export of `ckpt` carries — `ringtrain.spec` (the job spec) and
+/// `ringtrain.fitted` (the normalizer or vocabulary), both JSON — plus `extra`.
 pub(crate) fn metadata(
     ckpt: &Checkpoint,
+    extra: HashMap<String, String>,
     path: &Path,
 ) -> Result<HashMap<String, String>, ExportError> {
     let json = |what: &str, v: Result<String, serde_json::Error>| {
@@ -156,16 +154,16 @@ pub(crate) fn metadata(
             reason: format!("{what}: {e}"),
         })
     };
-    Ok(HashMap::from([
-        (
-            "ringtrain.spec".to_string(),
-            json("spec", serde_json::to_string(&ckpt.header.spec))?,
-        ),
-        (
-            "ringtrain.fitted".to_string(),
-            json("fitted", serde_json::to_string(&ckpt.header.fitted))?,
-        ),
-    ]))
+    let mut metadata = extra;
+    metadata.insert(
+        "ringtrain.spec".to_string(),
+        json("spec", serde_json::to_string(&ckpt.header.spec))?,
+    );
+    metadata.insert(
+        "ringtrain.fitted".to_string(),
+        json("fitted", serde_json::to_string(&ckpt.header.fitted))?,
+    );
+    Ok(metadata)
 }
 
 /// `ckpt`'s parameters replaced by their int8 round trip ([`fake_quantize_int8`]).
@@ -176,9 +174,7 @@ pub fn fake_quantize_checkpoint(
     ckpt: &mut Checkpoint,
     device: &Device,
 ) -> Result<(), crate::TrainError> {
-    let (input, head) = crate::task::model_shape(ckpt)?;
-    let spec = &ckpt.header.spec;
-    let model = Model::new(&spec.model, input, head, spec.seed, device)?;
+    let model = crate::inference::skeleton(ckpt, device)?;
     fake_quantize_int8(&model, &mut ckpt.params)
 }
 

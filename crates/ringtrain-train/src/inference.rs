@@ -17,10 +17,18 @@ use ringtrain_spec::TaskSpec;
 /// [`TrainError::KindMismatch`] when the fitted state is not the task's (a corrupt or foreign
 /// checkpoint).
 pub fn load_model(ckpt: &Checkpoint, device: &Device) -> Result<Model, TrainError> {
+    Ok(flat::load_params(skeleton(ckpt, device)?, &ckpt.params)?)
+}
+
+/// The architecture the checkpoint describes, with its seeded initial weights rather than the
+/// trained ones: what the exports need to lay out `ckpt.params`.
+///
+/// # Errors
+/// As [`load_model`], except the parameter count, which is not checked here.
+pub(crate) fn skeleton(ckpt: &Checkpoint, device: &Device) -> Result<Model, TrainError> {
     let (input, head) = crate::task::model_shape(ckpt)?;
     let spec = &ckpt.header.spec;
-    let model = Model::new(&spec.model, input, head, spec.seed, device)?;
-    Ok(flat::load_params(model, &ckpt.params)?)
+    Ok(Model::new(&spec.model, input, head, spec.seed, device)?)
 }
 
 /// Forecasts the next `horizon` steps after `input`, in original units, `[horizon][targets]`.

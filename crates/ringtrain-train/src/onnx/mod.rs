@@ -353,10 +353,7 @@ pub fn to_onnx(
     path: &Path,
     device: &Device,
 ) -> Result<Exported, crate::TrainError> {
-    let (input, head) = crate::task::model_shape(ckpt)?;
-    let spec = &ckpt.header.spec;
-    let model = Model::new(&spec.model, input, head, spec.seed, device)?;
-    let mut metadata = crate::export::metadata(ckpt, path)?;
-    metadata.extend(extra);
+    let model = crate::inference::skeleton(ckpt, device)?;
+    let metadata = crate::export::metadata(ckpt, extra, path)?;
     serialize_with(&model, &ckpt.params, metadata, state)
 }
