@@ -185,7 +185,7 @@ pub enum Precision {
     F32,
     /// Every tensor of two or more dimensions as `I8` with one `F32` scale per output channel
     /// (its first dimension in the file) under `{key}.scale`; vectors stay `F32`. For the
-    /// device runtime (`ringtrain-infer`), which dequantizes on load.
+    /// device runtime (`ringtrain-infer`), which keeps the matrices as int8 in RAM.
     Int8,
 }
 
