@@ -118,6 +118,8 @@ pub(crate) fn run(args: TrainArgs, device: Device) -> anyhow::Result<()> {
         stop: Some(stop),
         device,
         run_id: None,
+        commit: None,
+        attempt: 1,
     };
     let mut progress = Progress::new(args.quiet);
     let result = ringtrain_train::train(&spec, &opts, &mut progress);

@@ -17,8 +17,8 @@ use crate::limits::{
     check_count, check_len, check_name, cut, snippet,
 };
 use crate::machine::{
-    JobResultData, JobState, NewJob, NewWorker, ProgressReport, RankOutcome, RankPhase, RankReport,
-    Resources, ResultReport, RunningRank,
+    Elastic, JobResultData, JobState, NewJob, NewWorker, ProgressReport, RankOutcome, RankPhase,
+    RankReport, Resources, ResultReport, RunningRank,
 };
 use crate::shared::{Shared, machine_status};
 use ringtrain_core::{JobId, WorkerId};
@@ -175,6 +175,7 @@ fn new_job(
                 spec.parallel.data, spec.parallel.pipeline
             ))
         })?;
+    let elastic = Elastic::of(&spec);
     Ok(NewJob {
         name: spec.name,
         spec: req.spec,
@@ -183,6 +184,7 @@ fn new_job(
         world,
         max_restarts: spec.checkpoint.max_restarts,
         owner,
+        elastic,
     })
 }
 

@@ -12,8 +12,8 @@
 //! refused with an error saying which.
 
 use crate::machine::{
-    Effect, Job, JobResultData, JobState, LogEntry, LogLevel, Machine, RankSlot, Resources,
-    Transition, Worker,
+    Effect, Elastic, Job, JobResultData, JobState, LogEntry, LogLevel, Machine, RankSlot,
+    Resources, Transition, Worker,
 };
 use ringtrain_core::{JobId, WorkerId};
 use ringtrain_spec::SpecFormat;
@@ -27,8 +27,9 @@ pub const APPLICATION_ID: i32 = 0x5254_726e;
 
 /// Schema version this build reads and writes (`PRAGMA user_version`). Version 1 files (before
 /// `jobs.max_restarts`), version 2 files (before `secrets`) and version 3 files (before
-/// `jobs.owner`) and version 4 files (before the sweep tables) are migrated in place when opened.
-pub const SCHEMA_VERSION: i32 = 5;
+/// `jobs.owner`), version 4 files (before the sweep tables) and version 5 files (before
+/// `jobs.elastic`) are migrated in place when opened.
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Upgrades a version 1 file: jobs submitted before restarts existed get none.
 const MIGRATE_1_TO_2: &str = "BEGIN;
@@ -48,6 +49,12 @@ COMMIT;";
 const MIGRATE_3_TO_4: &str = "BEGIN;
 ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 PRAGMA user_version = 4;
+COMMIT;";
+
+/// Upgrades a version 5 file: jobs submitted before elastic jobs existed are not elastic.
+const MIGRATE_5_TO_6: &str = "BEGIN;
+ALTER TABLE jobs ADD COLUMN elastic TEXT NOT NULL DEFAULT '';
+PRAGMA user_version = 6;
 COMMIT;";
 
 /// Name of the credential key's row in `secrets`.
@@ -262,7 +269,8 @@ CREATE TABLE jobs (
     ranks TEXT NOT NULL,
     result TEXT,
     max_restarts INTEGER NOT NULL DEFAULT 0,
-    owner TEXT NOT NULL DEFAULT ''
+    owner TEXT NOT NULL DEFAULT '',
+    elastic TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -381,11 +389,15 @@ impl Store {
                 store.conn.execute_batch(MIGRATE_3_TO_4).map_err(sql)?;
                 tracing::info!(path = %path.display(), "state database migrated from schema 3 to 4");
             }
-            // Version 4 to 5 adds the hyperparameter sweep tables (empty: no sweep existed).
-            let migrate_4_to_5 =
-                format!("BEGIN; {} PRAGMA user_version = 5; COMMIT;", SWEEP_SCHEMA);
-            store.conn.execute_batch(&migrate_4_to_5).map_err(sql)?;
-            tracing::info!(path = %path.display(), "state database migrated from schema 4 to 5");
+            if version <= 4 {
+                // Version 4 to 5 adds the hyperparameter sweep tables (empty: no sweep existed).
+                let migrate_4_to_5 =
+                    format!("BEGIN; {} PRAGMA user_version = 5; COMMIT;", SWEEP_SCHEMA);
+                store.conn.execute_batch(&migrate_4_to_5).map_err(sql)?;
+                tracing::info!(path = %path.display(), "state database migrated from schema 4 to 5");
+            }
+            store.conn.execute_batch(MIGRATE_5_TO_6).map_err(sql)?;
+            tracing::info!(path = %path.display(), "state database migrated from schema 5 to 6");
         } else if version != SCHEMA_VERSION {
             return Err(StoreError::Corrupt {
                 path: path.to_path_buf(),
@@ -742,7 +754,7 @@ impl Store {
                 .prepare(
                     "SELECT num, id, name, spec, spec_format, base_dir, state, reason, world, workers,
                             attempt, session, submitted_ms, started_ms, finished_ms, ranks, result,
-                            max_restarts, owner
+                            max_restarts, owner, elastic
                      FROM jobs ORDER BY num",
                 )
                 .map_err(|e| self.err(e))?;
@@ -768,6 +780,7 @@ impl Store {
                         result: r.get(16)?,
                         max_restarts: r.get(17)?,
                         owner: r.get(18)?,
+                        elastic: r.get(19)?,
                     })
                 })
                 .map_err(|e| self.err(e))?;
@@ -790,6 +803,11 @@ impl Store {
                 let result: Option<JobResultData> = match &row.result {
                     Some(text) => Some(serde_json::from_str(text).map_err(|e| bad("result", &e))?),
                     None => None,
+                };
+                let elastic: Option<Elastic> = if row.elastic.is_empty() {
+                    None
+                } else {
+                    Some(serde_json::from_str(&row.elastic).map_err(|e| bad("elastic", &e))?)
                 };
                 jobs.push(Job {
                     num: row.num.max(0) as u64,
@@ -815,6 +833,7 @@ impl Store {
                     max_restarts: row.max_restarts.clamp(0, u32::MAX as i64) as u32,
                     owner: row.owner,
                     progress_saved_ms: 0,
+                    elastic,
                 });
             }
         }
@@ -916,6 +935,7 @@ struct JobRow {
     result: Option<String>,
     max_restarts: i64,
     owner: String,
+    elastic: String,
 }
 
 fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
@@ -933,16 +953,21 @@ fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
         SpecFormat::Toml => "toml",
         SpecFormat::Json => "json",
     };
+    let elastic = match &job.elastic {
+        Some(e) => to_json(serde_json::to_string(e))?,
+        None => String::new(),
+    };
     tx.execute(
         "INSERT INTO jobs (num, id, name, spec, spec_format, base_dir, state, reason, world, workers,
                            attempt, session, submitted_ms, started_ms, finished_ms, ranks, result,
-                           max_restarts, owner)
+                           max_restarts, owner, elastic)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19)
+                 ?19, ?20)
          ON CONFLICT(num) DO UPDATE SET state = excluded.state, reason = excluded.reason,
              workers = excluded.workers, attempt = excluded.attempt, session = excluded.session,
              started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,
-             ranks = excluded.ranks, result = excluded.result",
+             ranks = excluded.ranks, result = excluded.result, world = excluded.world,
+             elastic = excluded.elastic",
         params![
             job.num as i64,
             job.id.as_str(),
@@ -962,7 +987,8 @@ fn save_job(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
             ranks,
             result,
             job.max_restarts,
-            job.owner
+            job.owner,
+            elastic
         ],
     )?;
     Ok(())
@@ -1038,6 +1064,7 @@ mod tests {
                 world,
                 max_restarts: 0,
                 owner: "alice".into(),
+                elastic: None,
             },
             now,
         );
@@ -1314,14 +1341,14 @@ mod tests {
             matches!(
                 err,
                 StoreError::NewerSchema {
-                    found: 6,
-                    supported: 5,
+                    found: 7,
+                    supported: 6,
                     ..
                 }
             ),
             "{err}"
         );
-        assert!(err.to_string().contains("schema version 6"));
+        assert!(err.to_string().contains("schema version 7"));
     }
 
     #[test]
@@ -1352,7 +1379,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "ALTER TABLE jobs DROP COLUMN max_restarts; ALTER TABLE jobs DROP COLUMN owner;
-             PRAGMA user_version = 1;",
+             ALTER TABLE jobs DROP COLUMN elastic; PRAGMA user_version = 1;",
         )
         .unwrap();
         drop(conn);
@@ -1380,7 +1407,8 @@ mod tests {
         // Make the file what a schema 2 coordinator wrote: no secrets table, no owner column.
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE secrets; ALTER TABLE jobs DROP COLUMN owner; PRAGMA user_version = 2;",
+            "DROP TABLE secrets; ALTER TABLE jobs DROP COLUMN owner;
+             ALTER TABLE jobs DROP COLUMN elastic; PRAGMA user_version = 2;",
         )
         .unwrap();
         drop(conn);
@@ -1402,6 +1430,57 @@ mod tests {
     }
 
     #[test]
+    fn a_version_5_file_is_migrated_and_elastic_bounds_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut store = Store::open(&path).unwrap();
+        let mut m = Machine::new(config());
+        let old = submit(&mut m, &mut store, 1, 1);
+        drop(store);
+        // Make the file what a schema 5 coordinator wrote: no elastic column.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE jobs DROP COLUMN elastic; PRAGMA user_version = 5;")
+            .unwrap();
+        drop(conn);
+        let mut store = Store::open(&path).unwrap();
+        let jobs = store.load().unwrap().jobs;
+        assert_eq!(jobs.iter().find(|j| j.id == old).unwrap().elastic, None);
+        let elastic = Elastic {
+            min: 2,
+            max: 4,
+            batch: 8,
+            grows: 3,
+            growing: true,
+        };
+        let id = m.submit(
+            NewJob {
+                name: "e".into(),
+                spec: "name = \"e\"".into(),
+                format: SpecFormat::Toml,
+                base_dir: "/tmp".into(),
+                world: 4,
+                max_restarts: 1,
+                owner: String::new(),
+                elastic: Some(elastic.clone()),
+            },
+            5,
+        );
+        let effects = m.drain_effects();
+        store.apply(&m, &effects).unwrap();
+        drop(store);
+        let jobs = Store::open(&path).unwrap().load().unwrap().jobs;
+        let back = jobs.iter().find(|j| j.id == id).unwrap();
+        // `growing` is not stored: a stop in flight is not known to have been delivered.
+        assert_eq!(
+            back.elastic,
+            Some(Elastic {
+                growing: false,
+                ..elastic
+            })
+        );
+    }
+
+    #[test]
     fn a_version_3_file_is_migrated_and_its_jobs_have_no_owner() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
@@ -1412,8 +1491,11 @@ mod tests {
         drop(store);
         // Make the file what a schema 3 coordinator wrote: no owner column.
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("ALTER TABLE jobs DROP COLUMN owner; PRAGMA user_version = 3;")
-            .unwrap();
+        conn.execute_batch(
+            "ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE jobs DROP COLUMN elastic;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
         drop(conn);
         let mut store = Store::open(&path).unwrap();
         let version: i32 = store

@@ -306,6 +306,20 @@ pub struct RawParallel {
     pub stages: Option<Vec<Vec<i64>>>,
     /// `parallel.fusion_mb` (MiB, may be fractional; 0 disables fusion)
     pub fusion_mb: Option<f64>,
+    /// `parallel.elastic`
+    pub elastic: Option<RawElastic>,
+}
+
+/// `[parallel.elastic]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawElastic {
+    /// `parallel.elastic.min`
+    pub min: Option<i64>,
+    /// `parallel.elastic.max`
+    pub max: Option<i64>,
+    /// `parallel.elastic.commit_every`
+    pub commit_every: Option<i64>,
 }
 
 /// `[checkpoint]`
@@ -318,6 +332,8 @@ pub struct RawCheckpoint {
     pub every_steps: Option<i64>,
     /// `checkpoint.max_restarts`
     pub max_restarts: Option<i64>,
+    /// `checkpoint.record_samples`
+    pub record_samples: Option<bool>,
 }
 
 /// `[limits]`

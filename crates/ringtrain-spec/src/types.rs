@@ -778,6 +778,45 @@ pub struct ParallelSpec {
     pub stages: Option<Vec<Vec<usize>>>,
     /// Gradient fusion buffer size in bytes (0 disables fusion).
     pub fusion_bytes: u64,
+    /// Elastic data parallelism: the job runs on a varying number of workers. Omitted from
+    /// the serialized form when absent, so checkpoints written before it read back unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elastic: Option<ElasticSpec>,
+}
+
+/// `[parallel.elastic]`: a data-parallel job that survives the loss of workers without a full
+/// restart and grows back when workers return (issue 16, Horovod's elastic mode).
+///
+/// The job runs on `world` workers, `min <= world <= max`, where `world` divides
+/// `train.batch_size` (the global batch, so every world takes the same steps on the same sample
+/// order). Every rank keeps an in-memory commit of the whole training state every
+/// `commit_every` steps; when a worker is lost the others re-form the ring among themselves
+/// and continue from the newest commit any of them holds, and when a worker is idle the job
+/// stops at the next step and re-forms larger, continuing from that step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElasticSpec {
+    /// Fewest workers the job trains on (≥ 1, divides `train.batch_size`); below it the job
+    /// waits, queued, with the reason in its status.
+    pub min: usize,
+    /// Most workers the job trains on (≥ `min`, divides `train.batch_size`).
+    pub max: usize,
+    /// Steps between two in-memory commits (≥ 1): what a lost worker can cost.
+    pub commit_every: u64,
+}
+
+impl ElasticSpec {
+    /// The largest world in `min..=max` that divides `batch` and is at most `available`;
+    /// `None` when even `min` workers are not available.
+    pub fn world_for(&self, batch: usize, available: usize) -> Option<usize> {
+        (self.min..=self.max.min(available))
+            .rev()
+            .find(|w| batch.is_multiple_of(*w))
+    }
+
+    /// Whether a job of global batch `batch` may run on `world` workers.
+    pub fn allows(&self, batch: usize, world: usize) -> bool {
+        (self.min..=self.max).contains(&world) && batch.is_multiple_of(world)
+    }
 }
 
 /// Checkpointing.
@@ -795,6 +834,15 @@ pub struct CheckpointSpec {
     /// before restarts existed read back unchanged.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_restarts: u32,
+    /// Every rank appends the training sample ids of each step it takes to
+    /// `dir/samples/<run>-rank<R>.tsv` (`epoch`, `step`, comma-separated ids), so a run can be
+    /// audited for samples seen twice or never (elastic jobs: `<run>` names the attempt).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub record_samples: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Largest `checkpoint.max_restarts`: a job failing more often than this has a cause that a

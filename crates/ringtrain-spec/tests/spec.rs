@@ -408,3 +408,36 @@ fn check_validated_accepts_validated_specs_and_refuses_crafted_ones() {
         assert!(e.contains(want), "{want}: {e}");
     }
 }
+
+#[test]
+fn elastic_bounds_default_from_parallel_data_and_pick_worlds_dividing_the_batch() {
+    let base = "[model]\ncell = \"gru\"\n[task]\nkind = \"forecast\"\n[data]\npath = \"s.csv\"\nfeatures = [\"a\"]\nwindow = 4\n[train]\nbatch_size = 12\n";
+    let spec = parse_str(
+        &format!("{base}[parallel]\ndata = 4\nelastic = {{ min = 2 }}\n"),
+        SpecFormat::Toml,
+        "<test>",
+        "e",
+    )
+    .unwrap();
+    let e = spec.parallel.elastic.unwrap();
+    assert_eq!((e.min, e.max, e.commit_every), (2, 4, 10));
+    assert_eq!(e.world_for(12, 5), Some(4));
+    assert_eq!(e.world_for(12, 1), None);
+    // 12 workers, but at most 4: and 4 divides 12.
+    assert_eq!(e.world_for(12, 12), Some(4));
+    assert!(e.allows(12, 3) && !e.allows(12, 1) && !e.allows(12, 5));
+    // Without parallel.data the job asks for `max` workers.
+    let spec = parse_str(
+        &format!("{base}[parallel.elastic]\nmin = 1\nmax = 3\ncommit_every = 5\n"),
+        SpecFormat::Toml,
+        "<test>",
+        "e",
+    )
+    .unwrap();
+    assert_eq!(spec.parallel.data, 3);
+    assert_eq!(spec.parallel.elastic.unwrap().commit_every, 5);
+    // It survives the JSON form checkpoints store, and check_validated accepts it.
+    let back: JobSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+    assert_eq!(back, spec);
+    check_validated(&back, &back.limits).unwrap();
+}

@@ -195,15 +195,13 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Writes the checkpoint to `path` atomically (temporary file, fsync, rename).
+    /// The checkpoint as the bytes of its file: magic, header length, JSON header, arrays and
+    /// the CRC-32 trailer over all of them. [`Checkpoint::from_bytes`] reads them back with every
+    /// check a file gets (an elastic job's in-memory commit travels in this form).
     ///
     /// # Errors
-    /// [`CheckpointError::Io`] naming the file.
-    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
-        let io = |source| CheckpointError::Io {
-            path: path.to_path_buf(),
-            error: source,
-        };
+    /// [`CheckpointError::Io`] naming `path` when the header cannot be serialized.
+    pub fn to_bytes(&self, path: &Path) -> Result<Vec<u8>, CheckpointError> {
         let mut arrays: Vec<(&str, &[f32])> = vec![
             ("params", &self.params),
             ("momentum_buffer", &self.optimizer.momentum_buffer),
@@ -232,26 +230,39 @@ impl Checkpoint {
         } else {
             FORMAT_VERSION_PLAIN
         };
-        let json = serde_json::to_vec(&header).map_err(|e| io(std::io::Error::other(e)))?;
+        let json = serde_json::to_vec(&header).map_err(|e| CheckpointError::Io {
+            path: path.to_path_buf(),
+            error: std::io::Error::other(e),
+        })?;
+        let mut bytes = Vec::with_capacity(16 + json.len() + payload.len() + 4);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&json);
+        bytes.extend_from_slice(&payload);
+        let trailer = crc32fast::hash(&bytes).to_le_bytes();
+        bytes.extend_from_slice(&trailer);
+        Ok(bytes)
+    }
+
+    /// Writes the checkpoint to `path` atomically (temporary file, fsync, rename).
+    ///
+    /// # Errors
+    /// [`CheckpointError::Io`] naming the file.
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let io = |source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            error: source,
+        };
+        let bytes = self.to_bytes(path)?;
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io)?;
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(MAGIC);
-        crc.update(&(json.len() as u64).to_le_bytes());
-        crc.update(&json);
-        crc.update(&payload);
-        let trailer = crc.finalize().to_le_bytes();
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(MAGIC)?;
-            f.write_all(&(json.len() as u64).to_le_bytes())?;
-            f.write_all(&json)?;
-            f.write_all(&payload)?;
-            f.write_all(&trailer)?;
+            f.write_all(&bytes)?;
             f.sync_all()?;
             // Keep the last good latest: a copy that verifies becomes previous.ckpt (a corrupt
             // one is not kept, so previous.ckpt stays the last one that was good).
@@ -370,14 +381,7 @@ impl Checkpoint {
     /// As [`Checkpoint::load`].
     pub fn load_within(path: &Path, ceiling: &LimitsSpec) -> Result<Checkpoint, CheckpointError> {
         let c = Checkpoint::load_unchecked_spec(path)?;
-        let own = c.header.spec.limits;
-        let limits = LimitsSpec {
-            max_parameters: own.max_parameters.min(ceiling.max_parameters),
-            max_memory_bytes: own.max_memory_bytes.min(ceiling.max_memory_bytes),
-            max_vocab: own.max_vocab.min(ceiling.max_vocab),
-            max_data_bytes: own.max_data_bytes.min(ceiling.max_data_bytes),
-        };
-        c.check_spec(path, &limits)?;
+        c.check_spec(path, &lower_limits(&c.header.spec.limits, ceiling))?;
         Ok(c)
     }
 
@@ -405,6 +409,29 @@ impl Checkpoint {
             return Err(corrupt("not a regular file".into()));
         }
         let bytes = std::fs::read(path).map_err(io)?;
+        Checkpoint::from_bytes_unchecked_spec(&bytes, path)
+    }
+
+    /// Reads a checkpoint from the bytes of its file ([`Checkpoint::to_bytes`]) with every check
+    /// [`Checkpoint::load_within`] makes; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// As [`Checkpoint::load_within`].
+    pub fn from_bytes_within(
+        bytes: &[u8],
+        origin: &Path,
+        ceiling: &LimitsSpec,
+    ) -> Result<Checkpoint, CheckpointError> {
+        let c = Checkpoint::from_bytes_unchecked_spec(bytes, origin)?;
+        c.check_spec(origin, &lower_limits(&c.header.spec.limits, ceiling))?;
+        Ok(c)
+    }
+
+    fn from_bytes_unchecked_spec(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
+        let corrupt = |reason: String| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
         if bytes.len() < 16 {
             return Err(corrupt(format!(
                 "not a ringtrain checkpoint ({} bytes, shorter than its prefix)",
@@ -438,7 +465,7 @@ impl Checkpoint {
             }
             body
         } else {
-            &bytes[..]
+            bytes
         };
         let mut len8 = [0u8; 8];
         len8.copy_from_slice(&body[8..16]);
@@ -646,5 +673,15 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     match std::fs::File::open(dir) {
         Ok(d) => d.sync_all().or(Ok(())),
         Err(_) => Ok(()),
+    }
+}
+
+/// Each limit of `own` capped by `ceiling`.
+fn lower_limits(own: &LimitsSpec, ceiling: &LimitsSpec) -> LimitsSpec {
+    LimitsSpec {
+        max_parameters: own.max_parameters.min(ceiling.max_parameters),
+        max_memory_bytes: own.max_memory_bytes.min(ceiling.max_memory_bytes),
+        max_vocab: own.max_vocab.min(ceiling.max_vocab),
+        max_data_bytes: own.max_data_bytes.min(ceiling.max_data_bytes),
     }
 }

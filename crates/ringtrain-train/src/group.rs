@@ -62,6 +62,13 @@ pub trait Group {
     /// The collective call failed.
     fn broadcast_params(&mut self, params: &mut [f32]) -> Result<(), GroupError>;
 
+    /// Overwrites `data` with rank `root`'s values on every rank, bit for bit (the elastic
+    /// commit's bytes travel packed in f32 values).
+    ///
+    /// # Errors
+    /// The collective call failed, or `root` is not a rank of the group.
+    fn broadcast_from(&mut self, root: usize, data: &mut [f32]) -> Result<(), GroupError>;
+
     /// Replaces `grads` (this rank's gradient of optimizer step `step`) and `extras` (a few
     /// per-step scalars such as the loss) with their element-wise mean over the ranks; every rank
     /// ends with bit-identical values.
@@ -152,6 +159,16 @@ impl Group for Solo<'_> {
 
     fn broadcast_params(&mut self, _params: &mut [f32]) -> Result<(), GroupError> {
         Ok(())
+    }
+
+    fn broadcast_from(&mut self, root: usize, _data: &mut [f32]) -> Result<(), GroupError> {
+        if root == 0 {
+            Ok(())
+        } else {
+            Err(GroupError::new(format!(
+                "broadcast root {root} is outside a group of one"
+            )))
+        }
     }
 
     fn mean_gradients(

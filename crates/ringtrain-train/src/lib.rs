@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod clip;
+pub mod elastic;
 pub mod error;
 pub mod evaluate;
 pub mod export;
@@ -32,6 +33,7 @@ pub mod trainer;
 pub mod transfer;
 
 pub use checkpoint::{Checkpoint, CheckpointError, EpochRecord};
+pub use elastic::CommitSlot;
 pub use error::TrainError;
 pub use evaluate::{evaluate, evaluate_distributed};
 pub use group::{Group, GroupError, Solo, decode_f64, encode_f64, param_checksum};

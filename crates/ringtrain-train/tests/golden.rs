@@ -169,6 +169,8 @@ fn record(toml: &str) -> Value {
         stop: None,
         device: device.clone(),
         run_id: None,
+        commit: None,
+        attempt: 1,
     };
     let report: TrainReport = train(&spec, &opts, &mut Silent).unwrap();
     // The evaluated parameters come back from the checkpoint through inference's own model
@@ -322,6 +324,8 @@ fn a_committed_checkpoint_still_loads_and_scores_the_same() {
             stop: None,
             device: device.clone(),
             run_id: None,
+            commit: None,
+            attempt: 1,
         };
         train(&spec, &opts, &mut Silent).unwrap();
         std::fs::copy(tmp.path().join("run/latest.ckpt"), &fixture).unwrap();

@@ -37,6 +37,8 @@ fn train_spec(spec: &JobSpec, base_dir: &Path) -> TrainReport {
         stop: None,
         device: Device::flex(),
         run_id: None,
+        commit: None,
+        attempt: 1,
     };
     train(spec, &opts, &mut Silent).unwrap()
 }

@@ -55,6 +55,8 @@ dir = {ckpt:?}
         stop: None,
         device: device.clone(),
         run_id: None,
+        commit: None,
+        attempt: 1,
     };
     let report = train(&spec, &opts, &mut Silent).unwrap();
     let Some(TaskMetrics::LanguageModel(reported)) = report.test.as_ref().map(|t| &t.metrics)
@@ -145,6 +147,8 @@ dir = {ckpt:?}
         stop: None,
         device: Device::flex(),
         run_id: None,
+        commit: None,
+        attempt: 1,
     };
     let report = train(&spec, &opts, &mut Silent).unwrap();
     let Some(TaskMetrics::LanguageModel(m)) = report.test.as_ref().map(|t| &t.metrics) else {
@@ -200,6 +204,8 @@ dir = {ckpt:?}
         stop: None,
         device: Device::flex(),
         run_id: None,
+        commit: None,
+        attempt: 1,
     };
     let whole = train(&spec_for("whole"), &opts(None, None), &mut Silent).unwrap();
     let halted = train(&spec_for("split"), &opts(None, Some(7)), &mut Silent).unwrap();

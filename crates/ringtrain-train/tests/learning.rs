@@ -32,6 +32,8 @@ fn run_in(dir: &std::path::Path, toml: &str) -> ringtrain_train::TrainReport {
         stop: None,
         device: Device::flex(),
         run_id: None,
+        commit: None,
+        attempt: 1,
     };
     train(&spec, &opts, &mut Silent).unwrap()
 }

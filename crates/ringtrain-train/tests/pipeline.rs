@@ -42,6 +42,8 @@ fn options() -> TrainOptions {
         stop: None,
         device: Device::flex(),
         run_id: None,
+        commit: None,
+        attempt: 1,
     }
 }
 

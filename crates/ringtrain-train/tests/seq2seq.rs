@@ -67,6 +67,8 @@ dir = {:?}
         stop: None,
         device: Device::flex(),
         run_id: None,
+        commit: None,
+        attempt: 1,
     };
     train(&spec, &opts, &mut Silent).unwrap()
 }

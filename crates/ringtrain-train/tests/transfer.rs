@@ -25,6 +25,8 @@ fn options(base: &Path) -> TrainOptions {
         stop: None,
         device: Device::flex(),
         run_id: None,
+        commit: None,
+        attempt: 1,
     }
 }
 

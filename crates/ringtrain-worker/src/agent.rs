@@ -377,6 +377,7 @@ impl Worker {
             metrics,
             routes: Mutex::new(None),
             current: Mutex::new(None),
+            commit: Arc::new(ringtrain_train::CommitSlot::new()),
         });
         tasks.push(tokio::spawn(accept_loop(
             peer_listener,

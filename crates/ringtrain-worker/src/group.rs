@@ -83,6 +83,14 @@ impl Group for CommGroup {
             .map_err(group_error)
     }
 
+    fn broadcast_from(&mut self, root: usize, data: &mut [f32]) -> Result<(), GroupError> {
+        let root = u32::try_from(root)
+            .map_err(|_| GroupError::new(format!("broadcast root {root} is not a rank")))?;
+        self.handle
+            .block_on(self.comm.broadcast(data, root))
+            .map_err(group_error)
+    }
+
     fn mean_gradients(
         &mut self,
         _step: u64,

@@ -130,7 +130,17 @@ fn prepare(
         return Err(format!("rank {} is outside a world of {}", a.rank, a.world));
     }
     let grid = spec.parallel.data.checked_mul(spec.parallel.pipeline);
-    if grid != Some(a.world as usize) {
+    if let Some(e) = spec.parallel.elastic {
+        // An elastic job runs on whatever world the coordinator formed within its bounds.
+        if !e.allows(spec.train.batch_size, a.world as usize) {
+            return Err(format!(
+                "the assignment has {} ranks, outside parallel.elastic.min..=max = {}..={} or \
+                 not dividing train.batch_size = {}",
+                a.world, e.min, e.max, spec.train.batch_size
+            ));
+        }
+        spec.parallel.data = a.world as usize;
+    } else if grid != Some(a.world as usize) {
         return Err(format!(
             "the assignment has {} ranks but parallel.data x parallel.pipeline = {} x {}",
             a.world, spec.parallel.data, spec.parallel.pipeline
@@ -347,6 +357,12 @@ async fn execute(
         stop: Some(control.stop.clone()),
         device: Device::flex(),
         run_id: Some(a.job_id.clone()),
+        commit: spec
+            .parallel
+            .elastic
+            .is_some()
+            .then(|| shared.commit.clone()),
+        attempt: a.attempt,
     };
     let dist = DistOptions {
         checksum_every: a.checksum_every,
@@ -414,7 +430,11 @@ async fn execute(
             }
             other => other,
         },
-        Ok(report) => Outcome::Success(Box::new(job_result(&report, rank == 0))),
+        Ok(report) => {
+            // The job is done: its commit will not be asked for again.
+            shared.commit.clear();
+            Outcome::Success(Box::new(job_result(&report, rank == 0)))
+        }
         Err(e)
             if is_link_failure(&e)
                 && matches!(control.cause(), Some(StopCause::Coordinator(_))) =>
@@ -853,6 +873,16 @@ impl Observer for RankObserver {
             ),
             self.rank,
         );
+        if let Some(from) = &info.resumed_from {
+            self.progress.log(
+                pb::LogLevel::Info,
+                format!(
+                    "rank {} of {} resumed at step {} from {from}",
+                    self.rank, self.world, info.start_step
+                ),
+                self.rank,
+            );
+        }
         self.progress.urgent.notify_one();
     }
 

@@ -65,6 +65,9 @@ pub(crate) struct Shared {
     /// Where accepted peer connections go: the current rank's transport, or nowhere.
     pub(crate) routes: Mutex<Option<mpsc::Sender<std::io::Result<TcpStream>>>>,
     pub(crate) current: Mutex<Option<Arc<JobControl>>>,
+    /// The newest in-memory commit of an elastic job's rank; it outlives the rank, so that the
+    /// job's next attempt (re-formed around this worker) continues from it.
+    pub(crate) commit: Arc<ringtrain_train::CommitSlot>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -396,6 +396,8 @@ async fn two_workers_train_a_job_like_one_process() {
         stop: None,
         device: Device::flex(),
         run_id: None,
+        commit: None,
+        attempt: 1,
     };
     let single = tokio::task::spawn_blocking(move || train(&single_spec, &opts, &mut Silent))
         .await

@@ -32,6 +32,7 @@ impl Machine {
             last_log_seq: 0,
             recovered: false,
             max_restarts: new.max_restarts,
+            elastic: new.elastic,
             owner: new.owner,
             progress_saved_ms: 0,
         };
@@ -222,9 +223,13 @@ impl Machine {
         for stop in &mut out.stop {
             // Failed, or back in the queue / running a newer attempt: this worker's attempt is
             // over for good. Cancelled and succeeded jobs stop at a step boundary.
+            // A growing elastic job's ranks stop together at a step boundary, committing it.
             stop.abort = self.job_nums.get(&stop.job).is_some_and(|n| {
-                let state = self.jobs[n].state;
-                state == JobState::Failed || state == JobState::Queued || state.is_active()
+                let job = &self.jobs[n];
+                let growing = job.elastic.as_ref().is_some_and(|e| e.growing);
+                job.state == JobState::Failed
+                    || job.state == JobState::Queued
+                    || (job.state.is_active() && !growing)
             });
         }
         // The confirmation clock starts at delivery, not at assignment: a worker that dies
@@ -372,7 +377,22 @@ impl Machine {
                 self.fail(&id, reason, now);
             }
             RankOutcome::Stopped(why) => {
-                self.fail(&id, format!("rank {rank} stopped unexpectedly: {why}"), now);
+                let growing = self.jobs[&job_num]
+                    .elastic
+                    .as_ref()
+                    .is_some_and(|e| e.growing);
+                if growing {
+                    self.log(
+                        &id,
+                        rank as i32,
+                        LogLevel::Info,
+                        format!("rank {rank} stopped to re-form: {why}"),
+                        now,
+                    );
+                    self.maybe_regrow(job_num, now);
+                } else {
+                    self.fail(&id, format!("rank {rank} stopped unexpectedly: {why}"), now);
+                }
             }
             RankOutcome::Succeeded(_) => {
                 self.log(

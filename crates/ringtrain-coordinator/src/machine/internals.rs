@@ -105,7 +105,7 @@ impl Machine {
         let Some(job) = self.job(id).filter(|j| !j.state.is_final()) else {
             return;
         };
-        if job.state.is_active() && job.attempt <= job.max_restarts {
+        if job.state.is_active() && failed_attempts(job) <= job.max_restarts {
             self.restart(id, reason, now);
         } else {
             self.finish(id, JobState::Failed, reason, now);
@@ -116,15 +116,59 @@ impl Machine {
     /// confirm) and queues the job again; the next attempt resumes from the job's latest
     /// checkpoint (the workers' side).
     pub(super) fn restart(&mut self, id: &JobId, reason: String, now: i64) {
-        let (attempt, max) = {
-            let job = &self.jobs[&self.job_nums[id]];
-            (job.attempt, job.max_restarts)
+        let (attempt, restart, max, elastic) = {
+            let job = self.jobs.get_mut(&self.job_nums[id]).expect("exists");
+            if let Some(e) = &mut job.elastic {
+                e.growing = false;
+            }
+            (
+                job.attempt,
+                failed_attempts(job),
+                job.max_restarts,
+                job.elastic.is_some(),
+            )
         };
         self.release(id, &format!("attempt {attempt} failed: {reason}"));
-        let why =
-            format!("attempt {attempt} failed, restarting (restart {attempt} of {max}): {reason}");
+        let how = if elastic {
+            "re-forming on the remaining workers"
+        } else {
+            "restarting"
+        };
+        let why = format!("attempt {attempt} failed, {how} (restart {restart} of {max}): {reason}");
         self.log(id, -1, LogLevel::Warn, why.clone(), now);
         self.transition(id, JobState::Queued, why, now);
+    }
+
+    /// A growing elastic job's rank stopped: once every rank has, the attempt is over and the
+    /// job is queued again to re-form larger (not a failure).
+    pub(super) fn maybe_regrow(&mut self, job_num: u64, now: i64) {
+        let job = &self.jobs[&job_num];
+        if !job.ranks.iter().all(|s| s.outcome.is_some()) {
+            return;
+        }
+        if job
+            .ranks
+            .iter()
+            .any(|s| matches!(s.outcome, Some(RankOutcome::Succeeded(_))))
+        {
+            // Some rank finished the run before the stop reached it: the job simply ends.
+            return;
+        }
+        let id = job.id.clone();
+        let attempt = job.attempt;
+        let grows = {
+            let job = self.jobs.get_mut(&job_num).expect("exists");
+            let e = job.elastic.as_mut().expect("growing jobs are elastic");
+            e.growing = false;
+            e.grows += 1;
+            e.grows
+        };
+        self.release(&id, "the job re-forms larger");
+        let why = format!(
+            "elastic: attempt {attempt} stopped together to re-form with more workers (grow {grows})"
+        );
+        self.log(&id, -1, LogLevel::Info, why.clone(), now);
+        self.transition(&id, JobState::Queued, why, now);
     }
 
     /// Moves an unfinished job to a final state, freeing (or stopping) its workers.
@@ -285,9 +329,6 @@ impl Machine {
             .filter(|j| j.state == JobState::Queued)
             .map(|j| j.num)
             .collect();
-        if queued.is_empty() {
-            return;
-        }
         let mut idle: Vec<u64> = self
             .workers
             .values()
@@ -296,7 +337,18 @@ impl Machine {
             .collect();
         let alive = self.workers.values().filter(|w| w.lost.is_none()).count();
         let mut waiting = Vec::new();
+        let mut elastic_waiting: Vec<(u64, String)> = Vec::new();
         for num in queued {
+            if self.jobs[&num].elastic.is_some() {
+                match self.pick_elastic(num, &idle) {
+                    Ok(picked) => {
+                        idle.retain(|w| !picked.contains(w));
+                        self.start(num, &picked, now);
+                    }
+                    Err(why) => elastic_waiting.push((num, why)),
+                }
+                continue;
+            }
             let world = self.jobs[&num].world as usize;
             if world <= idle.len() {
                 let picked: Vec<u64> = idle.drain(..world).collect();
@@ -304,6 +356,27 @@ impl Machine {
             } else {
                 waiting.push(num);
             }
+        }
+        for (num, why) in &elastic_waiting {
+            let job = self.jobs.get_mut(num).expect("listed");
+            let reason = if job.attempt > 0 {
+                format!("elastic: re-forming after attempt {}: {why}", job.attempt)
+            } else {
+                format!("elastic: {why}")
+            };
+            if job.reason != reason {
+                job.reason = reason;
+                let id = job.id.clone();
+                self.effects.push(Effect::SaveJob(id.clone()));
+                self.effects.push(Effect::Publish {
+                    job: id,
+                    change: JobChange::Progress,
+                    log: None,
+                });
+            }
+        }
+        if waiting.is_empty() && elastic_waiting.is_empty() {
+            self.grow_elastic(&idle, now);
         }
         // Reasons after the pass, so they count the workers left idle by backfilled jobs.
         for num in waiting {
@@ -337,12 +410,110 @@ impl Machine {
         }
     }
 
+    /// The workers an elastic job starts on now (the previous attempt's first, in their old
+    /// rank order), or why it waits.
+    fn pick_elastic(&self, num: u64, idle: &[u64]) -> Result<Vec<u64>, String> {
+        let job = &self.jobs[&num];
+        let e = job.elastic.as_ref().expect("caller checked");
+        let previous: Vec<&Worker> = job
+            .workers
+            .iter()
+            .filter_map(|id| self.worker(id))
+            .filter(|w| w.lost.is_none())
+            .collect();
+        // A survivor still leaving the previous attempt holds the commit the ranks continue
+        // from: wait for it (bounded: it confirms the stop or its lease expires).
+        let leaving: Vec<String> = previous
+            .iter()
+            .filter(|w| {
+                w.holding.as_ref().is_some_and(|h| h.job == job.id)
+                    || w.draining.contains_key(&job.id)
+                    || w.running.iter().any(|r| r.job == job.id)
+            })
+            .map(|w| w.id.to_string())
+            .collect();
+        if !leaving.is_empty() {
+            return Err(format!(
+                "waiting for {} to leave attempt {} (they hold its in-memory commit)",
+                leaving.join(", "),
+                job.attempt
+            ));
+        }
+        let Some(world) = e.world_for(idle.len()) else {
+            let alive = self.workers.values().filter(|w| w.lost.is_none()).count();
+            return Err(format!(
+                "needs at least {} workers (parallel.elastic.min), {} of {alive} alive {} idle",
+                e.min,
+                idle.len(),
+                if alive == 1 { "is" } else { "are" }
+            ));
+        };
+        let mut picked: Vec<u64> = previous
+            .iter()
+            .map(|w| w.num)
+            .filter(|n| idle.contains(n))
+            .take(world as usize)
+            .collect();
+        for n in idle {
+            if picked.len() == world as usize {
+                break;
+            }
+            if !picked.contains(n) {
+                picked.push(*n);
+            }
+        }
+        Ok(picked)
+    }
+
+    /// Asks the first running elastic job that the `idle` workers could make larger to stop
+    /// at a step boundary and re-form (see the module docs).
+    fn grow_elastic(&mut self, idle: &[u64], now: i64) {
+        let candidate = self.jobs.values().find_map(|j| {
+            let e = j.elastic.as_ref()?;
+            if j.state != JobState::Running || e.growing {
+                return None;
+            }
+            let larger = e.world_for(j.world as usize + idle.len())?;
+            (larger > j.world).then(|| (j.num, j.id.clone(), j.world, larger))
+        });
+        let Some((num, id, world, larger)) = candidate else {
+            return;
+        };
+        let why = format!(
+            "elastic: growing from {world} to {larger} workers: every rank stops after the same \
+             step, commits it and the job re-forms"
+        );
+        let (workers, done): (Vec<WorkerId>, Vec<bool>) = {
+            let job = self.jobs.get_mut(&num).expect("found");
+            job.elastic.as_mut().expect("found elastic").growing = true;
+            (
+                job.workers.clone(),
+                job.ranks.iter().map(|s| s.outcome.is_some()).collect(),
+            )
+        };
+        self.log(&id, -1, LogLevel::Info, why.clone(), now);
+        for (rank, wid) in workers.iter().enumerate() {
+            if done.get(rank).copied().unwrap_or(true) {
+                continue;
+            }
+            if let Some(&wnum) = self.worker_nums.get(wid)
+                && self.workers[&wnum].lost.is_none()
+            {
+                self.push_stop(wnum, &id, &why);
+            }
+        }
+        self.effects.push(Effect::SaveJob(id));
+    }
+
     pub(super) fn start(&mut self, num: u64, picked: &[u64], now: i64) {
         let cfg = self.config;
         let worker_ids: Vec<WorkerId> = picked.iter().map(|n| self.workers[n].id.clone()).collect();
         let (id, assignment) = {
             let job = self.jobs.get_mut(&num).expect("queued job");
             job.attempt += 1;
+            if job.elastic.is_some() {
+                job.world = picked.len() as u32;
+            }
             // A new attempt's ranks are assigned now, not restored from the store.
             job.recovered = false;
             job.session = format!("{}/{}", job.id, job.attempt);
@@ -392,4 +563,10 @@ impl Machine {
             now,
         );
     }
+}
+
+/// Attempts that failed so far (an elastic job's grows are not failures).
+fn failed_attempts(job: &Job) -> u32 {
+    job.attempt
+        .saturating_sub(job.elastic.as_ref().map_or(0, |e| e.grows))
 }

@@ -25,6 +25,14 @@
 //!   confirmed (by a heartbeat listing it, or a report) within one lease of taking the assignment, or that
 //!   vanished from its worker's heartbeats without a result for one lease, fails the job too:
 //!   nothing waits forever.
+//! - **Elastic jobs** (`parallel.elastic`): each start takes the largest world in
+//!   `min..=max` dividing the global batch that the idle workers allow, the previous attempt's
+//!   workers first (they hold the in-memory commit the ranks continue from), and waits for
+//!   those still leaving the previous attempt. A failed attempt re-forms this way on the
+//!   survivors (a restart, counted against `max_restarts`); below `min` the job waits, queued,
+//!   saying so. While no job waits in the queue, a running elastic job that idle workers
+//!   could make larger is asked to stop at a step boundary (not aborted: its ranks commit
+//!   that step) and, once every rank stopped, re-forms larger; that is a grow, not a failure.
 //! - **Restart** ([`Machine::restore`]): jobs and workers come back from the store. Alive workers
 //!   get a fresh lease starting at the restart; unfinished jobs keep their state and their ranks
 //!   must be confirmed again by their workers' heartbeats within one lease, else the job fails
@@ -311,6 +319,46 @@ pub struct Job {
     /// When a progress report last asked for the job's row to be written (ms; 0 = never).
     /// Not stored: after a restart the next report is written.
     pub progress_saved_ms: i64,
+    /// Elastic bounds (`parallel.elastic`): the job's `world` is chosen at each start.
+    pub elastic: Option<Elastic>,
+}
+
+/// An elastic job's bounds and re-forming state (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Elastic {
+    /// Fewest workers it trains on.
+    pub min: u32,
+    /// Most workers it trains on.
+    pub max: u32,
+    /// Its global batch: a world must divide it.
+    pub batch: u64,
+    /// Attempts that ended because the job grew (not failures: they do not count against
+    /// `max_restarts`).
+    pub grows: u32,
+    /// Its ranks were asked to stop together so that it re-forms larger. Not stored: after a
+    /// coordinator restart the stop may never have been delivered.
+    #[serde(skip)]
+    pub growing: bool,
+}
+
+impl Elastic {
+    /// The bounds of `spec`'s `parallel.elastic`, if it has any.
+    pub fn of(spec: &ringtrain_spec::JobSpec) -> Option<Elastic> {
+        spec.parallel.elastic.map(|e| Elastic {
+            min: u32::try_from(e.min).unwrap_or(u32::MAX),
+            max: u32::try_from(e.max).unwrap_or(u32::MAX),
+            batch: spec.train.batch_size as u64,
+            grows: 0,
+            growing: false,
+        })
+    }
+
+    /// The largest allowed world of at most `available` workers.
+    pub fn world_for(&self, available: usize) -> Option<u32> {
+        (self.min..=self.max.min(u32::try_from(available).unwrap_or(u32::MAX)))
+            .rev()
+            .find(|w| self.batch.is_multiple_of(u64::from(*w)))
+    }
 }
 
 /// Resources a worker offers.
@@ -460,6 +508,8 @@ pub struct NewJob {
     pub max_restarts: u32,
     /// The submitting user's name (empty without client tokens).
     pub owner: String,
+    /// Elastic bounds; `world` is then the most workers it asks for.
+    pub elastic: Option<Elastic>,
 }
 
 /// A worker to register (already validated by the caller).

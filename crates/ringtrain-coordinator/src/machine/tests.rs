@@ -22,6 +22,7 @@ fn new_job(world: u32) -> NewJob {
         world,
         max_restarts: 0,
         owner: String::new(),
+        elastic: None,
     }
 }
 
@@ -704,6 +705,7 @@ fn a_failed_attempt_is_restarted_on_idle_workers_while_restarts_remain() {
         NewJob {
             max_restarts: 1,
             owner: String::new(),
+            elastic: None,
             ..new_job(2)
         },
         0,
@@ -772,6 +774,7 @@ fn the_attempt_after_the_last_restart_fails_the_job_for_good() {
         NewJob {
             max_restarts: 1,
             owner: String::new(),
+            elastic: None,
             ..new_job(1)
         },
         0,
@@ -823,6 +826,7 @@ fn without_restarts_a_failure_is_final_and_cancel_of_a_restarting_job_works() {
         NewJob {
             max_restarts: 3,
             owner: String::new(),
+            elastic: None,
             ..new_job(2)
         },
         40,
@@ -931,4 +935,196 @@ fn a_rollback_delivers_committed_starts_again_but_not_the_failed_events() {
     let mut plain = Machine::restore(m.config(), stored_jobs, stored_workers, 0, 0, 30);
     plain.heartbeat(&ws[0], vec![], 40).unwrap();
     assert_eq!(plain.job(&committed).unwrap().state, JobState::Failed);
+}
+
+fn elastic_job(min: u32, max: u32, batch: u64, max_restarts: u32) -> NewJob {
+    NewJob {
+        max_restarts,
+        elastic: Some(Elastic {
+            min,
+            max,
+            batch,
+            grows: 0,
+            growing: false,
+        }),
+        ..new_job(max)
+    }
+}
+
+/// Takes `w`'s start command for `job` and brings that rank to Training in `attempt`.
+fn train_rank(m: &mut Machine, w: &WorkerId, job: &JobId, attempt: u32, now: i64) -> u32 {
+    let start = m.take_commands(w, now).unwrap().start;
+    assert_eq!(start.len(), 1, "{start:?}");
+    assert_eq!(start[0].attempt, attempt);
+    let rank = start[0].rank;
+    m.heartbeat(w, vec![running(job, attempt, rank)], now)
+        .unwrap();
+    m.progress(
+        ProgressReport {
+            worker: w.clone(),
+            job: job.clone(),
+            attempt,
+            rank,
+            phase: Some(RankPhase::Training),
+            report: RankReport::default(),
+            logs: vec![],
+        },
+        now,
+    )
+    .unwrap();
+    rank
+}
+
+fn report(m: &mut Machine, w: &WorkerId, job: &JobId, attempt: u32, rank: u32, o: RankOutcome) {
+    m.result(
+        ResultReport {
+            worker: w.clone(),
+            job: job.clone(),
+            attempt,
+            rank,
+            outcome: o,
+        },
+        100,
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_elastic_job_takes_the_largest_world_dividing_its_batch_and_waits_below_min() {
+    let mut m = machine();
+    let ws = workers(&mut m, 1, 0);
+    // min 2, max 4, batch 8: 3 workers would not divide the batch.
+    let job = m.submit(elastic_job(2, 4, 8, 0), 0);
+    let j = m.job(&job).unwrap();
+    assert_eq!(j.state, JobState::Queued);
+    assert_eq!(
+        j.reason,
+        "elastic: needs at least 2 workers (parallel.elastic.min), 1 of 1 alive is idle"
+    );
+    let more = workers(&mut m, 2, 1);
+    let j = m.job(&job).unwrap();
+    assert_eq!(j.state, JobState::Starting, "{}", j.reason);
+    assert_eq!(
+        j.world, 2,
+        "3 idle workers, 3 does not divide the batch of 8"
+    );
+    assert_eq!(j.workers, vec![ws[0].clone(), more[0].clone()]);
+    let start = m.take_commands(&ws[0], 2).unwrap().start;
+    assert_eq!(start[0].world, 2);
+}
+
+#[test]
+fn an_elastic_job_re_forms_on_its_survivors_after_waiting_for_them_to_leave() {
+    let mut m = machine();
+    let ws = workers(&mut m, 3, 0);
+    let job = m.submit(elastic_job(1, 3, 6, 2), 0);
+    for w in &ws {
+        train_rank(&mut m, w, &job, 1, 10);
+    }
+    assert_eq!(m.job(&job).unwrap().state, JobState::Running);
+    assert_eq!(m.job(&job).unwrap().world, 3);
+    // Rank 2 fails (its peer link broke): the survivors must leave attempt 1 first.
+    report(&mut m, &ws[2], &job, 1, 2, failed("lost its peers"));
+    let j = m.job(&job).unwrap();
+    assert_eq!(j.state, JobState::Queued);
+    let cause = &j.history.last().unwrap().reason;
+    assert!(
+        cause.starts_with(
+            "attempt 1 failed, re-forming on the remaining workers (restart 1 of 2): rank 2:"
+        ),
+        "{cause}"
+    );
+    assert!(
+        j.reason
+            .starts_with("elastic: re-forming after attempt 1: waiting for w-1, w-2"),
+        "{}",
+        j.reason
+    );
+    for w in &ws[..2] {
+        let stops = m.take_commands(w, 20).unwrap().stop;
+        assert!(stops[0].abort, "a failed attempt is aborted: {stops:?}");
+        m.heartbeat(w, vec![], 30).unwrap();
+    }
+    // Worker 3 still lists the job in its last heartbeat: the job waits for it too.
+    assert_eq!(m.job(&job).unwrap().state, JobState::Queued);
+    m.heartbeat(&ws[2], vec![], 40).unwrap();
+    let j = m.job(&job).unwrap();
+    assert_eq!(j.state, JobState::Starting, "{}", j.reason);
+    assert_eq!(j.attempt, 2);
+    assert_eq!(j.world, 3, "all three are idle again");
+    // The previous attempt's workers come first, in their old rank order.
+    assert_eq!(j.workers, ws);
+}
+
+#[test]
+fn an_elastic_job_grows_at_a_step_boundary_and_growing_is_not_a_failure() {
+    let mut m = machine();
+    let ws = workers(&mut m, 2, 0);
+    // No restarts allowed: a grow must not use one.
+    let job = m.submit(elastic_job(1, 4, 4, 0), 0);
+    for w in &ws {
+        train_rank(&mut m, w, &job, 1, 10);
+    }
+    assert_eq!(m.job(&job).unwrap().world, 2);
+    // A worker appears: 3 does not divide the batch of 4, so nothing happens.
+    let third = workers(&mut m, 1, 20);
+    assert!(!m.job(&job).unwrap().elastic.as_ref().unwrap().growing);
+    assert!(m.take_commands(&ws[0], 20).unwrap().stop.is_empty());
+    // A fourth makes 4 possible: the ranks are asked to stop together, not aborted.
+    let fourth = workers(&mut m, 1, 30);
+    let j = m.job(&job).unwrap();
+    assert!(j.elastic.as_ref().unwrap().growing);
+    for (r, w) in ws.iter().enumerate() {
+        let stops = m.take_commands(w, 40).unwrap().stop;
+        assert_eq!(stops.len(), 1);
+        assert!(!stops[0].abort, "{stops:?}");
+        assert!(stops[0].reason.contains("growing from 2 to 4"), "{stops:?}");
+        report(
+            &mut m,
+            w,
+            &job,
+            1,
+            r as u32,
+            RankOutcome::Stopped("grow (stopped after step 40)".into()),
+        );
+    }
+    let j = m.job(&job).unwrap();
+    assert_eq!(j.state, JobState::Queued, "{}", j.reason);
+    assert!(j.history.last().unwrap().reason.contains("grow 1"), "{j:?}");
+    for w in &ws {
+        m.heartbeat(w, vec![], 50).unwrap();
+    }
+    let j = m.job(&job).unwrap();
+    assert_eq!(j.state, JobState::Starting, "{}", j.reason);
+    assert_eq!(j.world, 4);
+    assert_eq!(
+        j.workers,
+        vec![
+            ws[0].clone(),
+            ws[1].clone(),
+            third[0].clone(),
+            fourth[0].clone()
+        ]
+    );
+    // A failure now is the first failure: with no restarts left it fails the job.
+    for w in j.workers.clone().iter() {
+        train_rank(&mut m, w, &job, 2, 60);
+    }
+    report(&mut m, &fourth[0], &job, 2, 3, failed("boom"));
+    assert_eq!(m.job(&job).unwrap().state, JobState::Failed);
+}
+
+#[test]
+fn a_queued_job_keeps_idle_workers_from_an_elastic_grow() {
+    let mut m = machine();
+    let ws = workers(&mut m, 2, 0);
+    let job = m.submit(elastic_job(1, 4, 4, 0), 0);
+    for w in &ws {
+        train_rank(&mut m, w, &job, 1, 10);
+    }
+    // A job needing 3 workers waits; two more idle workers must not go to the grow.
+    let big = m.submit(new_job(3), 20);
+    workers(&mut m, 2, 30);
+    assert!(!m.job(&job).unwrap().elastic.as_ref().unwrap().growing);
+    assert_eq!(m.job(&big).unwrap().state, JobState::Queued);
 }

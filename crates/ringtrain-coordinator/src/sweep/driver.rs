@@ -284,6 +284,7 @@ fn new_job(sweep: &Sweep, trial: &Trial, roots: &Roots) -> Result<NewJob, String
         world,
         max_restarts: spec.checkpoint.max_restarts,
         owner: sweep.owner.clone(),
+        elastic: crate::machine::Elastic::of(&spec),
     })
 }
 

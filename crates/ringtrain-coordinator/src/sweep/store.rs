@@ -245,7 +245,8 @@ optimizer = { kind = "adam", lr = 0.01 }
         // What a schema 4 coordinator wrote: no sweep tables.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE trial_metrics; DROP TABLE trials; DROP TABLE sweeps; PRAGMA user_version = 4;",
+            "DROP TABLE trial_metrics; DROP TABLE trials; DROP TABLE sweeps;
+             ALTER TABLE jobs DROP COLUMN elastic; PRAGMA user_version = 4;",
         )
         .unwrap();
         drop(conn);

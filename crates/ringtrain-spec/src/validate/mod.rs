@@ -218,6 +218,7 @@ pub fn validate(raw: RawSpec, default_name: &str) -> Result<JobSpec, SpecError> 
             0,
             i64::from(MAX_RESTARTS),
         ) as u32,
+        record_samples: raw.checkpoint.record_samples.unwrap_or(false),
     };
     match raw.checkpoint.dir.as_deref() {
         Some("") => c.err("checkpoint.dir", "\"\"", "must be a non-empty path"),
@@ -394,6 +395,24 @@ pub fn check_validated(spec: &JobSpec, limits: &LimitsSpec) -> Result<(), SpecEr
     range(&mut c, "train.threads", spec.train.threads, 1, 1024);
     range(&mut c, "parallel.data", spec.parallel.data, 1, 4096);
     range(&mut c, "parallel.pipeline", spec.parallel.pipeline, 1, 4096);
+    if let Some(e) = spec.parallel.elastic {
+        let batch = spec.train.batch_size;
+        if e.min == 0
+            || e.max < e.min
+            || e.max > 4096
+            || e.commit_every == 0
+            || !batch.is_multiple_of(e.min)
+            || !batch.is_multiple_of(e.max)
+            || spec.parallel.pipeline != 1
+        {
+            c.err(
+                "parallel.elastic",
+                format!("{e:?}"),
+                "must have 1 <= min <= max <= 4096 dividing train.batch_size, commit_every >= 1 \
+                 and parallel.pipeline = 1",
+            );
+        }
+    }
     range(
         &mut c,
         "parallel.microbatches",

@@ -11,8 +11,31 @@ const PIPE_SCHEDULES: &[(&str, PipelineSchedule)] = &[
 ];
 
 pub(super) fn parallel(c: &mut Checker, p: &RawParallel, train: &TrainSpec) -> ParallelSpec {
-    let data = c.int("parallel.data", p.data, 1, 1, 4096);
     let pipeline = c.int("parallel.pipeline", p.pipeline, 1, 1, 4096);
+    let elastic = p
+        .elastic
+        .as_ref()
+        .map(|e| elastic(c, e, p, pipeline, train.batch_size));
+    // An elastic job asks for its largest world by default.
+    let data = c.int(
+        "parallel.data",
+        p.data,
+        elastic.map_or(1, |e| e.max as i64),
+        1,
+        4096,
+    );
+    if let Some(e) = elastic
+        && !(e.min..=e.max).contains(&data)
+    {
+        c.err(
+            "parallel.data",
+            data,
+            format!(
+                "must lie within parallel.elastic.min..=max = {}..={} (or be omitted)",
+                e.min, e.max
+            ),
+        );
+    }
     let microbatches = c.int("parallel.microbatches", p.microbatches, 1, 1, 1_000_000);
     let schedule = c.choice(
         "parallel.schedule",
@@ -84,6 +107,67 @@ pub(super) fn parallel(c: &mut Checker, p: &RawParallel, train: &TrainSpec) -> P
         schedule,
         stages,
         fusion_bytes: (fusion_mb * 1024.0 * 1024.0) as u64,
+        elastic,
+    }
+}
+
+/// `[parallel.elastic]`: bounds that are whole numbers of workers dividing the global batch,
+/// data parallelism only.
+fn elastic(
+    c: &mut Checker,
+    e: &RawElastic,
+    p: &RawParallel,
+    pipeline: usize,
+    batch: usize,
+) -> ElasticSpec {
+    let min = c.int("parallel.elastic.min", e.min, 1, 1, 4096);
+    let max = c.int(
+        "parallel.elastic.max",
+        e.max,
+        p.data.unwrap_or(min as i64).max(min as i64),
+        1,
+        4096,
+    );
+    if max < min {
+        c.err(
+            "parallel.elastic.max",
+            max,
+            format!("must be at least parallel.elastic.min = {min}"),
+        );
+    }
+    for (path, w) in [("parallel.elastic.min", min), ("parallel.elastic.max", max)] {
+        if !batch.is_multiple_of(w) {
+            c.err(
+                path,
+                w,
+                format!(
+                    "must divide train.batch_size = {batch} (the global batch is split evenly \
+                     over the workers)"
+                ),
+            );
+        }
+    }
+    if pipeline != 1 {
+        c.err(
+            "parallel.elastic",
+            format!("{{ min = {min}, max = {max} }}"),
+            format!(
+                "is for data parallelism only: parallel.pipeline = {pipeline} must be 1 (a \
+                 stage cannot be re-formed from the other stages' state)"
+            ),
+        );
+    }
+    let commit_every = c.int(
+        "parallel.elastic.commit_every",
+        e.commit_every,
+        10,
+        1,
+        i64::MAX,
+    ) as u64;
+    ElasticSpec {
+        min,
+        max: max.max(min),
+        commit_every,
     }
 }
 

@@ -6,6 +6,7 @@ use super::Observer;
 use super::trainee::Trainee;
 use crate::checkpoint::{self, Checkpoint, EarlyStopState, EpochRecord, Header, Progress};
 use crate::error::TrainError;
+use crate::optim::OptimizerState;
 use ringtrain_data::Fitted;
 use ringtrain_spec::JobSpec;
 use std::path::PathBuf;
@@ -52,7 +53,7 @@ impl Checkpointer {
         &self,
         learner: &mut dyn Trainee,
         file: &str,
-        (progress, early, history): (&Progress, &EarlyStopState, &[EpochRecord]),
+        state: (&Progress, &EarlyStopState, &[EpochRecord]),
         carried: Vec<f32>,
     ) -> Result<Option<PathBuf>, TrainError> {
         let Some((params, optimizer)) = learner.for_checkpoint(self.lead, self.replica_zero)?
@@ -60,6 +61,39 @@ impl Checkpointer {
             return Ok(None);
         };
         let path = self.dir.join(file);
+        self.checkpoint(params, optimizer, state, carried)
+            .save(&path)?;
+        Ok(Some(path))
+    }
+
+    /// The bytes of the checkpoint this state makes, on every rank of a data-parallel run (an
+    /// elastic run's in-memory commit, [`crate::elastic`]): what `latest.ckpt` would hold.
+    ///
+    /// # Errors
+    /// Header serialization errors.
+    pub fn commit_bytes(
+        &self,
+        learner: &mut dyn Trainee,
+        state: (&Progress, &EarlyStopState, &[EpochRecord]),
+        carried: Vec<f32>,
+    ) -> Result<Option<Vec<u8>>, TrainError> {
+        let Some((params, optimizer)) = learner.for_checkpoint(true, true)? else {
+            return Ok(None);
+        };
+        let origin = self.dir.join(checkpoint::LATEST);
+        Ok(Some(
+            self.checkpoint(params, optimizer, state, carried)
+                .to_bytes(&origin)?,
+        ))
+    }
+
+    fn checkpoint(
+        &self,
+        params: Vec<f32>,
+        optimizer: OptimizerState,
+        (progress, early, history): (&Progress, &EarlyStopState, &[EpochRecord]),
+        carried: Vec<f32>,
+    ) -> Checkpoint {
         Checkpoint {
             header: Header {
                 format_version: checkpoint::FORMAT_VERSION,
@@ -79,8 +113,6 @@ impl Checkpointer {
             optimizer,
             carried,
         }
-        .save(&path)?;
-        Ok(Some(path))
     }
 
     /// [`Checkpointer::write`], then [`Observer::on_checkpoint`] where this rank wrote it.

@@ -19,6 +19,7 @@ mod carried;
 mod checkpointer;
 mod epoch;
 mod finish;
+pub mod samples;
 mod setup;
 mod step;
 mod trainee;
@@ -58,6 +59,14 @@ pub struct TrainOptions {
     /// `ringtrain train`), so a restarted attempt can tell its own checkpoint from another run's
     /// ([`crate::Checkpoint::latest_of_run`]).
     pub run_id: Option<String>,
+    /// The process's in-memory commit of an elastic run (`parallel.elastic`; ignored
+    /// otherwise): taken every `commit_every` steps and when the ranks stop together, and
+    /// agreed on by the ranks before the first step (see [`crate::elastic`]), which makes the
+    /// newest commit any rank holds the run's starting point, ahead of `resume`.
+    pub commit: Option<Arc<crate::elastic::CommitSlot>>,
+    /// Which attempt of the run this is (1 for a first start and for `ringtrain train`); names
+    /// the files `checkpoint.record_samples` writes.
+    pub attempt: u32,
 }
 
 /// Facts about a run, sent once before the first step.
@@ -77,6 +86,9 @@ pub struct RunInfo {
     pub total_steps: u64,
     /// Step the run starts from (non-zero when resumed).
     pub start_step: u64,
+    /// What the run resumed from: a checkpoint file, or the rank whose in-memory commit an
+    /// elastic run continues from (`None` for a fresh start).
+    pub resumed_from: Option<String>,
     /// Checkpoint directory.
     pub checkpoint_dir: PathBuf,
 }

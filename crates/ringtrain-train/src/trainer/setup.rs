@@ -68,6 +68,8 @@ pub(super) struct Run<'a> {
     pub stop: Option<StopReason>,
     pub started: Instant,
     pub start_step: u64,
+    /// `checkpoint.record_samples`: where this rank appends the sample ids of its steps.
+    pub samples_log: Option<super::samples::SampleLog>,
 }
 
 /// Builds evaluation models and scores splits with them.
@@ -153,8 +155,41 @@ impl<'a> Run<'a> {
         let lead = rank == 0 && link.as_ref().is_none_or(|l| l.stage() == 0);
         let pipelined = link.is_some();
         let batch = per_rank_batch(spec, world)?;
-        let resumed = match &opts.resume {
-            Some(p) => {
+        // An elastic run continues from the newest in-memory commit any rank holds (a
+        // collective call of every rank, before anything else is exchanged); without one,
+        // from the checkpoint file as any run.
+        let agreed = match (&opts.commit, spec.parallel.elastic) {
+            (Some(slot), Some(_)) if !pipelined => {
+                crate::elastic::agree(group, slot, opts.run_id.as_deref(), &spec.limits)?
+            }
+            _ => None,
+        };
+        let mut resumed_from = None;
+        let resumed = match (agreed, &opts.resume) {
+            (Some(a), _) => {
+                let origin = std::path::PathBuf::from(format!(
+                    "<in-memory commit of rank {} at step {}>",
+                    a.holder, a.step
+                ));
+                a.checkpoint.check_compatible(spec, &origin)?;
+                tracing::info!(
+                    step = a.step,
+                    holder = a.holder,
+                    holders = a.holders,
+                    world,
+                    "elastic: continuing from rank {}'s in-memory commit of step {} ({} of {world} \
+                     ranks held a commit of this job)",
+                    a.holder,
+                    a.step,
+                    a.holders
+                );
+                resumed_from = Some(format!(
+                    "rank {}'s in-memory commit of step {} (elastic; {} of {world} ranks held one)",
+                    a.holder, a.step, a.holders
+                ));
+                Some(a.checkpoint)
+            }
+            (None, Some(p)) => {
                 // The submitted spec's limits bound the checkpoint's spec too: a checkpoint
                 // cannot raise them. A directory falls back to previous.ckpt when latest.ckpt
                 // is corrupt.
@@ -164,9 +199,10 @@ impl<'a> Run<'a> {
                     (Checkpoint::load_within(p, &spec.limits)?, p.clone())
                 };
                 ckpt.check_compatible(spec, &path)?;
+                resumed_from = Some(format!("checkpoint {}", path.display()));
                 Some(ckpt)
             }
-            None => None,
+            (None, None) => None,
         };
         // init_from: a fresh run loads the taken layers (and, with the embedding, encodes its
         // data with the checkpoint's vocabulary); a resumed one has both in its own checkpoint
@@ -364,6 +400,7 @@ impl<'a> Run<'a> {
             steps_per_epoch,
             total_steps,
             start_step: progress.step,
+            resumed_from,
             checkpoint_dir: dir,
         });
         let stop = if progress.finished {
@@ -378,6 +415,15 @@ impl<'a> Run<'a> {
             total_steps,
         );
         let start_step = progress.step;
+        let samples_log = if spec.checkpoint.record_samples {
+            Some(super::samples::SampleLog::open(
+                &checkpointer.dir,
+                opts.attempt,
+                rank,
+            )?)
+        } else {
+            None
+        };
         Ok(Run {
             spec,
             opts,
@@ -408,6 +454,7 @@ impl<'a> Run<'a> {
             stop,
             started: Instant::now(),
             start_step,
+            samples_log,
         })
     }
 

@@ -93,15 +93,14 @@ impl Run<'_> {
                 &mut *self.observer,
             )?;
         }
+        if let Some(log) = &mut self.samples_log {
+            log.record(self.progress.epoch, step, idx)?;
+        }
         let every = spec.checkpoint.every_steps;
         if every > 0 && self.progress.step.is_multiple_of(every) {
             let state =
                 carried_for_checkpoint(&mut *self.group, self.carried.as_ref(), &self.progress)?;
             self.write_latest(state)?;
-        }
-        if self.opts.halt_after_steps == Some(self.progress.step) {
-            self.stop = Some(StopReason::Halted);
-            return Ok(());
         }
         // One process checks its flag after the step; replicas act on the exchanged votes so
         // that they all stop after the same step.
@@ -113,6 +112,26 @@ impl Run<'_> {
         } else {
             out.extras[1] > 0.0
         };
+        // An elastic run commits every `commit_every` steps, and where the ranks stop together
+        // (the coordinator re-forms the job larger from exactly that step).
+        if let (Some(slot), Some(elastic)) = (&self.opts.commit, spec.parallel.elastic)
+            && !self.pipelined
+            && (step.is_multiple_of(elastic.commit_every) || stop_now)
+        {
+            let state =
+                carried_for_checkpoint(&mut *self.group, self.carried.as_ref(), &self.progress)?;
+            if let Some(bytes) = self.checkpointer.commit_bytes(
+                self.learner.as_mut(),
+                (&self.progress, &self.early, &self.history),
+                state,
+            )? {
+                slot.store(self.opts.run_id.as_deref(), step, bytes);
+            }
+        }
+        if self.opts.halt_after_steps == Some(self.progress.step) {
+            self.stop = Some(StopReason::Halted);
+            return Ok(());
+        }
         if stop_now {
             self.stop = Some(StopReason::Interrupted);
         }

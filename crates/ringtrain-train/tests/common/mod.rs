@@ -43,6 +43,11 @@ impl Group for CommGroup {
         }
         Ok(())
     }
+    fn broadcast_from(&mut self, root: usize, data: &mut [f32]) -> Result<(), GroupError> {
+        self.rt
+            .block_on(self.comm.broadcast(data, root as u32))
+            .map_err(group_error)
+    }
     fn mean_gradients(
         &mut self,
         _step: u64,
