@@ -672,6 +672,7 @@ impl ClusterService for ClusterApi {
                 check_len("success.checkpoint_dir", &r.checkpoint_dir, MAX_PATH_BYTES)?;
                 check_len("success.stop_reason", &r.stop_reason, MAX_REASON_BYTES)?;
             }
+            let mut blamed = None;
             let outcome = match req.outcome {
                 Some(Outcome::Success(r)) => RankOutcome::Succeeded(Some(JobResultData {
                     metrics: r.metrics.into_iter().collect(),
@@ -681,7 +682,10 @@ impl ClusterService for ClusterApi {
                     stop_reason: r.stop_reason,
                     samples_per_sec: r.samples_per_sec,
                 })),
-                Some(Outcome::Failure(f)) => RankOutcome::Failed(cut(f.message)),
+                Some(Outcome::Failure(f)) => {
+                    blamed = u32::try_from(f.blamed_rank).ok();
+                    RankOutcome::Failed(cut(f.message))
+                }
                 Some(Outcome::Stopped(why)) => RankOutcome::Stopped(cut(why)),
                 None => {
                     return Err(invalid(
@@ -695,6 +699,7 @@ impl ClusterService for ClusterApi {
                 attempt: req.attempt,
                 rank: req.rank,
                 outcome,
+                blamed,
             };
             self.shared.apply(|m, now| m.result(report, now))?;
             Ok(Response::new(pb::ReportResultResponse {}))

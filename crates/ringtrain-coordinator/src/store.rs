@@ -834,6 +834,7 @@ impl Store {
                     owner: row.owner,
                     progress_saved_ms: 0,
                     elastic,
+                    suspects: BTreeSet::new(),
                 });
             }
         }
@@ -1130,6 +1131,7 @@ mod tests {
                     report_json: "{\"history\": []}".into(),
                     ..JobResultData::default()
                 })),
+                blamed: None,
             },
             5,
         )

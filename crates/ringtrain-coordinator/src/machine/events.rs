@@ -33,6 +33,7 @@ impl Machine {
             recovered: false,
             max_restarts: new.max_restarts,
             elastic: new.elastic,
+            suspects: BTreeSet::new(),
             owner: new.owner,
             progress_saved_ms: 0,
         };
@@ -368,6 +369,12 @@ impl Machine {
         self.effects.push(Effect::SaveJob(id.clone()));
         match report.outcome {
             RankOutcome::Failed(message) => {
+                if let Some(blamed) = report.blamed {
+                    let job = self.jobs.get_mut(&job_num).expect("looked up above");
+                    if let Some(w) = job.workers.get(blamed as usize).cloned() {
+                        job.suspects.insert(w);
+                    }
+                }
                 let prefix = format!("rank {rank}:");
                 let reason = if message.starts_with(&prefix) {
                     message

@@ -425,6 +425,7 @@ impl Machine {
         // from: wait for it (bounded: it confirms the stop or its lease expires).
         let leaving: Vec<String> = previous
             .iter()
+            .filter(|w| !job.suspects.contains(&w.id))
             .filter(|w| {
                 w.holding.as_ref().is_some_and(|h| h.job == job.id)
                     || w.draining.contains_key(&job.id)
@@ -450,17 +451,22 @@ impl Machine {
         };
         let mut picked: Vec<u64> = previous
             .iter()
+            .filter(|w| !job.suspects.contains(&w.id))
             .map(|w| w.num)
             .filter(|n| idle.contains(n))
             .take(world as usize)
             .collect();
-        for n in idle {
+        // Then the other idle workers, suspects last.
+        let (clean, suspect): (Vec<u64>, Vec<u64>) = idle
+            .iter()
+            .copied()
+            .filter(|n| !picked.contains(n))
+            .partition(|n| !job.suspects.contains(&self.workers[n].id));
+        for n in clean.into_iter().chain(suspect) {
             if picked.len() == world as usize {
                 break;
             }
-            if !picked.contains(n) {
-                picked.push(*n);
-            }
+            picked.push(n);
         }
         Ok(picked)
     }
@@ -511,6 +517,7 @@ impl Machine {
         let (id, assignment) = {
             let job = self.jobs.get_mut(&num).expect("queued job");
             job.attempt += 1;
+            job.suspects.clear();
             if job.elastic.is_some() {
                 job.world = picked.len() as u32;
             }

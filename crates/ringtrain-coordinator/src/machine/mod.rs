@@ -321,6 +321,9 @@ pub struct Job {
     pub progress_saved_ms: i64,
     /// Elastic bounds (`parallel.elastic`): the job's `world` is chosen at each start.
     pub elastic: Option<Elastic>,
+    /// Workers whose ranks a failure of the current or previous attempt blamed: an elastic job
+    /// re-forms without waiting for them to leave, and takes them last. Not stored.
+    pub suspects: BTreeSet<WorkerId>,
 }
 
 /// An elastic job's bounds and re-forming state (see the module docs).
@@ -559,6 +562,9 @@ pub struct ResultReport {
     pub rank: u32,
     /// How it ended.
     pub outcome: RankOutcome,
+    /// The rank a failure blames (its peer link broke or timed out), as the rank claims it:
+    /// an elastic job does not wait for that rank's worker to leave before it re-forms.
+    pub blamed: Option<u32>,
 }
 
 /// What changed about a job, for watchers.

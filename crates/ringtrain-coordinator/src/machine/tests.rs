@@ -87,6 +87,7 @@ fn outcome(m: &mut Machine, w: &WorkerId, job: &JobId, rank: u32, o: RankOutcome
             attempt: 1,
             rank,
             outcome: o,
+            blamed: None,
         },
         now,
     )
@@ -479,6 +480,7 @@ fn reports_from_workers_that_do_not_hold_the_rank_are_refused() {
                 attempt: 1,
                 rank: 0,
                 outcome: success(0),
+                blamed: None,
             },
             1,
         )
@@ -608,6 +610,7 @@ fn restore_keeps_a_running_job_whose_workers_keep_reporting() {
                 attempt: 1,
                 rank: rank as u32,
                 outcome: success(rank as u32),
+                blamed: None,
             },
             50_000 + 2 * LEASE,
         )
@@ -667,6 +670,7 @@ fn restore_keeps_rank_outcomes_reported_before_the_restart() {
             attempt: 1,
             rank: 0,
             outcome: success(0),
+            blamed: None,
         },
         50_200,
     )
@@ -788,6 +792,7 @@ fn the_attempt_after_the_last_restart_fails_the_job_for_good() {
                 attempt,
                 rank: 0,
                 outcome: failed("out of memory"),
+                blamed: None,
             },
             attempt as i64 * 10,
         )
@@ -806,6 +811,7 @@ fn the_attempt_after_the_last_restart_fails_the_job_for_good() {
                 attempt: 1,
                 rank: 0,
                 outcome: failed("late"),
+                blamed: None,
             },
             40,
         )
@@ -845,6 +851,7 @@ fn without_restarts_a_failure_is_final_and_cancel_of_a_restarting_job_works() {
             attempt: 1,
             rank: 0,
             outcome: failed("boom"),
+            blamed: None,
         },
         43,
     )
@@ -983,6 +990,7 @@ fn report(m: &mut Machine, w: &WorkerId, job: &JobId, attempt: u32, rank: u32, o
             attempt,
             rank,
             outcome: o,
+            blamed: None,
         },
         100,
     )
@@ -1127,4 +1135,36 @@ fn a_queued_job_keeps_idle_workers_from_an_elastic_grow() {
     workers(&mut m, 2, 30);
     assert!(!m.job(&job).unwrap().elastic.as_ref().unwrap().growing);
     assert_eq!(m.job(&big).unwrap().state, JobState::Queued);
+}
+
+#[test]
+fn an_elastic_job_does_not_wait_for_the_worker_a_failure_blames() {
+    let mut m = machine();
+    let ws = workers(&mut m, 3, 0);
+    let job = m.submit(elastic_job(1, 3, 6, 2), 0);
+    for w in &ws {
+        train_rank(&mut m, w, &job, 1, 10);
+    }
+    // Rank 0 loses its link to rank 2 (killed: it will never leave the attempt by itself).
+    m.result(
+        ResultReport {
+            worker: ws[0].clone(),
+            job: job.clone(),
+            attempt: 1,
+            rank: 0,
+            outcome: failed("connection to rank 2 lost"),
+            blamed: Some(2),
+        },
+        20,
+    )
+    .unwrap();
+    let stops = m.take_commands(&ws[1], 30).unwrap().stop;
+    assert_eq!(stops.len(), 1);
+    m.heartbeat(&ws[0], vec![], 40).unwrap();
+    m.heartbeat(&ws[1], vec![], 40).unwrap();
+    // Worker 3 still lists the job (it is dead), but the job re-forms on the two others now.
+    let j = m.job(&job).unwrap();
+    assert_eq!(j.state, JobState::Starting, "{}", j.reason);
+    assert_eq!(j.world, 2);
+    assert_eq!(j.workers, vec![ws[0].clone(), ws[1].clone()]);
 }
