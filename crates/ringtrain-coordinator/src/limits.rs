@@ -28,8 +28,8 @@ pub(crate) const MAX_LOG_LINES_PER_REPORT: usize = 1000;
 pub(crate) const MAX_METRICS: usize = 1024;
 /// Longest metric name, in bytes.
 pub(crate) const MAX_METRIC_NAME_BYTES: usize = 256;
-/// Largest result `report_json`, in bytes.
-pub(crate) const MAX_REPORT_JSON_BYTES: usize = 1024 * 1024;
+/// Largest result `report_json`, in bytes (the one value workers fit their reports to).
+pub(crate) const MAX_REPORT_JSON_BYTES: usize = ringtrain_proto::MAX_REPORT_JSON_BYTES;
 /// Most states a ListJobs filter may name (there are six).
 pub(crate) const MAX_STATE_FILTERS: usize = 16;
 

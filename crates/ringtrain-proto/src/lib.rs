@@ -9,6 +9,10 @@ pub mod auth;
 pub mod status;
 pub mod tls;
 
+/// Largest `JobResult.report_json` a coordinator accepts, in bytes: a worker sends at most this
+/// much (it shortens a long run's epoch history to fit), a coordinator refuses more.
+pub const MAX_REPORT_JSON_BYTES: usize = 1024 * 1024;
+
 /// Generated code for package `ringtrain.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {

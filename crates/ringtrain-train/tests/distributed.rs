@@ -541,3 +541,81 @@ fn an_elastic_run_continues_from_in_memory_commits_across_world_changes() {
         assert_eq!(ids.len() - distinct.len(), plan.padding(), "epoch {epoch}");
     }
 }
+
+/// A language model's elastic commit carries its streams' recurrent state: 2 ranks commit every
+/// 3 steps and one is lost after step 7; the survivor continues alone from the commit of step 6
+/// (every stream's state, re-cut for one rank) and ends bit-identical to the same schedule
+/// replayed through a checkpoint file.
+#[test]
+fn an_elastic_language_model_carries_its_streams_through_a_shrink() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, ringtrain_data::synth::keyed_lines(300, 5)).unwrap();
+    let spec_for = |run: &str, world: usize| {
+        let toml = format!(
+            "seed = 6\n[model]\ncell = \"lstm\"\nhidden = 16\nembedding_dim = 8\n\
+             [task]\nkind = \"language_model\"\nbptt = 10\n\
+             [data]\npath = {corpus:?}\nsplit = [0.8, 0.1, 0.1]\n\
+             [train]\nepochs = 2\nbatch_size = 8\noptimizer = {{ kind = \"adam\", lr = 0.01 }}\n\
+             [parallel]\ndata = {world}\nelastic = {{ min = 1, max = 2, commit_every = 3 }}\n\
+             [checkpoint]\ndir = {ckpt:?}\n",
+            corpus = corpus.display().to_string(),
+            ckpt = dir.path().join(run).display().to_string()
+        );
+        parse_str(&toml, SpecFormat::Toml, "<test>", "lm").unwrap()
+    };
+    let slots: Vec<Arc<ringtrain_train::CommitSlot>> = (0..2)
+        .map(|_| Arc::new(ringtrain_train::CommitSlot::new()))
+        .collect();
+    let elastic = |slot: usize, attempt: u32, halt: Option<u64>| TrainOptions {
+        halt_after_steps: halt,
+        run_id: Some("job-lm".into()),
+        commit: Some(slots[slot].clone()),
+        attempt,
+        ..options(None)
+    };
+    for r in replicas(&spec_for("elastic", 2), 2, 1, |rank| {
+        (elastic(rank, 1, Some(7)), 0.0)
+    }) {
+        assert_eq!(r.unwrap().steps, 7);
+    }
+    let alone = replicas(&spec_for("elastic", 1), 1, 1, |_| {
+        (elastic(1, 2, None), 0.0)
+    })
+    .pop()
+    .unwrap()
+    .unwrap();
+    let replay = dir.path().join("replay");
+    let from = |halt: Option<u64>, resume: bool| TrainOptions {
+        halt_after_steps: halt,
+        resume: resume.then(|| replay.clone()),
+        ..options(None)
+    };
+    let plain = |world: usize| {
+        let mut s = spec_for("replay", world);
+        s.parallel.elastic = None;
+        s
+    };
+    for r in replicas(&plain(2), 2, 1, |_| (from(Some(6), false), 0.0)) {
+        assert_eq!(r.unwrap().steps, 6);
+    }
+    let ckpt = Checkpoint::load(&replay.join("latest.ckpt")).unwrap();
+    assert!(
+        !ckpt.carried.is_empty(),
+        "halted mid-epoch with carried state"
+    );
+    let replayed = replicas(&plain(1), 1, 1, |_| (from(None, true), 0.0))
+        .pop()
+        .unwrap()
+        .unwrap();
+    assert_eq!(alone.steps, replayed.steps);
+    assert_eq!(
+        alone.params.iter().map(|p| p.to_bits()).collect::<Vec<_>>(),
+        replayed
+            .params
+            .iter()
+            .map(|p| p.to_bits())
+            .collect::<Vec<_>>(),
+        "elastic language model vs the same schedule through a checkpoint file"
+    );
+}

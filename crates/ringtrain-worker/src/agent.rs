@@ -545,6 +545,15 @@ async fn heartbeat_loop(
                     c.request_abort(StopCause::Coordinator(
                         "the coordinator no longer knows this worker".into(),
                     ));
+                    // Register again only once the aborted rank is gone: a new registration
+                    // is idle to the coordinator, which may hand it a rank at once (an elastic
+                    // job growing back), and a worker still busy would have to refuse it.
+                    if let Some(task) = job_task.as_mut() {
+                        let limit = c.collective_timeout + STOP_GRACE;
+                        if tokio::time::timeout(limit, task).await.is_err() {
+                            tracing::warn!(after = ?limit, "the aborted rank did not end in time; registering anyway");
+                        }
+                    }
                 }
                 parts.metrics_addr = shared.metrics_addr;
                 match register(&parts, None, &mut shutdown).await {

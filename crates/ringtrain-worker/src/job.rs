@@ -534,12 +534,10 @@ fn stop_reason(stop: StopReason) -> &'static str {
 /// The result a rank reports; only rank 0 (`lead`) carries metrics and the full report.
 pub(crate) fn job_result(report: &TrainReport, lead: bool) -> pb::JobResult {
     let (metrics, report_json) = if lead {
-        // The same text `train` writes to metrics.json.
-        let json = serde_json::to_string_pretty(report).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "report not serializable");
-            String::new()
-        });
-        (headline_metrics(report).into_iter().collect(), json)
+        (
+            headline_metrics(report).into_iter().collect(),
+            report_text(report),
+        )
     } else {
         (Default::default(), String::new())
     };
@@ -551,6 +549,49 @@ pub(crate) fn job_result(report: &TrainReport, lead: bool) -> pb::JobResult {
         stop_reason: stop_reason(report.stop).to_string(),
         samples_per_sec: report.samples_per_sec,
     }
+}
+
+/// The report as `train` writes it to metrics.json, fitted to the coordinator's limit
+/// ([`ringtrain_proto::MAX_REPORT_JSON_BYTES`]): a run of many short epochs (thousands of
+/// epoch records) keeps its first epoch and as many of its last ones as fit, with a warning;
+/// metrics.json on disk keeps them all. Without this the coordinator would refuse the result
+/// and the rank would count as one that never reported.
+fn report_text(report: &TrainReport) -> String {
+    let text = |r: &TrainReport| {
+        serde_json::to_string_pretty(r).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "report not serializable");
+            String::new()
+        })
+    };
+    let full = text(report);
+    if full.len() <= ringtrain_proto::MAX_REPORT_JSON_BYTES {
+        return full;
+    }
+    let epochs = report.history.len();
+    let mut keep = epochs;
+    let mut short = report.clone();
+    while keep > 1 {
+        keep /= 2;
+        short.history = report.history[..1]
+            .iter()
+            .chain(&report.history[epochs - keep..])
+            .cloned()
+            .collect();
+        let t = text(&short);
+        if t.len() <= ringtrain_proto::MAX_REPORT_JSON_BYTES {
+            tracing::warn!(
+                epochs,
+                kept = short.history.len(),
+                bytes = full.len(),
+                "the result's epoch history is cut to the first and the last {keep} epochs to fit \
+                 the coordinator's {} bytes (metrics.json has every epoch)",
+                ringtrain_proto::MAX_REPORT_JSON_BYTES
+            );
+            return t;
+        }
+    }
+    short.history.clear();
+    text(&short)
 }
 
 /// Sends the rank's one result, retrying transient failures a few times.
@@ -1041,5 +1082,63 @@ impl Observer for RankObserver {
             tracing::info!(rank = self.rank, "{line}");
             self.progress.log(pb::LogLevel::Info, line, self.rank);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(epochs: u32) -> TrainReport {
+        TrainReport {
+            name: "long".into(),
+            stop: StopReason::MaxSteps,
+            steps: u64::from(epochs) * 30,
+            history: (0..epochs)
+                .map(|e| EpochRecord {
+                    epoch: e,
+                    step: u64::from(e + 1) * 30,
+                    train_loss: 0.125,
+                    val_loss: Some(0.25),
+                    val_metrics: vec![("val_rmse".into(), 0.5)],
+                    lr: 0.01,
+                })
+                .collect(),
+            evaluated_epoch: Some(epochs - 1),
+            val: None,
+            test: None,
+            checkpoint_dir: PathBuf::from("/tmp/runs/long"),
+            samples_per_sec: 1000.0,
+            params: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_report_of_thousands_of_epochs_is_cut_to_fit_the_coordinator() {
+        let short = report(10);
+        assert_eq!(
+            report_text(&short),
+            serde_json::to_string_pretty(&short).unwrap()
+        );
+        let long = report(20_000);
+        assert!(
+            serde_json::to_string_pretty(&long).unwrap().len()
+                > ringtrain_proto::MAX_REPORT_JSON_BYTES
+        );
+        let text = report_text(&long);
+        assert!(
+            text.len() <= ringtrain_proto::MAX_REPORT_JSON_BYTES,
+            "{}",
+            text.len()
+        );
+        let back: TrainReport = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.steps, long.steps);
+        assert_eq!(back.history.first(), long.history.first());
+        assert_eq!(back.history.last(), long.history.last());
+        assert!(
+            back.history.len() > 1000,
+            "{} epochs kept",
+            back.history.len()
+        );
     }
 }
