@@ -4,8 +4,10 @@
 //! trained twice or never. A step an attempt took and a later attempt took again (it resumed
 //! from an earlier commit or checkpoint) counts once, from the later attempt.
 //!
-//! Lines are written unbuffered, one `write` per step, so a rank killed with SIGKILL leaves
-//! every step it finished on record.
+//! A rank writes a step's line before it takes the step (unbuffered, one `write`): a step
+//! completes only once every rank's gradient entered the all-reduce, so every completed step
+//! has every rank's line even when a rank is killed right after contributing; a step that no
+//! rank completed was taken again by the next attempt, whose lines count.
 
 use crate::checkpoint::CheckpointError;
 use std::collections::BTreeMap;

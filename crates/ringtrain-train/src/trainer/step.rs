@@ -39,6 +39,14 @@ impl Run<'_> {
             dropout_seed: dropout_seed(spec.seed, self.progress.step),
         };
         let step = self.progress.step + 1;
+        // Recorded before the step: a step completes on any rank only once every rank's
+        // gradient entered the all-reduce, so a completed step has every rank's line even when
+        // a rank dies right after contributing (a line written after the step would be lost
+        // with it); a step no rank completed is taken again by the next attempt, whose lines
+        // count instead.
+        if let Some(log) = &mut self.samples_log {
+            log.record(self.progress.epoch, step, idx)?;
+        }
         self.observer.on_step_start(step);
         let step_started = SystemTime::now();
         let stop_flag = self
@@ -92,9 +100,6 @@ impl Run<'_> {
                 step,
                 &mut *self.observer,
             )?;
-        }
-        if let Some(log) = &mut self.samples_log {
-            log.record(self.progress.epoch, step, idx)?;
         }
         let every = spec.checkpoint.every_steps;
         if every > 0 && self.progress.step.is_multiple_of(every) {
