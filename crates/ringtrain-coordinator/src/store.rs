@@ -1448,8 +1448,11 @@ mod tests {
         let jobs = store.load().unwrap().jobs;
         assert_eq!(jobs.iter().find(|j| j.id == old).unwrap().elastic, None);
         let elastic = Elastic {
-            min: 2,
-            max: 4,
+            bounds: ringtrain_spec::ElasticSpec {
+                min: 2,
+                max: 4,
+                commit_every: 5,
+            },
             batch: 8,
             grows: 3,
             growing: true,

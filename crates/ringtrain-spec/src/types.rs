@@ -874,6 +874,17 @@ pub struct LimitsSpec {
 }
 
 impl LimitsSpec {
+    /// Each limit of `self` capped by `ceiling`'s (a worker's own limits, or the submitted
+    /// spec's limits bounding a checkpoint's stored spec).
+    pub fn capped_by(&self, ceiling: &LimitsSpec) -> LimitsSpec {
+        LimitsSpec {
+            max_parameters: self.max_parameters.min(ceiling.max_parameters),
+            max_memory_bytes: self.max_memory_bytes.min(ceiling.max_memory_bytes),
+            max_vocab: self.max_vocab.min(ceiling.max_vocab),
+            max_data_bytes: self.max_data_bytes.min(ceiling.max_data_bytes),
+        }
+    }
+
     /// Default `limits.max_parameters`: 250 million (4 GB with gradients and Adam state).
     pub const DEFAULT_MAX_PARAMETERS: u64 = 250_000_000;
     /// Default `limits.max_memory_mb`: 12 GiB, half of a 24 GiB machine (the estimate is

@@ -381,7 +381,7 @@ impl Checkpoint {
     /// As [`Checkpoint::load`].
     pub fn load_within(path: &Path, ceiling: &LimitsSpec) -> Result<Checkpoint, CheckpointError> {
         let c = Checkpoint::load_unchecked_spec(path)?;
-        c.check_spec(path, &lower_limits(&c.header.spec.limits, ceiling))?;
+        c.check_spec(path, &c.header.spec.limits.capped_by(ceiling))?;
         Ok(c)
     }
 
@@ -423,7 +423,7 @@ impl Checkpoint {
         ceiling: &LimitsSpec,
     ) -> Result<Checkpoint, CheckpointError> {
         let c = Checkpoint::from_bytes_unchecked_spec(bytes, origin)?;
-        c.check_spec(origin, &lower_limits(&c.header.spec.limits, ceiling))?;
+        c.check_spec(origin, &c.header.spec.limits.capped_by(ceiling))?;
         Ok(c)
     }
 
@@ -673,15 +673,5 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     match std::fs::File::open(dir) {
         Ok(d) => d.sync_all().or(Ok(())),
         Err(_) => Ok(()),
-    }
-}
-
-/// Each limit of `own` capped by `ceiling`.
-fn lower_limits(own: &LimitsSpec, ceiling: &LimitsSpec) -> LimitsSpec {
-    LimitsSpec {
-        max_parameters: own.max_parameters.min(ceiling.max_parameters),
-        max_memory_bytes: own.max_memory_bytes.min(ceiling.max_memory_bytes),
-        max_vocab: own.max_vocab.min(ceiling.max_vocab),
-        max_data_bytes: own.max_data_bytes.min(ceiling.max_data_bytes),
     }
 }

@@ -15,7 +15,7 @@
 //! is still trained exactly once.
 
 use crate::checkpoint::{Checkpoint, MAX_HEADER_BYTES};
-use crate::error::TrainError;
+use crate::error::{TrainError, collective};
 use crate::group::{Group, GroupError};
 use ringtrain_spec::LimitsSpec;
 use std::path::PathBuf;
@@ -176,11 +176,6 @@ pub(crate) fn agree(
         holder,
         holders,
     }))
-}
-
-fn collective(what: impl Into<String>) -> impl FnOnce(GroupError) -> TrainError {
-    let what = what.into();
-    move |source| TrainError::Collective { what, source }
 }
 
 /// Three bytes per value: integers below 2^24 are exact in f32 (the collective moves f32).

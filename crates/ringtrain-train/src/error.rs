@@ -407,3 +407,9 @@ pub enum ExportError {
         reason: String,
     },
 }
+
+/// Maps a group error of the collective call `what` to [`TrainError::Collective`].
+pub(crate) fn collective(what: impl Into<String>) -> impl FnOnce(GroupError) -> TrainError {
+    let what = what.into();
+    move |source| TrainError::Collective { what, source }
+}

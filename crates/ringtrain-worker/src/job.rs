@@ -156,7 +156,7 @@ fn prepare(
     // Before anything is allocated for the job: a spec that fits the coordinator's defaults (or
     // raised its own limits) may still be too big for this machine. Failing the job here keeps
     // the worker alive; an allocation that fails later inside burn would abort the process.
-    let limits = lower_limits(&spec.limits, ceiling);
+    let limits = spec.limits.capped_by(ceiling);
     let over = ringtrain_spec::check_budget(&spec, &limits);
     if !over.is_empty() {
         let reasons: Vec<String> = over.iter().map(ToString::to_string).collect();
@@ -182,16 +182,6 @@ fn prepare(
     spec.resolve_paths(&base);
     spec.checkpoint.dir = spec.checkpoint.dir.join(&a.job_id);
     Ok((spec, base))
-}
-
-/// Each limit of `own` capped by `ceiling`.
-fn lower_limits(own: &LimitsSpec, ceiling: &LimitsSpec) -> LimitsSpec {
-    LimitsSpec {
-        max_parameters: own.max_parameters.min(ceiling.max_parameters),
-        max_memory_bytes: own.max_memory_bytes.min(ceiling.max_memory_bytes),
-        max_vocab: own.max_vocab.min(ceiling.max_vocab),
-        max_data_bytes: own.max_data_bytes.min(ceiling.max_data_bytes),
-    }
 }
 
 /// `path` with `.`/`..` folded, its longest existing prefix canonicalized (symlinks followed)

@@ -444,7 +444,7 @@ impl Machine {
             let alive = self.workers.values().filter(|w| w.lost.is_none()).count();
             return Err(format!(
                 "needs at least {} workers (parallel.elastic.min), {} of {alive} alive {} idle",
-                e.min,
+                e.bounds.min,
                 idle.len(),
                 if alive == 1 { "is" } else { "are" }
             ));

@@ -329,12 +329,10 @@ pub struct Job {
 /// An elastic job's bounds and re-forming state (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Elastic {
-    /// Fewest workers it trains on.
-    pub min: u32,
-    /// Most workers it trains on.
-    pub max: u32,
-    /// Its global batch: a world must divide it.
-    pub batch: u64,
+    /// The spec's `parallel.elastic`.
+    pub bounds: ringtrain_spec::ElasticSpec,
+    /// Its global batch (`train.batch_size`): a world must divide it.
+    pub batch: usize,
     /// Attempts that ended because the job grew (not failures: they do not count against
     /// `max_restarts`).
     pub grows: u32,
@@ -347,20 +345,20 @@ pub struct Elastic {
 impl Elastic {
     /// The bounds of `spec`'s `parallel.elastic`, if it has any.
     pub fn of(spec: &ringtrain_spec::JobSpec) -> Option<Elastic> {
-        spec.parallel.elastic.map(|e| Elastic {
-            min: u32::try_from(e.min).unwrap_or(u32::MAX),
-            max: u32::try_from(e.max).unwrap_or(u32::MAX),
-            batch: spec.train.batch_size as u64,
+        spec.parallel.elastic.map(|bounds| Elastic {
+            bounds,
+            batch: spec.train.batch_size,
             grows: 0,
             growing: false,
         })
     }
 
-    /// The largest allowed world of at most `available` workers.
+    /// The largest allowed world of at most `available` workers
+    /// ([`ringtrain_spec::ElasticSpec::world_for`]).
     pub fn world_for(&self, available: usize) -> Option<u32> {
-        (self.min..=self.max.min(u32::try_from(available).unwrap_or(u32::MAX)))
-            .rev()
-            .find(|w| self.batch.is_multiple_of(u64::from(*w)))
+        self.bounds
+            .world_for(self.batch, available)
+            .and_then(|w| u32::try_from(w).ok())
     }
 }
 

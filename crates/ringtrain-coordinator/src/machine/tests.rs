@@ -948,9 +948,12 @@ fn elastic_job(min: u32, max: u32, batch: u64, max_restarts: u32) -> NewJob {
     NewJob {
         max_restarts,
         elastic: Some(Elastic {
-            min,
-            max,
-            batch,
+            bounds: ringtrain_spec::ElasticSpec {
+                min: min as usize,
+                max: max as usize,
+                commit_every: 10,
+            },
+            batch: batch as usize,
             grows: 0,
             growing: false,
         }),

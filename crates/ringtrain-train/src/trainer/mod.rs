@@ -26,7 +26,7 @@ mod trainee;
 
 use crate::checkpoint::EpochRecord;
 use crate::error::TrainError;
-use crate::group::{Group, GroupError, Solo};
+use crate::group::{Group, Solo};
 pub use crate::learner::dropout_seed;
 use crate::learner::{GradientHook, StepStats};
 use crate::pipeline::{PipelineStepStats, StageLink};
@@ -368,10 +368,7 @@ fn emit_step_spans(observer: &mut dyn Observer, step: u64, start: SystemTime, st
     }
 }
 
-pub(crate) fn collective(what: impl Into<String>) -> impl FnOnce(GroupError) -> TrainError {
-    let what = what.into();
-    move |source| TrainError::Collective { what, source }
-}
+pub(crate) use crate::error::collective;
 
 /// The loop: set up, steps until the epoch ends or the run stops, the epoch's end, and the
 /// run's end.
