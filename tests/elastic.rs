@@ -15,18 +15,11 @@
 mod common;
 
 use common::cluster_spec;
-use common::services::{COORDINATOR_HOST, Cluster, Flags, worker_host};
+use common::faults::{Fault, now_ms};
+use common::services::{Cluster, Flags};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Wall-clock milliseconds, comparable with the coordinator's `history[].at_ms`.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use std::time::{Duration, Instant};
 
 /// An elastic job on the bundled seasonal series: `min..=max` workers, global batch 12, a commit
 /// every 20 steps, `steps` steps, every rank's sample ids recorded.
@@ -215,49 +208,6 @@ fn an_elastic_job_below_min_waits_with_its_reason_and_resumes() {
     assert_eq!(assert_exactly_once(&run_dir(&spec, &id)), 8_000 * 12);
     cluster.wait_idle_workers(2);
     cluster.stop();
-}
-
-/// A fault injected into one worker of an elastic job.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    /// SIGKILL, then the worker started again (a new registration).
-    Kill,
-    /// Its link cut both ways (connections half-open), then restored.
-    Cut,
-    /// Its outbound traffic dropped, then restored.
-    CutOutbound,
-    /// SIGSTOP, then SIGCONT.
-    Stall,
-    /// The coordinator cut off from it past a lease, then reconnected.
-    CoordinatorCut,
-}
-
-impl Fault {
-    fn inject(self, c: &mut Cluster, victim: usize) {
-        let host = worker_host(victim);
-        let net = c.net.as_ref().unwrap();
-        match self {
-            Fault::Kill => c.workers[victim].kill9(),
-            Fault::Cut => net.cut(host),
-            Fault::CutOutbound => net.cut_outbound(host),
-            Fault::Stall => c.workers[victim].signal("STOP"),
-            Fault::CoordinatorCut => net.cut_between(COORDINATOR_HOST, host),
-        }
-    }
-
-    fn heal(self, c: &mut Cluster, victim: usize) {
-        let host = worker_host(victim);
-        let net = c.net.as_ref().unwrap();
-        match self {
-            Fault::Kill => c.restart_worker(victim),
-            Fault::Cut | Fault::CutOutbound => net.restore(host),
-            Fault::Stall => c.workers[victim].signal("CONT"),
-            Fault::CoordinatorCut => {
-                net.restore(COORDINATOR_HOST);
-                net.restore(host);
-            }
-        }
-    }
 }
 
 /// Random faults of five kinds against one elastic job on 3 workers (`min` 2): after each, the

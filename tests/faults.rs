@@ -16,19 +16,12 @@
 
 mod common;
 
+use common::faults::{Fault, now_ms};
 use common::services::{COORDINATOR_HOST, Cluster, Flags, worker_host};
 use common::{assert_same_training, cluster_spec, max_abs_diff, params, run_dir_of_job, run_train};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Wall-clock milliseconds, comparable with the coordinator's `history[].at_ms`.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use std::time::Duration;
 
 /// A two-rank data-parallel job of `steps` steps that may restart once (checkpoints every 10
 /// steps), and the one-process spec it must end like.
@@ -76,51 +69,6 @@ fn assert_same_as_without_faults(cluster: &Cluster, done: &Value, faulty: &Path,
         &params(&run_dir_of_job(&runs(calm))),
     );
     assert_eq!(diff, 0.0, "with faults vs without: max abs diff {diff}");
-}
-
-/// A fault injected into one worker.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    /// A worker's link cut both ways.
-    Cut,
-    /// A worker's outbound traffic dropped.
-    CutOutbound,
-    /// A worker stopped with SIGSTOP, then resumed.
-    Stall,
-    /// The coordinator cut off from a worker for longer than a lease.
-    CoordinatorCut,
-    /// A worker killed with SIGKILL and started again.
-    Kill,
-}
-
-impl Fault {
-    /// Injects the fault into worker `victim`.
-    fn inject(self, c: &mut Cluster, victim: usize) {
-        let host = worker_host(victim);
-        let net = c.net.as_ref().unwrap();
-        match self {
-            Fault::Cut => net.cut(host),
-            Fault::CutOutbound => net.cut_outbound(host),
-            Fault::Stall => c.workers[victim].signal("STOP"),
-            Fault::CoordinatorCut => net.cut_between(COORDINATOR_HOST, host),
-            Fault::Kill => c.workers[victim].kill9(),
-        }
-    }
-
-    /// Ends the fault: the link restored, the process resumed or started again.
-    fn heal(self, c: &mut Cluster, victim: usize) {
-        let host = worker_host(victim);
-        let net = c.net.as_ref().unwrap();
-        match self {
-            Fault::Cut | Fault::CutOutbound => net.restore(host),
-            Fault::Stall => c.workers[victim].signal("CONT"),
-            Fault::CoordinatorCut => {
-                net.restore(COORDINATOR_HOST);
-                net.restore(host);
-            }
-            Fault::Kill => c.restart_worker(victim),
-        }
-    }
 }
 
 /// What happened to a job across one fault.

@@ -3,8 +3,9 @@
 //! must succeed or fail, running a job through `ringtrain local` and through `ringtrain train`,
 //! and comparing the parameters their checkpoints end with. `services` starts real coordinator and
 //! worker processes with extra flags per process kind (on 127.0.0.1, or each on a host of its
-//! own: `netns` makes those hosts with network namespaces and cuts their links); `tls` makes
-//! throwaway certificates and the flags of a TLS or mutual-TLS cluster.
+//! own: `netns` makes those hosts with network namespaces and cuts their links; `faults` injects
+//! and heals the faults the fault and elastic tests use); `tls` makes throwaway certificates and
+//! the flags of a TLS or mutual-TLS cluster.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -213,6 +214,7 @@ dir = "{ckpt}"
     path
 }
 
+pub mod faults;
 pub mod netns;
 pub mod services;
 pub mod tls;

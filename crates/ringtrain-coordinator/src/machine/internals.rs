@@ -358,55 +358,50 @@ impl Machine {
             }
         }
         for (num, why) in &elastic_waiting {
-            let job = self.jobs.get_mut(num).expect("listed");
-            let reason = if job.attempt > 0 {
-                format!("elastic: re-forming after attempt {}: {why}", job.attempt)
+            let attempt = self.jobs[num].attempt;
+            let reason = if attempt > 0 {
+                format!("elastic: re-forming after attempt {attempt}: {why}")
             } else {
                 format!("elastic: {why}")
             };
-            if job.reason != reason {
-                job.reason = reason;
-                let id = job.id.clone();
-                self.effects.push(Effect::SaveJob(id.clone()));
-                self.effects.push(Effect::Publish {
-                    job: id,
-                    change: JobChange::Progress,
-                    log: None,
-                });
-            }
+            self.set_queue_reason(*num, reason);
         }
         if waiting.is_empty() && elastic_waiting.is_empty() {
             self.grow_elastic(&idle, now);
         }
         // Reasons after the pass, so they count the workers left idle by backfilled jobs.
         for num in waiting {
-            let world = self.jobs[&num].world as usize;
-            {
-                let mut reason = format!(
-                    "needs {world} worker{}, {} of {alive} alive {} idle",
-                    if world == 1 { "" } else { "s" },
-                    idle.len(),
-                    if alive == 1 { "is" } else { "are" }
+            let job = &self.jobs[&num];
+            let world = job.world as usize;
+            let mut reason = format!(
+                "needs {world} worker{}, {} of {alive} alive {} idle",
+                if world == 1 { "" } else { "s" },
+                idle.len(),
+                if alive == 1 { "is" } else { "are" }
+            );
+            if job.attempt > 0 {
+                // Waiting for a restart: say so, the failure is in the history.
+                reason = format!(
+                    "restart {} of {} after attempt {} failed: {reason}",
+                    job.attempt, job.max_restarts, job.attempt
                 );
-                let job = self.jobs.get_mut(&num).expect("listed");
-                if job.attempt > 0 {
-                    // Waiting for a restart: say so, the failure is in the history.
-                    reason = format!(
-                        "restart {} of {} after attempt {} failed: {reason}",
-                        job.attempt, job.max_restarts, job.attempt
-                    );
-                }
-                if job.reason != reason {
-                    job.reason = reason;
-                    let id = job.id.clone();
-                    self.effects.push(Effect::SaveJob(id.clone()));
-                    self.effects.push(Effect::Publish {
-                        job: id,
-                        change: JobChange::Progress,
-                        log: None,
-                    });
-                }
             }
+            self.set_queue_reason(num, reason);
+        }
+    }
+
+    /// Sets a queued job's reason, saving and publishing it when it changed.
+    fn set_queue_reason(&mut self, num: u64, reason: String) {
+        let job = self.jobs.get_mut(&num).expect("listed");
+        if job.reason != reason {
+            job.reason = reason;
+            let id = job.id.clone();
+            self.effects.push(Effect::SaveJob(id.clone()));
+            self.effects.push(Effect::Publish {
+                job: id,
+                change: JobChange::Progress,
+                log: None,
+            });
         }
     }
 
